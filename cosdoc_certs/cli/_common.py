@@ -1,0 +1,103 @@
+"""What every CLI command shares: exit codes, error reporting, passwords, JSON output.
+
+Commands stay thin: they parse options, call the library and render. Domain errors become
+one line on stderr and a meaningful exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from cosdoc_certs.errors import CosDocCertsError, InputError
+from cosdoc_certs.findings import Severity
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class ExitCode(enum.IntEnum):
+    """The CLI's exit codes, documented in ``cosdoc-certs --help``."""
+
+    OK = 0
+    WARNINGS = 1  # checks found warnings (e.g. a certificate expires within the warning window)
+    USAGE = 2  # click's own code for wrong options
+    PROBLEMS = 3  # checks found errors (expired certificate, wrong role, unreadable key...)
+    FAILED = 4  # could not do it: bad input, unreachable host, refused credentials
+    ROLLED_BACK = 5  # apply failed and the host was restored to its original state
+    NEEDS_HUMAN = 6  # apply failed and the rollback failed too: read the journal
+
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 ok; 1 warnings found; 2 wrong usage; 3 problems found; "
+    "4 could not do it (bad input, host unreachable); 5 apply failed and was rolled back; "
+    "6 apply and rollback failed."
+)
+
+
+def exit_code_for(severity: Severity | None) -> ExitCode:
+    """The exit code a check command returns for the worst finding it made."""
+    if severity is Severity.ERROR:
+        return ExitCode.PROBLEMS
+    if severity is Severity.WARNING:
+        return ExitCode.WARNINGS
+    return ExitCode.OK
+
+
+def reports_errors(command: F) -> F:
+    """Turn :class:`CosDocCertsError` into one line on stderr and its exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except CosDocCertsError as error:
+            click.echo(f"error: {error}", err=True)
+            sys.exit(error.exit_code)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def read_password(password_env: str | None, prompt: str, *, required: bool = True) -> str | None:
+    """A password from the environment variable ``password_env`` or a hidden prompt.
+
+    Passwords are never taken from argv (process lists show argv to every user).
+    """
+    if password_env:
+        value = os.environ.get(password_env)
+        if value is None:
+            raise InputError(
+                f"environment variable {password_env} is not set",
+                f"export {password_env}=... first, or leave out --password-env to be asked",
+            )
+        return value
+    if not sys.stdin.isatty():
+        if required:
+            raise InputError(
+                "a password is needed and there is no terminal to ask on",
+                "pass --password-env VAR with the password in that environment variable",
+            )
+        return None
+    value = click.prompt(prompt, hide_input=True, default="", show_default=False)
+    return str(value)
+
+
+def password_env_option(
+    help_text: str = "Read the password from this environment variable instead of prompting.",
+) -> Callable[[F], F]:
+    """The ``--password-env VAR`` option shared by commands that open PFX files."""
+    return click.option("--password-env", metavar="VAR", default=None, help=help_text)
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+
+
+def echo_json(document: object) -> None:
+    """Print ``document`` as indented JSON on stdout."""
+    click.echo(json.dumps(document, indent=2, ensure_ascii=False, default=str))

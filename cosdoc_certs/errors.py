@@ -1,0 +1,54 @@
+"""Domain errors: every failure a user can meet says what went wrong and what to do next.
+
+The CLI prints ``str(error)`` as one line and exits non-zero; library callers catch
+:class:`CosDocCertsError`. Messages never carry secrets (passwords, keys, config values
+that may hold connection strings).
+"""
+
+from __future__ import annotations
+
+
+class CosDocCertsError(Exception):
+    """Base of every error this package raises on purpose.
+
+    ``problem`` says what was wrong, ``hint`` what the user can do about it.
+    """
+
+    exit_code = 4
+
+    def __init__(self, problem: str, hint: str = "") -> None:
+        self.problem = problem
+        self.hint = hint
+        super().__init__(f"{problem} — {hint}" if hint else problem)
+
+
+class InputError(CosDocCertsError):
+    """A file, password, option or setting given by the user cannot be used."""
+
+
+class CertificateLoadError(InputError):
+    """A certificate or key file cannot be read (format, password, content)."""
+
+
+class ThumbprintError(InputError):
+    """A thumbprint is not 40 hex digits once invisible characters are removed."""
+
+
+class ConfigFileError(InputError):
+    """An appsettings.json or env file cannot be parsed or edited as asked."""
+
+
+class RemoteError(CosDocCertsError):
+    """A remote host could not be reached, refused us, or a remote step failed."""
+
+
+class ApplyError(CosDocCertsError):
+    """Applying a plan failed; the host was rolled back (see ``rolled_back``)."""
+
+    exit_code = 5
+
+    def __init__(self, problem: str, hint: str = "", *, rolled_back: bool = True) -> None:
+        super().__init__(problem, hint)
+        self.rolled_back = rolled_back
+        if not rolled_back:
+            self.exit_code = 6
