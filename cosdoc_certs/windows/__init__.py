@@ -1,0 +1,1 @@
+"""The Windows side: PowerShell remoting (PSRP) to a CosDoc application server."""
