@@ -1,0 +1,158 @@
+"""PKCS#12 (PFX) at the level of safe bags: the parts ``cryptography`` does not offer.
+
+``cryptography`` reads a PFX as one key plus certificates and silently drops a second key,
+and it cannot write a PFX holding two keys. Customers' Buypass files sometimes hold both
+keys of the pair, so this module works on the bags themselves (with asn1crypto): it checks
+the password against the MAC (RFC 7292 appendix B), lists every bag, and merges the bags of
+several PFX files into one with a fresh MAC.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from asn1crypto import cms, core, pkcs12
+
+from cosdoc_certs.errors import CertificateLoadError
+
+logger = logging.getLogger(__name__)
+
+_MAC_KEY_ID = 3
+_MAC_ITERATIONS = 2048
+_HASH_NAMES = {"sha1": "sha1", "sha256": "sha256", "sha384": "sha384", "sha512": "sha512"}
+
+
+def bmp_password(password: bytes | None) -> bytes:
+    """The password as RFC 7292 wants it for key derivation: UTF-16BE plus two zero bytes.
+
+    ``None`` (no password at all) becomes the empty string of bytes, as OpenSSL does.
+    """
+    if password is None:
+        return b""
+    return password.decode("utf-8").encode("utf-16-be") + b"\x00\x00"
+
+
+def pkcs12_kdf(
+    hash_name: str, password: bytes, salt: bytes, iterations: int, key_id: int, length: int
+) -> bytes:
+    """The PKCS#12 key derivation of RFC 7292 appendix B.2 (``password`` already BMP-encoded)."""
+    digest_size = hashlib.new(hash_name).digest_size
+    block_size = hashlib.new(hash_name).block_size
+    diversifier = bytes([key_id]) * block_size
+    salt_part = _repeat_to_blocks(salt, block_size)
+    password_part = _repeat_to_blocks(password, block_size)
+    inputs = bytearray(salt_part + password_part)
+    output = b""
+    while len(output) < length:
+        block = diversifier + bytes(inputs)
+        for _ in range(iterations):
+            block = hashlib.new(hash_name, block).digest()
+        output += block
+        addend = int.from_bytes((block * (block_size // digest_size + 1))[:block_size], "big") + 1
+        for start in range(0, len(inputs), block_size):
+            chunk = int.from_bytes(inputs[start : start + block_size], "big")
+            total = (chunk + addend) % (1 << (8 * block_size))
+            inputs[start : start + block_size] = total.to_bytes(block_size, "big")
+    return output[:length]
+
+
+def _repeat_to_blocks(value: bytes, block_size: int) -> bytes:
+    """``value`` repeated to fill whole blocks (empty stays empty), per RFC 7292 B.2."""
+    if not value:
+        return b""
+    blocks = -(-len(value) // block_size)
+    return (value * (blocks * block_size // len(value) + 1))[: blocks * block_size]
+
+
+def _mac_of(
+    content: bytes, password: bytes | None, hash_name: str, salt: bytes, iterations: int
+) -> bytes:
+    """The HMAC that protects a PFX's authenticated safe."""
+    size = hashlib.new(hash_name).digest_size
+    key = pkcs12_kdf(hash_name, bmp_password(password), salt, iterations, _MAC_KEY_ID, size)
+    return hmac.new(key, content, hash_name).digest()
+
+
+@dataclass(frozen=True)
+class ParsedPfx:
+    """A PFX taken apart: its authenticated safe (list of content infos) and MAC data."""
+
+    pfx: pkcs12.Pfx
+    authenticated_safe: pkcs12.AuthenticatedSafe
+
+    def content_bytes(self) -> bytes:
+        """The octets the MAC is computed over."""
+        return bytes(self.pfx["auth_safe"]["content"].native)
+
+    def has_mac(self) -> bool:
+        """True when the file carries a password MAC (nearly all do)."""
+        return bool(self.pfx["mac_data"].native)
+
+    def mac_matches(self, password: bytes | None) -> bool:
+        """True when ``password`` reproduces the file's MAC (or there is no MAC)."""
+        if not self.has_mac():
+            return True
+        mac_data = self.pfx["mac_data"]
+        algorithm = mac_data["mac"]["digest_algorithm"]["algorithm"].native
+        hash_name = _HASH_NAMES.get(algorithm)
+        if hash_name is None:
+            raise CertificateLoadError(
+                f"the PFX is protected with a MAC algorithm this tool does not know ({algorithm})",
+                "export the PFX again with SHA-1 or SHA-256 integrity (the Windows default)",
+            )
+        expected = mac_data["mac"]["digest"].native
+        computed = _mac_of(
+            self.content_bytes(),
+            password,
+            hash_name,
+            mac_data["mac_salt"].native,
+            mac_data["iterations"].native,
+        )
+        return hmac.compare_digest(expected, computed)
+
+
+def parse_pfx(data: bytes) -> ParsedPfx:
+    """Parse the outer structure of a PFX; raise ``ValueError`` if ``data`` is not one."""
+    pfx = pkcs12.Pfx.load(data, strict=True)
+    if pfx["auth_safe"]["content_type"].native != "data":
+        raise ValueError("public-key integrity mode PFX files are not supported")
+    safe = pkcs12.AuthenticatedSafe.load(bytes(pfx["auth_safe"]["content"].native))
+    safe.native  # noqa: B018 -- forces a full parse so that damage shows up here
+    return ParsedPfx(pfx, safe)
+
+
+def merge_pfx(blobs: Sequence[bytes], password: bytes, *, hash_name: str = "sha256") -> bytes:
+    """One PFX holding every bag of ``blobs`` (all protected by ``password``), with a new MAC.
+
+    This is how a PFX with both Buypass keys is made: neither ``cryptography`` nor
+    ``openssl pkcs12 -export`` writes one directly.
+    """
+    content_infos = []
+    for blob in blobs:
+        parsed = parse_pfx(blob)
+        if not parsed.mac_matches(password):
+            raise CertificateLoadError("a PFX to merge does not open with the given password")
+        content_infos.extend(parsed.authenticated_safe)
+    merged_safe = pkcs12.AuthenticatedSafe([info.copy() for info in content_infos]).dump()
+    salt = os.urandom(16)
+    digest = _mac_of(merged_safe, password, hash_name, salt, _MAC_ITERATIONS)
+    pfx = pkcs12.Pfx(
+        {
+            "version": "v3",
+            "auth_safe": cms.ContentInfo(
+                {"content_type": "data", "content": core.OctetString(merged_safe)}
+            ),
+            "mac_data": {
+                "mac": {"digest_algorithm": {"algorithm": hash_name}, "digest": digest},
+                "mac_salt": salt,
+                "iterations": _MAC_ITERATIONS,
+            },
+        }
+    )
+    logger.debug("merged %d PFX files", len(blobs))
+    return bytes(pfx.dump())
