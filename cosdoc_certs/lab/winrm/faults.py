@@ -1,0 +1,208 @@
+"""Fault injection and call recording for the lab's WinRM endpoint.
+
+:class:`Faults` makes the endpoint misbehave on purpose (a dropped connection at the N-th
+request, latency on every request, a script that fails or is slow) so tests and demos can
+show how the client copes. :class:`CallRecorder` counts what the endpoint saw (requests by
+WS-Management action, shells, pipelines, scripts run) for tests and benchmarks. Both are
+thread-safe: the endpoint serves each HTTP connection on its own thread.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+from collections import Counter
+from dataclasses import dataclass
+
+from cosdoc_certs.lab.winrm.scripts import ScriptCall
+
+log = logging.getLogger(__name__)
+
+
+class DropPoint(enum.Enum):
+    """Whether a dropped request is dropped before or after the endpoint processed it."""
+
+    NONE = "none"
+    BEFORE = "before"
+    AFTER = "after"
+
+
+@dataclass(frozen=True)
+class _DropRule:
+    nth: int
+    action: str | None
+    point: DropPoint
+
+
+class Faults:
+    """Faults the endpoint injects. Change them at any time, from any thread.
+
+    Wrong credentials need no rule: the endpoint answers them with HTTP 401.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._latency = 0.0
+        self._drops: list[_DropRule] = []
+        self._seen: Counter[str | None] = Counter()
+        self._failing: dict[str, str] = {}
+        self._slow: dict[str, float] = {}
+
+    @property
+    def latency_per_request(self) -> float:
+        """Seconds the endpoint waits before handling each request."""
+        with self._lock:
+            return self._latency
+
+    @latency_per_request.setter
+    def latency_per_request(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("latency_per_request must be >= 0 seconds")
+        with self._lock:
+            self._latency = seconds
+
+    def drop_connection_at(self, n: int, *, before: bool = True, action: str | None = None) -> None:
+        """Close the connection at the n-th request (1-based, counted from now).
+
+        ``before=True`` closes it without processing the request; ``before=False`` processes
+        the request (its effects happen) and closes the connection instead of answering.
+        ``action`` (e.g. ``"Command"``) counts only requests of that WS-Management action.
+        """
+        if n < 1:
+            raise ValueError("n counts requests from 1")
+        point = DropPoint.BEFORE if before else DropPoint.AFTER
+        with self._lock:
+            self._drops.append(_DropRule(self._seen[action] + n, action, point))
+
+    def fail_pipeline(self, name: str, message: str) -> None:
+        """Make every run of script ``name`` end with a terminating error ``message``."""
+        with self._lock:
+            self._failing[name] = message
+
+    def slow_pipeline(self, name: str, seconds: float) -> None:
+        """Delay the output of script ``name`` by ``seconds`` (beyond the operation timeout)."""
+        with self._lock:
+            self._slow[name] = seconds
+
+    def clear(self) -> None:
+        """Remove every fault."""
+        with self._lock:
+            self._latency = 0.0
+            self._drops.clear()
+            self._failing.clear()
+            self._slow.clear()
+
+    def on_request(self, action: str) -> DropPoint:
+        """Count a request of ``action`` and say whether to drop its connection."""
+        with self._lock:
+            self._seen[None] += 1
+            self._seen[action] += 1
+            for rule in self._drops:
+                if self._seen[rule.action] == rule.nth and rule.action in (None, action):
+                    self._drops.remove(rule)
+                    log.info("dropping the connection %s request %s", rule.point.value, action)
+                    return rule.point
+        return DropPoint.NONE
+
+    def failure_of(self, name: str) -> str | None:
+        """The injected terminating error for script ``name``, if any."""
+        with self._lock:
+            return self._failing.get(name)
+
+    def delay_of(self, name: str) -> float:
+        """The injected delay in seconds for script ``name`` (0 if none)."""
+        with self._lock:
+            return self._slow.get(name, 0.0)
+
+
+@dataclass(frozen=True)
+class ScriptRun:
+    """One script the endpoint ran: which shell, which pipeline, the call, how it ended."""
+
+    shell_id: str
+    command_id: str
+    call: ScriptCall
+    outcome: str
+
+
+class CallRecorder:
+    """What the endpoint saw, for tests and benchmarks. Thread-safe; ``reset()`` clears it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._requests: Counter[str] = Counter()
+        self._faults: Counter[str] = Counter()
+        self._shells: list[str] = []
+        self._pipelines: list[str] = []
+        self._scripts: list[ScriptRun] = []
+
+    def reset(self) -> None:
+        """Forget everything recorded so far."""
+        with self._lock:
+            self._requests.clear()
+            self._faults.clear()
+            self._shells.clear()
+            self._pipelines.clear()
+            self._scripts.clear()
+
+    def request(self, action: str) -> None:
+        """Record a request of a WS-Management action (``Create``, ``Receive``...)."""
+        with self._lock:
+            self._requests[action] += 1
+
+    def fault(self, kind: str) -> None:
+        """Record a fault the endpoint answered or injected (``OperationTimeout``...)."""
+        with self._lock:
+            self._faults[kind] += 1
+
+    def shell_created(self, shell_id: str) -> None:
+        """Record a new shell (RunspacePool)."""
+        with self._lock:
+            self._shells.append(shell_id)
+
+    def pipeline_created(self, command_id: str) -> None:
+        """Record a new pipeline (Command)."""
+        with self._lock:
+            self._pipelines.append(command_id)
+
+    def script_ran(self, run: ScriptRun) -> None:
+        """Record a finished (or stopped) script run."""
+        with self._lock:
+            self._scripts.append(run)
+
+    @property
+    def requests(self) -> Counter[str]:
+        """Requests by WS-Management action name."""
+        with self._lock:
+            return Counter(self._requests)
+
+    @property
+    def faults(self) -> Counter[str]:
+        """Faults answered or injected, by kind."""
+        with self._lock:
+            return Counter(self._faults)
+
+    @property
+    def shells(self) -> list[str]:
+        """Ids of the shells created, in order."""
+        with self._lock:
+            return list(self._shells)
+
+    @property
+    def pipelines(self) -> list[str]:
+        """Ids of the pipelines created, in order."""
+        with self._lock:
+            return list(self._pipelines)
+
+    @property
+    def scripts(self) -> list[ScriptRun]:
+        """The script runs, in the order they ended."""
+        with self._lock:
+            return list(self._scripts)
+
+    @property
+    def script_names(self) -> list[str]:
+        """Names of the scripts run, in the order they ended."""
+        with self._lock:
+            return [run.call.name for run in self._scripts]

@@ -1,0 +1,371 @@
+"""The lab's WinRM endpoint: an HTTP(S) server on loopback that pypsrp talks to like to Windows.
+
+:class:`WinRMEndpoint` serves WS-Management on ``/wsman`` with basic authentication, over
+plain HTTP or over TLS with a given certificate. Each request is parsed (:mod:`.wsman`),
+routed to its shell (:mod:`.psrp`) and answered; faults are injected and calls recorded
+(:mod:`.faults`). Every connection is served on its own thread, so several clients (each
+with its own RunspacePool) can work at once.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import logging
+import os
+import socket
+import ssl
+import tempfile
+import threading
+import time
+import uuid
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from cosdoc_certs.lab.winrm import wsman
+from cosdoc_certs.lab.winrm.faults import CallRecorder, DropPoint, Faults
+from cosdoc_certs.lab.winrm.psrp import Services, ShellSession
+from cosdoc_certs.lab.winrm.scripts import ScriptRegistry
+
+log = logging.getLogger(__name__)
+
+MAX_ENVELOPE_SIZE_KB = 500  # the WinRM default on Windows Server 2012 and later
+_RECEIVE_MARGIN = 0.25  # answer a long-poll Receive this many seconds before its timeout
+_CONTENT_TYPE = "application/soap+xml;charset=UTF-8"
+
+
+def tls_context(cert_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
+    """A server-side TLS context for the endpoint from a PEM certificate (chain) and key."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with tempfile.TemporaryDirectory(prefix="cosdoc-lab-tls-") as folder:
+        cert_path, key_path = Path(folder, "cert.pem"), Path(folder, "key.pem")
+        cert_path.write_bytes(cert_pem)
+        key_fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(key_fd, "wb") as key_file:
+            key_file.write(key_pem)
+        context.load_cert_chain(cert_path, key_path)
+    return context
+
+
+class WinRMEndpoint:
+    """A WinRM (WS-Management + PSRP) endpoint on 127.0.0.1 running the registry's scripts.
+
+    Use as a context manager, or call :meth:`start` and :meth:`stop`. ``port=0`` picks a free
+    port; ``tls`` (see :func:`tls_context`) switches to HTTPS.
+    """
+
+    def __init__(
+        self,
+        registry: ScriptRegistry,
+        *,
+        username: str,
+        password: str,
+        tls: ssl.SSLContext | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        faults: Faults | None = None,
+    ) -> None:
+        self.registry = registry
+        self.faults = faults if faults is not None else Faults()
+        self.recorder = CallRecorder()
+        self.host = host
+        self._credentials = (username, password)
+        self._tls = tls
+        self._requested_port = port
+        self._services = Services(registry, self.faults, self.recorder)
+        self._shells: dict[str, ShellSession] = {}
+        self._lock = threading.Lock()
+        self._server: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> WinRMEndpoint:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def scheme(self) -> str:
+        """``https`` when serving TLS, else ``http``."""
+        return "https" if self._tls is not None else "http"
+
+    @property
+    def port(self) -> int:
+        """The port the endpoint listens on (known once started)."""
+        if self._server is None:
+            return self._requested_port
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """The WS-Management URL, e.g. ``http://127.0.0.1:54321/wsman``."""
+        return f"{self.scheme}://{self.host}:{self.port}/wsman"
+
+    def start(self) -> None:
+        """Listen and serve in a background thread."""
+        if self._server is not None:
+            return
+        server = _HTTPServer((self.host, self._requested_port), _Handler, self)
+        if self._tls is not None:
+            server.socket = self._tls.wrap_socket(
+                server.socket, server_side=True, do_handshake_on_connect=False
+            )
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, name="lab-winrm", kwargs={"poll_interval": 0.1}
+        )
+        self._thread.daemon = True
+        self._thread.start()
+        log.info("lab WinRM endpoint listening on %s", self.url)
+
+    def stop(self) -> None:
+        """Stop serving, close every shell and every open connection."""
+        server, thread = self._server, self._thread
+        if server is None or thread is None:
+            return
+        server.shutdown()
+        with self._lock:
+            shells = list(self._shells.values())
+            self._shells.clear()
+        for shell in shells:
+            shell.close()
+        server.close_connections()
+        server.server_close()
+        thread.join()
+        self._server = self._thread = None
+        log.info("lab WinRM endpoint stopped")
+
+    def authorised(self, header: str | None) -> bool:
+        """Whether an ``Authorization`` header carries the endpoint's basic credentials."""
+        if not header or not header.startswith("Basic "):
+            return False
+        try:
+            decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        username, _, password = decoded.partition(":")
+        expected_user, expected_password = self._credentials
+        return hmac.compare_digest(username.lower(), expected_user.lower()) & hmac.compare_digest(
+            password.encode(), expected_password.encode()
+        )
+
+    def handle(self, request: wsman.WSManRequest) -> bytes:
+        """Answer one WS-Management request (raises WSManFault for a fault answer)."""
+        handlers = {
+            "Create": self._create,
+            "Command": self._command,
+            "Send": self._send,
+            "Receive": self._receive,
+            "Signal": self._signal,
+            "Delete": self._delete,
+            "Get": self._get,
+        }
+        return handlers[request.action](request)
+
+    def _shell(self, shell_id: str) -> ShellSession:
+        with self._lock:
+            shell = self._shells.get(shell_id.upper())
+        if shell is None:
+            raise wsman.shell_not_found(shell_id)
+        return shell
+
+    def _create(self, request: wsman.WSManRequest) -> bytes:
+        if not request.resource_uri.startswith(wsman.POWERSHELL_RESOURCE_PREFIX):
+            raise wsman.not_supported(f"the resource {request.resource_uri}")
+        shell_el = wsman.find(request.body, "rsp:Shell")
+        creation = wsman.find(request.body, "rsp:Shell/pwsh:creationXml")
+        if shell_el is None or creation is None or not creation.text:
+            raise wsman.invalid_message("Create carries no rsp:Shell with creationXml")
+        shell_id = shell_el.attrib.get("ShellId") or str(uuid.uuid4())
+        shell = ShellSession(shell_id.upper(), self._services)
+        shell.open(_decode(creation.text))
+        with self._lock:
+            self._shells[shell.shell_id] = shell
+        self.recorder.shell_created(shell.shell_id)
+        return wsman.response(
+            request,
+            wsman.resource_created(self.url, request.resource_uri, shell.shell_id),
+            wsman.shell_element(shell.shell_id, request.resource_uri, self._owner(), "Connected"),
+        )
+
+    def _command(self, request: wsman.WSManRequest) -> bytes:
+        shell = self._shell(request.shell_id)
+        line = wsman.find(request.body, "rsp:CommandLine")
+        if line is None:
+            raise wsman.invalid_message("Command carries no rsp:CommandLine")
+        command_id = (line.attrib.get("CommandId") or str(uuid.uuid4())).upper()
+        arguments = b"".join(_decode(a.text or "") for a in wsman.findall(line, "rsp:Arguments"))
+        shell.command(command_id, arguments)
+        return wsman.response(request, wsman.command_response(command_id))
+
+    def _send(self, request: wsman.WSManRequest) -> bytes:
+        shell = self._shell(request.shell_id)
+        for stream in wsman.findall(request.body, "rsp:Send/rsp:Stream"):
+            shell.send(stream.attrib.get("CommandId"), _decode(stream.text or ""))
+        return wsman.response(request, wsman.empty("SendResponse"))
+
+    def _receive(self, request: wsman.WSManRequest) -> bytes:
+        shell = self._shell(request.shell_id)
+        desired = wsman.find(request.body, "rsp:Receive/rsp:DesiredStream")
+        command_id = desired.attrib.get("CommandId") if desired is not None else None
+        server_max = MAX_ENVELOPE_SIZE_KB * 1024
+        envelope = min(request.max_envelope_size or server_max, server_max)
+        timeout = max(0.0, request.operation_timeout - _RECEIVE_MARGIN)
+        data, done = shell.receive(command_id, wsman.base64_budget(envelope), timeout)
+        return wsman.response(request, wsman.receive_response(data, command_id, done))
+
+    def _signal(self, request: wsman.WSManRequest) -> bytes:
+        shell = self._shell(request.shell_id)
+        signal_el = wsman.find(request.body, "rsp:Signal")
+        code = wsman.find(request.body, "rsp:Signal/rsp:Code")
+        if signal_el is None or code is None:
+            raise wsman.invalid_message("Signal carries no rsp:Signal/rsp:Code")
+        shell.signal(signal_el.attrib.get("CommandId", ""), code.text or "")
+        return wsman.response(request, wsman.empty("SignalResponse"))
+
+    def _delete(self, request: wsman.WSManRequest) -> bytes:
+        with self._lock:
+            shell = self._shells.pop(request.shell_id.upper(), None)
+        if shell is None:
+            raise wsman.shell_not_found(request.shell_id)
+        shell.close()
+        return wsman.response(request)
+
+    def _get(self, request: wsman.WSManRequest) -> bytes:
+        if request.resource_uri == wsman.CONFIG_RESOURCE:
+            return wsman.response(request, wsman.config_element(MAX_ENVELOPE_SIZE_KB))
+        if request.resource_uri == wsman.SHELL_RESOURCE and request.shell_id:
+            shell = self._shell(request.shell_id)
+            element = wsman.shell_element(
+                shell.shell_id, wsman.POWERSHELL_RESOURCE_PREFIX, self._owner(), "Connected"
+            )
+            return wsman.response(request, element)
+        raise wsman.not_supported(f"Get on the resource {request.resource_uri}")
+
+    def _owner(self) -> str:
+        return f"LAB\\{self._credentials[0]}"
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(
+        self, address: tuple[str, int], handler: type[_Handler], endpoint: WinRMEndpoint
+    ) -> None:
+        self.endpoint = endpoint
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(address, handler)
+
+    def track(self, connection: socket.socket, open_: bool) -> None:
+        with self._connections_lock:
+            if open_:
+                self._connections.add(connection)
+            else:
+                self._connections.discard(connection)
+
+    def close_connections(self) -> None:
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            _shutdown(connection)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.debug("connection from %s ended with an error", client_address, exc_info=True)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _HTTPServer
+    server_version = "Microsoft-HTTPAPI/2.0"
+    sys_version = ""
+
+    def setup(self) -> None:
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.settimeout(30)
+            self.request.do_handshake()
+            self.request.settimeout(None)
+        self.server.track(self.request, True)
+        super().setup()
+
+    def finish(self) -> None:
+        self.server.track(self.request, False)
+        super().finish()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
+
+    def do_POST(self) -> None:
+        endpoint = self.server.endpoint
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.path.rstrip("/") != "/wsman":
+            self._reply(HTTPStatus.NOT_FOUND, b"")
+            return
+        if not endpoint.authorised(self.headers.get("Authorization")):
+            endpoint.recorder.fault("Unauthorized")
+            self._reply(HTTPStatus.UNAUTHORIZED, b"", {"WWW-Authenticate": 'Basic realm="WSMAN"'})
+            return
+        latency = endpoint.faults.latency_per_request
+        if latency:
+            time.sleep(latency)
+        status, payload, drop = self._answer(endpoint, body)
+        if drop is not DropPoint.NONE:
+            endpoint.recorder.fault(f"DroppedConnection{drop.value.capitalize()}")
+            self.close_connection = True
+            _shutdown(self.request)
+            return
+        self._reply(status, payload)
+
+    def _answer(self, endpoint: WinRMEndpoint, body: bytes) -> tuple[HTTPStatus, bytes, DropPoint]:
+        try:
+            request = wsman.parse_request(body)
+        except wsman.WSManFault as error:
+            endpoint.recorder.fault(error.subcode)
+            return HTTPStatus.INTERNAL_SERVER_ERROR, wsman.fault("", error), DropPoint.NONE
+        endpoint.recorder.request(request.action)
+        drop = endpoint.faults.on_request(request.action)
+        if drop is DropPoint.BEFORE:
+            return HTTPStatus.OK, b"", drop
+        try:
+            return HTTPStatus.OK, endpoint.handle(request), drop
+        except wsman.WSManFault as error:
+            kind = "OperationTimeout" if error.code == wsman.OPERATION_TIMEOUT else error.subcode
+            endpoint.recorder.fault(kind)
+            return HTTPStatus.INTERNAL_SERVER_ERROR, wsman.fault(request.message_id, error), drop
+
+    def _reply(
+        self, status: HTTPStatus, payload: bytes, headers: dict[str, str] | None = None
+    ) -> None:
+        self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        if payload:
+            self.send_header("Content-Type", _CONTENT_TYPE)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+def _decode(text: str) -> bytes:
+    try:
+        return base64.b64decode(text.strip(), validate=True)
+    except binascii.Error:
+        raise wsman.invalid_message("a stream is not valid base64") from None
+
+
+def _shutdown(connection: socket.socket) -> None:
+    try:
+        connection.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        log.debug("connection already closed")
