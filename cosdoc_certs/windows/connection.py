@@ -1,0 +1,373 @@
+"""PowerShell remoting to a CosDoc application server: one pypsrp RunspacePool per host.
+
+:class:`ConnectionOptions` says how to reach a server (HTTPS with certificate validation by
+default; Negotiate/Kerberos/NTLM message encryption over HTTP; plain-HTTP basic only with
+``insecure_http=True``). :class:`WindowsHost` opens one runspace pool for a whole run and runs
+the project's scripts (``cosdoc_certs/windows/scripts/<name>.ps1``) with parameters only —
+values are never pasted into script text — returning the one JSON document each script
+writes. Every failure becomes a :class:`~cosdoc_certs.errors.RemoteError` that says what to
+do; non-terminating PowerShell errors fail the call too (pypsrp does not flag them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib.resources
+import ipaddress
+import json
+import logging
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import TracebackType
+from typing import Any
+
+import requests
+from pypsrp.exceptions import AuthenticationError, WinRMError, WinRMTransportError, WSManFaultError
+from pypsrp.powershell import PowerShell, RunspacePool
+from pypsrp.wsman import WSMan
+
+from cosdoc_certs.errors import InputError, RemoteError
+
+log = logging.getLogger(__name__)
+
+AUTH_METHODS = ("negotiate", "kerberos", "ntlm", "basic", "certificate")
+_MESSAGE_ENCRYPTING_AUTHS = frozenset({"negotiate", "kerberos", "ntlm"})
+_SCRIPT_NAME = re.compile(r"[A-Za-z0-9_-]+")
+_ACCESS_DENIED_FAULT = "5"
+_WINRM_HINT = (
+    "check the host name and port (5986 for HTTPS, 5985 for HTTP), the firewall, and that "
+    "WinRM listens on the server (Enable-PSRemoting; winrm enumerate winrm/config/listener)"
+)
+
+
+class HostUnreachableError(RemoteError):
+    """The WinRM endpoint could not be reached (DNS, refused, timeout, TLS)."""
+
+
+class CredentialsError(RemoteError):
+    """The server refused the user name or password."""
+
+
+class AccessDeniedError(RemoteError):
+    """The account authenticated but may not use PowerShell remoting or do the operation."""
+
+
+class ScriptError(RemoteError):
+    """A project script failed on the server; the message is PowerShell's."""
+
+
+class UnknownScriptError(InputError):
+    """No script with that name ships with this package."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ConnectionOptions:
+    """How to reach one Windows server over WinRM. The password never appears in a repr.
+
+    ``https`` (default) validates the server certificate against the system store or
+    ``ca_bundle``. ``https=False`` is allowed for Negotiate/Kerberos/NTLM (message
+    encryption). ``insecure_http=True`` means plain HTTP without encryption — basic auth
+    readable on the wire: only for the lab or a test VM.
+    """
+
+    server: str
+    port: int | None = None
+    username: str | None = None
+    password: str | None = dataclasses.field(default=None, repr=False)
+    auth: str = "negotiate"
+    https: bool = True
+    ca_bundle: str | None = None
+    insecure_http: bool = False
+    client_certificate: str | None = None
+    client_key: str | None = None
+    connection_timeout: int = 30
+    operation_timeout: int = 20
+    read_timeout: int = 60
+
+    def __post_init__(self) -> None:
+        if self.auth not in AUTH_METHODS:
+            raise InputError(
+                f"unknown authentication {self.auth!r}", f"use one of {', '.join(AUTH_METHODS)}"
+            )
+        if self.read_timeout <= self.operation_timeout:
+            raise InputError(
+                "read_timeout must be longer than operation_timeout",
+                "WinRM long-polls for operation_timeout seconds; give read_timeout more",
+            )
+        if self.uses_tls:
+            return
+        if self.auth == "certificate":
+            raise InputError("certificate authentication needs HTTPS", "leave out --insecure-http")
+        if self.auth not in _MESSAGE_ENCRYPTING_AUTHS and not self.insecure_http:
+            raise InputError(
+                f"{self.auth} authentication over plain HTTP sends the password readable",
+                "use HTTPS (the default) or negotiate/kerberos; for the lab pass --insecure-http",
+            )
+
+    @property
+    def uses_tls(self) -> bool:
+        """True when the connection is HTTPS."""
+        return self.https and not self.insecure_http
+
+    @property
+    def effective_port(self) -> int:
+        """The port: the given one, or WinRM's default for HTTPS (5986) / HTTP (5985)."""
+        if self.port is not None:
+            return self.port
+        return 5986 if self.uses_tls else 5985
+
+    @property
+    def address(self) -> str:
+        """``server:port`` for messages."""
+        return f"{self.server}:{self.effective_port}"
+
+    def wsman(self) -> WSMan:
+        """A pypsrp WSMan transport for these options."""
+        extra: dict[str, Any] = {}
+        if self.auth == "certificate":
+            extra = {
+                "certificate_pem": self.client_certificate,
+                "certificate_key_pem": self.client_key,
+            }
+        return WSMan(
+            self.server,
+            port=self.effective_port,
+            username=self.username,
+            password=self.password,
+            ssl=self.uses_tls,
+            auth=self.auth,
+            cert_validation=self.ca_bundle or True,  # type: ignore[arg-type]  # a path is allowed
+            encryption=self._encryption(),
+            connection_timeout=self.connection_timeout,
+            operation_timeout=self.operation_timeout,
+            read_timeout=self.read_timeout,
+            no_proxy=_is_loopback(self.server),
+            **extra,
+        )
+
+    def _encryption(self) -> str:
+        if self.uses_tls:
+            return "auto"
+        if self.insecure_http and self.auth not in _MESSAGE_ENCRYPTING_AUTHS:
+            return "never"
+        return "always"
+
+
+PoolFactory = Callable[[ConnectionOptions], RunspacePool]
+
+
+def default_pool(options: ConnectionOptions) -> RunspacePool:
+    """A pypsrp RunspacePool over a fresh WSMan transport (the production factory)."""
+    return RunspacePool(options.wsman())
+
+
+class WindowsHost:
+    """One open PowerShell runspace pool on a server, for a whole run. A context manager.
+
+    ``pool_factory`` builds the (not yet opened) RunspacePool; pass another to reuse a
+    transport or wrap it. A host is used from one thread at a time (pypsrp has no locks).
+    """
+
+    def __init__(self, options: ConnectionOptions, *, pool_factory: PoolFactory = default_pool):
+        self.options = options
+        self._pool_factory = pool_factory
+        self._pool: RunspacePool | None = None
+
+    def __repr__(self) -> str:
+        state = "open" if self._pool is not None else "closed"
+        return f"WindowsHost({self.options.address}, user={self.options.username!r}, {state})"
+
+    def __enter__(self) -> WindowsHost:
+        self.open()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def open(self) -> None:
+        """Open the runspace pool (one WinRM shell) on the server."""
+        if self._pool is not None:
+            return
+        with self._remote_errors("open a PowerShell session"):
+            pool = self._pool_factory(self.options)
+            pool.open()
+        self._pool = pool
+        log.info("opened a PowerShell session on %s", self.options.address)
+
+    def close(self) -> None:
+        """Close the runspace pool; errors while closing are logged, not raised."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        try:
+            pool.close()
+        except (WinRMError, requests.RequestException, OSError) as error:
+            log.warning(
+                "closing the PowerShell session on %s failed: %s", self.options.address, error
+            )
+
+    def run_script(self, name: str, **parameters: Any) -> Any:
+        """Run the package script ``name`` with ``parameters``; return its parsed JSON output."""
+        if self._pool is None:
+            raise RemoteError(
+                f"no open session on {self.options.address}", "use WindowsHost as a context manager"
+            )
+        script = load_script(name)
+        shell = PowerShell(self._pool)
+        shell.add_script(script)
+        for parameter, value in parameters.items():
+            shell.add_parameter(parameter, value)
+        log.debug(
+            "running %s on %s (parameters: %s)", name, self.options.address, sorted(parameters)
+        )
+        with self._remote_errors(f"run {name}"):
+            output = shell.invoke()
+        _raise_for_errors(name, self.options.address, shell)
+        return _parse_output(name, output)
+
+    @contextmanager
+    def _remote_errors(self, doing: str) -> Iterator[None]:
+        try:
+            yield
+        except AuthenticationError:
+            raise CredentialsError(
+                f"{self.options.address} refused the credentials of {self.options.username!r}",
+                "check the user name (DOMAIN\\user) and password, and the --auth method",
+            ) from None
+        except WSManFaultError as fault:
+            raise _fault_error(self.options.address, doing, fault) from None
+        except WinRMTransportError as error:
+            raise _http_error(self.options.address, doing, error) from None
+        except requests.exceptions.SSLError as error:
+            raise HostUnreachableError(
+                f"the TLS certificate of {self.options.address} is not trusted ({_reason(error)})",
+                "pass --ca-bundle with the CA that issued the WinRM certificate, "
+                "and connect with the name the certificate was issued to",
+            ) from None
+        except requests.exceptions.Timeout:
+            raise HostUnreachableError(
+                f"{self.options.address} did not answer in time while trying to {doing}",
+                _WINRM_HINT,
+            ) from None
+        except requests.exceptions.ConnectionError as error:
+            raise HostUnreachableError(
+                f"cannot reach {self.options.address}: {_connection_reason(error)}", _WINRM_HINT
+            ) from None
+        except WinRMError as error:
+            raise RemoteError(
+                f"PowerShell remoting on {self.options.address} failed to {doing}: {error}",
+                "try again; if it persists, check the server's WinRM event log",
+            ) from None
+
+
+@functools.cache
+def load_script(name: str) -> str:
+    """The text of the package script ``cosdoc_certs/windows/scripts/<name>.ps1``."""
+    resource = importlib.resources.files("cosdoc_certs.windows") / "scripts" / f"{name}.ps1"
+    if not _SCRIPT_NAME.fullmatch(name) or not resource.is_file():
+        raise UnknownScriptError(
+            f"there is no script named {name!r}", f"known scripts: {', '.join(script_names())}"
+        )
+    return resource.read_text(encoding="utf-8")
+
+
+def script_names() -> list[str]:
+    """The names of the scripts shipped with the package."""
+    folder = importlib.resources.files("cosdoc_certs.windows") / "scripts"
+    return sorted(item.name[:-4] for item in folder.iterdir() if item.name.endswith(".ps1"))
+
+
+def _raise_for_errors(name: str, address: str, shell: PowerShell) -> None:
+    """Fail on a terminating error (had_errors) and on non-terminating ones (streams.error)."""
+    records = list(shell.streams.error)
+    if not shell.had_errors and not records:
+        return
+    messages = [_record_message(record) for record in records] or ["the pipeline failed"]
+    more = f" (and {len(messages) - 1} more error(s))" if len(messages) > 1 else ""
+    raise ScriptError(
+        f"{name} failed on {address}: {messages[0]}{more}",
+        "read the PowerShell message; run the script by hand on the server to see more",
+    )
+
+
+def _record_message(record: Any) -> str:
+    message = getattr(record, "message", None) or str(record)
+    return " ".join(str(message).split())
+
+
+def _parse_output(name: str, output: list[Any]) -> Any:
+    texts = [item for item in output if item is not None]
+    if len(texts) != 1 or not isinstance(texts[0], str):
+        raise ScriptError(
+            f"{name} returned {len(texts)} object(s) instead of one JSON document",
+            "the script on the server is not the one this cosdoc-certs ships; reinstall",
+        )
+    try:
+        return json.loads(texts[0])
+    except json.JSONDecodeError as error:
+        raise ScriptError(
+            f"{name} returned text that is not JSON ({error.msg} at {error.pos})",
+            "the script on the server is not the one this cosdoc-certs ships; reinstall",
+        ) from None
+
+
+def _fault_error(address: str, doing: str, fault: WSManFaultError) -> RemoteError:
+    reason = " ".join(str(fault.reason or fault).split())
+    if str(fault.code) == _ACCESS_DENIED_FAULT or "access is denied" in reason.lower():
+        return AccessDeniedError(
+            f"{address} denied access while trying to {doing}: {reason}",
+            "use an account in the server's Administrators (or Remote Management Users) group",
+        )
+    return RemoteError(
+        f"WinRM on {address} refused to {doing}: {reason}",
+        "check WinRM on the server (winrm get winrm/config) and its event log",
+    )
+
+
+def _http_error(address: str, doing: str, error: WinRMTransportError) -> RemoteError:
+    if error.code == 401:
+        return CredentialsError(
+            f"{address} refused the credentials",
+            "check the user name (DOMAIN\\user), the password and the --auth method",
+        )
+    if error.code == 403:
+        return AccessDeniedError(
+            f"{address} denied access while trying to {doing} (HTTP 403)",
+            "use an account allowed to use PowerShell remoting on the server",
+        )
+    return RemoteError(
+        f"WinRM on {address} answered HTTP {error.code} while trying to {doing}",
+        "check that the address is a WinRM endpoint (path /wsman) and its event log",
+    )
+
+
+def _connection_reason(error: requests.exceptions.ConnectionError) -> str:
+    text = str(error)
+    if "NameResolution" in text or "Name or service not known" in text or "getaddrinfo" in text:
+        return "the host name cannot be resolved"
+    if "refused" in text.lower():
+        return "connection refused (nothing listens on that port)"
+    if "RemoteDisconnected" in text or "reset" in text.lower() or "aborted" in text.lower():
+        return "the server closed the connection"
+    return _reason(error)
+
+
+def _reason(error: Exception) -> str:
+    text = " ".join(str(error).split())
+    return text[:200]
+
+
+def _is_loopback(server: str) -> bool:
+    if server.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(server.strip("[]")).is_loopback
+    except ValueError:
+        return False

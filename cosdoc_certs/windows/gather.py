@@ -1,0 +1,344 @@
+"""The JSON contract of ``gather.ps1``: what a Windows server reports, written down once.
+
+``gather.ps1`` (on a real server) and its lab twin (``cosdoc_certs.lab.twins.gather``) both
+emit this document; :meth:`GatherDocument.from_json` validates and parses it, and
+:meth:`GatherDocument.to_json` writes it (the twin uses that). Field names are the snake_case
+of the document's camelCase keys; dates are ``yyyy-MM-ddTHH:mm:ssZ`` (UTC), bytes base64.
+
+Schema version 1::
+
+    {"schemaVersion": 1, "computerName": str, "gatheredAt": date, "psVersion": str,
+     "services": [{"name", "displayName", "state", "startMode", "account", "pathName",
+                   "installFolder": str|null}],
+     "iis": null | {"sites": [{"name", "id": int, "physicalPath", "appPool"}],
+                    "applications": [{"site", "path", "physicalPath", "appPool"}],
+                    "appPools": [{"name", "state", "identityType", "userName"}],
+                    "bindings": [{"site", "bindingInformation", "sslFlags": int,
+                                  "certificateHash", "certificateStoreName"}],
+                    "sslBindings": [{"ip", "port": int, "host", "thumbprint", "store"}]},
+     "certificates": [{"thumbprint", "der": base64, "hasPrivateKey": bool, "notAfter": date,
+                       "keyStorage": "CNG"|"CAPI"|null, "keyProvider": str|null,
+                       "keyFile": str|null, "readers": [str], "keyError": str|null}],
+     "configFiles": [{"path", "exists": bool, "content": base64|null}]}
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import datetime as dt
+import json
+import ntpath
+import re
+import types
+import typing
+from typing import Any
+
+from cosdoc_certs.errors import RemoteError
+from cosdoc_certs.thumbprints import thumbprint_of_der
+
+SCHEMA_VERSION = 1
+DATE_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+SNI_FLAG = 1
+
+
+class GatherContractError(RemoteError):
+    """The gather script returned a document that does not follow the contract."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(
+            f"gather returned an unexpected document: {problem}",
+            "the server's gather.ps1 and this cosdoc-certs differ; install matching versions",
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class ServiceFact:
+    """A Windows service matching a catalog pattern (Win32_Service)."""
+
+    name: str
+    display_name: str
+    state: str
+    start_mode: str
+    account: str
+    path_name: str
+    install_folder: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class SiteFact:
+    """An IIS site."""
+
+    name: str
+    id: int
+    physical_path: str
+    app_pool: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ApplicationFact:
+    """An IIS application; ``path`` "/" is the site's root application."""
+
+    site: str
+    path: str
+    physical_path: str
+    app_pool: str
+
+    @property
+    def name(self) -> str:
+        """The application's name: the last segment of its path, or the site's name for "/"."""
+        segment = self.path.rstrip("/").rsplit("/", 1)[-1]
+        return segment or self.site
+
+
+@dataclasses.dataclass(frozen=True)
+class AppPoolFact:
+    """An IIS application pool and its identity."""
+
+    name: str
+    state: str
+    identity_type: str
+    user_name: str
+
+    @property
+    def account(self) -> str:
+        """The Windows account the pool's worker process runs as."""
+        return app_pool_account(self.name, self.identity_type, self.user_name)
+
+
+@dataclasses.dataclass(frozen=True)
+class BindingFact:
+    """An HTTPS binding in the IIS configuration (``ip:port:host``)."""
+
+    site: str
+    binding_information: str
+    ssl_flags: int
+    certificate_hash: str
+    certificate_store_name: str
+
+    @property
+    def ip(self) -> str:
+        """The binding's IP address ("*" for all)."""
+        return _split_binding(self.binding_information)[0]
+
+    @property
+    def port(self) -> int:
+        """The binding's TCP port."""
+        return int(_split_binding(self.binding_information)[1])
+
+    @property
+    def host(self) -> str:
+        """The binding's host name ("" for none)."""
+        return _split_binding(self.binding_information)[2]
+
+    @property
+    def sni(self) -> bool:
+        """True when the binding requires Server Name Indication (sslFlags bit 1)."""
+        return bool(self.ssl_flags & SNI_FLAG)
+
+    def __str__(self) -> str:
+        return f"https {self.binding_information} ({self.site})"
+
+
+@dataclasses.dataclass(frozen=True)
+class SslBindingFact:
+    """A certificate binding in http.sys: ``ip:port`` (empty host) or ``host:port`` (SNI)."""
+
+    ip: str
+    port: int
+    host: str
+    thumbprint: str
+    store: str
+
+
+@dataclasses.dataclass(frozen=True)
+class IisFacts:
+    """Everything gathered from IIS (WebAdministration)."""
+
+    sites: tuple[SiteFact, ...]
+    applications: tuple[ApplicationFact, ...]
+    app_pools: tuple[AppPoolFact, ...]
+    bindings: tuple[BindingFact, ...]
+    ssl_bindings: tuple[SslBindingFact, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class CertificateFact:
+    """A certificate in ``Cert:\\LocalMachine\\My`` with where its private key lives."""
+
+    thumbprint: str
+    der: bytes
+    has_private_key: bool
+    not_after: dt.datetime
+    key_storage: str | None
+    key_provider: str | None
+    key_file: str | None
+    readers: tuple[str, ...]
+    key_error: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfigFileFact:
+    """A consumer's config file, looked for under a service or IIS folder."""
+
+    path: str
+    exists: bool
+    content: bytes | None
+
+
+@dataclasses.dataclass(frozen=True)
+class GatherDocument:
+    """The whole document ``gather`` returns (one per host per gather)."""
+
+    schema_version: int
+    computer_name: str
+    gathered_at: dt.datetime
+    ps_version: str
+    services: tuple[ServiceFact, ...]
+    iis: IisFacts | None
+    certificates: tuple[CertificateFact, ...]
+    config_files: tuple[ConfigFileFact, ...]
+
+    @classmethod
+    def from_json(cls, text: str) -> GatherDocument:
+        """Parse and validate ``gather``'s JSON; :class:`GatherContractError` if it is off."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise GatherContractError(f"not JSON ({error})") from None
+        document: GatherDocument = _decode(cls, data, "$")
+        if document.schema_version != SCHEMA_VERSION:
+            raise GatherContractError(
+                f"schema version {document.schema_version}, this version reads {SCHEMA_VERSION}"
+            )
+        for index, certificate in enumerate(document.certificates):
+            if thumbprint_of_der(certificate.der) != certificate.thumbprint.upper():
+                raise GatherContractError(f"$.certificates[{index}].thumbprint is not the DER's")
+        return document
+
+    def to_json(self) -> str:
+        """The compact JSON ``gather.ps1`` would emit for this document."""
+        return json.dumps(_encode(self), separators=(",", ":"), ensure_ascii=False)
+
+
+def install_folder(path_name: str) -> str | None:
+    """The folder of the executable in a service's ``PathName`` (quoted or not, with arguments)."""
+    text = path_name.strip()
+    if not text:
+        return None
+    if text.startswith('"'):
+        end = text.find('"', 1)
+        executable = text[1:] if end < 0 else text[1:end]
+    else:
+        match = re.match(r"^(.+?\.exe)(?:\s|$)", text, re.IGNORECASE)
+        executable = match.group(1) if match else text.split(None, 1)[0]
+    return ntpath.dirname(executable)
+
+
+_WELL_KNOWN_POOL_IDENTITIES = {
+    "localsystem": "NT AUTHORITY\\SYSTEM",
+    "localservice": "NT AUTHORITY\\LOCAL SERVICE",
+    "networkservice": "NT AUTHORITY\\NETWORK SERVICE",
+}
+
+
+def app_pool_account(pool: str, identity_type: str, user_name: str) -> str:
+    """The account of an app pool: ``IIS AppPool\\<pool>``, a built-in account, or the user."""
+    kind = identity_type.strip().lower()
+    if kind == "specificuser":
+        return user_name
+    return _WELL_KNOWN_POOL_IDENTITIES.get(kind, f"IIS AppPool\\{pool}")
+
+
+def format_date(value: dt.datetime) -> str:
+    """A date as the document writes it (UTC, seconds)."""
+    return value.astimezone(dt.timezone.utc).strftime(DATE_FORMAT)
+
+
+def _split_binding(information: str) -> tuple[str, str, str]:
+    match = re.fullmatch(r"(.*):(\d+):(.*)", information)
+    if match is None:
+        raise GatherContractError(f"binding information {information!r} is not ip:port:host")
+    return match.group(1), match.group(2), match.group(3)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _decode(kind: Any, value: Any, where: str) -> Any:
+    """Convert JSON ``value`` at ``where`` into ``kind`` (a type hint), or raise."""
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(kind)
+        if value is None and type(None) in options:
+            return None
+        (inner,) = (option for option in options if option is not type(None))
+        return _decode(inner, value, where)
+    if origin is tuple:
+        (item,) = typing.get_args(kind)[:1]
+        if not isinstance(value, list):
+            raise GatherContractError(f"{where} must be an array, got {_json_type(value)}")
+        return tuple(_decode(item, entry, f"{where}[{index}]") for index, entry in enumerate(value))
+    if dataclasses.is_dataclass(kind):
+        return _decode_object(kind, value, where)
+    return _decode_scalar(kind, value, where)
+
+
+def _decode_object(kind: Any, value: Any, where: str) -> Any:
+    if not isinstance(value, dict):
+        raise GatherContractError(f"{where} must be an object, got {_json_type(value)}")
+    hints = typing.get_type_hints(kind)
+    arguments = {}
+    for field in dataclasses.fields(kind):
+        key = _camel(field.name)
+        if key not in value:
+            raise GatherContractError(f"{where}.{key} is missing")
+        arguments[field.name] = _decode(hints[field.name], value[key], f"{where}.{key}")
+    return kind(**arguments)
+
+
+def _decode_scalar(kind: Any, value: Any, where: str) -> Any:
+    if kind is bytes:
+        if not isinstance(value, str):
+            raise GatherContractError(f"{where} must be base64 text, got {_json_type(value)}")
+        try:
+            return base64.b64decode(value, validate=True)
+        except binascii.Error:
+            raise GatherContractError(f"{where} is not valid base64") from None
+    if kind is dt.datetime:
+        if not isinstance(value, str):
+            raise GatherContractError(f"{where} must be a date, got {_json_type(value)}")
+        try:
+            return dt.datetime.strptime(value, DATE_FORMAT).replace(tzinfo=dt.timezone.utc)
+        except ValueError:
+            raise GatherContractError(f"{where} is not a yyyy-MM-ddTHH:mm:ssZ date") from None
+    if kind is int and isinstance(value, bool):
+        raise GatherContractError(f"{where} must be a number, got a boolean")
+    if not isinstance(value, kind):
+        raise GatherContractError(f"{where} must be {kind.__name__}, got {_json_type(value)}")
+    return value
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "an object", list: "an array", str: "text", bool: "a boolean"}
+    if value is None:
+        return "null"
+    return names.get(type(value), "a number")
+
+
+def _encode(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            _camel(field.name): _encode(getattr(value, field.name))
+            for field in dataclasses.fields(value)
+        }
+    if isinstance(value, tuple):
+        return [_encode(item) for item in value]
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, dt.datetime):
+        return format_date(value)
+    return value
