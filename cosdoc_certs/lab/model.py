@@ -1,0 +1,608 @@
+"""The simulated CosDoc application server: its state and the rules Windows would enforce.
+
+This is the model layer of the lab (the WinRM endpoint is the protocol layer; the script
+twins in :mod:`cosdoc_certs.lab.twins` translate between them). A :class:`CosDocServer` has
+
+- ``files``: a :class:`WindowsFileSystem` (real files under a local folder, Windows paths);
+- ``store``: ``Cert:\\LocalMachine\\My`` as a :class:`CertificateStore` (keys, key files, ACLs);
+- ``services``: Windows services (``Win32_Service``: name, StartName account, PathName, state);
+- IIS: ``sites`` with HTTPS ``bindings``, ``applications`` and ``app_pools`` with identities;
+- ``event_log``: what the simulated applications and Windows wrote when something failed.
+
+The rules make it an oracle for a rotation: a service or an app pool *starts* only if every
+certificate its ``appsettings.json`` names (see :class:`CertificateSetting`) is in the store,
+time-valid, of the role the key wants, has a private key that the account running it can
+read; otherwise it stays stopped and the reason is in ``event_log``
+(:mod:`cosdoc_certs.lab.server.rules`). HTTPS bindings are served as real TLS listeners on
+loopback (:meth:`CosDocServer.start_tls`, :meth:`CosDocServer.tls_endpoints`).
+
+Every method that changes state takes ``lock`` so the WinRM threads, the TLS listeners and a
+test can use one server at once. Failures raise :class:`SimulatedWindowsError` carrying the
+message, FullyQualifiedErrorId and HRESULT Windows would report.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import re
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Literal
+
+from cosdoc_certs.lab.server.accounts import APP_POOL_PREFIX, NETWORK_SERVICE, SYSTEM
+from cosdoc_certs.lab.server.errors import PathNotFoundError, SimulatedWindowsError
+from cosdoc_certs.lab.server.files import WindowsFileSystem, windows_join, windows_parent
+from cosdoc_certs.lab.server.store import (
+    CAPI_KEY_FOLDER,
+    CNG_KEY_FOLDER,
+    CertificateStore,
+    KeyStorage,
+    StoreEntry,
+)
+from cosdoc_certs.lab.server.tls import TlsListeners
+from cosdoc_certs.lab.server.uses import (
+    AUTHENTICATION_USE,
+    DIGIHELSE_USE,
+    KPR_USE,
+    NO_CERTIFICATES,
+    SETTINGS_FILE_NAME,
+    SKATT_USE,
+    CertificateSetting,
+    CertificateUse,
+    RoleName,
+    ThumbprintLookup,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "AUTHENTICATION_USE",
+    "CAPI_KEY_FOLDER",
+    "CNG_KEY_FOLDER",
+    "DIGIHELSE_USE",
+    "KPR_USE",
+    "NO_CERTIFICATES",
+    "SKATT_USE",
+    "AppPool",
+    "Binding",
+    "CertificateSetting",
+    "CertificateStore",
+    "CertificateUse",
+    "CosDocServer",
+    "EventLogEntry",
+    "IisApplication",
+    "IisSite",
+    "KeyStorage",
+    "PathNotFoundError",
+    "RoleName",
+    "SimulatedWindowsError",
+    "StoreEntry",
+    "ThumbprintLookup",
+    "WindowsFileSystem",
+    "WindowsService",
+]
+
+ServiceState = Literal["Running", "Stopped"]
+PoolState = Literal["Started", "Stopped"]
+IdentityType = Literal["ApplicationPoolIdentity", "SpecificUser", "NetworkService", "LocalSystem"]
+SNI_FLAG = 1
+
+
+@dataclass(frozen=True)
+class EventLogEntry:
+    """One Windows event log record (``Get-WinEvent``): when, who wrote it, how bad, what."""
+
+    time: datetime.datetime
+    source: str
+    level: Literal["Error", "Warning", "Information"]
+    message: str
+    log: Literal["Application", "System"] = "Application"
+    event_id: int = 0
+
+
+@dataclass(eq=False)
+class WindowsService:
+    """A Windows service as ``Win32_Service`` shows it, plus what it does with certificates.
+
+    ``account`` is StartName (``DOMENE\\svc-digihelse``, ``NT AUTHORITY\\NetworkService``,
+    ``LocalSystem``); ``path_name`` is PathName (the executable, quoted or not, maybe with
+    arguments); ``state`` is ``"Running"`` or ``"Stopped"``; ``start_mode`` is ``"Auto"``,
+    ``"Manual"`` or ``"Disabled"``.
+    """
+
+    name: str
+    display_name: str
+    account: str
+    path_name: str
+    state: ServiceState = "Stopped"
+    start_mode: str = "Auto"
+    uses: CertificateUse = NO_CERTIFICATES
+
+    @property
+    def executable(self) -> str:
+        """The executable's Windows path, taken out of ``path_name``."""
+        return executable_of(self.path_name)
+
+    @property
+    def install_folder(self) -> str:
+        """The folder of the executable, where the service's appsettings.json lives."""
+        return windows_parent(self.executable)
+
+    @property
+    def settings_file(self) -> str:
+        """The Windows path of the service's appsettings.json."""
+        return windows_join(self.install_folder, SETTINGS_FILE_NAME)
+
+
+@dataclass(eq=False)
+class AppPool:
+    """An IIS application pool: its identity and whether it runs.
+
+    ``identity_type`` is ``processModel.identityType``; ``user_name`` is
+    ``processModel.userName`` (used with ``SpecificUser``).
+    """
+
+    name: str
+    identity_type: IdentityType = "ApplicationPoolIdentity"
+    user_name: str = ""
+    state: PoolState = "Started"
+
+    @property
+    def account(self) -> str:
+        """The account the pool's worker process runs as (``IIS AppPool\\<name>`` by default)."""
+        if self.identity_type == "ApplicationPoolIdentity":
+            return APP_POOL_PREFIX + self.name
+        if self.identity_type == "SpecificUser":
+            return self.user_name
+        if self.identity_type == "NetworkService":
+            return NETWORK_SERVICE
+        return SYSTEM
+
+
+@dataclass(eq=False)
+class Binding:
+    """An IIS site binding (``Get-WebBinding``).
+
+    ``ip`` is ``"*"``, ``"0.0.0.0"`` or an address; ``ssl_flags`` bit 1 is SNI (the
+    certificate is chosen by host name); ``thumbprint`` is the certificate bound (https).
+    """
+
+    protocol: str
+    ip: str
+    port: int
+    host: str = ""
+    ssl_flags: int = 0
+    thumbprint: str | None = None
+
+    @property
+    def binding_information(self) -> str:
+        """``ip:port:host`` as IIS stores it."""
+        return f"{self.ip}:{self.port}:{self.host}"
+
+    @property
+    def sni(self) -> bool:
+        """True if the certificate is picked by host name (SNI)."""
+        return bool(self.ssl_flags & SNI_FLAG) and bool(self.host)
+
+    @property
+    def endpoint(self) -> tuple[str, int]:
+        """The listening address; ``*`` and ``0.0.0.0`` are the same listener."""
+        return (_listener_ip(self.ip), self.port)
+
+
+@dataclass(eq=False)
+class IisSite:
+    """An IIS site: root folder and pool of its root application, and its bindings."""
+
+    name: str
+    id: int
+    physical_path: str
+    app_pool: str
+    bindings: list[Binding] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class IisApplication:
+    """An application under an IIS site (``Get-WebApplication``), ``path`` like ``/Authentication``.
+
+    ``uses`` says which certificates the application reads from its appsettings.json.
+    """
+
+    site: str
+    path: str
+    physical_path: str
+    app_pool: str
+    uses: CertificateUse = NO_CERTIFICATES
+
+
+class CosDocServer:
+    """One simulated CosDoc application server (see the module docstring)."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        hostname: str = "COSDOC-APP01",
+        clock: Callable[[], datetime.datetime] | None = None,
+    ) -> None:
+        self.hostname = hostname
+        self.clock = clock or _utc_now
+        self.machine_guid = str(uuid.uuid4())
+        self.files = WindowsFileSystem(root)
+        self.store = CertificateStore(self.files, self.machine_guid)
+        self.environment: dict[str, str] = {
+            "SystemDrive": "C:",
+            "SystemRoot": "C:\\Windows",
+            "windir": "C:\\Windows",
+            "ProgramData": "C:\\ProgramData",
+            "ProgramFiles": "C:\\Program Files",
+            "ProgramFiles(x86)": "C:\\Program Files (x86)",
+            "COMPUTERNAME": hostname,
+        }
+        self.services: dict[str, WindowsService] = {}
+        self.sites: dict[str, IisSite] = {}
+        self.applications: list[IisApplication] = []
+        self.app_pools: dict[str, AppPool] = {}
+        self.event_log: list[EventLogEntry] = []
+        self.lock = threading.RLock()
+        self._tls: TlsListeners | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"CosDocServer(hostname={self.hostname!r}, services={len(self.services)}, "
+            f"sites={len(self.sites)}, certificates={len(self.store.entries)})"
+        )
+
+    def now(self) -> datetime.datetime:
+        """The server's current time (UTC), from ``clock``."""
+        return self.clock()
+
+    def expand_environment(self, text: str) -> str:
+        """``text`` with ``%Variable%`` references expanded like Windows (unknown ones kept)."""
+        lookup = {name.casefold(): value for name, value in self.environment.items()}
+
+        def replace(match: re.Match[str]) -> str:
+            return lookup.get(match.group(1).casefold(), match.group(0))
+
+        return re.sub(r"%([^%]+)%", replace, text)
+
+    # -- building the installation -------------------------------------------------------
+
+    def add_service(self, service: WindowsService) -> WindowsService:
+        """Install ``service`` (the registry entry only; files are written separately)."""
+        with self.lock:
+            self.services[service.name] = service
+        return service
+
+    def add_app_pool(self, pool: AppPool) -> AppPool:
+        """Create the IIS application pool ``pool``."""
+        with self.lock:
+            self.app_pools[pool.name] = pool
+        return pool
+
+    def add_site(self, site: IisSite) -> IisSite:
+        """Create the IIS site ``site``; its bindings must name certificates in the store."""
+        with self.lock:
+            for binding in site.bindings:
+                if binding.thumbprint is not None:
+                    self.store.get(binding.thumbprint)
+            self.sites[site.name] = site
+            self._refresh_tls()
+        return site
+
+    def add_application(self, application: IisApplication) -> IisApplication:
+        """Create an application under an existing site."""
+        with self.lock:
+            self.site(application.site)
+            self.app_pool(application.app_pool)
+            self.applications.append(application)
+        return application
+
+    # -- lookups ------------------------------------------------------------------------------
+
+    def service(self, name: str) -> WindowsService:
+        """The service called ``name`` (case-insensitive), or the error ``Get-Service`` gives."""
+        for service in self.services.values():
+            if service.name.casefold() == name.casefold():
+                return service
+        raise SimulatedWindowsError(
+            f"Cannot find any service with service name '{name}'.",
+            error_id="NoServiceFoundForGivenName,Microsoft.PowerShell.Commands.GetServiceCommand",
+            category="ObjectNotFound",
+            target=name,
+        )
+
+    def app_pool(self, name: str) -> AppPool:
+        """The app pool ``name`` (case-insensitive), or the error WebAdministration gives."""
+        for pool in self.app_pools.values():
+            if pool.name.casefold() == name.casefold():
+                return pool
+        raise SimulatedWindowsError(
+            f"Cannot find path 'IIS:\\AppPools\\{name}' because it does not exist.",
+            error_id="PathNotFound,Microsoft.PowerShell.Commands.GetItemCommand",
+            category="ObjectNotFound",
+            target=name,
+        )
+
+    def site(self, name: str) -> IisSite:
+        """The site ``name`` (case-insensitive), or the error WebAdministration gives."""
+        for site in self.sites.values():
+            if site.name.casefold() == name.casefold():
+                return site
+        raise SimulatedWindowsError(
+            f"Cannot find path 'IIS:\\Sites\\{name}' because it does not exist.",
+            error_id="PathNotFound,Microsoft.PowerShell.Commands.GetItemCommand",
+            category="ObjectNotFound",
+            target=name,
+        )
+
+    def applications_in_pool(self, pool: str) -> list[IisApplication]:
+        """The applications that run in the app pool ``pool``."""
+        return [app for app in self.applications if app.app_pool.casefold() == pool.casefold()]
+
+    def bindings(self) -> Iterator[tuple[IisSite, Binding]]:
+        """Every (site, binding) pair of the server."""
+        for site in self.sites.values():
+            for binding in site.bindings:
+                yield site, binding
+
+    # -- operations ---------------------------------------------------------------------------
+
+    def start_service(self, name: str) -> WindowsService:
+        """``Start-Service``: runs the start rules; raises (and logs why) if the service fails."""
+        from cosdoc_certs.lab.server.rules import service_problems
+
+        with self.lock:
+            service = self.service(name)
+            if service.state == "Running":
+                return service
+            problems = service_problems(self, service)
+            if problems:
+                self._log_service_failure(service, problems)
+                raise SimulatedWindowsError(
+                    f"Service '{service.display_name} ({service.name})' cannot be started due "
+                    f"to the following error: Cannot start service {service.name} on computer "
+                    "'.'.",
+                    error_id=(
+                        "CouldNotStartService,Microsoft.PowerShell.Commands.StartServiceCommand"
+                    ),
+                    category="OpenError",
+                    hresult=0x80131509,
+                    target=service.name,
+                )
+            service.state = "Running"
+            logger.info("service %s started", service.name)
+            return service
+
+    def stop_service(self, name: str) -> WindowsService:
+        """``Stop-Service``: the service is Stopped afterwards (already stopped is fine)."""
+        with self.lock:
+            service = self.service(name)
+            service.state = "Stopped"
+            return service
+
+    def restart_service(self, name: str) -> WindowsService:
+        """``Restart-Service``: stop, then start with the start rules (raises if it fails)."""
+        with self.lock:
+            self.stop_service(name)
+            return self.start_service(name)
+
+    def start_app_pool(self, name: str) -> AppPool:
+        """``Start-WebAppPool``: the pool starts if its applications' start rules pass.
+
+        IIS itself starts the pool and the ASP.NET Core module fails on the first requests
+        until rapid-fail protection stops it; the lab collapses that into "the pool stops
+        at once" and logs both events. Returns the pool: check ``state``.
+        """
+        from cosdoc_certs.lab.server.rules import pool_problems
+
+        with self.lock:
+            pool = self.app_pool(name)
+            problems = pool_problems(self, pool)
+            if problems:
+                self._log_pool_failure(pool, problems)
+                pool.state = "Stopped"
+            else:
+                pool.state = "Started"
+            return pool
+
+    def stop_app_pool(self, name: str) -> AppPool:
+        """``Stop-WebAppPool``: the pool is Stopped afterwards."""
+        with self.lock:
+            pool = self.app_pool(name)
+            pool.state = "Stopped"
+            return pool
+
+    def recycle_app_pool(self, name: str) -> AppPool:
+        """``Restart-WebAppPool``: errors if the pool is stopped, else restarts it by the rules.
+
+        Like IIS, a recycle that the applications cannot survive does not raise: the pool
+        ends up Stopped with the reason in ``event_log``. Returns the pool: check ``state``.
+        """
+        with self.lock:
+            pool = self.app_pool(name)
+            if pool.state != "Started":
+                raise SimulatedWindowsError(
+                    "The object identifier does not represent a valid object. (Exception from "
+                    "HRESULT: 0x800710D8)",
+                    error_id=(
+                        "System.Runtime.InteropServices.COMException,"
+                        "Microsoft.IIs.PowerShell.Provider.RestartAppPoolCommand"
+                    ),
+                    category="InvalidOperation",
+                    hresult=0x800710D8,
+                    target=pool.name,
+                )
+            return self.start_app_pool(name)
+
+    def find_binding(self, site: str, binding: str | Binding) -> Binding:
+        """The binding of ``site`` given as a :class:`Binding` or as ``ip:port:host``."""
+        found = self.site(site)
+        for candidate in found.bindings:
+            if candidate is binding or (
+                isinstance(binding, str)
+                and candidate.binding_information.casefold() == binding.casefold()
+            ):
+                return candidate
+        wanted = binding if isinstance(binding, str) else binding.binding_information
+        raise SimulatedWindowsError(
+            f"The site '{found.name}' has no binding '{wanted}'.",
+            error_id="BindingNotFound,Microsoft.IIs.PowerShell.Provider.GetWebBindingCommand",
+            category="ObjectNotFound",
+            target=wanted,
+        )
+
+    def set_binding_certificate(
+        self, site: str, binding: str | Binding, thumbprint: str
+    ) -> Binding:
+        """Bind the certificate ``thumbprint`` to an HTTPS binding (``netsh http update sslcert``).
+
+        Fails if the certificate is not in ``LocalMachine\\My`` or has no private key. A
+        non-SNI binding shares its certificate with every other non-SNI binding on the same
+        ip:port (one http.sys ``ipport`` entry), so those change too. Served at once.
+        """
+        with self.lock:
+            target = self.find_binding(site, binding)
+            entry = self.store.find(thumbprint)
+            if entry is None or not entry.has_private_key:
+                raise SimulatedWindowsError(
+                    "SSL Certificate add failed, Error: 1312 A specified logon session does not "
+                    "exist. It may already have been terminated.",
+                    error_id="NetshSslCertFailed",
+                    category="InvalidOperation",
+                    hresult=0x80070520,
+                    target=thumbprint,
+                )
+            for _, other in self.bindings():
+                if other is target or (
+                    not target.sni and not other.sni and other.endpoint == target.endpoint
+                ):
+                    other.thumbprint = entry.thumbprint
+            logger.info("binding %s now serves %s", target.binding_information, entry.thumbprint)
+            return target
+
+    def boot(self) -> dict[str, list[str]]:
+        """Start every Auto service and every app pool, as at power-on; returns the failures.
+
+        The result maps a service or pool name to the reasons it did not start (empty if
+        everything runs); the reasons are in ``event_log`` too.
+        """
+        from cosdoc_certs.lab.server.rules import pool_problems, service_problems
+
+        failures: dict[str, list[str]] = {}
+        with self.lock:
+            for service in self.services.values():
+                if service.start_mode == "Auto" and service.state != "Running":
+                    problems = service_problems(self, service)
+                    if problems:
+                        self._log_service_failure(service, problems)
+                        failures[service.name] = problems
+                    else:
+                        service.state = "Running"
+            for pool in self.app_pools.values():
+                self.start_app_pool(pool.name)
+                if pool.state != "Started":
+                    failures[pool.name] = pool_problems(self, pool)
+        return failures
+
+    def log_event(
+        self,
+        source: str,
+        message: str,
+        *,
+        level: Literal["Error", "Warning", "Information"] = "Error",
+        log: Literal["Application", "System"] = "Application",
+        event_id: int = 0,
+    ) -> EventLogEntry:
+        """Append an entry to the event log and return it."""
+        entry = EventLogEntry(self.now(), source, level, message, log, event_id)
+        with self.lock:
+            self.event_log.append(entry)
+        return entry
+
+    # -- TLS ------------------------------------------------------------------------------------
+
+    def start_tls(self) -> None:
+        """Serve every HTTPS binding as a real TLS listener on 127.0.0.1 (ephemeral ports)."""
+        with self.lock:
+            if self._tls is None:
+                self._tls = TlsListeners(self)
+                self._tls.refresh()
+
+    def stop_tls(self) -> None:
+        """Stop every TLS listener (idempotent)."""
+        with self.lock:
+            tls, self._tls = self._tls, None
+        if tls is not None:
+            tls.close()
+
+    def tls_endpoints(self) -> dict[tuple[str, int], tuple[str, int]]:
+        """Simulated ``(ip, port)`` of each HTTPS binding → the real ``(host, port)`` serving it.
+
+        ``*`` and ``0.0.0.0`` both appear as keys for a wildcard listener. Empty until
+        :meth:`start_tls`.
+        """
+        with self.lock:
+            return {} if self._tls is None else self._tls.endpoints()
+
+    def __enter__(self) -> CosDocServer:
+        self.start_tls()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop_tls()
+
+    # -- private ------------------------------------------------------------------------------
+
+    def _refresh_tls(self) -> None:
+        if self._tls is not None:
+            self._tls.refresh()
+
+    def _log_service_failure(self, service: WindowsService, problems: list[str]) -> None:
+        for problem in problems:
+            self.log_event(service.name, problem, event_id=1026)
+        self.log_event(
+            "Service Control Manager",
+            f"The {service.display_name} service terminated with the following service-specific "
+            "error: Incorrect function.",
+            log="System",
+            event_id=7024,
+        )
+
+    def _log_pool_failure(self, pool: AppPool, problems: list[str]) -> None:
+        for problem in problems:
+            self.log_event("IIS AspNetCore Module V2", problem, event_id=1011)
+        self.log_event(
+            "WAS",
+            f"Application pool '{pool.name}' is being automatically disabled due to a series of "
+            "failures in the process(es) serving that application pool.",
+            log="System",
+            event_id=5002,
+        )
+
+
+def executable_of(path_name: str) -> str:
+    """The executable in a Win32_Service PathName (quoted, or unquoted with arguments)."""
+    text = path_name.strip()
+    if text.startswith('"'):
+        return text[1:].partition('"')[0]
+    match = re.match(r"(?i)^(.*?\.exe)(\s|$)", text)
+    return match.group(1) if match else text.split(" ")[0]
+
+
+def _listener_ip(ip: str) -> str:
+    return "0.0.0.0" if ip in ("*", "", "0.0.0.0") else ip  # noqa: S104 -- a simulated address
+
+
+def _utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)

@@ -1,0 +1,124 @@
+"""The simulated server's file system: real files under a local folder, addressed by Windows paths.
+
+``C:\\Program Files\\DIPS\\x\\appsettings.json`` lives at ``<root>/C/Program Files/DIPS/x/
+appsettings.json``. Lookups are case-insensitive like NTFS: an existing file or folder is
+found whatever the case of the path asked for, and a new one keeps the case it was written
+with. Only absolute drive paths (``X:\\...``, either slash) are accepted.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+from cosdoc_certs.lab.server.errors import PathNotFoundError, SimulatedWindowsError
+
+logger = logging.getLogger(__name__)
+
+_DRIVE_PATH = re.compile(r"^([A-Za-z]):[\\/](.*)$", re.DOTALL)
+_FORBIDDEN_NAMES = frozenset({"", ".", ".."})
+
+
+class WindowsFileSystem:
+    """Files of one simulated Windows server, kept as real files under ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def real_path(self, path: str) -> Path:
+        """The local file that holds the Windows ``path`` (resolved case-insensitively)."""
+        drive, parts = _split(path)
+        current = self.root / drive
+        for part in parts:
+            current = _child(current, part)
+        return current
+
+    def exists(self, path: str) -> bool:
+        """True if ``path`` names an existing file or folder."""
+        return self.real_path(path).exists()
+
+    def is_file(self, path: str) -> bool:
+        """True if ``path`` names an existing file."""
+        return self.real_path(path).is_file()
+
+    def read(self, path: str) -> bytes:
+        """The bytes of the file ``path``; :class:`PathNotFoundError` if there is none."""
+        real = self.real_path(path)
+        if not real.is_file():
+            raise PathNotFoundError(path)
+        return real.read_bytes()
+
+    def write(self, path: str, data: bytes) -> None:
+        """Write ``data`` to ``path``, creating missing folders (keeps an existing name's case)."""
+        real = self.real_path(path)
+        if real.is_dir():
+            raise SimulatedWindowsError(
+                f"Access to the path '{path}' is denied.",
+                error_id="UnauthorizedAccess,Microsoft.PowerShell.Commands.SetContentCommand",
+                category="PermissionDenied",
+                hresult=0x80070005,
+                target=path,
+            )
+        real.parent.mkdir(parents=True, exist_ok=True)
+        real.write_bytes(data)
+        logger.debug("wrote %d bytes to %s", len(data), path)
+
+    def delete(self, path: str) -> None:
+        """Delete the file ``path``; :class:`PathNotFoundError` if there is none."""
+        real = self.real_path(path)
+        if not real.is_file():
+            raise PathNotFoundError(path)
+        real.unlink()
+
+    def list_folder(self, path: str) -> list[str]:
+        """Names of the entries of the folder ``path``, sorted case-insensitively."""
+        real = self.real_path(path)
+        if not real.is_dir():
+            raise PathNotFoundError(path)
+        return sorted((entry.name for entry in real.iterdir()), key=str.casefold)
+
+
+def windows_join(folder: str, *names: str) -> str:
+    """``folder`` and ``names`` joined with backslashes, as Windows' Join-Path does."""
+    return "\\".join([folder.rstrip("\\/"), *names])
+
+
+def windows_parent(path: str) -> str:
+    """The folder that holds ``path`` (``C:\\a\\b.exe`` → ``C:\\a``)."""
+    head, _, _ = path.replace("/", "\\").rstrip("\\").rpartition("\\")
+    return head + "\\" if head.endswith(":") else head
+
+
+def _split(path: str) -> tuple[str, list[str]]:
+    match = _DRIVE_PATH.match(path)
+    if match is None:
+        raise SimulatedWindowsError(
+            f"The path '{path}' is not an absolute drive path such as C:\\folder\\file.",
+            error_id="ArgumentException,Microsoft.PowerShell.Commands.GetContentCommand",
+            category="InvalidArgument",
+            target=path,
+        )
+    drive, rest = match.groups()
+    parts = [part for part in re.split(r"[\\/]+", rest) if part]
+    if any(part in _FORBIDDEN_NAMES for part in parts):
+        raise SimulatedWindowsError(
+            f"The path '{path}' may not contain '.' or '..' parts.",
+            error_id="ArgumentException,Microsoft.PowerShell.Commands.GetContentCommand",
+            category="InvalidArgument",
+            target=path,
+        )
+    return drive.upper(), parts
+
+
+def _child(folder: Path, name: str) -> Path:
+    """``folder/name``, using an existing entry whose name differs only in case."""
+    candidate = folder / name
+    if candidate.exists() or not folder.is_dir():
+        return candidate
+    wanted = name.casefold()
+    for entry in folder.iterdir():
+        if entry.name.casefold() == wanted:
+            return entry
+    return candidate

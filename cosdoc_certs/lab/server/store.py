@@ -1,0 +1,236 @@
+"""The simulated ``Cert:\\LocalMachine\\My`` store: certificates, keys, key files with ACLs.
+
+A certificate with a private key has a key file on the simulated file system, as Windows
+keeps it: CNG keys (Microsoft Software Key Storage Provider) under
+``C:\\ProgramData\\Microsoft\\Crypto\\Keys\\<unique name>``, CAPI keys under
+``C:\\ProgramData\\Microsoft\\Crypto\\RSA\\MachineKeys\\<unique name>``. The file holds a marker,
+never key material: the key itself stays in memory. Who may read the key file is the entry's
+``readers`` set (always ``NT AUTHORITY\\SYSTEM`` and ``BUILTIN\\Administrators`` after an
+import, like Windows' default machine-key ACL).
+
+Importing a certificate that is already in the store creates a new key container with the
+default ACL, as Windows does: read grants given to the old key file are gone afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+from cosdoc_certs.lab.server.accounts import DEFAULT_KEY_READERS, can_read, canonical_account
+from cosdoc_certs.lab.server.errors import SimulatedWindowsError
+from cosdoc_certs.lab.server.files import WindowsFileSystem, windows_join
+from cosdoc_certs.thumbprints import normalize_thumbprint, thumbprint_of_der
+
+logger = logging.getLogger(__name__)
+
+KeyStorage = Literal["CNG", "CAPI"]
+CNG_KEY_FOLDER = "C:\\ProgramData\\Microsoft\\Crypto\\Keys"
+CAPI_KEY_FOLDER = "C:\\ProgramData\\Microsoft\\Crypto\\RSA\\MachineKeys"
+_KEY_FOLDERS: dict[str, str] = {"CNG": CNG_KEY_FOLDER, "CAPI": CAPI_KEY_FOLDER}
+_WRONG_PASSWORD = "The specified network password is not correct."  # noqa: S105 -- a message
+_ERROR_INVALID_PASSWORD = 0x80070056
+_CRYPT_E_NOT_FOUND = 0x80092004
+_MAX_CHAIN = 8
+
+
+@dataclass(eq=False)
+class StoreEntry:
+    """One certificate in ``LocalMachine\\My``, with its private key and key file if it has one.
+
+    ``key_storage`` is ``"CNG"``, ``"CAPI"`` or None (no key); ``key_file`` is the key file's
+    Windows path; ``readers`` are the accounts with read on the key file.
+    """
+
+    certificate: x509.Certificate
+    private_key: PrivateKeyTypes | None = field(default=None, repr=False)
+    key_storage: KeyStorage | None = None
+    key_file: str | None = None
+    readers: set[str] = field(default_factory=set)
+    friendly_name: str = ""
+
+    @property
+    def thumbprint(self) -> str:
+        """The certificate's thumbprint, upper-case hex."""
+        return thumbprint_of_der(self.der)
+
+    @property
+    def der(self) -> bytes:
+        """The certificate's DER bytes (``RawData`` on Windows)."""
+        return self.certificate.public_bytes(serialization.Encoding.DER)
+
+    @property
+    def has_private_key(self) -> bool:
+        """True if the store holds the private key (``HasPrivateKey``)."""
+        return self.private_key is not None
+
+    def can_read_key(self, account: str) -> bool:
+        """True if ``account`` may read the key file (directly or through a modelled group)."""
+        return self.key_file is not None and can_read(account, self.readers)
+
+
+class CertificateStore:
+    """``Cert:\\LocalMachine\\My`` of one simulated server; key files live in ``files``."""
+
+    def __init__(self, files: WindowsFileSystem, machine_guid: str) -> None:
+        self.files = files
+        self.machine_guid = machine_guid
+        self.entries: dict[str, StoreEntry] = {}
+        self.authorities: dict[str, x509.Certificate] = {}
+
+    def add(
+        self,
+        certificate: x509.Certificate,
+        private_key: PrivateKeyTypes | None = None,
+        *,
+        key_storage: KeyStorage = "CNG",
+        readers: Iterable[str] = (),
+        friendly_name: str = "",
+    ) -> StoreEntry:
+        """Put ``certificate`` (and its key, in a new key file) in the store; returns the entry.
+
+        Adding a certificate without a key that the store already holds keeps the existing entry.
+        """
+        entry = StoreEntry(certificate, friendly_name=friendly_name)
+        previous = self.entries.get(entry.thumbprint)
+        if private_key is None and previous is not None:
+            return previous
+        if private_key is not None:
+            entry.private_key = private_key
+            entry.key_storage = key_storage
+            entry.key_file = self._new_key_file(key_storage, entry.thumbprint)
+            entry.readers = set(DEFAULT_KEY_READERS)
+            entry.readers.update(canonical_account(reader) for reader in readers)
+        if previous is not None:
+            self._delete_key_file(previous)
+        self.entries[entry.thumbprint] = entry
+        logger.debug("store: added %s (key: %s)", entry.thumbprint, entry.key_storage)
+        return entry
+
+    def import_pfx(
+        self, data: bytes, password: str, *, key_storage: KeyStorage = "CNG"
+    ) -> list[str]:
+        """Import a PFX like ``Import-PfxCertificate``; returns the thumbprints put in the store.
+
+        The end-entity certificate goes in with its key; CA certificates in the PFX go to
+        :attr:`authorities` (Windows' Intermediate/Root stores), from which chains are built.
+        """
+        try:
+            loaded = pkcs12.load_pkcs12(data, password.encode("utf-8") if password else None)
+        except ValueError:
+            raise SimulatedWindowsError(
+                _WRONG_PASSWORD,
+                error_id=(
+                    "System.Security.Cryptography.CryptographicException,"
+                    "Microsoft.CertificateServices.Commands.ImportPfxCertificate"
+                ),
+                category="NotSpecified",
+                hresult=_ERROR_INVALID_PASSWORD,
+            ) from None
+        imported = []
+        if loaded.cert is not None:
+            name = (loaded.cert.friendly_name or b"").decode("utf-8", "replace")
+            entry = self.add(
+                loaded.cert.certificate, loaded.key, key_storage=key_storage, friendly_name=name
+            )
+            imported.append(entry.thumbprint)
+        for extra in loaded.additional_certs:
+            if _is_ca(extra.certificate):
+                self.add_authority(extra.certificate)
+            else:
+                imported.append(self.add(extra.certificate).thumbprint)
+        return imported
+
+    def add_authority(self, certificate: x509.Certificate) -> None:
+        """Trust ``certificate`` as an issuing CA (Windows' Intermediate or Root store)."""
+        der = certificate.public_bytes(serialization.Encoding.DER)
+        self.authorities[thumbprint_of_der(der)] = certificate
+
+    def chain_for(self, certificate: x509.Certificate) -> list[x509.Certificate]:
+        """The issuing CAs of ``certificate`` found in :attr:`authorities`, nearest first."""
+        chain: list[x509.Certificate] = []
+        current = certificate
+        while current.issuer != current.subject and len(chain) < _MAX_CHAIN:
+            issuer = next(
+                (ca for ca in self.authorities.values() if ca.subject == current.issuer), None
+            )
+            if issuer is None or issuer in chain:
+                break
+            chain.append(issuer)
+            current = issuer
+        return chain
+
+    def find(self, thumbprint: str) -> StoreEntry | None:
+        """The entry with ``thumbprint`` (normalised first), or None."""
+        return self.entries.get(normalize_thumbprint(thumbprint))
+
+    def get(self, thumbprint: str) -> StoreEntry:
+        """The entry with ``thumbprint``; raises like ``Get-Item Cert:\\...`` if there is none."""
+        entry = self.find(thumbprint)
+        if entry is None:
+            raise SimulatedWindowsError(
+                f"Cannot find path 'Cert:\\LocalMachine\\My\\{thumbprint}' because it does not "
+                "exist.",
+                error_id="PathNotFound,Microsoft.PowerShell.Commands.GetItemCommand",
+                category="ObjectNotFound",
+                hresult=_CRYPT_E_NOT_FOUND,
+                target=thumbprint,
+            )
+        return entry
+
+    def grant_read(self, thumbprint: str, account: str) -> None:
+        """Give ``account`` read on the key file, like ``icacls <key file> /grant account:(R)``."""
+        entry = self._entry_with_key(thumbprint)
+        entry.readers.add(canonical_account(account))
+
+    def revoke_read(self, thumbprint: str, account: str) -> None:
+        """Take ``account``'s own read grant off the key file (groups are left alone)."""
+        entry = self._entry_with_key(thumbprint)
+        wanted = canonical_account(account).casefold()
+        entry.readers = {reader for reader in entry.readers if reader.casefold() != wanted}
+
+    def remove(self, thumbprint: str) -> None:
+        """Delete the certificate and its key file (``Remove-Item Cert:\\... -DeleteKey``)."""
+        entry = self.get(thumbprint)
+        self._delete_key_file(entry)
+        del self.entries[entry.thumbprint]
+
+    def _entry_with_key(self, thumbprint: str) -> StoreEntry:
+        entry = self.get(thumbprint)
+        if entry.key_file is None:
+            raise SimulatedWindowsError(
+                f"The certificate {entry.thumbprint} has no private key, so there is no key file "
+                "to grant access to.",
+                error_id="NoPrivateKey",
+                category="InvalidOperation",
+                hresult=0x8009000D,
+                target=entry.thumbprint,
+            )
+        return entry
+
+    def _new_key_file(self, key_storage: KeyStorage, thumbprint: str) -> str:
+        unique_name = f"{uuid.uuid4().hex}_{self.machine_guid}"
+        path = windows_join(_KEY_FOLDERS[key_storage], unique_name)
+        marker = f"simulated {key_storage} key container for {thumbprint}; no key material\n"
+        self.files.write(path, marker.encode("ascii"))
+        return path
+
+    def _delete_key_file(self, entry: StoreEntry) -> None:
+        if entry.key_file is not None and self.files.is_file(entry.key_file):
+            self.files.delete(entry.key_file)
+
+
+def _is_ca(certificate: x509.Certificate) -> bool:
+    try:
+        constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints)
+    except x509.ExtensionNotFound:
+        return False
+    return constraints.value.ca
