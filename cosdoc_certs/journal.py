@@ -1,0 +1,305 @@
+"""The local journal of a run: what was about to be touched, what was done, how it ended.
+
+A journal is one JSON file (mode 0600, in a 0700 folder) per run and host. Apply code
+*registers* a step before it touches anything (certbot's reverter is the model), marks it
+done or failed afterwards, and records how the run ended. ``rollback`` reads the journal and
+undoes the steps in reverse order. The file is rewritten atomically after every update, so
+a crash leaves the last consistent state on disk.
+
+A journal records who ran what, when, on which host, the old and new thumbprints, file
+names and SHA-256 hashes, and the steps — never secrets: values that look like private keys
+are refused.
+"""
+
+from __future__ import annotations
+
+import enum
+import getpass
+import json
+import logging
+import os
+import re
+import secrets
+import socket
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from cosdoc_certs.errors import InputError
+
+__all__ = [
+    "Journal",
+    "Outcome",
+    "StepStatus",
+    "default_journal_dir",
+    "find_journals",
+    "latest_journal",
+]
+
+logger = logging.getLogger(__name__)
+
+JOURNAL_FORMAT = "cosdoc-certs-journal/1"
+_SECRET_MARKERS = ("PRIVATE KEY", "ENCRYPTED KEY")
+
+
+class Outcome(str, enum.Enum):
+    """How a run ended (``running`` while it is in progress or if it crashed)."""
+
+    RUNNING = "running"
+    APPLIED = "applied"
+    NOTHING_TO_DO = "nothing-to-do"
+    ROLLED_BACK = "rolled-back"
+    ROLLBACK_FAILED = "rollback-failed"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class StepStatus(str, enum.Enum):
+    """Where a step is: registered before the touch, then done, failed or undone."""
+
+    REGISTERED = "registered"
+    DONE = "done"
+    FAILED = "failed"
+    UNDONE = "undone"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def default_journal_dir() -> Path:
+    """``$COSDOC_CERTS_JOURNAL_DIR``, else ``$XDG_STATE_HOME/cosdoc-certs/journals``."""
+    explicit = os.environ.get("COSDOC_CERTS_JOURNAL_DIR")
+    if explicit:
+        return Path(explicit)
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "cosdoc-certs" / "journals"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _check_no_secrets(value: Any, where: str) -> None:
+    """Refuse bytes and anything that looks like key material: journals hold no secrets."""
+    if isinstance(value, (bytes, bytearray)):
+        raise ValueError(f"journal {where}: bytes are not recorded (store a hash instead)")
+    if isinstance(value, str) and any(marker in value for marker in _SECRET_MARKERS):
+        raise ValueError(f"journal {where}: refusing to record key material")
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            _check_no_secrets(item, f"{where}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _check_no_secrets(item, where)
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", text)[:60] or "host"
+
+
+class Journal:
+    """One run's journal file; every update is written to disk before the call returns."""
+
+    def __init__(self, path: Path, data: dict[str, Any]) -> None:
+        self.path = path
+        self._data = data
+
+    @classmethod
+    def start(
+        cls,
+        *,
+        kind: str,
+        host: str,
+        old_thumbprint: str | None,
+        new_thumbprint: str | None,
+        directory: Path | None = None,
+        context: Mapping[str, Any] | None = None,
+    ) -> Journal:
+        """Create the journal of a new run (``kind`` is e.g. ``svarut``) and write it."""
+        folder = directory or default_journal_dir()
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        started = datetime.now(timezone.utc)
+        run_id = f"{started:%Y%m%dT%H%M%SZ}-{kind}-{_safe_name(host)}-{secrets.token_hex(3)}"
+        data: dict[str, Any] = {
+            "format": JOURNAL_FORMAT,
+            "id": run_id,
+            "kind": kind,
+            "host": host,
+            "user": getpass.getuser(),
+            "workstation": socket.gethostname(),
+            "started": started.isoformat(timespec="seconds"),
+            "finished": None,
+            "outcome": str(Outcome.RUNNING),
+            "message": "",
+            "old_thumbprint": old_thumbprint,
+            "new_thumbprint": new_thumbprint,
+            "context": dict(context or {}),
+            "steps": [],
+        }
+        _check_no_secrets(data["context"], "context")
+        journal = cls(folder / f"{run_id}.json", data)
+        journal._write()
+        logger.info("journal %s started", journal.path)
+        return journal
+
+    @classmethod
+    def load(cls, path: Path | str) -> Journal:
+        """Read a journal written by :meth:`start`."""
+        file = Path(path)
+        try:
+            data = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise InputError(
+                f"cannot read the journal {file}: {error}",
+                "pass the path of a journal written by apply (see the apply output)",
+            ) from error
+        if not isinstance(data, dict) or data.get("format") != JOURNAL_FORMAT:
+            raise InputError(
+                f"{file} is not a cosdoc-certs journal",
+                "pass the path of a journal written by apply (see the apply output)",
+            )
+        return cls(file, data)
+
+    # -- reading ---------------------------------------------------------------------------
+    @property
+    def kind(self) -> str:
+        """What kind of run this was (``svarut``, ``windows``...)."""
+        return str(self._data["kind"])
+
+    @property
+    def host(self) -> str:
+        """The host the run changed."""
+        return str(self._data["host"])
+
+    @property
+    def outcome(self) -> Outcome:
+        """How the run ended, or RUNNING."""
+        return Outcome(self._data["outcome"])
+
+    @property
+    def old_thumbprint(self) -> str | None:
+        """The thumbprint in use before the run."""
+        return self._data["old_thumbprint"]  # type: ignore[no-any-return]
+
+    @property
+    def new_thumbprint(self) -> str | None:
+        """The thumbprint the run put in place."""
+        return self._data["new_thumbprint"]  # type: ignore[no-any-return]
+
+    @property
+    def context(self) -> Mapping[str, Any]:
+        """Run-wide facts the rollback needs (paths, layout, hashes)."""
+        return self._data["context"]  # type: ignore[no-any-return]
+
+    @property
+    def steps(self) -> list[dict[str, Any]]:
+        """The steps in the order they were registered (copies)."""
+        return [dict(step) for step in self._data["steps"]]
+
+    def steps_to_undo(self) -> list[dict[str, Any]]:
+        """Registered, done or failed steps (not yet undone), latest first."""
+        return [
+            dict(step, index=index)
+            for index, step in reversed(list(enumerate(self._data["steps"])))
+            if step["status"] != StepStatus.UNDONE
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The journal document."""
+        return json.loads(json.dumps(self._data))  # type: ignore[no-any-return]
+
+    # -- writing ---------------------------------------------------------------------------
+    def register(self, name: str, **details: Any) -> int:
+        """Record that step ``name`` is about to touch the host; returns its index."""
+        _check_no_secrets(details, name)
+        self._data["steps"].append(
+            {"name": name, "status": str(StepStatus.REGISTERED), "at": _now(), "details": details}
+        )
+        self._write()
+        return len(self._data["steps"]) - 1
+
+    def mark(self, index: int, status: StepStatus, *, error: str = "", **details: Any) -> None:
+        """Set a step's status (and add details, e.g. hashes known only afterwards)."""
+        _check_no_secrets(details, f"step {index}")
+        step = self._data["steps"][index]
+        step["status"] = str(status)
+        step["details"].update(details)
+        step[f"{status}_at"] = _now()
+        if error:
+            step["error"] = error
+        self._write()
+
+    @contextmanager
+    def step(self, name: str, **details: Any) -> Iterator[int]:
+        """Register ``name``, run the block, mark it done — or failed if the block raises."""
+        index = self.register(name, **details)
+        try:
+            yield index
+        except BaseException as error:
+            self.mark(index, StepStatus.FAILED, error=str(error) or type(error).__name__)
+            raise
+        self.mark(index, StepStatus.DONE)
+
+    def finish(self, outcome: Outcome, message: str = "") -> None:
+        """Record how the run ended."""
+        self._data["outcome"] = str(outcome)
+        self._data["message"] = message
+        self._data["finished"] = _now()
+        self._write()
+        logger.info("journal %s: %s", self.path, outcome)
+
+    def _write(self) -> None:
+        """Atomically replace the file: a 0600 temp file beside it, then rename."""
+        temp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
+        descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+                json.dump(self._data, file, indent=2, ensure_ascii=False)
+                file.write("\n")
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temp, self.path)
+        finally:
+            if temp.exists():
+                temp.unlink()
+
+    def __repr__(self) -> str:
+        return (
+            f"<Journal {self.kind} {self.host} {self.outcome} "
+            f"{len(self._data['steps'])} step(s) at {self.path}>"
+        )
+
+
+def find_journals(
+    directory: Path | None = None, *, host: str | None = None, kind: str | None = None
+) -> list[Path]:
+    """Journal files in ``directory``, oldest first, optionally for one host and kind."""
+    folder = directory or default_journal_dir()
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            journal = Journal.load(path)
+        except InputError:
+            continue
+        if (host is None or journal.host == host) and (kind is None or journal.kind == kind):
+            found.append(path)
+    return found
+
+
+def latest_journal(
+    directory: Path | None = None, *, host: str | None = None, kind: str | None = None
+) -> Journal:
+    """The newest journal for ``host`` and ``kind``, or an :class:`InputError`."""
+    found = find_journals(directory, host=host, kind=kind)
+    if not found:
+        where = directory or default_journal_dir()
+        raise InputError(
+            f"no journal{' for ' + host if host else ''} in {where}",
+            "pass --journal PATH, or set COSDOC_CERTS_JOURNAL_DIR to the folder apply used",
+        )
+    return Journal.load(found[-1])

@@ -1,0 +1,84 @@
+"""Journal: register before touching, atomic 0600 writes, no secrets, reload for rollback."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from cosdoc_certs.errors import InputError
+from cosdoc_certs.journal import Journal, Outcome, StepStatus, find_journals, latest_journal
+
+
+def _start(folder: Path, host: str = "svarut01") -> Journal:
+    return Journal.start(
+        kind="svarut",
+        host=host,
+        old_thumbprint="A" * 40,
+        new_thumbprint="B" * 40,
+        directory=folder,
+        context={"env_path": "/usr/containers/svarut/prod.env"},
+    )
+
+
+def test_file_and_folder_are_private(tmp_path: Path) -> None:
+    journal = _start(tmp_path / "j")
+    assert stat.S_IMODE(journal.path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(journal.path.parent.stat().st_mode) == 0o700
+    data = json.loads(journal.path.read_text())
+    assert data["host"] == "svarut01"
+    assert data["outcome"] == "running"
+    assert data["user"]
+    assert data["started"]
+
+
+def test_steps_are_on_disk_before_and_after_the_touch(tmp_path: Path) -> None:
+    journal = _start(tmp_path)
+    with journal.step("upload", path="/p/cert.crt") as index:
+        on_disk = Journal.load(journal.path)
+        assert on_disk.steps[index]["status"] == "registered"
+        journal.mark(index, StepStatus.REGISTERED, sha256="ab" * 32)
+    assert Journal.load(journal.path).steps[0]["status"] == "done"
+    assert Journal.load(journal.path).steps[0]["details"]["sha256"] == "ab" * 32
+    with pytest.raises(RuntimeError), journal.step("restart"):
+        raise RuntimeError("container exited")
+    reloaded = Journal.load(journal.path)
+    assert reloaded.steps[1]["status"] == "failed"
+    assert reloaded.steps[1]["error"] == "container exited"
+    assert [step["name"] for step in reloaded.steps_to_undo()] == ["restart", "upload"]
+    reloaded.mark(1, StepStatus.UNDONE)
+    assert [step["name"] for step in reloaded.steps_to_undo()] == ["upload"]
+    reloaded.finish(Outcome.ROLLED_BACK, "container exited")
+    assert Journal.load(journal.path).outcome is Outcome.ROLLED_BACK
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [b"bytes", "-----BEGIN PRIVATE KEY-----\nMII", {"nested": ["-----BEGIN RSA PRIVATE KEY-----"]}],
+)
+def test_secrets_are_refused(tmp_path: Path, secret: object) -> None:
+    journal = _start(tmp_path)
+    with pytest.raises(ValueError, match="journal"):
+        journal.register("upload", content=secret)
+    assert "PRIVATE" not in journal.path.read_text()
+
+
+def test_find_and_latest_by_host(tmp_path: Path) -> None:
+    first = _start(tmp_path, "a")
+    _start(tmp_path, "b")
+    (tmp_path / "other.json").write_text("{}")
+    assert find_journals(tmp_path, host="a") == [first.path]
+    assert latest_journal(tmp_path, host="b").host == "b"
+    with pytest.raises(InputError, match="no journal for c"):
+        latest_journal(tmp_path, host="c")
+
+
+def test_load_rejects_other_files(tmp_path: Path) -> None:
+    (tmp_path / "x.json").write_text('{"format": "other"}')
+    with pytest.raises(InputError, match="not a cosdoc-certs journal"):
+        Journal.load(tmp_path / "x.json")
+    with pytest.raises(InputError, match="cannot read"):
+        Journal.load(tmp_path / "missing.json")
