@@ -6,6 +6,7 @@ is re-exported here.
 
 from __future__ import annotations
 
+from cosdoc_certs.appsettings import AppSettings
 from cosdoc_certs.errors import (
     ApplyError,
     CertificateLoadError,
@@ -21,6 +22,7 @@ from cosdoc_certs.thumbprints import normalize_thumbprint, thumbprint_of_der
 __version__ = "0.1.0"
 
 __all__ = [
+    "AppSettings",
     "ApplyError",
     "CertificateLoadError",
     "ConfigFileError",

@@ -127,7 +127,8 @@ class AppSettings:
         return cls(data, source, parser.leaves, parser.sections)
 
     def __repr__(self) -> str:
-        return f"<AppSettings {self.source}: {len(self._leaves)} values>"
+        count = len(self._leaves)
+        return f"<AppSettings {self.source}: {count} value{'' if count == 1 else 's'}>"
 
     def __len__(self) -> int:
         return len(self._leaves)
@@ -363,7 +364,7 @@ class _Parser:
             )
 
     def _skip(self, position: int) -> int:
-        position = _SKIP.match(self.data, position).end()  # type: ignore[union-attr]
+        position = _SKIP.match(self.data, position, self.end).end()  # type: ignore[union-attr]
         if self.data[position] == _SLASH:
             if self.data.startswith(b"/*", position):
                 self._fail(position, "comment /* is never closed", "close it with */")
@@ -553,7 +554,7 @@ def _flatten(path: str, expression: jsonpath.JSONPath) -> Iterator[Segment]:
         return
     segment = _single_step(expression)
     if segment is None:
-        raise _bad_path(path, f"uses {expression}, which is not a single key or index")
+        raise _bad_path(path, f"uses {expression!r}, which is not a single key or index")
     yield segment
 
 

@@ -1,0 +1,440 @@
+"""appsettings: .NET-compatible reading, byte-exact edits, thumbprint hygiene, safe diffs."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cosdoc_certs import AppSettings, ConfigFileError
+from cosdoc_certs.appsettings import (
+    StringValue,
+    edit_diff,
+    format_path,
+    same_thumbprint,
+    thumbprint_findings,
+)
+
+CORPUS = Path(__file__).parent / "appsettings_corpus"
+CASES: list[dict[str, Any]] = json.loads((CORPUS / "cases.json").read_text(encoding="utf-8"))
+CLEAN = "3F2504E04F8941D39A0C0305E82C3301A1B2C3D4"
+SECRETS = ("S3cret!Pa55", "not-for-your-eyes")
+THUMBPRINT_KEY = re.compile(r"thumbprint|avtrykk", re.IGNORECASE)
+
+
+def _read(name: str) -> AppSettings:
+    return AppSettings.parse((CORPUS / name).read_bytes(), source=name)
+
+
+def _corpus_files(*, broken: bool) -> list[str]:
+    return sorted(
+        path.relative_to(CORPUS).as_posix()
+        for path in CORPUS.rglob("*.json")
+        if path.name != "cases.json" and (path.parent.name == "broken") == broken
+    )
+
+
+# --- the corpus, table-driven: file + path -> value / position / findings / error -----------
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: f"{case['file']}:{case['path']}")
+def test_corpus_case(case: dict[str, Any]) -> None:
+    if "error" in case:
+        with pytest.raises(ConfigFileError) as raised:
+            _read(case["file"]).get(case["path"])
+        assert case["error"] in str(raised.value)
+        assert not any(secret in str(raised.value) for secret in SECRETS)
+        return
+    found = _read(case["file"]).find(case["path"])
+    assert found is not None
+    assert found.value == case["value"]
+    assert found.path == case.get("canonical", found.path)
+    assert (found.line, found.column) == (
+        case.get("line", found.line),
+        case.get("column", found.column),
+    )
+    if "findings" in case:
+        findings = thumbprint_findings(found, case["file"])
+        assert [(f.code, f.subject) for f in findings] == [
+            (code, case["file"]) for code, _ in case["findings"]
+        ]
+        for finding, (_, says) in zip(findings, case["findings"], strict=True):
+            assert says in finding.message
+
+
+@pytest.mark.parametrize("name", _corpus_files(broken=False))
+def test_corpus_file_unchanged_without_edits(name: str) -> None:
+    data = (CORPUS / name).read_bytes()
+    assert AppSettings.parse(data, source=name).replace({}) == data
+
+
+@pytest.mark.parametrize("name", _corpus_files(broken=False))
+def test_corpus_thumbprints_rewritten_in_place(name: str) -> None:
+    settings = _read(name)
+    targets = [value for value in settings.strings() if THUMBPRINT_KEY.search(value.path)]
+    assert targets
+    after = settings.replace({value.path: CLEAN for value in targets})
+    reread = AppSettings.parse(after, source=name)
+    assert all(reread.get(value.path) == CLEAN for value in targets)
+    assert all(thumbprint_findings(reread.find(value.path), name) == [] for value in targets)  # type: ignore[arg-type]
+    _assert_only_tokens_changed(settings, reread, {value.path for value in targets})
+    diff = edit_diff(settings.data, after, source=name)
+    changed = [line for line in diff.splitlines()[2:] if not line.startswith("@@")]
+    assert len(changed) == 2 * len({value.line for value in targets})
+    assert not any(secret in diff for secret in SECRETS)
+
+
+def test_corpus_covers_the_cosdoc_keys() -> None:
+    paths = {(case["file"].split("/")[0], case["path"].lower()) for case in CASES}
+    for service in ("digihelse-sender", "digihelse-mottak", "kpr-innsending", "kpr-mottak"):
+        assert (service, "$.certsettings.signingthumbprint") in paths
+        assert (service, "$.certsettings.encryptionthumbprint") in paths
+    for key in ("clientcertthumbprint", "signingcertificatethumbprint", "sslcertificatethumbprint"):
+        assert ("authentication", f"$.{key}") in paths
+    assert ("skatteintegrasjonapi", "$.maskinportenconfig.sertifikatavtrykk") in paths
+
+
+def test_corpus_files_have_bom_crlf_and_comments() -> None:
+    datas = [(CORPUS / name).read_bytes() for name in _corpus_files(broken=False)]
+    assert any(data.startswith(b"\xef\xbb\xbf") for data in datas)
+    assert any(not data.startswith(b"\xef\xbb\xbf") for data in datas)
+    assert any(b"\r\n" in data for data in datas)
+    assert any(b"\r\n" not in data for data in datas)
+    assert any(b"//" in data and b"/*" in data for data in datas)
+    assert any("\u200e".encode() in data for data in datas)
+
+
+# --- how .NET reads: comments, trailing commas, case, ':' keys, limits ------------------------
+
+
+@pytest.mark.parametrize(
+    ("document", "path", "expected"),
+    [
+        ('{"a": "x"}', "$.a", "x"),
+        ('{"a": "x",}', "$.A", "x"),
+        ('{"a": ["x", "y",],}', "$.a[1]", "y"),
+        ('// head\n{ /* a */ "a" /* b */ : /* c */ "x" /* d */ } // tail', "$.a", "x"),
+        ('{"a": "x"} /* closed */', "a", "x"),
+        ('{\r"a": "x"\r}', "$.a", "x"),
+        ('{"a": "// not a comment /* nor this */"}', "$.a", "// not a comment /* nor this */"),
+        ('{"A": {"B": "x"}}', "$.a.b", "x"),
+        ('{"A:B": "x"}', "$.a.b", "x"),
+        ('{"A": {"B:C": "x"}}', "$.a.b.c", "x"),
+        ('{"A": ["x", {"B": "y"}]}', "$.a[1].b", "y"),
+        ('{"A": ["x"]}', '$.a."0"', "x"),
+        ('{"\\u00c6": "x"}', "$['æ']", "x"),
+        ('{"e\\u0301": "x"}', "$['e\u0301']", "x"),
+        ('{"a": "\\ud83d\\ude00 \\u00e6\\/\\"\\\\\\b\\f\\n\\r\\t"}', "$.a", '😀 æ/"\\\b\f\n\r\t'),
+        ('{"a": "x", "n": -1.5e3, "t": true, "f": false, "z": null, "o": {}, "l": []}', "$.a", "x"),
+        ("{" + '"a":' * 0 + '"d": ' + "[" * 63 + '"x"' + "]" * 63 + "}", "$.d" + "[0]" * 63, "x"),
+    ],
+)
+def test_reads_like_dotnet(document: str, path: str, expected: str) -> None:
+    for prefix, newline in [(b"", "\n"), (b"\xef\xbb\xbf", "\r\n")]:
+        data = prefix + document.replace("\n", newline).encode()
+        assert AppSettings.parse(data).get(path) == expected
+
+
+@pytest.mark.parametrize(
+    ("document", "says"),
+    [
+        (
+            "",
+            "appsettings.json:1:1: the top level must be an object in braces {...}, found the end",
+        ),
+        ("[]", "1:1: the top level must be an object in braces {...}, found '['"),
+        ('{"a": "x"', "1:10: expected ',' or '}' after a value, found the end of the file"),
+        ('{"a": "x"}}', "1:11: unexpected '}' after the closing '}'"),
+        ('{"a": "x"},', "1:11: unexpected ','"),
+        ("{,}", "1:2: expected a key in double quotes, found ','"),
+        ('{"a": [1,,2]}', "1:10: expected a value, found ','"),
+        ('{"a": 1,,}', "1:9: expected a key in double quotes, found ','"),
+        ("{'a': 1}", "1:2: expected a key in double quotes, found '''"),
+        ("{a: 1}", "1:2: expected a key in double quotes, found 'a'"),
+        ('{"a" 1}', "1:6: expected ':' after the key, found '1'"),
+        ('{"a": 01}', "1:7: invalid value"),
+        ('{"a": NaN}', "1:7: invalid value"),
+        ('{"a": True}', "1:7: invalid value"),
+        ('{"a": -}', "1:7: invalid value"),
+        ('{"a": 1.}', "1:7: invalid value"),
+        ('{"a":\n  "x\n"}', "2:3: string is not closed on its line"),
+        ('{"a": "x\ty"}', "1:9: control character U+0009 inside a string"),
+        ('{"a": "\\x41"}', "1:8: invalid escape in a string"),
+        ('{"a": "\\u12"}', "1:8: invalid escape in a string"),
+        ('{"a": "\\udc00"}', "1:7: string has an unpaired surrogate \\udc00"),
+        ('{"a": 1 /* never closed }', "1:9: comment /* is never closed"),
+        ('{"a": 1 / 2}', "1:9: unexpected '/'"),
+        ('{"a": "x",\n "A": "y"}', "2:2: duplicate key 'A' (first at 1:2)"),
+        ('{"a": {}, "A": {}}', "1:11: duplicate key 'A' (first at 1:2)"),
+        ('{"a": {"b": 1}, "A:B": 2}', "1:24: duplicate setting $['A:B'] (first at 1:13 as $.a.b)"),
+        ('{"æ": 1, "Æ": 2}', "1:10: duplicate key 'Æ' (first at 1:2)"),
+        ("{\u00a0}", "1:2: expected a key in double quotes, found U+00A0"),
+        ('{"d": ' + "[" * 64 + "]" * 64 + "}", "1:70: nested deeper than 64 levels"),
+    ],
+)
+def test_malformed_files_name_line_and_column(document: str, says: str) -> None:
+    with pytest.raises(ConfigFileError) as raised:
+        AppSettings.parse(document.encode())
+    assert says in str(raised.value)
+
+
+def test_position_columns_count_characters_not_bytes_or_bom() -> None:
+    data = '\ufeff{"æøå": "x",\r\n "b": "\u200ey"}'.encode()
+    settings = AppSettings.parse(data)
+    assert [(value.path, value.line, value.column) for value in settings.strings()] == [
+        ("$['æøå']", 1, 9),
+        ("$.b", 2, 7),
+    ]
+    assert [data[value.start : value.end] == value.raw for value in settings.strings()] == [
+        True,
+        True,
+    ]
+
+
+def test_utf16_and_non_utf8_files_are_refused_clearly() -> None:
+    with pytest.raises(ConfigFileError, match="UTF-16 or UTF-32 encoded — save it as UTF-8"):
+        AppSettings.parse('{"a": "x"}'.encode("utf-16-le"))
+    with pytest.raises(ConfigFileError, match=r"1:8: byte 0xFF is not UTF-8"):
+        AppSettings.parse(b'{"a": "\xff"}')
+
+
+# --- paths ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "says"),
+    [
+        ("$..SigningThumbprint", "is not a single key or index"),
+        ("$.CertSettings.*", "is not a single key or index"),
+        ("$.Items[*]", "is not a single key or index"),
+        ("$.Items[0:2]", "is not a single key or index"),
+        ("$.Items[-1]", "is not a single key or index"),
+        ("$.Items[0,1]", "is not a single key or index"),
+        ("$.a,b", "is not a single key or index"),
+        ("$[?(@.a)]", "cannot be parsed"),
+        ("CertSettings:SigningThumbprint", "like $.CertSettings.SigningThumbprint"),
+    ],
+)
+def test_unsupported_path_expressions_are_rejected(path: str, says: str) -> None:
+    settings = AppSettings.parse(b'{"Items": ["x"], "a": "y"}')
+    with pytest.raises(ConfigFileError) as raised:
+        settings.get(path)
+    assert says in str(raised.value)
+    assert path in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("segments", "expected"),
+    [
+        (("CertSettings", "SigningThumbprint"), "$.CertSettings.SigningThumbprint"),
+        (("Items", 0, "Name"), "$.Items[0].Name"),
+        (("a:b",), "$['a:b']"),
+        (("it's", "back\\slash"), "$['it\\'s']['back\\\\slash']"),
+        (("where",), "$['where']"),
+        (("0",), "$['0']"),
+    ],
+)
+def test_canonical_paths(segments: tuple[str | int, ...], expected: str) -> None:
+    assert format_path(segments) == expected
+
+
+def test_find_is_none_for_missing_and_raises_for_non_strings() -> None:
+    settings = AppSettings.parse(b'{"a": {"b": 1}}')
+    assert settings.find("$.a.c") is None
+    assert settings.find("$.x.y.z") is None
+    with pytest.raises(ConfigFileError, match=r"\$\.a\.b is a number, not a string"):
+        settings.find("$.A.B")
+
+
+# --- replace ----------------------------------------------------------------------------------
+
+
+def test_replace_changes_only_the_targeted_bytes() -> None:
+    data = (
+        b'\xef\xbb\xbf{\r\n  // keep me\r\n  "certSettings": {\r\n'
+        b'    "SigningThumbprint": "\\u200e4f 89",  /* and me */\r\n'
+        b'    "EncryptionThumbprint": "old",\r\n  },\r\n  "Url": "https:\\/\\/x",\r\n}\r\n'
+    )
+    after = AppSettings.parse(data).replace(
+        {
+            "$.CertSettings.SigningThumbprint": CLEAN,
+            "$.certsettings.encryptionthumbprint": 'n"e\\w\næ',
+        }
+    )
+    assert after == data.replace(b'"\\u200e4f 89"', f'"{CLEAN}"'.encode()).replace(
+        b'"old"', '"n\\"e\\\\w\\næ"'.encode()
+    )
+
+
+def test_replace_with_the_same_text_keeps_the_escapes() -> None:
+    data = b'{"Url": "https:\\/\\/x", "T": "\\u00c6"}'
+    assert AppSettings.parse(data).replace({"$.Url": "https://x", "$.t": "Æ"}) == data
+
+
+@pytest.mark.parametrize(
+    ("new_values", "says"),
+    [
+        (
+            {"$.CertSettings.SSLCertificateThumbprint": CLEAN},
+            "appsettings.json: no setting $.CertSettings.SSLCertificateThumbprint "
+            "($.CertSettings has keys SigningThumbprint, Port)",
+        ),
+        (
+            {"$.CertSettings.Port": "443"},
+            "appsettings.json:1:53: $.CertSettings.Port is a number, not a string",
+        ),
+        (
+            {"$.Other.Thumbprint": CLEAN},
+            "no setting $.Other.Thumbprint (the top level has keys CertSettings, Db)",
+        ),
+        (
+            {
+                "$.CertSettings.SigningThumbprint": CLEAN,
+                "$.certsettings.signingthumbprint": "0" * 40,
+            },
+            "two different new values for $.CertSettings.SigningThumbprint",
+        ),
+        (
+            {"$.CertSettings.SigningThumbprint": "\ud800"},
+            "the new value for $.CertSettings.SigningThumbprint has an unpaired surrogate",
+        ),
+    ],
+)
+def test_replace_refuses_to_create_or_guess(new_values: dict[str, str], says: str) -> None:
+    data = (
+        b'{"CertSettings": {"SigningThumbprint": "x", "Port": 443}, "Db": "Password=S3cret!Pa55"}'
+    )
+    with pytest.raises(ConfigFileError) as raised:
+        AppSettings.parse(data).replace(new_values)
+    assert says in str(raised.value)
+    assert "S3cret" not in str(raised.value)
+
+
+def test_same_value_under_two_spellings_is_one_edit() -> None:
+    settings = AppSettings.parse(b'{"A": {"B": "x"}}')
+    assert settings.replace({"$.A.B": "y", "$.a.b": "y"}) == b'{"A": {"B": "y"}}'
+
+
+# --- hygiene and comparison -------------------------------------------------------------------
+
+
+def _value(text: str) -> StringValue:
+    found = AppSettings.parse(f'{{"T": {json.dumps(text)}}}'.encode()).find("$.T")
+    assert found is not None
+    return found
+
+
+@pytest.mark.parametrize(
+    ("text", "codes"),
+    [
+        (CLEAN, []),
+        ("\u200e" + CLEAN, ["thumbprint-invisible-char"]),
+        ("\u200e" + CLEAN + "\ufeff", ["thumbprint-invisible-char", "thumbprint-invisible-char"]),
+        (CLEAN[:20] + " " + CLEAN[20:], ["thumbprint-separators"]),
+        (CLEAN.lower(), ["thumbprint-lowercase"]),
+        (CLEAN[:-1], ["thumbprint-malformed"]),
+        ("", ["thumbprint-malformed"]),
+        (
+            "\u200e" + CLEAN[:-1].lower() + "-",
+            ["thumbprint-invisible-char", "thumbprint-lowercase", "thumbprint-malformed"],
+        ),
+    ],
+)
+def test_thumbprint_findings_codes(text: str, codes: list[str]) -> None:
+    assert [finding.code for finding in thumbprint_findings(_value(text), "svc")] == codes
+
+
+def test_invisible_char_finding_names_char_and_position() -> None:
+    value = _value("AB\u200fCD")  # {"T": "AB\u200fCD"}: the escape starts at column 10
+    [invisible, *_] = thumbprint_findings(value, "svc")
+    assert invisible.message.startswith(
+        "$.T has an invisible U+200F RIGHT-TO-LEFT MARK at line 1, column 10 (written as \\u200f)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("configured", "thumbprint", "same"),
+    [
+        (CLEAN, CLEAN, True),
+        ("\u200e" + CLEAN.lower(), CLEAN, True),
+        (" ".join(CLEAN[i : i + 2] for i in range(0, 40, 2)), CLEAN.lower(), True),
+        (CLEAN[:-1] + "5", CLEAN, False),
+        (CLEAN[:-1], CLEAN, False),
+        ("not a thumbprint", CLEAN, False),
+    ],
+)
+def test_same_thumbprint(configured: str, thumbprint: str, same: bool) -> None:
+    assert same_thumbprint(configured, thumbprint) is same
+
+
+# --- diffs, reprs and secrets -----------------------------------------------------------------
+
+
+def test_edit_diff_shows_changed_lines_only() -> None:
+    before = (CORPUS / "digihelse-sender/appsettings.json").read_bytes()
+    after = AppSettings.parse(before).replace({"$.CertSettings.EncryptionThumbprint": CLEAN})
+    assert edit_diff(before, after, source="appsettings.json") == (
+        "--- appsettings.json (before)\n"
+        "+++ appsettings.json (after)\n"
+        "@@ -14 +14 @@\n"
+        '-    "EncryptionThumbprint": "<U+200E>9A1B2C3D4E5F60718293A4B5C6D7E8F901234567",\n'
+        f'+    "EncryptionThumbprint": "{CLEAN}",'
+    )
+    assert edit_diff(before, before, source="appsettings.json") == ""
+
+
+def test_edit_diff_hides_secrets_on_changed_and_context_lines() -> None:
+    before = (
+        b'{"ConnectionStrings": {"Db": "Server=db;Password=S3cret!Pa55"}, "Api": "x", "T": "A"}'
+    )
+    after = AppSettings.parse(before).replace({"$.T": CLEAN})
+    diff = edit_diff(before, after, source="appsettings.json", context=3)
+    assert '"Db": "<hidden>"' in diff
+    assert '"T": "' + CLEAN in diff
+    assert "S3cret" not in diff
+    changed_secret = AppSettings.parse(before).replace({"$.ConnectionStrings.Db": "Password=other"})
+    assert '"<hidden, changed>"' in edit_diff(before, changed_secret, source="appsettings.json")
+
+
+def test_reprs_do_not_show_values() -> None:
+    settings = _read("digihelse-sender/appsettings.json")
+    assert repr(settings) == "<AppSettings digihelse-sender/appsettings.json: 10 values>"
+    secret = settings.find("$.ConnectionStrings.DigihelseDb")
+    assert secret is not None
+    assert "S3cret" not in repr(secret)
+    assert repr(AppSettings.parse(b'{"a": "b"}')) == "<AppSettings appsettings.json: 1 value>"
+
+
+def _error_text(name: str, path: str) -> str:
+    try:
+        _read(name).get(path)
+    except ConfigFileError as error:
+        return str(error)
+    return ""
+
+
+@pytest.mark.parametrize("name", _corpus_files(broken=True) + _corpus_files(broken=False))
+def test_errors_on_files_with_passwords_never_show_them(name: str) -> None:
+    paths = ("$.ConnectionStrings", "$.ConnectionStrings.Db.X", "$.CertSettings.Nope")
+    errors = [_error_text(name, path) for path in paths]
+    assert all(errors)
+    assert not any(secret in error for secret in SECRETS for error in errors)
+
+
+# --- helpers shared with the property tests ---------------------------------------------------
+
+
+def _assert_only_tokens_changed(before: AppSettings, after: AppSettings, edited: set[str]) -> None:
+    """Every byte outside the edited string tokens is the same, and so is every other value."""
+    old, new = before.strings(), after.strings()
+    assert [value.path for value in old] == [value.path for value in new]
+    old_end = new_end = 0
+    for old_value, new_value in zip(old, new, strict=True):
+        assert before.data[old_end : old_value.start] == after.data[new_end : new_value.start]
+        if old_value.path not in edited:
+            assert (old_value.raw, old_value.value) == (new_value.raw, new_value.value)
+        old_end, new_end = old_value.end, new_value.end
+    assert before.data[old_end:] == after.data[new_end:]
