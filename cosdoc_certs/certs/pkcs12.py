@@ -17,6 +17,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from asn1crypto import cms, core, pkcs12
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from cryptography.hazmat.primitives.serialization import pkcs12 as crypto_pkcs12
 
 from cosdoc_certs.errors import CertificateLoadError
 
@@ -124,6 +129,100 @@ def parse_pfx(data: bytes) -> ParsedPfx:
     safe = pkcs12.AuthenticatedSafe.load(bytes(pfx["auth_safe"]["content"].native))
     safe.native  # noqa: B018 -- forces a full parse so that damage shows up here
     return ParsedPfx(pfx, safe)
+
+
+class PasswordRequiredError(CertificateLoadError):
+    """A file is protected by a password and none (or an empty one) was given."""
+
+
+@dataclass(frozen=True)
+class PfxContents:
+    """Every certificate and every private key in a PFX."""
+
+    certificates: tuple[x509.Certificate, ...]
+    private_keys: tuple[PrivateKeyTypes, ...]
+
+
+def read_pfx(data: bytes, password: bytes | None, source: str) -> PfxContents:
+    """All certificates and **all** private keys of the PFX ``data`` (named ``source``).
+
+    The password is checked against the MAC first; without one, no password and the empty
+    password are tried. Certificates are decrypted by ``cryptography`` (AES, 3DES, RC2-40);
+    private keys are read bag by bag, so a PFX holding both Buypass keys yields both.
+    """
+    parsed = parse_pfx(data)
+    used = _password_that_opens(parsed, password, source)
+    try:
+        loaded = crypto_pkcs12.load_pkcs12(data, used)
+    except (ValueError, UnsupportedAlgorithm) as error:
+        raise CertificateLoadError(
+            f"{source}: the PFX opens with the password but its content cannot be read",
+            "export it again from the certificate store (with AES-256 or 3DES encryption)",
+        ) from error
+    certificates = [entry.certificate for entry in loaded.additional_certs]
+    if loaded.cert is not None:
+        certificates.insert(0, loaded.cert.certificate)
+    keys = list(_keys_in_bags(parsed, used, source))
+    if loaded.key is not None and not any(
+        key.public_key() == loaded.key.public_key() for key in keys
+    ):
+        keys.insert(0, loaded.key)
+    return PfxContents(tuple(certificates), tuple(keys))
+
+
+def _password_that_opens(parsed: ParsedPfx, password: bytes | None, source: str) -> bytes | None:
+    """The candidate password that reproduces the MAC, or the right error."""
+    candidates: list[bytes | None] = [None, b""]
+    if password:
+        candidates.insert(0, password)
+    for candidate in candidates:
+        if parsed.mac_matches(candidate):
+            return candidate
+    if not password:
+        raise PasswordRequiredError(
+            f"{source} is protected by a password",
+            "give the PFX password (you will be asked, or use --password-env VAR)",
+        )
+    raise CertificateLoadError(
+        f"wrong password for {source} (or the file is damaged)",
+        "check the PFX password; it is case-sensitive and is usually sent apart from the file",
+    )
+
+
+def _keys_in_bags(parsed: ParsedPfx, password: bytes | None, source: str) -> list[PrivateKeyTypes]:
+    """The private keys in the PFX's unencrypted contents (where PFX writers put key bags)."""
+    keys: list[PrivateKeyTypes] = []
+    for info in parsed.authenticated_safe:
+        if info["content_type"].native == "data":
+            contents = pkcs12.SafeContents.load(bytes(info["content"].native))
+            keys.extend(_keys_in(contents, password, source))
+    return keys
+
+
+def _keys_in(
+    contents: pkcs12.SafeContents, password: bytes | None, source: str
+) -> list[PrivateKeyTypes]:
+    keys: list[PrivateKeyTypes] = []
+    for bag in contents:
+        kind = bag["bag_id"].native
+        if kind == "safe_contents":
+            keys.extend(_keys_in(bag["bag_value"], password, source))
+        elif kind in ("key_bag", "pkcs8_shrouded_key_bag"):
+            encrypted = kind == "pkcs8_shrouded_key_bag"
+            keys.append(
+                _load_key(bag["bag_value"].untag().dump(), password if encrypted else None, source)
+            )
+    return keys
+
+
+def _load_key(der: bytes, password: bytes | None, source: str) -> PrivateKeyTypes:
+    try:
+        return serialization.load_der_private_key(der, password)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as error:
+        raise CertificateLoadError(
+            f"{source}: a private key in the PFX cannot be decrypted",
+            "export the PFX again with its private key (AES-256 or 3DES encryption)",
+        ) from error
 
 
 def merge_pfx(blobs: Sequence[bytes], password: bytes, *, hash_name: str = "sha256") -> bytes:

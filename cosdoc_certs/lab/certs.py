@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from cosdoc_certs.certs.model import name_text
 from cosdoc_certs.certs.pkcs12 import merge_pfx
 from cosdoc_certs.errors import CosDocCertsError
 from cosdoc_certs.thumbprints import thumbprint_of_der
@@ -117,7 +118,7 @@ class Issued:
         return b"".join(cert.public_bytes(serialization.Encoding.PEM) for cert in self.chain)
 
     def __repr__(self) -> str:
-        subject = self.certificate.subject.rfc4514_string()
+        subject = name_text(self.certificate.subject)
         return f"Issued(subject={subject!r}, thumbprint={self.thumbprint!r})"
 
 
