@@ -550,6 +550,10 @@ class CosDocServer:
         with self.lock:
             return {} if self._tls is None else self._tls.endpoints()
 
+    def close(self) -> None:
+        """Release what the server holds while running (its TLS listeners)."""
+        self.stop_tls()
+
     def __enter__(self) -> CosDocServer:
         self.start_tls()
         return self
@@ -560,7 +564,7 @@ class CosDocServer:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self.stop_tls()
+        self.close()
 
     # -- private ------------------------------------------------------------------------------
 

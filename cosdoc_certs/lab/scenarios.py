@@ -1,0 +1,620 @@
+"""Ready-made CosDoc installations for the lab, the demo and the tests.
+
+:func:`default_installation` is what ``cosdoc-certs lab`` starts: one application server
+(``COSDOC-APP01``) with current certificates from the test factory and everything running:
+
+- ``LocalMachine\\My``: the current enterprise pair (signing key CNG, encryption key CAPI),
+  the current SSL certificate (CNG) and the previous, expired pair (clutter, as found);
+- services ``Digihelse.Meldingstjeneste``, ``Digihelse.Adressering`` (account
+  ``DOMENE\\svc-digihelse``), ``KPR.Innsending`` (``DOMENE\\svc-kpr``) and ``KPR.Overvaker``
+  (``NT AUTHORITY\\NetworkService``), each in its own folder with its own appsettings.json;
+- IIS sites «CosDoc Drift» and «CosDoc Test», each with the applications /Authentication,
+  /SkatteIntegrasjonApi, /kodeverk and /persontjenesten in their own folders and app pools
+  (ApplicationPoolIdentity, except Authentication: SpecificUser ``DOMENE\\svc-cosdoc-auth``);
+- HTTPS bindings ``*:443:cosdoc.testkommune.no`` and ``*:443:cosdoc-test.testkommune.no``
+  (SNI) and the non-SNI fallback ``*:443:``, all on the current SSL certificate;
+- realistic appsettings.json files: comments, trailing commas, a UTF-8 BOM and CRLF in some,
+  lower-case hex in one, a connection string with a password, and — as found in the field —
+  a U+200E before ``KPR.Overvaker``'s ``CertSettings.SigningThumbprint``. KPR.Overvaker runs
+  on modern .NET, whose ``X509Store.Find`` skips a leading U+200E, so it starts; the doctor
+  should still flag the value, and the same value breaks a STRICT consumer;
+- key-file ACLs granting read to exactly the accounts that run each consumer.
+
+:func:`make_lab_certificates` makes the certificates (current, previous, and the *renewed*
+pair and SSL certificate a demo rotates to); :meth:`LabCertificates.write_files` writes the
+renewed ones as PFX files. The scenario builders (:data:`SCENARIOS`) vary the default for
+tests: all keys CAPI or CNG, a missing ACL, an expired certificate, a wrong role, samdrift of
+two municipalities' sites, and a customer whose services live under ``D:\\DIPS``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import secrets
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from cosdoc_certs.appsettings import AppSettings
+from cosdoc_certs.lab.certs import (
+    EnterprisePair,
+    Issued,
+    TestCA,
+    default_ca,
+    make_enterprise_pair,
+    make_ssl_certificate,
+    to_pfx,
+    two_key_pfx,
+)
+from cosdoc_certs.lab.model import (
+    AUTHENTICATION_USE,
+    DIGIHELSE_USE,
+    KPR_USE,
+    NO_CERTIFICATES,
+    SKATT_USE,
+    AppPool,
+    Binding,
+    CertificateUse,
+    CosDocServer,
+    IisApplication,
+    IisSite,
+    KeyStorage,
+    ThumbprintLookup,
+    WindowsService,
+)
+from cosdoc_certs.lab.server.files import windows_join
+from cosdoc_certs.lab.server.rules import lookup_value
+from cosdoc_certs.lab.server.uses import SETTINGS_FILE_NAME
+
+logger = logging.getLogger(__name__)
+
+PFX_PASSWORD_ENV = "COSDOC_LAB_PFX_PASSWORD"  # noqa: S105 -- a variable name
+HOSTNAME = "COSDOC-APP01"
+DRIFT_HOST = "cosdoc.testkommune.no"
+TEST_HOST = "cosdoc-test.testkommune.no"
+NEIGHBOUR_HOST = "cosdoc.nabokommune.no"
+DIGIHELSE_ACCOUNT = "DOMENE\\svc-digihelse"
+KPR_ACCOUNT = "DOMENE\\svc-kpr"
+AUTHENTICATION_ACCOUNT = "DOMENE\\svc-cosdoc-auth"
+_LRM = "\u200e"
+_DAY = datetime.timedelta(days=1)
+_YEARS_3 = datetime.timedelta(days=3 * 365)
+_CURRENT_LEFT = datetime.timedelta(days=40)  # the current certificates expire in 40 days
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a customer installed things; a deviation from the usual is a different Layout."""
+
+    services_folder: str = "C:\\Program Files\\DIPS"
+    kpr_folder: str = "C:\\DIPS\\KPR"
+    iis_folder: str = "C:\\inetpub\\CosDoc"
+    key_storage: dict[str, KeyStorage] = field(
+        default_factory=lambda: {"signing": "CNG", "encryption": "CAPI", "ssl": "CNG"}
+    )
+
+
+DEVIATING_LAYOUT = Layout(
+    services_folder="D:\\DIPS", kpr_folder="D:\\DIPS\\KPR", iis_folder="D:\\Web\\CosDoc"
+)
+
+
+@dataclass(frozen=True)
+class LabCertificateFiles:
+    """The renewed certificates written as files, for the demo and for people trying the tool."""
+
+    signing_pfx: Path
+    encryption_pfx: Path
+    pair_pfx: Path
+    ssl_pfx: Path
+    ca_pem: Path
+
+
+@dataclass(frozen=True)
+class LabCertificates:
+    """Every certificate of a lab installation: in the store now, and renewed ones to rotate to.
+
+    ``pfx_password`` protects the PFX files :meth:`write_files` writes (a fresh random value;
+    hidden from the repr).
+    """
+
+    ca: TestCA
+    current: EnterprisePair
+    current_ssl: Issued
+    previous: EnterprisePair
+    renewed: EnterprisePair
+    renewed_ssl: Issued
+    pfx_password: str = field(repr=False, default_factory=lambda: secrets.token_urlsafe(12))
+
+    def by_role(self, role: str) -> Issued:
+        """The *current* certificate for ``role`` (``signing``, ``encryption`` or ``ssl``)."""
+        return {
+            "signing": self.current.signing,
+            "encryption": self.current.encryption,
+            "ssl": self.current_ssl,
+        }[role]
+
+    def write_files(self, folder: Path) -> LabCertificateFiles:
+        """Write the renewed certificates as PFX files (mode 0600) and the test CA as PEM."""
+        folder.mkdir(parents=True, exist_ok=True)
+        password = self.pfx_password.encode("utf-8")
+        files = LabCertificateFiles(
+            signing_pfx=folder / "renewed-signing.pfx",
+            encryption_pfx=folder / "renewed-encryption.pfx",
+            pair_pfx=folder / "renewed-pair.pfx",
+            ssl_pfx=folder / "renewed-ssl.pfx",
+            ca_pem=folder / "lab-test-ca.pem",
+        )
+        _write_private(files.signing_pfx, to_pfx(self.renewed.signing, password))
+        _write_private(files.encryption_pfx, to_pfx(self.renewed.encryption, password))
+        _write_private(files.pair_pfx, two_key_pfx(self.renewed, password))
+        _write_private(files.ssl_pfx, to_pfx(self.renewed_ssl, password))
+        files.ca_pem.write_bytes(self.ca.root_pem())
+        return files
+
+
+class LabServer(CosDocServer):
+    """A :class:`CosDocServer` built by a scenario, with the certificates it was seeded with.
+
+    ``close()`` (or leaving the ``with`` block) stops its TLS listeners and removes its
+    files if the scenario made a temporary folder for them.
+    """
+
+    def __init__(
+        self,
+        root: Path | None,
+        certificates: LabCertificates,
+        *,
+        now: datetime.datetime | None = None,
+    ) -> None:
+        self._temporary = (
+            tempfile.TemporaryDirectory(prefix="cosdoc-lab-server-") if root is None else None
+        )
+        folder = Path(self._temporary.name) if self._temporary is not None else root
+        assert folder is not None
+        super().__init__(folder, hostname=HOSTNAME, clock=(lambda: now) if now else None)
+        self.certificates = certificates
+        self.tenants: dict[str, LabCertificates] = {}
+
+    def close(self) -> None:
+        """Stop the TLS listeners and remove a temporary root folder."""
+        super().close()
+        if self._temporary is not None:
+            self._temporary.cleanup()
+
+
+def make_lab_certificates(
+    ca: TestCA | None = None,
+    *,
+    now: datetime.datetime | None = None,
+    expired: Iterable[str] = (),
+) -> LabCertificates:
+    """Current, previous (expired) and renewed certificates; ``expired`` roles are expired now."""
+    ca = ca or default_ca()
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    hostnames = (DRIFT_HOST, TEST_HOST)
+    current_from, current_to = now - _YEARS_3 + _CURRENT_LEFT, now + _CURRENT_LEFT
+    expired_from, expired_to = now - _YEARS_3, now - _DAY
+    current = make_enterprise_pair(ca, not_before=current_from, not_after=current_to)
+    current_ssl = make_ssl_certificate(ca, hostnames, current_from, current_to)
+    expired_roles = set(expired)
+    if expired_roles & {"signing", "encryption"}:
+        stale = make_enterprise_pair(ca, not_before=expired_from, not_after=expired_to)
+        current = EnterprisePair(
+            signing=stale.signing if "signing" in expired_roles else current.signing,
+            encryption=stale.encryption if "encryption" in expired_roles else current.encryption,
+        )
+    if "ssl" in expired_roles:
+        current_ssl = make_ssl_certificate(ca, hostnames, expired_from, expired_to)
+    return LabCertificates(
+        ca=ca,
+        current=current,
+        current_ssl=current_ssl,
+        previous=make_enterprise_pair(
+            ca, not_before=now - 2 * _YEARS_3, not_after=now - _YEARS_3 + _CURRENT_LEFT
+        ),
+        renewed=make_enterprise_pair(ca, not_before=now - _DAY, not_after=now + _YEARS_3),
+        renewed_ssl=make_ssl_certificate(
+            ca, hostnames, not_before=now - _DAY, not_after=now + _YEARS_3
+        ),
+    )
+
+
+def default_installation(
+    root: Path | None = None,
+    *,
+    now: datetime.datetime | None = None,
+    certificates: LabCertificates | None = None,
+    layout: Layout | None = None,
+) -> LabServer:
+    """The lab's CosDoc application server, everything running (see the module docstring).
+
+    ``root`` keeps the server's files (default: a temporary folder removed by ``close()``);
+    ``now`` fixes the server's clock; ``certificates`` reuses certificates already made.
+    """
+    layout = layout or Layout()
+    certificates = certificates or make_lab_certificates(now=now)
+    server = LabServer(root, certificates, now=now)
+    _seed_store(server, certificates, layout)
+    _install_services(server, certificates, layout)
+    _install_environment(server, "Drift", 1, DRIFT_HOST, certificates, layout, fallback=True)
+    _install_environment(server, "Test", 2, TEST_HOST, certificates, layout, fallback=False)
+    grant_consumers_read(server)
+    failures = server.boot()
+    if failures:
+        logger.info("lab installation started with failures: %s", sorted(failures))
+    return server
+
+
+def grant_consumers_read(server: CosDocServer) -> None:
+    """Give every service and app pool read on the keys its appsettings.json names."""
+    for service in server.services.values():
+        _grant(server, service.settings_file, service.uses, service.account)
+    for application in server.applications:
+        folder = server.expand_environment(application.physical_path)
+        account = server.app_pool(application.app_pool).account
+        _grant(server, windows_join(folder, SETTINGS_FILE_NAME), application.uses, account)
+
+
+def reboot(server: CosDocServer) -> dict[str, list[str]]:
+    """Stop every service and app pool, then start them as at power-on; returns the failures."""
+    for service in server.services.values():
+        server.stop_service(service.name)
+    for pool in server.app_pools.values():
+        server.stop_app_pool(pool.name)
+    return server.boot()
+
+
+def edit_settings(server: CosDocServer, settings_file: str, values: dict[str, str]) -> None:
+    """Set string values of an appsettings.json on the server, keeping every other byte."""
+    settings = AppSettings.parse(server.files.read(settings_file), source=settings_file)
+    server.files.write(settings_file, settings.replace(values))
+
+
+# -- scenario builders -------------------------------------------------------------------------
+
+
+def all_keys_installation(
+    key_storage: KeyStorage, root: Path | None = None, *, now: datetime.datetime | None = None
+) -> LabServer:
+    """The default installation with every private key stored as ``key_storage`` (CNG/CAPI)."""
+    layout = Layout(key_storage=dict.fromkeys(("signing", "encryption", "ssl"), key_storage))
+    return default_installation(root, now=now, layout=layout)
+
+
+def missing_acl_installation(
+    root: Path | None = None,
+    *,
+    now: datetime.datetime | None = None,
+    service: str = "Digihelse.Meldingstjeneste",
+    role: str = "signing",
+) -> LabServer:
+    """The default installation where ``service``'s account lost read on the ``role`` key."""
+    server = default_installation(root, now=now)
+    account = server.service(service).account
+    server.store.revoke_read(server.certificates.by_role(role).thumbprint, account)
+    reboot(server)
+    return server
+
+
+def expired_certificate_installation(
+    root: Path | None = None, *, now: datetime.datetime | None = None, role: str = "signing"
+) -> LabServer:
+    """The default installation whose current ``role`` certificate expired yesterday."""
+    certificates = make_lab_certificates(now=now, expired=(role,))
+    return default_installation(root, now=now, certificates=certificates)
+
+
+def wrong_role_installation(
+    root: Path | None = None,
+    *,
+    now: datetime.datetime | None = None,
+    service: str = "KPR.Innsending",
+) -> LabServer:
+    """The default installation where ``service`` has signing and encryption swapped."""
+    server = default_installation(root, now=now)
+    pair = server.certificates.current
+    edit_settings(
+        server,
+        server.service(service).settings_file,
+        {
+            "CertSettings.EncryptionThumbprint": pair.signing.thumbprint,
+            "CertSettings.SigningThumbprint": pair.encryption.thumbprint,
+        },
+    )
+    reboot(server)
+    return server
+
+
+def samdrift_installation(
+    root: Path | None = None, *, now: datetime.datetime | None = None
+) -> LabServer:
+    """Two municipalities on one server: a second Drift site with its own pair and SSL cert.
+
+    «CosDoc Drift Nabokommune» (host ``cosdoc.nabokommune.no``, SNI on ``*:443``) has its own
+    applications, app pools and certificates; ``server.tenants["Nabokommune"]`` holds them.
+    """
+    server = default_installation(root, now=now)
+    ca = server.certificates.ca
+    start, end = server.now() - _DAY, server.now() + _YEARS_3
+    neighbour = replace(
+        server.certificates,
+        current=make_enterprise_pair(ca, "Nabokommune", "987654321", start, end),
+        current_ssl=make_ssl_certificate(ca, (NEIGHBOUR_HOST,), start, end),
+    )
+    layout = Layout(iis_folder="C:\\inetpub\\Nabokommune")
+    _seed_store(server, neighbour, layout, previous=False)
+    _install_environment(
+        server, "Drift", 3, NEIGHBOUR_HOST, neighbour, layout, fallback=False, tenant="Nabokommune"
+    )
+    server.tenants["Nabokommune"] = neighbour
+    grant_consumers_read(server)
+    server.boot()
+    return server
+
+
+def deviating_paths_installation(
+    root: Path | None = None, *, now: datetime.datetime | None = None
+) -> LabServer:
+    """A customer who installed the services under ``D:\\DIPS`` and IIS under ``D:\\Web``."""
+    return default_installation(root, now=now, layout=DEVIATING_LAYOUT)
+
+
+def _cng_installation(
+    root: Path | None = None, *, now: datetime.datetime | None = None
+) -> LabServer:
+    return all_keys_installation("CNG", root, now=now)
+
+
+def _capi_installation(
+    root: Path | None = None, *, now: datetime.datetime | None = None
+) -> LabServer:
+    return all_keys_installation("CAPI", root, now=now)
+
+
+SCENARIOS: dict[str, Callable[..., LabServer]] = {
+    "default": default_installation,
+    "cng-keys": _cng_installation,
+    "capi-keys": _capi_installation,
+    "missing-acl": missing_acl_installation,
+    "expired-certificate": expired_certificate_installation,
+    "wrong-role": wrong_role_installation,
+    "samdrift": samdrift_installation,
+    "deviating-paths": deviating_paths_installation,
+}
+"""Scenario name (as ``cosdoc-certs lab --scenario`` takes it) → builder(root, now=...)."""
+
+
+# -- building blocks ---------------------------------------------------------------------------
+
+
+def _seed_store(
+    server: CosDocServer, certificates: LabCertificates, layout: Layout, *, previous: bool = True
+) -> None:
+    server.store.add_authority(certificates.ca.root.certificate)
+    server.store.add_authority(certificates.ca.intermediate.certificate)
+    seeded = [
+        (certificates.current.signing, "signing"),
+        (certificates.current.encryption, "encryption"),
+        (certificates.current_ssl, "ssl"),
+    ]
+    if previous:
+        seeded += [
+            (certificates.previous.signing, "signing"),
+            (certificates.previous.encryption, "encryption"),
+        ]
+    for issued, role in seeded:
+        server.store.add(
+            issued.certificate,
+            issued.private_key,
+            key_storage=layout.key_storage[role],
+            friendly_name=_friendly_name(issued, role),
+        )
+
+
+def _friendly_name(issued: Issued, role: str) -> str:
+    year = issued.certificate.not_valid_after_utc.year
+    return f"{role} {year}"
+
+
+def _install_services(server: CosDocServer, certificates: LabCertificates, layout: Layout) -> None:
+    pair = certificates.current
+    signing, encryption = pair.signing.thumbprint, pair.encryption.thumbprint
+    digihelse = [
+        ("Digihelse.Meldingstjeneste", "Digihelse Meldingstjeneste", '"{exe}"', True),
+        ("Digihelse.Adressering", "Digihelse Adressering", '"{exe}" --service', False),
+    ]
+    for name, display, path_form, crlf in digihelse:
+        folder = windows_join(layout.services_folder, name)
+        exe = windows_join(folder, f"{name}.exe")
+        service = WindowsService(
+            name, display, DIGIHELSE_ACCOUNT, path_form.format(exe=exe), uses=DIGIHELSE_USE
+        )
+        server.add_service(service)
+        text = _digihelse_settings(name, encryption, signing)
+        server.files.write(service.settings_file, _encode(text, bom=crlf, crlf=crlf))
+    kpr = [
+        ("KPR.Innsending", "KPR Innsending", KPR_ACCOUNT, "", KPR_USE),
+        (
+            "KPR.Overvaker",
+            "KPR Overvåker",
+            "NT AUTHORITY\\NetworkService",
+            " -k overvaker",
+            CertificateUse(KPR_USE.settings, ThumbprintLookup.NETCORE),
+        ),
+    ]
+    for name, display, account, arguments, uses in kpr:
+        exe = windows_join(layout.kpr_folder, name.split(".", 1)[1], f"{name}.exe")
+        service = WindowsService(name, display, account, exe + arguments, uses=uses)
+        server.add_service(service)
+        signing_value = _LRM + signing if name == "KPR.Overvaker" else signing
+        text = _kpr_settings(name, encryption, signing_value)
+        server.files.write(service.settings_file, _encode(text, bom=True, crlf=False))
+
+
+def _install_environment(
+    server: CosDocServer,
+    environment: str,
+    site_id: int,
+    host: str,
+    certificates: LabCertificates,
+    layout: Layout,
+    *,
+    fallback: bool,
+    tenant: str = "",
+) -> None:
+    label = f"{environment} {tenant}".strip()
+    site_folder = windows_join(layout.iis_folder, label.replace(" ", ""))
+    ssl_thumbprint = certificates.current_ssl.thumbprint
+    bindings = [
+        Binding("http", "*", 80, host),
+        Binding("https", "*", 443, host, ssl_flags=1, thumbprint=ssl_thumbprint),
+    ]
+    if fallback:
+        bindings.append(Binding("https", "*", 443, "", ssl_flags=0, thumbprint=ssl_thumbprint))
+    root_pool = server.add_app_pool(AppPool(f"CosDoc {label}"))
+    server.add_site(IisSite(f"CosDoc {label}", site_id, site_folder, root_pool.name, bindings))
+    server.files.write(windows_join(site_folder, "index.html"), b"<h1>CosDoc</h1>\r\n")
+    pair = certificates.current
+    applications: list[tuple[str, CertificateUse, bytes, AppPool]] = [
+        (
+            "Authentication",
+            AUTHENTICATION_USE,
+            _encode(
+                _authentication_settings(
+                    pair.encryption.thumbprint, pair.signing.thumbprint, ssl_thumbprint.lower()
+                ),
+                bom=True,
+                crlf=True,
+            ),
+            AppPool(f"Authentication {label}", "SpecificUser", AUTHENTICATION_ACCOUNT),
+        ),
+        (
+            "SkatteIntegrasjonApi",
+            SKATT_USE,
+            _encode(_skatt_settings(pair.signing.thumbprint), bom=False, crlf=True),
+            AppPool(f"SkatteIntegrasjonApi {label}"),
+        ),
+        ("kodeverk", NO_CERTIFICATES, _plain_settings("Kodeverk"), AppPool(f"kodeverk {label}")),
+        (
+            "persontjenesten",
+            NO_CERTIFICATES,
+            _plain_settings("Persontjenesten"),
+            AppPool(f"persontjenesten {label}"),
+        ),
+    ]
+    for name, uses, settings, pool in applications:
+        folder = windows_join(site_folder, name)
+        physical_path = folder.replace("C:", "%SystemDrive%", 1) if name == "kodeverk" else folder
+        server.add_app_pool(pool)
+        server.add_application(
+            IisApplication(f"CosDoc {label}", f"/{name}", physical_path, pool.name, uses)
+        )
+        server.files.write(windows_join(folder, SETTINGS_FILE_NAME), settings)
+
+
+def _grant(server: CosDocServer, settings_file: str, uses: CertificateUse, account: str) -> None:
+    if not uses.settings or not server.files.is_file(settings_file):
+        return
+    settings = AppSettings.parse(server.files.read(settings_file), source=settings_file)
+    for setting in uses.settings:
+        found = settings.find(setting.key)
+        entry = lookup_value(server, found.value, uses.lookup) if found else None
+        if entry is not None and entry.has_private_key:
+            server.store.grant_read(entry.thumbprint, account)
+
+
+def _encode(text: str, *, bom: bool, crlf: bool) -> bytes:
+    if crlf:
+        text = text.replace("\n", "\r\n")
+    return ("\ufeff" if bom else "").encode("utf-8") + text.encode("utf-8")
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    path.write_bytes(data)
+
+
+def _digihelse_settings(name: str, encryption: str, signing: str) -> str:
+    return f"""{{
+  // {name} — konfigurasjon. Endre sertifikat-avtrykk under CertSettings ved fornyelse.
+  "Logging": {{
+    "LogLevel": {{
+      "Default": "Information",
+      "Microsoft.Hosting.Lifetime": "Information",
+    }},
+  }},
+  "ConnectionStrings": {{
+    "CosDoc": "Server=SQL01\\\\COSDOC;Database=CosDoc;User Id=digihelse;Password=Lab-Sommer2024!;"
+  }},
+  "CertSettings": {{
+    "EncryptionThumbprint": "{encryption}",
+    /* Non-Repudiation */
+    "SigningThumbprint": "{signing}",
+  }},
+  "Digihelse": {{ "HerId": 8094512, "PollIntervalSeconds": 30, "Endpoint": "https://api.nhn.no/" }}
+}}
+"""
+
+
+def _kpr_settings(name: str, encryption: str, signing: str) -> str:
+    document = {
+        "Serilog": {"MinimumLevel": "Information", "WriteTo": [{"Name": "EventLog"}]},
+        "ConnectionStrings": {
+            "Kpr": "Data Source=SQL01\\COSDOC;Initial Catalog=KPR;User ID=kpr;"
+            "Password=Lab-Kpr-2024;"
+        },
+        "CertSettings": {"EncryptionThumbprint": encryption, "SigningThumbprint": signing},
+        "Kpr": {"Service": name, "Endpoint": "https://kpr.helsedirektoratet.no/"},
+    }
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+def _authentication_settings(client: str, signing: str, ssl_thumbprint: str) -> str:
+    return f"""{{
+  "AllowedHosts": "*",
+  // Sertifikater: ClientCert = Digital Signature/Key Encipherment, Signing = Non-Repudiation
+  "ClientCertThumbprint": "{client}",
+  "SigningCertificateThumbprint": "{signing}",
+  "SSLCertificateThumbprint": "{ssl_thumbprint}",
+  "IdPorten": {{ "Authority": "https://idporten.no", "ClientId": "cosdoc-testkommune" }},
+  "ConnectionStrings": {{ "Auth": "Server=SQL01;Database=CosDocAuth;Password=Lab-Auth-2024;" }}
+}}
+"""
+
+
+def _skatt_settings(signing: str) -> str:
+    return f"""{{
+  "MaskinportenConfig": {{
+    "SertifikatAvtrykk": "{signing}",
+    "Audience": "https://maskinporten.no/",
+    "Scope": "skatteetaten:skatteoppgjoer",
+    "ClientId": "00000000-0000-0000-0000-000000000000"
+  }},
+  "Logging": {{ "LogLevel": {{ "Default": "Warning" }} }}
+}}
+"""
+
+
+def _plain_settings(name: str) -> bytes:
+    document = {name: {"CacheMinutes": 60}, "Logging": {"LogLevel": {"Default": "Warning"}}}
+    return _encode(json.dumps(document, indent=2) + "\n", bom=False, crlf=True)
+
+
+__all__ = [
+    "PFX_PASSWORD_ENV",
+    "SCENARIOS",
+    "LabCertificateFiles",
+    "LabCertificates",
+    "LabServer",
+    "Layout",
+    "default_installation",
+    "edit_settings",
+    "grant_consumers_read",
+    "make_lab_certificates",
+    "reboot",
+]
