@@ -23,13 +23,14 @@ import json
 import logging
 import re
 import string
+import threading
 import unicodedata
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple, NoReturn
 
 from jsonpath_ng import jsonpath
-from jsonpath_ng import parse as _parse_jsonpath
+from jsonpath_ng.parser import JsonPathParser
 
 from cosdoc_certs.errors import ConfigFileError, ThumbprintError
 from cosdoc_certs.findings import Finding, Severity
@@ -70,6 +71,7 @@ _SECRET_KEY = re.compile(r"pass|pwd|secret|connectionstring|apikey|token|credent
 _SECRET_TEXT = re.compile(r"(?:password|pwd)\s*=", re.I)
 _SEPARATOR_NAMES = {" ": "space", ":": "colon", "\t": "tab"}
 _HEX = frozenset(string.hexdigits)
+_JSONPATH_LOCK = threading.Lock()  # one jsonpath-ng parser, reused: building one costs ~3 ms
 
 _OPEN_OBJECT, _CLOSE_OBJECT = b"{"[0], b"}"[0]
 _OPEN_ARRAY, _CLOSE_ARRAY = b"["[0], b"]"[0]
@@ -539,10 +541,16 @@ def _config_key(segments: tuple[Segment, ...]) -> str:
 def _path_segments(path: str) -> tuple[Segment, ...]:
     """The keys and indexes of a JSONPath expression; ConfigFileError for anything else."""
     try:
-        expression = _parse_jsonpath(path)
+        with _JSONPATH_LOCK:
+            expression = _jsonpath_parser().parse(path)
     except Exception as error:  # jsonpath-ng raises bare Exception subclasses of its own
         raise _bad_path(path, f"cannot be parsed ({error})") from None
     return tuple(_flatten(path, expression))
+
+
+@functools.cache
+def _jsonpath_parser() -> JsonPathParser:
+    return JsonPathParser()
 
 
 def _flatten(path: str, expression: jsonpath.JSONPath) -> Iterator[Segment]:

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import random
 import re
+import string
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from cosdoc_certs import AppSettings, ConfigFileError
 from cosdoc_certs.appsettings import (
@@ -224,6 +229,7 @@ def test_unsupported_path_expressions_are_rejected(path: str, says: str) -> None
         settings.get(path)
     assert says in str(raised.value)
     assert path in str(raised.value)
+    assert settings.get("$.a") == "y"  # the path parser is reused after an error
 
 
 @pytest.mark.parametrize(
@@ -438,3 +444,209 @@ def _assert_only_tokens_changed(before: AppSettings, after: AppSettings, edited:
             assert (old_value.raw, old_value.value) == (new_value.raw, new_value.value)
         old_end, new_end = old_value.end, new_value.end
     assert before.data[old_end:] == after.data[new_end:]
+
+
+# --- property tests: generated documents with comments, trailing commas, BOM, CRLF, escapes ---
+
+_KEY_CHARS = string.ascii_letters + string.digits + "_-. $'\"\\/æøåÆØÅ\u200e"
+_COMMENTS = ('"x": 1, }', "{ [ , : ", "æ\u200e ø", "// inside", ' "Key": "value" ')
+_SHORT_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n"}
+_SHORT_ESCAPES |= {"\r": "\\r", "\t": "\\t"}
+
+_scalars = st.one_of(
+    st.text(max_size=24),
+    st.integers(),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.booleans(),
+    st.none(),
+)
+_trees = st.recursive(
+    _scalars,
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(_KEY_CHARS, max_size=8), children, max_size=4)
+    ),
+    max_leaves=24,
+)
+
+
+@dataclass(frozen=True)
+class _Document:
+    data: bytes
+    strings: list[tuple[str, str]]  # (canonical path, value) in file order
+    scalars: int
+
+
+@st.composite
+def _documents(draw: st.DrawFn) -> _Document:
+    tree = draw(st.dictionaries(st.text(_KEY_CHARS, max_size=8), _trees, max_size=6))
+    writer = _Writer(draw(st.randoms(use_true_random=False)), draw(st.sampled_from(["\n", "\r\n"])))
+    text = writer.gap() + writer.value(_unique_keys(tree), ()) + writer.gap()
+    bom = b"\xef\xbb\xbf" if draw(st.booleans()) else b""
+    return _Document(bom + text.encode(), writer.strings, writer.scalars)
+
+
+def _unique_keys(tree: Any) -> Any:
+    """The tree without keys that equal an earlier sibling case-insensitively."""
+    if isinstance(tree, list):
+        return [_unique_keys(item) for item in tree]
+    if not isinstance(tree, dict):
+        return tree
+    kept: dict[str, Any] = {}
+    for key, value in tree.items():
+        if key.upper() not in {other.upper() for other in kept}:
+            kept[key] = _unique_keys(value)
+    return kept
+
+
+class _Writer:
+    """Writes a tree as an appsettings.json a person might have edited by hand."""
+
+    def __init__(self, rnd: random.Random, newline: str) -> None:
+        self.rnd, self.newline = rnd, newline
+        self.strings: list[tuple[str, str]] = []
+        self.scalars = 0
+
+    def gap(self) -> str:
+        comment = self.rnd.choice(_COMMENTS)
+        return self.rnd.choice(
+            [
+                "",
+                " ",
+                "\t",
+                self.newline + "  ",
+                f" /* {comment} */ ",
+                f" // {comment}{self.newline}",
+            ]
+        )
+
+    def value(self, value: Any, segments: tuple[str | int, ...]) -> str:
+        if isinstance(value, dict):
+            items = [
+                f"{self.gap()}{self.string(key)}{self.gap()}:{self.gap()}"
+                f"{self.value(item, (*segments, key))}{self.gap()}"
+                for key, item in value.items()
+            ]
+            return "{" + self.items(items) + "}"
+        if isinstance(value, list):
+            items = [
+                self.gap() + self.value(item, (*segments, index)) + self.gap()
+                for index, item in enumerate(value)
+            ]
+            return "[" + self.items(items) + "]"
+        self.scalars += 1
+        if isinstance(value, str):
+            self.strings.append((format_path(segments), value))
+            return self.string(value)
+        return json.dumps(value)
+
+    def items(self, items: list[str]) -> str:
+        trailing = "," + self.gap() if items and self.rnd.random() < 0.3 else ""
+        return ",".join(items) + trailing or self.gap()
+
+    def string(self, text: str) -> str:
+        return '"' + "".join(self.char(char) for char in text) + '"'
+
+    def char(self, char: str) -> str:
+        roll = self.rnd.random()
+        if char in _SHORT_ESCAPES and (roll < 0.7 or char in '"\\'):
+            return _SHORT_ESCAPES[char]
+        if char == "/" and roll < 0.5:
+            return "\\/"
+        if ord(char) < 0x20 or roll < 0.15:
+            return "".join(self.escape(unit) for unit in _utf16_units(char))
+        return char
+
+    def escape(self, unit: int) -> str:
+        digits = f"{unit:04x}"
+        return "\\u" + (digits.upper() if self.rnd.random() < 0.5 else digits)
+
+
+def _utf16_units(char: str) -> list[int]:
+    encoded = char.encode("utf-16-be")
+    return [int.from_bytes(encoded[i : i + 2], "big") for i in range(0, len(encoded), 2)]
+
+
+def _shout(path: str) -> str:
+    """The same path in other letter case (ASCII only, where upper-casing is one-to-one)."""
+    return path.upper() if path.isascii() else path
+
+
+_PROPERTY_SETTINGS = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+
+
+@_PROPERTY_SETTINGS
+@given(_documents())
+def test_property_unedited_file_writes_back_identically(document: _Document) -> None:
+    parsed = AppSettings.parse(document.data)
+    assert parsed.replace({}) == document.data
+    assert len(parsed) == document.scalars
+    assert [(value.path, value.value) for value in parsed.strings()] == document.strings
+    for value in parsed.strings():
+        assert document.data[value.start : value.end] == value.raw
+        assert json.loads(value.raw) == value.value
+        assert parsed.get(_shout(value.path)) == value.value
+    assert parsed.replace({value.path: value.value for value in parsed.strings()}) == document.data
+
+
+@_PROPERTY_SETTINGS
+@given(_documents(), st.data())
+def test_property_edit_changes_only_the_edited_tokens(
+    document: _Document, data: st.DataObject
+) -> None:
+    before = AppSettings.parse(document.data)
+    assume(before.strings())
+    chosen = data.draw(
+        st.lists(st.sampled_from(before.strings()), min_size=1, unique_by=lambda v: v.start)
+    )
+    new_values = {value.path: data.draw(st.text(max_size=24)) for value in chosen}
+    after = AppSettings.parse(
+        before.replace({_shout(path): text for path, text in new_values.items()})
+    )
+    assert all(after.get(path) == text for path, text in new_values.items())
+    _assert_only_tokens_changed(before, after, set(new_values))
+
+
+@_PROPERTY_SETTINGS
+@given(_documents(), st.data())
+def test_property_damaged_files_fail_with_config_file_error_only(
+    document: _Document, data: st.DataObject
+) -> None:
+    damaged = bytearray(document.data)
+    for _ in range(data.draw(st.integers(1, 3))):
+        position = data.draw(st.integers(0, len(damaged)))
+        if data.draw(st.booleans()) and position < len(damaged):
+            del damaged[position]
+        else:
+            damaged.insert(position, data.draw(st.sampled_from(b'{}[],:"/*\\ \nx0\x00\xe6')))
+    assert _PARSE_ERROR.fullmatch(_parse_error(bytes(damaged)))
+
+
+@_PROPERTY_SETTINGS
+@given(st.text())
+def test_property_canonical_path_finds_any_key(key: str) -> None:
+    document = json.dumps({"Section": {key: "found"}}).encode()
+    assert AppSettings.parse(document).get(format_path(("Section", key))) == "found"
+
+
+@given(st.binary(max_size=200))
+def test_property_random_bytes_never_crash(data: bytes) -> None:
+    assert _PARSE_ERROR.fullmatch(_parse_error(data))
+
+
+_PARSE_ERROR = re.compile(r"(appsettings\.json(:\d+:\d+)?: .+ — .+)?")
+
+
+def _parse_error(data: bytes) -> str:
+    try:
+        AppSettings.parse(data)
+    except ConfigFileError as error:
+        return str(error)
+    return ""
+
+
+def test_deep_nesting_is_refused_without_exhausting_the_stack() -> None:
+    with pytest.raises(ConfigFileError, match="nested deeper than 64 levels"):
+        AppSettings.parse(b'{"a": ' + b"[" * 100_000)
