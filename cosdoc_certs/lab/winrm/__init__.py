@@ -12,6 +12,7 @@ from cosdoc_certs.lab.winrm.scripts import (
     ScriptHandler,
     ScriptRegistry,
     ScriptResult,
+    register_pypsrp_file_transfer,
     script_name,
 )
 from cosdoc_certs.lab.winrm.server import WinRMEndpoint, tls_context
@@ -26,6 +27,7 @@ __all__ = [
     "ScriptResult",
     "ScriptRun",
     "WinRMEndpoint",
+    "register_pypsrp_file_transfer",
     "script_name",
     "tls_context",
 ]

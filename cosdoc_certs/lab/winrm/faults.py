@@ -136,6 +136,7 @@ class CallRecorder:
         self._shells: list[str] = []
         self._pipelines: list[str] = []
         self._scripts: list[ScriptRun] = []
+        self._largest: dict[str, int] = {}
 
     def reset(self) -> None:
         """Forget everything recorded so far."""
@@ -145,11 +146,17 @@ class CallRecorder:
             self._shells.clear()
             self._pipelines.clear()
             self._scripts.clear()
+            self._largest.clear()
 
     def request(self, action: str) -> None:
         """Record a request of a WS-Management action (``Create``, ``Receive``...)."""
         with self._lock:
             self._requests[action] += 1
+
+    def response(self, action: str, size: int) -> None:
+        """Record the size in bytes of an answer to a request of ``action``."""
+        with self._lock:
+            self._largest[action] = max(size, self._largest.get(action, 0))
 
     def fault(self, kind: str) -> None:
         """Record a fault the endpoint answered or injected (``OperationTimeout``...)."""
@@ -182,6 +189,12 @@ class CallRecorder:
         """Faults answered or injected, by kind."""
         with self._lock:
             return Counter(self._faults)
+
+    @property
+    def largest_response(self) -> dict[str, int]:
+        """The largest answer in bytes, by action (Receive answers stay within MaxEnvelopeSize)."""
+        with self._lock:
+            return dict(self._largest)
 
     @property
     def shells(self) -> list[str]:

@@ -187,7 +187,8 @@ class ShellSession:
             self._pool.receive_data(PSRPPayload(data, StreamType.default, pipeline_id))
             while (event := self._pool.next_event()) is not None:
                 self._on_event(event)
-        except PSRPCoreError as error:
+        except Exception as error:  # any malformed PSRP data becomes a fault, not a crash
+            log.info("PSRP data could not be processed", exc_info=True)
             raise wsman.invalid_message(f"PSRP data could not be processed ({error})") from None
         finally:
             self._drain()

@@ -11,6 +11,9 @@ record with a message that says what the lab could not run.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import logging
 import re
 import threading
@@ -245,3 +248,54 @@ def _table_lines(table: dict[Any, Any]) -> list[str]:
     rows = [f"{'Name':<{width}}Value", f"{'----':<{width}}-----"]
     rows.extend(f"{key!s:<{width}}{value}" for key, value in table.items())
     return ["", *rows, ""]
+
+
+FileReader = Callable[[str], bytes]
+FileWriter = Callable[[str, bytes], str]
+
+
+def register_pypsrp_file_transfer(
+    registry: ScriptRegistry, read: FileReader, write: FileWriter
+) -> None:
+    """Let pypsrp's ``Client.fetch``/``Client.copy`` work against the lab.
+
+    Their scripts carry no marker; they are recognised by their text (as pypsrp sends it) and
+    run as ``pypsrp-fetch``/``pypsrp-copy``. ``read(path)`` returns a file's bytes (raising
+    FileNotFoundError if it is missing); ``write(path, data)`` stores them and returns the
+    absolute path.
+    """
+    from pypsrp._utils import get_pwsh_script  # the exact text Client.copy/fetch send
+
+    registry.recognise(get_pwsh_script("copy.ps1"), "pypsrp-copy")
+    registry.recognise(get_pwsh_script("fetch.ps1"), "pypsrp-fetch")
+    registry.register("pypsrp-copy", lambda call: _copy(call, write))
+    registry.register("pypsrp-fetch", lambda call: _fetch(call, read))
+
+
+def _copy(call: ScriptCall, write: FileWriter) -> ScriptResult:
+    if not call.arguments or not call.input:
+        return ScriptResult(terminating_error="copy needs a destination and file data")
+    try:
+        chunks = [base64.b64decode(str(chunk)) for chunk in call.input]
+    except binascii.Error:
+        return ScriptResult(terminating_error="Transport failure, the data is not base64")
+    data, expected = b"".join(chunks[:-1]), chunks[-1].decode("ascii", "replace")
+    actual = hashlib.sha1(data, usedforsecurity=False).hexdigest()
+    if actual != expected:
+        return ScriptResult(
+            terminating_error=f"Transport failure, hash mismatch\r\nActual: {actual}\r\n"
+            f"Expected: {expected}"
+        )
+    return ScriptResult(output=[write(str(call.arguments[0]), data)])
+
+
+def _fetch(call: ScriptCall, read: FileReader) -> ScriptResult:
+    if not call.arguments:
+        return ScriptResult(terminating_error="fetch needs a source path")
+    path = str(call.arguments[0])
+    try:
+        data = read(path)
+    except (FileNotFoundError, IsADirectoryError):
+        return ScriptResult(terminating_error=f"The path at '{path}' does not exist")
+    digest = hashlib.sha1(data, usedforsecurity=False).hexdigest()
+    return ScriptResult(output=[base64.b64encode(data).decode("ascii"), digest])

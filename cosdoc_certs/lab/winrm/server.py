@@ -292,6 +292,7 @@ class _Handler(BaseHTTPRequestHandler):
     sys_version = ""
 
     def setup(self) -> None:
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if isinstance(self.request, ssl.SSLSocket):
             self.request.settimeout(30)
             self.request.do_handshake()
@@ -338,11 +339,18 @@ class _Handler(BaseHTTPRequestHandler):
         if drop is DropPoint.BEFORE:
             return HTTPStatus.OK, b"", drop
         try:
-            return HTTPStatus.OK, endpoint.handle(request), drop
+            answer = endpoint.handle(request)
+            endpoint.recorder.response(request.action, len(answer))
+            return HTTPStatus.OK, answer, drop
         except wsman.WSManFault as error:
             kind = "OperationTimeout" if error.code == wsman.OPERATION_TIMEOUT else error.subcode
             endpoint.recorder.fault(kind)
             return HTTPStatus.INTERNAL_SERVER_ERROR, wsman.fault(request.message_id, error), drop
+        except Exception:  # a lab bug must answer as a fault, not cut the connection
+            log.exception("the lab endpoint failed on a %s request", request.action)
+            endpoint.recorder.fault("InternalError")
+            internal = wsman.internal_error(request.action)
+            return HTTPStatus.INTERNAL_SERVER_ERROR, wsman.fault(request.message_id, internal), drop
 
     def _reply(
         self, status: HTTPStatus, payload: bytes, headers: dict[str, str] | None = None

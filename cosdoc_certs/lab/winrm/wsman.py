@@ -75,6 +75,7 @@ class WSManFault(Exception):
 OPERATION_TIMEOUT = 2150858793  # 0x80338029 ERROR_WSMAN_OPERATION_TIMEDOUT
 INVALID_SELECTORS = 2150858843  # 0x8033805B: unknown shell or command
 ACTION_NOT_SUPPORTED = 2150858817
+INTERNAL_ERROR = 2150858752
 
 
 def operation_timed_out() -> WSManFault:
@@ -118,6 +119,16 @@ def not_supported(what: str) -> WSManFault:
         "a:ActionNotSupported",
         f"The lab WinRM endpoint does not support {what}; it speaks PowerShell remoting "
         "(PSRP) only.",
+    )
+
+
+def internal_error(action: str) -> WSManFault:
+    """The fault for a request the lab failed on (a bug in the lab; see its log)."""
+    return WSManFault(
+        INTERNAL_ERROR,
+        "w:InternalError",
+        f"The lab WinRM endpoint failed while processing a {action} request; see its log.",
+        sender=False,
     )
 
 
