@@ -20,3 +20,15 @@ def main() -> None:
 # Each command module registers itself on `main` when imported.
 # Convention: cosdoc_certs/cli/<name>.py defines `command` (a click.Command or Group) and is
 # listed here; modules import nothing from this file, so there is no import cycle.
+from cosdoc_certs.cli import inspect as _inspect  # noqa: E402
+
+main.add_command(_inspect.command)
+from cosdoc_certs.cli import export_public as _export_public  # noqa: E402
+
+main.add_command(_export_public.command)
+from cosdoc_certs.cli import make_test_certs as _make_test_certs  # noqa: E402
+
+main.add_command(_make_test_certs.command)
+from cosdoc_certs.cli import demo as _demo  # noqa: E402
+
+main.add_command(_demo.command)

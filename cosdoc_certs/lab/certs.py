@@ -24,6 +24,7 @@ import shutil
 import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
@@ -34,7 +35,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from cosdoc_certs.certs.model import name_text
 from cosdoc_certs.certs.pkcs12 import merge_pfx
-from cosdoc_certs.errors import CosDocCertsError
+from cosdoc_certs.errors import CosDocCertsError, InputError
 from cosdoc_certs.thumbprints import thumbprint_of_der
 
 logger = logging.getLogger(__name__)
@@ -379,6 +380,87 @@ def two_key_pfx(pair: EnterprisePair, password: bytes, *, legacy: bool = False) 
         password,
         hash_name="sha1" if legacy else "sha256",
     )
+
+
+@dataclass(frozen=True)
+class TestFiles:
+    """The files :func:`write_test_files` wrote, by purpose."""
+
+    __test__ = False  # not a pytest test class
+
+    folder: Path
+    signing_pfx: Path
+    encryption_pfx: Path
+    pair_pfx: Path
+    ssl_pfx: Path
+    ssl_certificate_pem: Path
+    ssl_key_pem: Path
+    ca_pem: Path
+
+    def paths(self) -> tuple[Path, ...]:
+        """Every file written."""
+        return tuple(value for value in vars(self).values() if value != self.folder)
+
+
+TEST_FILE_NAMES = {
+    "signing_pfx": "signing.p12",
+    "encryption_pfx": "encryption.p12",
+    "pair_pfx": "enterprise-pair.p12",
+    "ssl_pfx": "ssl.pfx",
+    "ssl_certificate_pem": "ssl.crt",
+    "ssl_key_pem": "ssl.key",
+    "ca_pem": "test-ca.pem",
+}
+
+
+def write_test_files(
+    folder: Path,
+    password: bytes,
+    *,
+    ca: TestCA | None = None,
+    organisation: str = DEFAULT_ORGANISATION,
+    organisation_number: str = DEFAULT_ORGANISATION_NUMBER,
+    hostnames: Sequence[str] = DEFAULT_HOSTNAMES,
+    legacy: bool = False,
+    overwrite: bool = False,
+) -> TestFiles:
+    """Write a fresh test pair (two PFX and one two-key PFX), an SSL PFX + PEM and the CA.
+
+    Files holding keys are created with mode 0600. Existing files are kept unless
+    ``overwrite`` (a folder of real certificates must never be clobbered by test files).
+    """
+    ca = ca or make_test_ca()
+    pair = make_enterprise_pair(ca, organisation, organisation_number)
+    ssl = make_ssl_certificate(ca, hostnames)
+    contents = {
+        "signing_pfx": to_pfx(pair.signing, password, legacy=legacy),
+        "encryption_pfx": to_pfx(pair.encryption, password, legacy=legacy),
+        "pair_pfx": two_key_pfx(pair, password, legacy=legacy),
+        "ssl_pfx": to_pfx(ssl, password, legacy=legacy),
+        "ssl_certificate_pem": ssl.cert_pem() + ssl.chain_pem(),
+        "ssl_key_pem": ssl.key_pem(),
+        "ca_pem": ca.root_pem() + ca.intermediate.cert_pem(),
+    }
+    targets = {field_name: folder / name for field_name, name in TEST_FILE_NAMES.items()}
+    existing = [path.name for path in targets.values() if path.exists()]
+    if existing and not overwrite:
+        raise InputError(
+            f"{folder} already has {', '.join(existing)}",
+            "choose an empty folder for test certificates (or allow overwriting)",
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    for field_name, path in targets.items():
+        _write_private(path, contents[field_name])
+    logger.info("wrote test certificates to %s", folder)
+    return TestFiles(folder=folder, **targets)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` readable by its owner only."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(data)
+    path.chmod(0o600)
 
 
 def _pfx_encryption(password: bytes, *, legacy: bool) -> serialization.KeySerializationEncryption:

@@ -1,0 +1,78 @@
+"""``cosdoc-certs make-test-certs --out DIR``: test certificates to try the tool safely.
+
+Writes a Buypass-like test pair (two PFX files and one PFX holding both keys), an SSL
+certificate (PFX, and PEM certificate + key for nginx) and the test CA, all issued by
+"Buypass Class 3 CA 3 (TEST)". Never use these certificates in production.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import click
+
+from cosdoc_certs.cli._common import password_env_option, read_password, reports_errors
+from cosdoc_certs.lab.certs import (
+    DEFAULT_HOSTNAMES,
+    DEFAULT_ORGANISATION,
+    DEFAULT_ORGANISATION_NUMBER,
+    write_test_files,
+)
+
+_GENERATED_PASSWORD_BYTES = 12
+
+
+@click.command("make-test-certs")
+@click.option(
+    "--out",
+    "folder",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder to write the files to (created if missing; existing files are not replaced).",
+)
+@password_env_option(
+    "Protect the PFX files with the password in this environment variable "
+    "(default: a generated password, printed once)."
+)
+@click.option("--organisation", default=DEFAULT_ORGANISATION, show_default=True)
+@click.option("--organisation-number", default=DEFAULT_ORGANISATION_NUMBER, show_default=True)
+@click.option(
+    "--hostname",
+    "hostnames",
+    multiple=True,
+    default=DEFAULT_HOSTNAMES,
+    show_default=True,
+    help="DNS name for the SSL certificate (repeat for more).",
+)
+@click.option("--legacy", is_flag=True, help="3DES/SHA-1 PFX files, for Windows before 2016.")
+@click.option("--force", is_flag=True, help="Replace test files already in the folder.")
+@reports_errors
+def command(
+    folder: Path,
+    password_env: str | None,
+    organisation: str,
+    organisation_number: str,
+    hostnames: tuple[str, ...],
+    legacy: bool,
+    force: bool,
+) -> None:
+    """Write a test Buypass pair, an SSL certificate and the test CA into a folder."""
+    password = read_password(password_env, "PFX password") if password_env else None
+    generated = password is None
+    if password is None:
+        password = secrets.token_urlsafe(_GENERATED_PASSWORD_BYTES)
+    files = write_test_files(
+        folder,
+        password.encode("utf-8"),
+        organisation=organisation,
+        organisation_number=organisation_number,
+        hostnames=hostnames,
+        legacy=legacy,
+        overwrite=force,
+    )
+    for path in files.paths():
+        click.echo(str(path))
+    if generated:
+        click.echo(f"Generated PFX password (shown only now): {password}")
+    click.echo(f"Try: cosdoc-certs inspect {files.pair_pfx} {files.ssl_pfx}")
