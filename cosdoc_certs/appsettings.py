@@ -77,6 +77,7 @@ _OPEN_OBJECT, _CLOSE_OBJECT = b"{"[0], b"}"[0]
 _OPEN_ARRAY, _CLOSE_ARRAY = b"["[0], b"]"[0]
 _QUOTE, _COLON, _COMMA, _SLASH = b'"'[0], b":"[0], b","[0], b"/"[0]
 _NUMBER_START = frozenset(b"-0123456789")
+_GAP_START = frozenset(b" \t\r\n/")
 
 Segment = str | int
 """One step of a path: an object key as written in the file, or an array index."""
@@ -366,6 +367,8 @@ class _Parser:
             )
 
     def _skip(self, position: int) -> int:
+        if self.data[position] not in _GAP_START:
+            return position
         position = _SKIP.match(self.data, position, self.end).end()  # type: ignore[union-attr]
         if self.data[position] == _SLASH:
             if self.data.startswith(b"/*", position):
