@@ -37,6 +37,7 @@ from typing import Literal
 from cosdoc_certs.lab.server.accounts import APP_POOL_PREFIX, NETWORK_SERVICE, SYSTEM
 from cosdoc_certs.lab.server.errors import PathNotFoundError, SimulatedWindowsError
 from cosdoc_certs.lab.server.files import WindowsFileSystem, windows_join, windows_parent
+from cosdoc_certs.lab.server.rules import pool_problems, service_problems
 from cosdoc_certs.lab.server.store import (
     CAPI_KEY_FOLDER,
     CNG_KEY_FOLDER,
@@ -355,8 +356,6 @@ class CosDocServer:
 
     def start_service(self, name: str) -> WindowsService:
         """``Start-Service``: runs the start rules; raises (and logs why) if the service fails."""
-        from cosdoc_certs.lab.server.rules import service_problems
-
         with self.lock:
             service = self.service(name)
             if service.state == "Running":
@@ -399,8 +398,6 @@ class CosDocServer:
         until rapid-fail protection stops it; the lab collapses that into "the pool stops
         at once" and logs both events. Returns the pool: check ``state``.
         """
-        from cosdoc_certs.lab.server.rules import pool_problems
-
         with self.lock:
             pool = self.app_pool(name)
             problems = pool_problems(self, pool)
@@ -492,8 +489,6 @@ class CosDocServer:
         The result maps a service or pool name to the reasons it did not start (empty if
         everything runs); the reasons are in ``event_log`` too.
         """
-        from cosdoc_certs.lab.server.rules import pool_problems, service_problems
-
         failures: dict[str, list[str]] = {}
         with self.lock:
             for service in self.services.values():

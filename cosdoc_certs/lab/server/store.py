@@ -22,9 +22,11 @@ from typing import Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
-from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 
+from cosdoc_certs.certs.load import FileContents, read_certificate_file
+from cosdoc_certs.certs.pkcs12 import parse_pfx
+from cosdoc_certs.errors import CertificateLoadError
 from cosdoc_certs.lab.server.accounts import DEFAULT_KEY_READERS, can_read, canonical_account
 from cosdoc_certs.lab.server.errors import SimulatedWindowsError
 from cosdoc_certs.lab.server.files import WindowsFileSystem, windows_join
@@ -38,6 +40,11 @@ CAPI_KEY_FOLDER = "C:\\ProgramData\\Microsoft\\Crypto\\RSA\\MachineKeys"
 _KEY_FOLDERS: dict[str, str] = {"CNG": CNG_KEY_FOLDER, "CAPI": CAPI_KEY_FOLDER}
 _WRONG_PASSWORD = "The specified network password is not correct."  # noqa: S105 -- a message
 _ERROR_INVALID_PASSWORD = 0x80070056
+_ERROR_INVALID_DATA = 0x8007000D
+_IMPORT_ERROR_ID = (
+    "System.Security.Cryptography.CryptographicException,"
+    "Microsoft.CertificateServices.Commands.ImportPfxCertificate"
+)
 _CRYPT_E_NOT_FOUND = 0x80092004
 _MAX_CHAIN = 8
 
@@ -120,33 +127,19 @@ class CertificateStore:
     ) -> list[str]:
         """Import a PFX like ``Import-PfxCertificate``; returns the thumbprints put in the store.
 
-        The end-entity certificate goes in with its key; CA certificates in the PFX go to
-        :attr:`authorities` (Windows' Intermediate/Root stores), from which chains are built.
+        Every end-entity certificate goes in, with its key if the PFX holds it (a Buypass PFX
+        may hold both keys of the pair); CA certificates go to :attr:`authorities` (Windows'
+        Intermediate/Root stores), from which chains are built.
         """
-        try:
-            loaded = pkcs12.load_pkcs12(data, password.encode("utf-8") if password else None)
-        except ValueError:
-            raise SimulatedWindowsError(
-                _WRONG_PASSWORD,
-                error_id=(
-                    "System.Security.Cryptography.CryptographicException,"
-                    "Microsoft.CertificateServices.Commands.ImportPfxCertificate"
-                ),
-                category="NotSpecified",
-                hresult=_ERROR_INVALID_PASSWORD,
-            ) from None
+        contents = _read_pfx(data, password)
         imported = []
-        if loaded.cert is not None:
-            name = (loaded.cert.friendly_name or b"").decode("utf-8", "replace")
-            entry = self.add(
-                loaded.cert.certificate, loaded.key, key_storage=key_storage, friendly_name=name
-            )
-            imported.append(entry.thumbprint)
-        for extra in loaded.additional_certs:
-            if _is_ca(extra.certificate):
-                self.add_authority(extra.certificate)
-            else:
-                imported.append(self.add(extra.certificate).thumbprint)
+        for certificate in contents.certificates:
+            if _is_ca(certificate):
+                self.add_authority(certificate)
+                continue
+            key = _matching_key(certificate, contents.private_keys)
+            imported.append(self.add(certificate, key, key_storage=key_storage).thumbprint)
+        logger.info("store: imported %d certificate(s) from a PFX", len(imported))
         return imported
 
     def add_authority(self, certificate: x509.Certificate) -> None:
@@ -226,6 +219,41 @@ class CertificateStore:
     def _delete_key_file(self, entry: StoreEntry) -> None:
         if entry.key_file is not None and self.files.is_file(entry.key_file):
             self.files.delete(entry.key_file)
+
+
+def _read_pfx(data: bytes, password: str) -> FileContents:
+    try:
+        return read_certificate_file("PFX", data, password.encode("utf-8") if password else None)
+    except CertificateLoadError:
+        pass
+    try:
+        parse_pfx(data)
+    except ValueError:
+        raise SimulatedWindowsError(
+            "The data is invalid.",
+            error_id=_IMPORT_ERROR_ID,
+            category="InvalidData",
+            hresult=_ERROR_INVALID_DATA,
+        ) from None
+    raise SimulatedWindowsError(
+        _WRONG_PASSWORD,
+        error_id=_IMPORT_ERROR_ID,
+        category="NotSpecified",
+        hresult=_ERROR_INVALID_PASSWORD,
+    )
+
+
+def _matching_key(
+    certificate: x509.Certificate, keys: Iterable[PrivateKeyTypes]
+) -> PrivateKeyTypes | None:
+    wanted = _public_der(certificate.public_key())
+    return next((key for key in keys if _public_der(key.public_key()) == wanted), None)
+
+
+def _public_der(public_key: PublicKeyTypes) -> bytes:
+    return public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 def _is_ca(certificate: x509.Certificate) -> bool:

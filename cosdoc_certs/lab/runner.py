@@ -1,0 +1,196 @@
+"""The running lab: a simulated CosDoc server behind WinRM endpoints, for the CLI, demo and tests.
+
+``with Lab() as lab:`` builds a scenario's :class:`~cosdoc_certs.lab.scenarios.LabServer`,
+serves its HTTPS bindings as TLS listeners, and starts two WinRM endpoints on 127.0.0.1 —
+plain HTTP and HTTPS (certificate from the lab's test CA) — with fresh basic-auth
+credentials and the script twins registered. :meth:`Lab.connection_info` says how to
+connect; :meth:`ConnectionInfo.options` gives the :class:`ConnectionOptions` the Windows
+side of this package takes.
+
+The lab writes the files a client needs — the test CA to trust and the renewed certificates
+as PFX files — to a folder of its own (``<root>/client`` with ``root``, else a temporary
+folder removed on stop).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import ssl
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from cosdoc_certs.lab.certs import make_ssl_certificate
+from cosdoc_certs.lab.scenarios import PFX_PASSWORD_ENV, SCENARIOS, LabServer
+from cosdoc_certs.lab.twins import register_twins
+from cosdoc_certs.lab.winrm import Faults, ScriptRegistry, WinRMEndpoint, tls_context
+from cosdoc_certs.windows.connection import ConnectionOptions
+
+logger = logging.getLogger(__name__)
+
+LOOPBACK = "127.0.0.1"
+LAB_USERNAME = "lab-admin"
+
+
+@dataclass(frozen=True)
+class ConnectionInfo:
+    """How to reach a running lab. ``password`` and ``pfx_password`` are hidden from the repr.
+
+    ``tls_endpoints`` maps a binding's simulated ``ip:port`` to the real ``host:port`` that
+    serves it; ``pfx_files`` names the renewed certificates' PFX files (their password is
+    ``pfx_password``, also exported to clients as the environment variable
+    ``pfx_password_env``).
+    """
+
+    host: str
+    http_port: int
+    https_port: int
+    username: str
+    password: str = field(repr=False)
+    ca_file: Path
+    server_root: Path
+    hostname: str
+    tls_endpoints: dict[str, str]
+    pfx_files: dict[str, Path]
+    pfx_password_env: str
+    pfx_password: str = field(repr=False)
+
+    def options(self, *, https: bool = True) -> ConnectionOptions:
+        """Connection options for this lab (basic auth; HTTPS trusting the lab CA by default)."""
+        return ConnectionOptions(
+            server=self.host,
+            port=self.https_port if https else self.http_port,
+            username=self.username,
+            password=self.password,
+            auth="basic",
+            https=https,
+            ca_bundle=str(self.ca_file) if https else None,
+            insecure_http=not https,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """Everything as JSON-ready values (passwords included: the lab's own test secrets)."""
+        document = asdict(self)
+        document["ca_file"] = str(self.ca_file)
+        document["server_root"] = str(self.server_root)
+        document["pfx_files"] = {name: str(path) for name, path in self.pfx_files.items()}
+        return document
+
+
+class Lab:
+    """A running lab: the scenario's server, its TLS listeners and the WinRM endpoints.
+
+    ``scenario`` names a builder in :data:`~cosdoc_certs.lab.scenarios.SCENARIOS`; pass
+    ``server`` instead to run one you built. ``root`` keeps the server's files
+    (``<root>/server``) and the client files (``<root>/client``) after the lab stops.
+    ``faults`` injects failures into both endpoints.
+    """
+
+    def __init__(
+        self,
+        *,
+        scenario: str = "default",
+        server: LabServer | None = None,
+        root: Path | None = None,
+        faults: Faults | None = None,
+    ) -> None:
+        if server is None and scenario not in SCENARIOS:
+            known = ", ".join(sorted(SCENARIOS))
+            raise ValueError(f"unknown lab scenario {scenario!r} (known: {known})")
+        self._temporary = (
+            tempfile.TemporaryDirectory(prefix="cosdoc-lab-") if root is None else None
+        )
+        base = Path(self._temporary.name) if self._temporary is not None else root
+        assert base is not None
+        self.client_folder = base / "client"
+        self.server = server or SCENARIOS[scenario](base / "server")
+        self.faults = faults or Faults()
+        self.registry = ScriptRegistry()
+        register_twins(self.registry, self.server)
+        self._password = secrets.token_urlsafe(18)
+        self.http = WinRMEndpoint(
+            self.registry, username=LAB_USERNAME, password=self._password, faults=self.faults
+        )
+        self.https = WinRMEndpoint(
+            self.registry,
+            username=LAB_USERNAME,
+            password=self._password,
+            tls=self._endpoint_tls(),
+            faults=self.faults,
+        )
+        self._files = self.server.certificates.write_files(self.client_folder)
+        self._started = False
+
+    def __repr__(self) -> str:
+        state = "running" if self._started else "stopped"
+        return f"<Lab {self.server.hostname} {state}: {self.http.url} {self.https.url}>"
+
+    def start(self) -> Lab:
+        """Start the TLS listeners and both WinRM endpoints."""
+        if not self._started:
+            self.server.start_tls()
+            self.http.start()
+            self.https.start()
+            self._started = True
+            logger.info("lab running: %s and %s", self.http.url, self.https.url)
+        return self
+
+    def stop(self) -> None:
+        """Stop everything this lab started and remove its temporary files (idempotent)."""
+        if self._started:
+            self.https.stop()
+            self.http.stop()
+            self._started = False
+        self.server.close()
+        if self._temporary is not None:
+            self._temporary.cleanup()
+
+    def __enter__(self) -> Lab:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def connection_info(self) -> ConnectionInfo:
+        """How clients reach this lab (call after :meth:`start`)."""
+        endpoints = {
+            f"{ip}:{port}": f"{host}:{real_port}"
+            for (ip, port), (host, real_port) in sorted(self.server.tls_endpoints().items())
+        }
+        return ConnectionInfo(
+            host=LOOPBACK,
+            http_port=self.http.port,
+            https_port=self.https.port,
+            username=LAB_USERNAME,
+            password=self._password,
+            ca_file=self._files.ca_pem,
+            server_root=self.server.files.root,
+            hostname=self.server.hostname,
+            tls_endpoints=endpoints,
+            pfx_files={
+                "signing": self._files.signing_pfx,
+                "encryption": self._files.encryption_pfx,
+                "pair": self._files.pair_pfx,
+                "ssl": self._files.ssl_pfx,
+            },
+            pfx_password_env=PFX_PASSWORD_ENV,
+            pfx_password=self.server.certificates.pfx_password,
+        )
+
+    def _endpoint_tls(self) -> ssl.SSLContext:
+        """A TLS context for the HTTPS endpoint: localhost/127.0.0.1, issued by the lab CA."""
+        ca = self.server.certificates.ca
+        issued = make_ssl_certificate(ca, ("localhost",), ip_addresses=(LOOPBACK,))
+        return tls_context(issued.cert_pem() + issued.chain_pem(), issued.key_pem())
