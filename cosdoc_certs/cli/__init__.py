@@ -32,3 +32,6 @@ main.add_command(_make_test_certs.command)
 from cosdoc_certs.cli import demo as _demo  # noqa: E402
 
 main.add_command(_demo.command)
+from cosdoc_certs.cli import lab as _lab  # noqa: E402
+
+main.add_command(_lab.command)

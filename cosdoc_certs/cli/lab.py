@@ -1,0 +1,96 @@
+"""``cosdoc-certs lab``: run the simulated CosDoc application server in the foreground."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from cosdoc_certs.cli._common import echo_json, json_option, reports_errors
+from cosdoc_certs.lab.runner import ConnectionInfo, Lab
+from cosdoc_certs.lab.scenarios import SCENARIOS
+
+_WAIT_SECONDS = 0.5
+
+
+@click.command("lab")
+@click.option(
+    "--scenario",
+    type=click.Choice(sorted(SCENARIOS)),
+    default="default",
+    show_default=True,
+    help="Which installation to simulate (see docs/lab.md).",
+)
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Keep the simulated server's files (DIR/server) and the client files (DIR/client) "
+    "here instead of a temporary folder removed on stop.",
+)
+@json_option
+@reports_errors
+def command(scenario: str, root: Path | None, as_json: bool) -> None:
+    """Run a simulated CosDoc application server on 127.0.0.1 until Ctrl+C.
+
+    It speaks WinRM (PowerShell remoting) over HTTP and HTTPS with basic auth, runs this
+    tool's scripts against a simulated certificate store, services and IIS, and serves the
+    IIS HTTPS bindings as real TLS listeners. Prints how to connect; with --json, one JSON
+    document (for scripts that start the lab as a subprocess). SIGINT or SIGTERM stop it.
+    """
+    if root is not None:
+        root.mkdir(parents=True, exist_ok=True)
+    stop = threading.Event()
+    with Lab(scenario=scenario, root=root) as lab:
+        previous = _stop_on_signals(stop)
+        try:
+            info = lab.connection_info()
+            if as_json:
+                echo_json({"scenario": scenario, **info.as_dict()})
+            else:
+                _print_info(info, scenario, kept=root is not None)
+            while not stop.wait(_WAIT_SECONDS):
+                pass
+        finally:
+            _restore_signals(previous)
+    click.echo("lab stopped", err=True)
+
+
+def _stop_on_signals(stop: threading.Event) -> dict[int, object]:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    return {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _restore_signals(previous: dict[int, object]) -> None:
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)  # type: ignore[arg-type]
+
+
+def _print_info(info: ConnectionInfo, scenario: str, *, kept: bool) -> None:
+    echo = click.echo
+    echo(f"CosDoc lab running: simulated application server {info.hostname} ({scenario})")
+    echo("")
+    echo("WinRM (PowerShell remoting, basic auth):")
+    echo(f"  https://{info.host}:{info.https_port}/wsman   trust the CA file below")
+    echo(f"  http://{info.host}:{info.http_port}/wsman    plain HTTP: lab only (--insecure-http)")
+    echo(f"  user      {info.username}")
+    echo(f"  password  {info.password}")
+    echo(f"  CA file   {info.ca_file}")
+    echo("")
+    echo("IIS HTTPS bindings (simulated ip:port -> real address, TLS with SNI):")
+    for simulated, real in info.tls_endpoints.items():
+        echo(f"  {simulated:<16} -> {real}")
+    echo("")
+    echo("Renewed certificates to rotate to (PFX):")
+    for role, path in info.pfx_files.items():
+        echo(f"  {role:<11} {path}")
+    echo(f"  password: export {info.pfx_password_env}='{info.pfx_password}'")
+    echo("")
+    where = "kept" if kept else "removed when the lab stops; keep them with --root DIR"
+    echo(f"Server files: {info.server_root} ({where})")
+    echo("Press Ctrl+C to stop.")
