@@ -7,6 +7,13 @@ is re-exported here.
 from __future__ import annotations
 
 from cosdoc_certs.appsettings import AppSettings
+from cosdoc_certs.certs import (
+    CertificateBundle,
+    CertificateInfo,
+    PasswordRequiredError,
+    Role,
+    load_bundle,
+)
 from cosdoc_certs.errors import (
     ApplyError,
     CertificateLoadError,
@@ -24,15 +31,20 @@ __version__ = "0.1.0"
 __all__ = [
     "AppSettings",
     "ApplyError",
+    "CertificateBundle",
+    "CertificateInfo",
     "CertificateLoadError",
     "ConfigFileError",
     "CosDocCertsError",
     "Finding",
     "InputError",
+    "PasswordRequiredError",
     "RemoteError",
+    "Role",
     "Severity",
     "ThumbprintError",
     "__version__",
+    "load_bundle",
     "normalize_thumbprint",
     "thumbprint_of_der",
 ]
