@@ -207,6 +207,11 @@ class GatherDocument:
             data = json.loads(text)
         except json.JSONDecodeError as error:
             raise GatherContractError(f"not JSON ({error})") from None
+        return cls.from_data(data)
+
+    @classmethod
+    def from_data(cls, data: Any) -> GatherDocument:
+        """Validate and parse ``gather``'s document already decoded from JSON."""
         document: GatherDocument = _decode(cls, data, "$")
         if document.schema_version != SCHEMA_VERSION:
             raise GatherContractError(

@@ -1,0 +1,721 @@
+"""Windows facts and the doctor: what each consumer uses today, and what is wrong with it.
+
+Pure: :class:`WindowsFacts` wraps the document ``gather`` returned (see
+:mod:`cosdoc_certs.windows.gather`) with the certificates parsed; :func:`diagnose` resolves,
+for every consumer of the catalog, the services or IIS applications it is, the thumbprints
+their config files name (read with :mod:`cosdoc_certs.appsettings`), the certificates those
+are in ``LocalMachine\\My``, and the findings a consultant acts on. Finding codes are stable
+(see ``docs/status.md``):
+
+- from the config values: ``thumbprint-invisible-char``, ``thumbprint-separators``,
+  ``thumbprint-lowercase``, ``thumbprint-malformed`` (appsettings), ``setting-missing``,
+  ``config-missing``, ``config-invalid``;
+- about what a value names: ``thumbprint-not-in-store``, ``expired``, ``not-yet-valid``,
+  ``expires-soon``, ``wrong-role``, ``no-private-key``, ``key-not-readable``,
+  ``key-file-unknown``, ``cng-key`` (info), ``superseded``;
+- about IIS bindings: ``binding-no-certificate``, ``binding-mismatch``, ``sni-shadowed``;
+- about the consumer itself: ``consumer-not-found``, ``not-running``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import fnmatch
+import html
+import logging
+import ntpath
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from cryptography import x509
+
+from cosdoc_certs.appsettings import AppSettings, thumbprint_findings
+from cosdoc_certs.certs import CertificateInfo, Role, roles_of
+from cosdoc_certs.certs.classify import validity_findings
+from cosdoc_certs.certs.model import ROLE_DESCRIPTIONS
+from cosdoc_certs.consumers import (
+    Consumer,
+    HttpsBindingsConsumer,
+    IisConsumer,
+    ManualStep,
+    ServiceConsumer,
+    SvarutConsumer,
+    ThumbprintKey,
+)
+from cosdoc_certs.errors import ConfigFileError, ThumbprintError
+from cosdoc_certs.findings import Finding, Severity, worst
+from cosdoc_certs.thumbprints import normalize_thumbprint
+from cosdoc_certs.windows.gather import (
+    ApplicationFact,
+    BindingFact,
+    CertificateFact,
+    ConfigFileFact,
+    GatherDocument,
+    IisFacts,
+    ServiceFact,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WARN_DAYS = 30
+_WILDCARD_IPS = frozenset({"*", "", "0.0.0.0", "::", "[::]"})  # noqa: S104 -- binding notation
+_ACCOUNT_ALIASES = {
+    "localsystem": "nt authority\\system",
+    ".\\localsystem": "nt authority\\system",
+    "system": "nt authority\\system",
+    "networkservice": "nt authority\\network service",
+    "nt authority\\networkservice": "nt authority\\network service",
+    "localservice": "nt authority\\local service",
+    "nt authority\\localservice": "nt authority\\local service",
+}
+_EVERYBODY = frozenset({"everyone", "nt authority\\authenticated users", "builtin\\users"})
+_APP_POOL_PREFIX = "iis apppool\\"
+
+
+@dataclasses.dataclass(frozen=True)
+class StoreCertificate:
+    """A certificate of ``LocalMachine\\My``: the gathered fact and the parsed certificate."""
+
+    fact: CertificateFact
+    info: CertificateInfo
+
+    @property
+    def thumbprint(self) -> str:
+        """Upper-case hex SHA-1 of the DER."""
+        return self.info.thumbprint
+
+    @property
+    def role(self) -> Role | None:
+        """The one role its key usage says it is for (None when none or several)."""
+        return self.info.role
+
+    @property
+    def name(self) -> str:
+        """Issued to (or the subject): what a person recognises."""
+        return self.info.issued_to or self.info.subject
+
+    def days_left(self, now: dt.datetime) -> int:
+        """Whole days until it expires (negative once expired)."""
+        return self.info.days_left(now)
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowsFacts:
+    """Everything ``gather`` saw on one server, with the certificates parsed."""
+
+    document: GatherDocument
+    certificates: tuple[StoreCertificate, ...]
+
+    @classmethod
+    def from_json(cls, text: str) -> WindowsFacts:
+        """Parse ``gather``'s JSON (validated against the contract)."""
+        return cls.from_document(GatherDocument.from_json(text))
+
+    @classmethod
+    def from_document(cls, document: GatherDocument) -> WindowsFacts:
+        """Wrap a parsed ``gather`` document."""
+        return cls(document, tuple(_store_certificate(fact) for fact in document.certificates))
+
+    @property
+    def computer_name(self) -> str:
+        """The server's name."""
+        return self.document.computer_name
+
+    @property
+    def services(self) -> tuple[ServiceFact, ...]:
+        """The services that matched the catalog's patterns."""
+        return self.document.services
+
+    @property
+    def iis(self) -> IisFacts | None:
+        """IIS sites, applications, pools and bindings (None without WebAdministration)."""
+        return self.document.iis
+
+    def certificate(self, thumbprint: str) -> StoreCertificate | None:
+        """The store certificate with ``thumbprint`` (normalised), or None."""
+        wanted = thumbprint.upper()
+        return next((c for c in self.certificates if c.thumbprint == wanted), None)
+
+    def config_file(self, path: str) -> ConfigFileFact | None:
+        """The gathered config file at Windows ``path`` (case-insensitive), or None."""
+        wanted = ntpath.normcase(path)
+        return next(
+            (f for f in self.document.config_files if ntpath.normcase(f.path) == wanted), None
+        )
+
+    def __repr__(self) -> str:
+        iis = self.iis
+        sites = len(iis.sites) if iis else 0
+        return (
+            f"<WindowsFacts {self.computer_name} at {self.document.gathered_at:%Y-%m-%d %H:%M}Z:"
+            f" {len(self.services)} services, {sites} IIS sites,"
+            f" {len(self.certificates)} certificates,"
+            f" {len(self.document.config_files)} config files>"
+        )
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><td>{html.escape(c.thumbprint)}</td><td>{html.escape(c.name)}</td>"
+            f"<td>{c.role or '?'}</td><td>{c.info.not_after:%Y-%m-%d}</td>"
+            f"<td>{c.fact.key_storage or '-'}</td></tr>"
+            for c in self.certificates
+        )
+        return (
+            f"<p>{html.escape(repr(self))}</p><table><tr><th>Thumbprint</th><th>Issued to</th>"
+            f"<th>Role</th><th>Expires</th><th>Key</th></tr>{rows}</table>"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class CertificateUse:
+    """One place that names a certificate: a config key of an instance, or an HTTPS binding.
+
+    ``configured`` is the value as written (it may carry invisible characters);
+    ``thumbprint`` its normalised form when it has one; ``account`` the Windows account
+    that must read the private key (None for bindings: http.sys runs as SYSTEM).
+    """
+
+    instance: str
+    setting: str
+    role: Role
+    configured: str | None
+    thumbprint: str | None
+    certificate: StoreCertificate | None
+    account: str | None = None
+    file: str | None = None
+
+    def to_dict(self, now: dt.datetime) -> dict[str, Any]:
+        """A JSON-ready form."""
+        certificate = self.certificate
+        return {
+            "instance": self.instance,
+            "setting": self.setting,
+            "role": self.role.value,
+            "configured": self.configured,
+            "thumbprint": self.thumbprint,
+            "in_store": certificate is not None,
+            "issued_to": certificate.name if certificate else None,
+            "certificate_role": certificate.role.value
+            if certificate and certificate.role
+            else None,
+            "not_after": certificate.info.not_after.isoformat() if certificate else None,
+            "days_left": certificate.days_left(now) if certificate else None,
+            "key_storage": certificate.fact.key_storage if certificate else None,
+            "account": self.account,
+            "file": self.file,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class ConsumerStatus:
+    """What one consumer uses today and what is wrong with it."""
+
+    consumer: Consumer
+    instances: tuple[str, ...]
+    uses: tuple[CertificateUse, ...]
+    findings: tuple[Finding, ...]
+    notes: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        """The consumer's name."""
+        return self.consumer.name
+
+    @property
+    def worst(self) -> Severity | None:
+        """The worst severity among the findings, None if there are none."""
+        return worst(self.findings)
+
+    def to_dict(self, now: dt.datetime) -> dict[str, Any]:
+        """A JSON-ready form."""
+        return {
+            "name": self.name,
+            "kind": self.consumer.kind,
+            "instances": list(self.instances),
+            "uses": [use.to_dict(now) for use in self.uses],
+            "findings": [finding.to_dict() for finding in self.findings],
+            "notes": list(self.notes),
+            "worst": str(self.worst) if self.worst is not None else None,
+        }
+
+
+def diagnose(
+    facts: WindowsFacts,
+    consumers: Sequence[Consumer],
+    *,
+    now: dt.datetime,
+    warn_days: int = DEFAULT_WARN_DAYS,
+) -> tuple[ConsumerStatus, ...]:
+    """The doctor: for each consumer, the certificates it uses and the findings about them."""
+    doctor = _Doctor(facts, now, warn_days)
+    return tuple(doctor.examine(consumer) for consumer in consumers)
+
+
+def can_read(account: str, readers: Iterable[str], computer_name: str = "") -> bool:
+    """True if ``account`` is among ``readers`` directly or through a well-known group."""
+    wanted = _canonical_account(account, computer_name)
+    for reader in readers:
+        granted = _canonical_account(reader, computer_name)
+        if granted == wanted or granted in _EVERYBODY:
+            return True
+        if granted == "builtin\\iis_iusrs" and wanted.startswith(_APP_POOL_PREFIX):
+            return True
+        if granted == "builtin\\administrators" and wanted == "nt authority\\system":
+            return True
+    return False
+
+
+def _canonical_account(name: str, computer_name: str) -> str:
+    folded = name.strip().casefold()
+    if folded.startswith(".\\") and computer_name:
+        folded = f"{computer_name.casefold()}\\{folded[2:]}"
+    return _ACCOUNT_ALIASES.get(folded, folded)
+
+
+def _store_certificate(fact: CertificateFact) -> StoreCertificate:
+    certificate = x509.load_der_x509_certificate(fact.der)
+    roles = roles_of(certificate)
+    role = next(iter(roles)) if len(roles) == 1 else None
+    info = CertificateInfo(certificate, source="LocalMachine\\My", role=role)
+    return StoreCertificate(fact, info)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Instance:
+    """One service or IIS application of a consumer: its name, config file and account."""
+
+    name: str
+    config_path: str | None
+    account: str | None
+    running: bool
+    state: str
+
+
+class _Doctor:
+    """Examines consumers against one server's facts (one per :func:`diagnose` call)."""
+
+    def __init__(self, facts: WindowsFacts, now: dt.datetime, warn_days: int) -> None:
+        self.facts = facts
+        self.now = now
+        self.warn_days = warn_days
+
+    def examine(self, consumer: Consumer) -> ConsumerStatus:
+        if isinstance(consumer, (ServiceConsumer, IisConsumer)):
+            return self._config_consumer(consumer)
+        if isinstance(consumer, HttpsBindingsConsumer):
+            return self._bindings(consumer)
+        if isinstance(consumer, SvarutConsumer):
+            where = consumer.host or "the SvarUT Linux host"
+            note = (
+                f"SvarUT's nginx ({where}, layout {consumer.layout}) is on Linux and is not "
+                "part of the Windows status; it needs the SSL certificate too."
+            )
+            return ConsumerStatus(consumer, (), (), (), (note,))
+        return self._manual(consumer)
+
+    # -- services and IIS applications --------------------------------------------------------
+
+    def _config_consumer(self, consumer: ServiceConsumer | IisConsumer) -> ConsumerStatus:
+        instances, findings = self._instances(consumer)
+        uses: list[CertificateUse] = []
+        for instance in instances:
+            if not instance.running:
+                findings.append(
+                    Finding(
+                        "not-running",
+                        Severity.WARNING,
+                        f"is {instance.state}; check the event log after fixing the findings",
+                        instance.name,
+                    )
+                )
+            settings = self._settings(instance, findings)
+            if settings is None:
+                continue
+            for key in consumer.keys:
+                use = self._config_use(instance, settings, key, findings)
+                if use is not None:
+                    uses.append(use)
+                    findings += self._certificate_findings(use)
+        return ConsumerStatus(
+            consumer, tuple(i.name for i in instances), tuple(uses), _unique(findings)
+        )
+
+    def _instances(
+        self, consumer: ServiceConsumer | IisConsumer
+    ) -> tuple[list[_Instance], list[Finding]]:
+        if isinstance(consumer, ServiceConsumer):
+            instances = [
+                self._service_instance(service, consumer.config_file)
+                for service in self.facts.services
+                if _like(service.name, consumer.service_pattern)
+            ]
+            missing = f"no Windows service matches {consumer.service_pattern!r}"
+        else:
+            instances = [
+                self._application_instance(application, consumer.config_file)
+                for application in self._applications(consumer)
+            ]
+            place = f" in a site named «…{consumer.environment}…»" if consumer.environment else ""
+            missing = f"no IIS application {consumer.application!r}{place}"
+            if self.facts.iis is None:
+                missing = "IIS (WebAdministration) is not installed on this server"
+        if instances:
+            return instances, []
+        finding = Finding(
+            "consumer-not-found",
+            Severity.WARNING,
+            f"{missing}; if this customer names it differently or does not use it, say so in a "
+            "deviations file (--consumers)",
+            consumer.name,
+        )
+        return [], [finding]
+
+    def _service_instance(self, service: ServiceFact, config_file: str) -> _Instance:
+        folder = service.install_folder
+        return _Instance(
+            name=service.name,
+            config_path=ntpath.join(folder, config_file) if folder else None,
+            account=service.account or None,
+            running=service.state == "Running" or service.start_mode != "Auto",
+            state=service.state,
+        )
+
+    def _applications(self, consumer: IisConsumer) -> list[ApplicationFact]:
+        iis = self.facts.iis
+        if iis is None:
+            return []
+        wanted, environment = consumer.application.casefold(), consumer.environment.casefold()
+        return [
+            application
+            for application in iis.applications
+            if environment in application.site.casefold()
+            and (
+                application.name.casefold() == wanted
+                or (application.path == "/" and wanted in application.site.casefold())
+            )
+        ]
+
+    def _application_instance(self, application: ApplicationFact, config_file: str) -> _Instance:
+        iis = self.facts.iis
+        pools = {pool.name.casefold(): pool for pool in (iis.app_pools if iis else ())}
+        pool = pools.get(application.app_pool.casefold())
+        path = application.path if application.path != "/" else ""
+        return _Instance(
+            name=f"{application.site}{path}",
+            config_path=ntpath.join(application.physical_path, config_file),
+            account=pool.account if pool else None,
+            running=pool is not None and pool.state == "Started",
+            state=f"app pool {application.app_pool} {pool.state if pool else 'missing'}",
+        )
+
+    def _settings(self, instance: _Instance, findings: list[Finding]) -> AppSettings | None:
+        path = instance.config_path
+        gathered = self.facts.config_file(path) if path else None
+        if path is None or gathered is None or gathered.content is None:
+            where = path or "(the service has no executable path)"
+            findings.append(
+                Finding(
+                    "config-missing",
+                    Severity.ERROR,
+                    f"config file {where} does not exist; check the install folder (deviations)",
+                    instance.name,
+                )
+            )
+            return None
+        try:
+            return AppSettings.parse(gathered.content, source=path)
+        except ConfigFileError as error:
+            findings.append(Finding("config-invalid", Severity.ERROR, str(error), instance.name))
+            return None
+
+    def _config_use(
+        self,
+        instance: _Instance,
+        settings: AppSettings,
+        key: ThumbprintKey,
+        findings: list[Finding],
+    ) -> CertificateUse | None:
+        subject = f"{instance.name} {key.path}"
+        try:
+            value = settings.find(key.path)
+        except ConfigFileError as error:
+            findings.append(Finding("setting-missing", Severity.ERROR, str(error), subject))
+            return None
+        if value is None:
+            findings.append(
+                Finding(
+                    "setting-missing",
+                    Severity.ERROR,
+                    f"{settings.source} has no {key.path}; "
+                    f"it must name {ROLE_DESCRIPTIONS[key.role]}",
+                    subject,
+                )
+            )
+            return None
+        findings += thumbprint_findings(value, subject)
+        thumbprint = _normalised(value.value)
+        return CertificateUse(
+            instance=instance.name,
+            setting=key.path,
+            role=key.role,
+            configured=value.value,
+            thumbprint=thumbprint,
+            certificate=self.facts.certificate(thumbprint) if thumbprint else None,
+            account=instance.account,
+            file=settings.source,
+        )
+
+    # -- what a use names ---------------------------------------------------------------------
+
+    def _certificate_findings(self, use: CertificateUse) -> list[Finding]:
+        subject = f"{use.instance} {use.setting}"
+        certificate = use.certificate
+        if use.thumbprint is None:
+            return []
+        if certificate is None:
+            return [
+                Finding(
+                    "thumbprint-not-in-store",
+                    Severity.ERROR,
+                    f"{use.thumbprint} is not in LocalMachine\\My; import the certificate or "
+                    "correct the thumbprint",
+                    subject,
+                )
+            ]
+        findings = [
+            Finding(f.code, f.severity, f"{_describe(certificate)} {f.message}", subject)
+            for f in validity_findings(
+                certificate.info.certificate, certificate.name, self.now, self.warn_days
+            )
+        ]
+        findings += self._role_findings(use, certificate, subject)
+        findings += self._key_findings(use, certificate, subject)
+        findings += self._superseded(use, certificate, subject)
+        return findings
+
+    def _role_findings(
+        self, use: CertificateUse, certificate: StoreCertificate, subject: str
+    ) -> list[Finding]:
+        roles = roles_of(certificate.info.certificate)
+        if use.role in roles:
+            return []
+        has = " and ".join(sorted(r.value for r in roles)) or "no CosDoc role"
+        return [
+            Finding(
+                "wrong-role",
+                Severity.ERROR,
+                f"{_describe(certificate)} is for {has}, but this setting wants "
+                f"{ROLE_DESCRIPTIONS[use.role]}",
+                subject,
+            )
+        ]
+
+    def _key_findings(
+        self, use: CertificateUse, certificate: StoreCertificate, subject: str
+    ) -> list[Finding]:
+        fact = certificate.fact
+        if not fact.has_private_key:
+            return [
+                Finding(
+                    "no-private-key",
+                    Severity.ERROR,
+                    f"{_describe(certificate)} has no private key in the store; import the PFX "
+                    "(with its key) into LocalMachine\\My",
+                    subject,
+                )
+            ]
+        findings: list[Finding] = []
+        if fact.key_storage == "CNG":
+            findings.append(
+                Finding(
+                    "cng-key",
+                    Severity.INFO,
+                    f"{_describe(certificate)} keeps its key with CNG "
+                    f"({fact.key_file or 'no file'}); "
+                    "scripts that grant read under RSA\\MachineKeys miss it",
+                    certificate.thumbprint,
+                )
+            )
+        if use.account is None:
+            return findings
+        if fact.key_file is None:
+            reason = fact.key_error or "a key without a file (TPM, smart card or HSM)"
+            findings.append(
+                Finding(
+                    "key-file-unknown",
+                    Severity.WARNING,
+                    f"cannot check who may read the key of {_describe(certificate)}: {reason}",
+                    subject,
+                )
+            )
+        elif not can_read(use.account, fact.readers, self.facts.computer_name):
+            findings.append(
+                Finding(
+                    "key-not-readable",
+                    Severity.ERROR,
+                    f"{use.account} cannot read the private key of {_describe(certificate)} "
+                    f"({fact.key_file}); grant it read ('Keyset does not exist' otherwise)",
+                    subject,
+                )
+            )
+        return findings
+
+    def _superseded(
+        self, use: CertificateUse, certificate: StoreCertificate, subject: str
+    ) -> list[Finding]:
+        newer = [
+            other
+            for other in self.facts.certificates
+            if other.info.certificate.subject == certificate.info.certificate.subject
+            and use.role in roles_of(other.info.certificate)
+            and other.info.not_before > certificate.info.not_before
+            and other.info.not_before <= self.now < other.info.not_after
+        ]
+        if not newer:
+            return []
+        newest = max(newer, key=lambda other: other.info.not_before)
+        return [
+            Finding(
+                "superseded",
+                Severity.WARNING,
+                f"names {_describe(certificate)}, but a newer certificate for the same subject is "
+                f"in the store ({newest.thumbprint}, valid to {newest.info.not_after:%Y-%m-%d})",
+                subject,
+            )
+        ]
+
+    # -- IIS HTTPS bindings ---------------------------------------------------------------------
+
+    def _bindings(self, consumer: HttpsBindingsConsumer) -> ConsumerStatus:
+        iis = self.facts.iis
+        if iis is None:
+            finding = Finding(
+                "consumer-not-found",
+                Severity.WARNING,
+                "IIS (WebAdministration) is not installed on this server",
+                consumer.name,
+            )
+            return ConsumerStatus(consumer, (), (), (finding,))
+        wanted = {site.casefold() for site in consumer.sites}
+        bindings = [b for b in iis.bindings if not wanted or b.site.casefold() in wanted]
+        uses: list[CertificateUse] = []
+        findings: list[Finding] = []
+        for binding in bindings:
+            use, binding_findings = self._binding_use(iis, binding)
+            findings += binding_findings
+            if use is not None:
+                uses.append(use)
+                findings += self._certificate_findings(use)
+        findings += _shadowing(iis.bindings, bindings)
+        if not bindings:
+            findings.append(
+                Finding(
+                    "consumer-not-found",
+                    Severity.WARNING,
+                    "no HTTPS binding found in IIS",
+                    consumer.name,
+                )
+            )
+        return ConsumerStatus(
+            consumer, tuple(str(b) for b in bindings), tuple(uses), _unique(findings)
+        )
+
+    def _binding_use(
+        self, iis: IisFacts, binding: BindingFact
+    ) -> tuple[CertificateUse | None, list[Finding]]:
+        served = _served_thumbprint(iis, binding)
+        if not served:
+            return None, [
+                Finding(
+                    "binding-no-certificate",
+                    Severity.ERROR,
+                    "has no certificate: browsers cannot connect; select the SSL certificate "
+                    "for it in IIS",
+                    str(binding),
+                )
+            ]
+        findings = []
+        if binding.certificate_hash and binding.certificate_hash.upper() != served.upper():
+            findings.append(
+                Finding(
+                    "binding-mismatch",
+                    Severity.WARNING,
+                    f"IIS says {binding.certificate_hash.upper()} but http.sys serves "
+                    f"{served.upper()}; select the certificate again in IIS",
+                    str(binding),
+                )
+            )
+        thumbprint = _normalised(served)
+        use = CertificateUse(
+            instance=str(binding),
+            setting="binding",
+            role=Role.SSL,
+            configured=served,
+            thumbprint=thumbprint,
+            certificate=self.facts.certificate(thumbprint) if thumbprint else None,
+        )
+        return use, findings
+
+    # -- manual steps -----------------------------------------------------------------------------
+
+    def _manual(self, consumer: ManualStep) -> ConsumerStatus:
+        return ConsumerStatus(consumer, (), (), (), (consumer.instructions,))
+
+
+def _served_thumbprint(iis: IisFacts, binding: BindingFact) -> str:
+    """What http.sys serves for ``binding`` (its SNI or ip:port entry), else IIS's hash."""
+    for entry in iis.ssl_bindings:
+        if entry.port != binding.port:
+            continue
+        if binding.sni and entry.host.casefold() == binding.host.casefold():
+            return entry.thumbprint
+        if not binding.sni and not entry.host and _same_ip(entry.ip, binding.ip):
+            return entry.thumbprint
+    return binding.certificate_hash
+
+
+def _shadowing(
+    all_bindings: Sequence[BindingFact], checked: Sequence[BindingFact]
+) -> Iterator[Finding]:
+    """SNI bindings that a non-SNI binding on a specific IP answers first (http.sys order)."""
+    for binding in checked:
+        if not binding.sni:
+            continue
+        for other in all_bindings:
+            if not other.sni and other.port == binding.port and other.ip not in _WILDCARD_IPS:
+                yield Finding(
+                    "sni-shadowed",
+                    Severity.WARNING,
+                    f"the non-SNI binding {other.binding_information} ({other.site}) answers "
+                    f"connections to {other.ip}:{other.port} before SNI is looked at: clients "
+                    f"reaching {binding.host} there get its certificate; make it SNI or use *",
+                    str(binding),
+                )
+
+
+def _same_ip(entry_ip: str, binding_ip: str) -> bool:
+    if binding_ip in _WILDCARD_IPS:
+        return entry_ip in _WILDCARD_IPS
+    return entry_ip.strip("[]").casefold() == binding_ip.strip("[]").casefold()
+
+
+def _like(name: str, pattern: str) -> bool:
+    """PowerShell's ``-like`` (what gather.ps1 used to pick the services)."""
+    return fnmatch.fnmatchcase(name.casefold(), pattern.casefold())
+
+
+def _normalised(value: str) -> str | None:
+    try:
+        return normalize_thumbprint(value)
+    except ThumbprintError:
+        return None
+
+
+def _describe(certificate: StoreCertificate) -> str:
+    role = f"{certificate.role} " if certificate.role else ""
+    return f"the {role}certificate «{certificate.name}» ({certificate.thumbprint[:8]}…)"
+
+
+def _unique(findings: Iterable[Finding]) -> tuple[Finding, ...]:
+    return tuple(dict.fromkeys(findings))
