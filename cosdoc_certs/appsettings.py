@@ -267,45 +267,12 @@ def same_thumbprint(configured: str, thumbprint: str) -> bool:
 def thumbprint_findings(value: StringValue, subject: str) -> list[Finding]:
     """What is wrong with a thumbprint as written in the file, each with its line and column."""
     characters = list(_source_characters(value))
-    findings = [
-        Finding(
-            "thumbprint-invisible-char",
-            Severity.ERROR,
-            f"{value.path} has an invisible {_char_name(char)} at line {value.line}, column "
-            f"{column}{written}; remove it (copied along from the certificate dialog)",
-            subject,
-        )
-        for char, column, written in characters
-        if is_invisible(char)
+    checks = (_invisible_findings, _separator_findings, _lowercase_findings, _malformed_findings)
+    return [
+        Finding(code, severity, message, subject)
+        for check in checks
+        for code, severity, message in check(value, characters)
     ]
-    separators = [(char, column) for char, column, _ in characters if char in _SEPARATOR_NAMES]
-    if separators:
-        names = sorted({_SEPARATOR_NAMES[char] for char, _ in separators})
-        findings.append(
-            Finding(
-                "thumbprint-separators",
-                Severity.WARNING,
-                f"{value.path} has {len(separators)} separator(s) ({', '.join(names)}), the "
-                f"first at line {value.line}, column {separators[0][1]}; write the 40 hex "
-                "digits without separators",
-                subject,
-            )
-        )
-    lower = [column for char, column, _ in characters if char in "abcdef"]
-    if lower:
-        findings.append(
-            Finding(
-                "thumbprint-lowercase",
-                Severity.INFO,
-                f"{value.path} is in lower case (first at line {value.line}, column {lower[0]});"
-                " Windows shows thumbprints in upper case",
-                subject,
-            )
-        )
-    malformed = _malformed_message(value, characters)
-    if malformed:
-        findings.append(Finding("thumbprint-malformed", Severity.ERROR, malformed, subject))
-    return findings
 
 
 def edit_diff(before: bytes, after: bytes, *, source: str, context: int = 0) -> str:
@@ -654,13 +621,61 @@ def _char_name(char: str) -> str:
     return f"U+{ord(char):04X} {unicodedata.name(char, '(unnamed)')}"
 
 
-def _malformed_message(value: StringValue, characters: list[tuple[str, int, str]]) -> str:
+_Check = list[tuple[str, Severity, str]]
+_Characters = list[tuple[str, int, str]]  # decoded character, column, how it is written
+
+
+def _invisible_findings(value: StringValue, characters: _Characters) -> _Check:
+    return [
+        (
+            "thumbprint-invisible-char",
+            Severity.ERROR,
+            f"{value.path} has an invisible {_char_name(char)} at line {value.line}, column "
+            f"{column}{written}; remove it (copied along from the certificate dialog)",
+        )
+        for char, column, written in characters
+        if is_invisible(char)
+    ]
+
+
+def _separator_findings(value: StringValue, characters: _Characters) -> _Check:
+    separators = [(char, column) for char, column, _ in characters if char in _SEPARATOR_NAMES]
+    if not separators:
+        return []
+    names = ", ".join(sorted({_SEPARATOR_NAMES[char] for char, _ in separators}))
+    return [
+        (
+            "thumbprint-separators",
+            Severity.WARNING,
+            f"{value.path} has {len(separators)} separator(s) ({names}), the first at line "
+            f"{value.line}, column {separators[0][1]}; write the 40 hex digits without separators",
+        )
+    ]
+
+
+def _lowercase_findings(value: StringValue, characters: _Characters) -> _Check:
+    lower = [column for char, column, _ in characters if char in "abcdef"]
+    if not lower:
+        return []
+    return [
+        (
+            "thumbprint-lowercase",
+            Severity.INFO,
+            f"{value.path} is in lower case (first at line {value.line}, column {lower[0]}); "
+            "Windows shows thumbprints in upper case",
+        )
+    ]
+
+
+def _malformed_findings(value: StringValue, characters: _Characters) -> _Check:
     try:
         normalize_thumbprint(value.value)
     except ThumbprintError:
-        pass
-    else:
-        return ""
+        return [("thumbprint-malformed", Severity.ERROR, _malformed_message(value, characters))]
+    return []
+
+
+def _malformed_message(value: StringValue, characters: _Characters) -> str:
     for char, column, _ in characters:
         if not (char in _HEX or char in _SEPARATOR_NAMES or is_invisible(char)):
             shown = repr(char) if char.isprintable() else "a character"
