@@ -233,7 +233,7 @@ class ShellSession:
         except ScriptNotRecognised as error:
             log.info("pipeline %s not runnable: %s", pipe.command_id, error.error_id)
             pipe.server.start()
-            _fail(pipe.server, error.message, error.category, error.error_id)
+            _fail(pipe.server, error.message, error.category, error.error_id, error.exception_type)
             return
         if getattr(metadata, "no_input", True):
             self._start(pipe)
@@ -296,6 +296,8 @@ class ShellSession:
 
     def _stop(self, pipe: _Pipeline) -> None:
         pipe.cancelled.set()
+        if pipe.server.state == PSInvocationState.NotStarted:
+            pipe.server.start()  # stopped while waiting for its input
         if pipe.server.state != PSInvocationState.Running:
             return
         pipe.server.begin_stop()
@@ -343,12 +345,13 @@ def _write(server: ServerPipeline, result: ScriptResult, as_text: bool) -> None:
         server.complete()
 
 
-def _fail(server: ServerPipeline, message: str, category: str, error_id: str = "") -> None:
-    exception_type = (
-        f"System.Management.Automation.{error_id}"
-        if error_id.endswith("Exception")
-        else _RUNTIME_EXCEPTION
-    )
+def _fail(
+    server: ServerPipeline,
+    message: str,
+    category: str,
+    error_id: str = "",
+    exception_type: str = _RUNTIME_EXCEPTION,
+) -> None:
     record = ErrorRecord(
         Exception=_exception(message, exception_type),
         CategoryInfo=ErrorCategoryInfo(
@@ -368,21 +371,23 @@ def _exception(message: str, dotnet_type: str) -> NETException:
 
 def to_python(value: Any) -> Any:
     """Turn a value psrpcore deserialised into plain Python (str, int, bool, bytes, list, dict)."""
-    converters: list[tuple[type | tuple[type, ...], Callable[[Any], Any]]] = [
-        (bool, bool),
-        (str, str),
-        (int, int),
-        (float, float),
-        ((bytes, bytearray), bytes),
-        (dict, lambda d: {to_python(k): to_python(v) for k, v in d.items()}),
-        ((list, tuple), lambda items: [to_python(v) for v in items]),
-    ]
     if value is None:
         return None
-    for kind, convert in converters:
+    for kind, convert in _TO_PYTHON:
         if isinstance(value, kind):
             return convert(value)
     return str(value)
+
+
+_TO_PYTHON: tuple[tuple[type | tuple[type, ...], Callable[[Any], Any]], ...] = (
+    (bool, bool),
+    (str, str),
+    (int, int),
+    (float, float),
+    ((bytes, bytearray), bytes),
+    (dict, lambda d: {to_python(k): to_python(v) for k, v in d.items()}),
+    ((list, tuple), lambda items: [to_python(v) for v in items]),
+)
 
 
 def to_powershell(value: Any) -> Any:

@@ -95,13 +95,32 @@ class Dispatch:
 
 
 class ScriptNotRecognised(Exception):
-    """The pipeline asks for something the lab cannot run; becomes a terminating error."""
+    """The pipeline asks for something the lab cannot run; becomes a terminating error.
 
-    def __init__(self, message: str, error_id: str, category: str) -> None:
+    ``category`` names a PowerShell ErrorCategory, ``exception_type`` the .NET exception.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        error_id: str,
+        category: str,
+        exception_type: str = "System.Management.Automation.RuntimeException",
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.error_id = error_id
         self.category = category
+        self.exception_type = exception_type
+
+
+def _command_not_found(command: str) -> ScriptNotRecognised:
+    return ScriptNotRecognised(
+        _NOT_RECOGNISED_TERM.format(command.split("\n", 1)[0][:80]),
+        "CommandNotFoundException",
+        "ObjectNotFound",
+        "System.Management.Automation.CommandNotFoundException",
+    )
 
 
 def script_name(script_text: str) -> str | None:
@@ -205,19 +224,13 @@ def _script_of(command: CommandSpec) -> tuple[str, dict[str, Any], list[Any]]:
             text = arguments[0]
         if isinstance(text, str):
             return text, {}, []
-    raise ScriptNotRecognised(
-        _NOT_RECOGNISED_TERM.format(command.text), "CommandNotFoundException", "ObjectNotFound"
-    )
+    raise _command_not_found(command.text)
 
 
 def _pipes_to_formatter(rest: Sequence[CommandSpec]) -> bool:
     for command in rest:
         if command.is_script or command.text.lower() not in _FORMATTERS:
-            raise ScriptNotRecognised(
-                _NOT_RECOGNISED_TERM.format(command.text.split("\n", 1)[0][:80]),
-                "CommandNotFoundException",
-                "ObjectNotFound",
-            )
+            raise _command_not_found(command.text)
     return bool(rest)
 
 
