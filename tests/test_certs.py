@@ -561,3 +561,43 @@ def test_unreadable_paths(tmp_path: Path, setup: Callable[[Path], Path], message
 def test_no_files_at_all() -> None:
     with pytest.raises(InputError, match="no certificate files given"):
         load_bundle_from_bytes([])
+
+
+OPENSSL_EXPORTS = [
+    # (case, openssl pkcs12 -export options, password given to the loader)
+    ("empty password", ["-passout", "pass:"], None),
+    ("empty password, legacy", ["-passout", "pass:", "-legacy"], None),
+    ("sha512 mac", ["-passout", f"pass:{PASSWORD}", "-macalg", "sha512"], PASSWORD),
+    (
+        "rc2-40 key and certs",
+        ["-passout", f"pass:{PASSWORD}", "-legacy", "-keypbe", "PBE-SHA1-RC2-40"],
+        PASSWORD,
+    ),
+    (
+        "unencrypted bags",
+        ["-passout", f"pass:{PASSWORD}", "-keypbe", "NONE", "-certpbe", "NONE"],
+        PASSWORD,
+    ),
+]
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl writes these PFX variants")
+@pytest.mark.parametrize(
+    ("options", "password"),
+    [case[1:] for case in OPENSSL_EXPORTS],
+    ids=[case[0] for case in OPENSSL_EXPORTS],
+)
+def test_pfx_variants_written_by_openssl(
+    ssl: lab.Issued, options: list[str], password: str | None
+) -> None:
+    blob = subprocess.run(
+        ["openssl", "pkcs12", "-export", *options],
+        input=ssl.key_pem() + ssl.cert_pem() + ssl.chain_pem(),
+        capture_output=True,
+        check=True,
+    ).stdout
+    bundle = load_bundle_from_bytes([("openssl.pfx", blob)], password)
+    assert bundle.ssl is not None
+    assert bundle.ssl.private_key is not None
+    assert bundle.ssl.private_key.public_key() == ssl.certificate.public_key()
+    assert len(bundle.chain) == 2

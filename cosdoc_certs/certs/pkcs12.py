@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from asn1crypto import cms, core, pkcs12
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs12 as crypto_pkcs12
 
@@ -208,21 +207,57 @@ def _keys_in(
         if kind == "safe_contents":
             keys.extend(_keys_in(bag["bag_value"], password, source))
         elif kind in ("key_bag", "pkcs8_shrouded_key_bag"):
-            encrypted = kind == "pkcs8_shrouded_key_bag"
-            keys.append(
-                _load_key(bag["bag_value"].untag().dump(), password if encrypted else None, source)
-            )
+            keys.append(_load_key_bag(bag, password, source))
     return keys
 
 
-def _load_key(der: bytes, password: bytes | None, source: str) -> PrivateKeyTypes:
+def _load_key_bag(bag: pkcs12.SafeBag, password: bytes | None, source: str) -> PrivateKeyTypes:
+    """Decrypt one key bag by handing ``cryptography`` a PFX that holds only that bag.
+
+    Its PKCS#12 reader then does what it does for any PFX (PBES2, 3DES, RC2, empty
+    passwords); it simply never sees the other key.
+    """
+    contents = pkcs12.SafeContents([bag.copy()]).dump()
+    single = build_pfx([_data_content(contents)], password, hash_name="sha256", iterations=1)
     try:
-        return serialization.load_der_private_key(der, password)
-    except (ValueError, TypeError, UnsupportedAlgorithm) as error:
+        key = crypto_pkcs12.load_pkcs12(single, password).key
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        key = None
+    if key is None:
         raise CertificateLoadError(
             f"{source}: a private key in the PFX cannot be decrypted",
             "export the PFX again with its private key (AES-256 or 3DES encryption)",
-        ) from error
+        )
+    return key
+
+
+def _data_content(content: bytes) -> cms.ContentInfo:
+    return cms.ContentInfo({"content_type": "data", "content": core.OctetString(content)})
+
+
+def build_pfx(
+    content_infos: Sequence[cms.ContentInfo],
+    password: bytes | None,
+    *,
+    hash_name: str = "sha256",
+    iterations: int = _MAC_ITERATIONS,
+) -> bytes:
+    """A PFX of ``content_infos`` (already encrypted as wanted) with a MAC for ``password``."""
+    safe = pkcs12.AuthenticatedSafe([info.copy() for info in content_infos]).dump()
+    salt = os.urandom(16)
+    digest = _mac_of(safe, password, hash_name, salt, iterations)
+    pfx = pkcs12.Pfx(
+        {
+            "version": "v3",
+            "auth_safe": _data_content(safe),
+            "mac_data": {
+                "mac": {"digest_algorithm": {"algorithm": hash_name}, "digest": digest},
+                "mac_salt": salt,
+                "iterations": iterations,
+            },
+        }
+    )
+    return bytes(pfx.dump())
 
 
 def merge_pfx(blobs: Sequence[bytes], password: bytes, *, hash_name: str = "sha256") -> bytes:
@@ -237,21 +272,5 @@ def merge_pfx(blobs: Sequence[bytes], password: bytes, *, hash_name: str = "sha2
         if not parsed.mac_matches(password):
             raise CertificateLoadError("a PFX to merge does not open with the given password")
         content_infos.extend(parsed.authenticated_safe)
-    merged_safe = pkcs12.AuthenticatedSafe([info.copy() for info in content_infos]).dump()
-    salt = os.urandom(16)
-    digest = _mac_of(merged_safe, password, hash_name, salt, _MAC_ITERATIONS)
-    pfx = pkcs12.Pfx(
-        {
-            "version": "v3",
-            "auth_safe": cms.ContentInfo(
-                {"content_type": "data", "content": core.OctetString(merged_safe)}
-            ),
-            "mac_data": {
-                "mac": {"digest_algorithm": {"algorithm": hash_name}, "digest": digest},
-                "mac_salt": salt,
-                "iterations": _MAC_ITERATIONS,
-            },
-        }
-    )
-    logger.debug("merged %d PFX files", len(blobs))
-    return bytes(pfx.dump())
+    logger.debug("merging %d PFX files", len(blobs))
+    return build_pfx(content_infos, password, hash_name=hash_name)
