@@ -1,0 +1,210 @@
+"""The SvarUT library calls: status, plan, apply, verify, rollback — async and synchronous.
+
+A :class:`SvarutTarget` says how to reach the host (SSH options), where its installation is
+(layout and root, detected when not given) and where its TLS endpoint answers. The async
+functions are the core (many hosts at once with ``asyncio.gather``); the plain functions of
+the same name without ``_async`` wrap them for scripts and notebooks.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+from cosdoc_certs._aio import run_sync
+from cosdoc_certs.certs.load import load_bundle
+from cosdoc_certs.errors import InputError
+from cosdoc_certs.journal import Journal, Outcome, latest_journal
+from cosdoc_certs.svarut.apply import (
+    JOURNAL_KIND,
+    Connector,
+    Progress,
+    RunResult,
+    apply_plan,
+    undo,
+)
+from cosdoc_certs.svarut.connection import HostConnection, SshOptions, connect
+from cosdoc_certs.svarut.gather import Endpoint, SvarutFacts, gather
+from cosdoc_certs.svarut.planning import NewCertificate, SvarutPlan, plan_rotation
+from cosdoc_certs.svarut.verify import VerifyReport, check_facts
+from cosdoc_certs.thumbprints import normalize_thumbprint
+
+__all__ = [
+    "SvarutTarget",
+    "apply",
+    "apply_async",
+    "load_new_certificate",
+    "plan",
+    "plan_async",
+    "rollback",
+    "rollback_async",
+    "status",
+    "status_async",
+    "verify",
+    "verify_async",
+]
+
+
+@dataclass(frozen=True)
+class SvarutTarget:
+    """A SvarUT host: SSH options, installation layout/root, TLS endpoint.
+
+    ``connector`` replaces the SSH connect (tests and the lab inject wrapped connections).
+    """
+
+    ssh: SshOptions
+    layout: str | None = None
+    root: str | None = None
+    tls_host: str | None = None
+    tls_port: int = 443
+    server_name: str | None = None
+    restart_timeout: float = 60.0
+    connector: Connector | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def endpoint(self) -> Endpoint:
+        """Where the TLS check connects."""
+        return Endpoint(self.tls_host or self.ssh.host, self.tls_port, self.server_name)
+
+    async def connect(self) -> HostConnection:
+        """A new connection to the host."""
+        if self.connector is not None:
+            return await self.connector()
+        return await connect(self.ssh)
+
+
+def load_new_certificate(
+    paths: Sequence[str | os.PathLike[str]], password: str | bytes | None
+) -> NewCertificate:
+    """The SSL certificate (with key and chain) from PFX/PEM files."""
+    return NewCertificate.from_bundle(load_bundle(paths, password))
+
+
+async def _with_connection(target: SvarutTarget) -> tuple[HostConnection, SvarutFacts]:
+    connection = await target.connect()
+    try:
+        facts = await gather(connection, target.endpoint, layout=target.layout, root=target.root)
+    except BaseException:
+        await connection.close()
+        raise
+    return connection, facts
+
+
+async def status_async(target: SvarutTarget) -> SvarutFacts:
+    """Gather the host's facts: layout, prod.env names, current and served certificate."""
+    connection, facts = await _with_connection(target)
+    await connection.close()
+    return facts
+
+
+async def plan_async(
+    target: SvarutTarget, new: NewCertificate, *, today: date | None = None
+) -> SvarutPlan:
+    """Gather and plan installing ``new`` (nothing is changed)."""
+    return plan_rotation(await status_async(target), new, today=today)
+
+
+async def apply_async(
+    target: SvarutTarget,
+    splan: SvarutPlan,
+    *,
+    journal_dir: Path | None = None,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Apply a plan made by :func:`plan_async`; rolls back and raises ApplyError on failure."""
+    return await apply_plan(
+        target.connect,
+        splan,
+        journal_dir=journal_dir,
+        progress=progress,
+        restart_timeout=target.restart_timeout,
+    )
+
+
+async def verify_async(target: SvarutTarget, expected_thumbprint: str | None) -> VerifyReport:
+    """Gather again and check what is served, running and configured."""
+    expected = normalize_thumbprint(expected_thumbprint) if expected_thumbprint else None
+    return check_facts(await status_async(target), expected)
+
+
+async def rollback_async(
+    target: SvarutTarget,
+    journal: Journal | Path | str | None = None,
+    *,
+    journal_dir: Path | None = None,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Undo the run recorded in ``journal`` (default: the latest for this host)."""
+    run = _journal_for(target, journal, journal_dir)
+    if not run.steps_to_undo():
+        return RunResult(run.host, run.outcome, run.path, None, "nothing left to undo")
+    connection = await target.connect()
+    try:
+        served = await undo(connection, run, progress, target.restart_timeout)
+    except Exception as error:
+        run.finish(Outcome.ROLLBACK_FAILED, f"rollback: {error}")
+        raise
+    finally:
+        await connection.close()
+    message = f"rolled back; serves {served}" if served else "rolled back"
+    run.finish(Outcome.ROLLED_BACK, message)
+    return RunResult(run.host, Outcome.ROLLED_BACK, run.path, served, message)
+
+
+def _journal_for(
+    target: SvarutTarget, journal: Journal | Path | str | None, journal_dir: Path | None
+) -> Journal:
+    if isinstance(journal, Journal):
+        run = journal
+    elif journal is not None:
+        run = Journal.load(journal)
+    else:
+        run = latest_journal(journal_dir, host=target.ssh.host, kind=JOURNAL_KIND)
+    if run.kind != JOURNAL_KIND:
+        raise InputError(f"{run.path} is a {run.kind} journal", "give a SvarUT journal")
+    if run.host != target.ssh.host:
+        raise InputError(
+            f"{run.path} is the journal of {run.host}, not {target.ssh.host}",
+            f"run rollback with --host {run.host}",
+        )
+    return run
+
+
+def status(target: SvarutTarget) -> SvarutFacts:
+    """Synchronous :func:`status_async`."""
+    return run_sync(status_async(target))
+
+
+def plan(target: SvarutTarget, new: NewCertificate, *, today: date | None = None) -> SvarutPlan:
+    """Synchronous :func:`plan_async`."""
+    return run_sync(plan_async(target, new, today=today))
+
+
+def apply(
+    target: SvarutTarget,
+    splan: SvarutPlan,
+    *,
+    journal_dir: Path | None = None,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Synchronous :func:`apply_async`."""
+    return run_sync(apply_async(target, splan, journal_dir=journal_dir, progress=progress))
+
+
+def verify(target: SvarutTarget, expected_thumbprint: str | None) -> VerifyReport:
+    """Synchronous :func:`verify_async`."""
+    return run_sync(verify_async(target, expected_thumbprint))
+
+
+def rollback(
+    target: SvarutTarget,
+    journal: Journal | Path | str | None = None,
+    *,
+    journal_dir: Path | None = None,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Synchronous :func:`rollback_async`."""
+    return run_sync(rollback_async(target, journal, journal_dir=journal_dir, progress=progress))

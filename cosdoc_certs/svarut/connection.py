@@ -1,0 +1,303 @@
+"""The SSH connection to a SvarUT host: commands (optionally with sudo), SFTP, clear errors.
+
+One asyncssh connection per host. Host keys are checked against known_hosts by default;
+accepting a host key is explicit (``pinned_host_key``: the key you were told, in OpenSSH
+``ssh-ed25519 AAAA...`` form). Authentication uses keys and the ssh-agent — never a password
+prompt. ``sudo`` runs non-interactively (``sudo -n``): if it would ask for a password, the
+command fails with one line saying so. OpenSSH allows 10 sessions per connection
+(MaxSessions), so parallel channels are bounded below that.
+
+:class:`SvarutConnection` is the narrow seam the rest of the package talks to; tests inject
+wrappers around it (dropped connections, corrupted uploads) instead of patching code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import asyncssh
+
+from cosdoc_certs.errors import RemoteError
+
+__all__ = [
+    "CommandResult",
+    "ConnectionLostError",
+    "HostConnection",
+    "SshOptions",
+    "SudoPasswordError",
+    "SvarutConnection",
+    "connect",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_CHANNELS = 8  # OpenSSH's MaxSessions is 10; one more is kept for SFTP
+IN_FOLDER_SCRIPT = 'cd -- "$1" && shift && exec "$@"'
+_SUDO = ("sudo", "-n", "--")
+_SUDO_PASSWORD_MARKERS = ("a password is required", "a terminal is required")
+
+
+class ConnectionLostError(RemoteError):
+    """The SSH connection broke while a step was running."""
+
+
+class SudoPasswordError(RemoteError):
+    """sudo on the host wants a password; the tool only uses non-interactive sudo."""
+
+
+@dataclass(frozen=True)
+class SshOptions:
+    """How to reach a host: address, user, host-key policy, keys, jump host, limits."""
+
+    host: str
+    port: int = 22
+    username: str | None = None
+    known_hosts: str | None = None
+    pinned_host_key: str | None = None
+    client_keys: tuple[str, ...] | None = None
+    jump_host: str | None = None
+    connect_timeout: float = 15.0
+    max_channels: int = DEFAULT_MAX_CHANNELS
+
+    @property
+    def label(self) -> str:
+        """``user@host:port`` for messages."""
+        user = f"{self.username}@" if self.username else ""
+        port = f":{self.port}" if self.port != 22 else ""
+        return f"{user}{self.host}{port}"
+
+    def _known_hosts(self) -> object:
+        """asyncssh's ``known_hosts`` argument: the pinned key, a file, or the default."""
+        if self.pinned_host_key:
+            pattern = self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+            return asyncssh.import_known_hosts(f"{pattern} {self.pinned_host_key.strip()}\n")
+        if self.known_hosts:
+            return str(Path(self.known_hosts).expanduser())
+        return ()
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What a remote command did, shaped like :class:`subprocess.CompletedProcess`."""
+
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: bytes = field(repr=False)
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        """True for exit status 0."""
+        return self.returncode == 0
+
+    def text(self) -> str:
+        """stdout decoded as UTF-8 (undecodable bytes replaced)."""
+        return self.stdout.decode("utf-8", "replace")
+
+
+class HostConnection(Protocol):
+    """What the SvarUT code needs from a host connection (the seam tests wrap)."""
+
+    options: SshOptions
+
+    @property
+    def host(self) -> str: ...
+
+    async def run(
+        self,
+        argv: Sequence[str],
+        *,
+        sudo: bool = True,
+        cwd: str | None = None,
+        check: bool = True,
+        timeout: float = 120.0,
+    ) -> CommandResult: ...
+
+    async def make_private_dir(self, path: str) -> None: ...
+
+    async def put_private(self, path: str, data: bytes) -> None: ...
+
+    async def remove_tree(self, path: str) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def _connect_error(options: SshOptions, error: BaseException) -> RemoteError:
+    """One clear line for each way a connection attempt fails."""
+    if isinstance(error, asyncssh.HostKeyNotVerifiable):
+        source = (
+            "the pinned key"
+            if options.pinned_host_key
+            else (options.known_hosts or "~/.ssh/known_hosts")
+        )
+        return RemoteError(
+            f"the host key of {options.host}:{options.port} does not match {source}",
+            "check the host key fingerprint with the host's administrator, then add it to "
+            "known_hosts (ssh-keyscan) or pin it with --host-key",
+        )
+    if isinstance(error, asyncssh.PermissionDenied):
+        return RemoteError(
+            f"{options.host}:{options.port} refused the SSH login of "
+            f"{options.username or 'the current user'}",
+            "check --user and that your key (file or ssh-agent) is in the user's authorized_keys",
+        )
+    reason = str(error) or type(error).__name__
+    return RemoteError(
+        f"cannot connect to {options.label}: {reason}",
+        "check the host name, the port and that sshd runs and lets you in",
+    )
+
+
+async def connect(options: SshOptions) -> SvarutConnection:
+    """Open the SSH connection (keys/agent only, known_hosts checked) or raise RemoteError."""
+    try:
+        connection = await asyncio.wait_for(
+            asyncssh.connect(
+                options.host,
+                options.port,
+                username=options.username,
+                known_hosts=options._known_hosts(),
+                client_keys=list(options.client_keys) if options.client_keys else (),
+                tunnel=options.jump_host or (),
+                password_auth=False,
+                kbdint_auth=False,
+            ),
+            options.connect_timeout,
+        )
+    except (OSError, asyncssh.Error, asyncio.TimeoutError) as error:
+        raise _connect_error(options, error) from error
+    logger.info("connected to %s", options.label)
+    return SvarutConnection(connection, options)
+
+
+class SvarutConnection:
+    """Commands and SFTP over one SSH connection, with bounded parallel channels."""
+
+    def __init__(self, connection: asyncssh.SSHClientConnection, options: SshOptions) -> None:
+        self._connection = connection
+        self.options = options
+        self._channels = asyncio.Semaphore(options.max_channels)
+        self._sftp: asyncssh.SFTPClient | None = None
+
+    @property
+    def host(self) -> str:
+        """The host name as given."""
+        return self.options.host
+
+    async def run(
+        self,
+        argv: Sequence[str],
+        *,
+        sudo: bool = True,
+        cwd: str | None = None,
+        check: bool = True,
+        timeout: float = 120.0,
+    ) -> CommandResult:
+        """Run ``argv`` (quoted, never interpolated), in ``cwd``, via ``sudo -n`` by default."""
+        full = list(argv)
+        if cwd is not None:
+            full = ["sh", "-c", IN_FOLDER_SCRIPT, "sh", cwd, *full]
+        if sudo:
+            full = [*_SUDO, *full]
+        command = shlex.join(full)
+        logger.debug("%s: %s", self.options.label, command)
+        try:
+            async with self._channels:
+                completed = await self._connection.run(
+                    command, encoding=None, check=False, timeout=timeout
+                )
+        except (asyncssh.ConnectionLost, asyncssh.DisconnectError, BrokenPipeError) as error:
+            raise self._lost(error) from error
+        except asyncssh.ChannelOpenError as error:
+            raise self._lost(error) from error
+        except asyncssh.TimeoutError as error:
+            raise RemoteError(
+                f"{self.options.label}: `{shlex.join(argv)}` did not finish in {timeout:.0f} s",
+                "the host is slow or the command hangs; try again or run it by hand",
+            ) from error
+        stderr = (completed.stderr or b"").decode("utf-8", "replace").strip()  # type: ignore[union-attr]
+        result = CommandResult(
+            tuple(argv),
+            completed.returncode if completed.returncode is not None else -1,
+            completed.stdout or b"",  # type: ignore[arg-type]
+            stderr,
+        )
+        if sudo and not result.ok and any(m in stderr for m in _SUDO_PASSWORD_MARKERS):
+            raise SudoPasswordError(
+                f"sudo on {self.host} needs a password for {self.options.username or 'the user'}",
+                "allow this user passwordless sudo (NOPASSWD) for the rotation, or let an "
+                "administrator run it",
+            )
+        if check and not result.ok:
+            raise RemoteError(
+                f"{self.host}: `{shlex.join(argv)}` failed (exit {result.returncode}): "
+                f"{stderr.splitlines()[-1] if stderr else 'no message'}",
+                "see the message; fix the host or run the step by hand",
+            )
+        return result
+
+    def _lost(self, error: BaseException) -> ConnectionLostError:
+        return ConnectionLostError(
+            f"the SSH connection to {self.options.label} broke: {error or type(error).__name__}",
+            "check the network; the run is recorded in its journal",
+        )
+
+    async def _sftp_client(self) -> asyncssh.SFTPClient:
+        if self._sftp is None:
+            try:
+                self._sftp = await self._connection.start_sftp_client()
+            except (asyncssh.Error, OSError) as error:
+                raise self._lost(error) from error
+        return self._sftp
+
+    async def make_private_dir(self, path: str) -> None:
+        """Create the folder ``path`` with mode 0700 (fails if it exists: an exclusive mkdir)."""
+        sftp = await self._sftp_client()
+        try:
+            await sftp.mkdir(path, asyncssh.SFTPAttrs(permissions=0o700))
+            await sftp.chmod(path, 0o700)
+        except (asyncssh.Error, OSError) as error:
+            raise self._sftp_error("create the private folder", path, error) from error
+
+    async def put_private(self, path: str, data: bytes) -> None:
+        """Write ``data`` to a new file created 0600 (never readable by others, even briefly)."""
+        sftp = await self._sftp_client()
+        try:
+            async with sftp.open(path, "wb", asyncssh.SFTPAttrs(permissions=0o600)) as file:
+                await file.write(data)
+            await sftp.chmod(path, 0o600)
+        except (asyncssh.Error, OSError) as error:
+            raise self._sftp_error("upload", path, error) from error
+
+    async def remove_tree(self, path: str) -> None:
+        """Remove a folder this connection created (missing is fine)."""
+        sftp = await self._sftp_client()
+        try:
+            if await sftp.exists(path):
+                await sftp.rmtree(path)
+        except (asyncssh.Error, OSError) as error:
+            raise self._sftp_error("remove", path, error) from error
+
+    def _sftp_error(self, action: str, path: str, error: BaseException) -> RemoteError:
+        if isinstance(error, (asyncssh.ConnectionLost, asyncssh.SFTPConnectionLost)):
+            return self._lost(error)
+        return RemoteError(
+            f"{self.host}: cannot {action} {path} over SFTP: {error}",
+            "check that the login user may write to /tmp on the host",
+        )
+
+    async def close(self) -> None:
+        """Close SFTP and the connection."""
+        if self._sftp is not None:
+            self._sftp.exit()
+        self._connection.close()
+        await self._connection.wait_closed()
+
+    def __repr__(self) -> str:
+        return f"<SvarutConnection {self.options.label}>"
