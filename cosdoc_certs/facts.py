@@ -531,9 +531,8 @@ class _Doctor:
                 Finding(
                     "cng-key",
                     Severity.INFO,
-                    f"{_describe(certificate)} keeps its key with CNG "
-                    f"({fact.key_file or 'no file'}); "
-                    "scripts that grant read under RSA\\MachineKeys miss it",
+                    f"{_describe(certificate)} has a CNG key (ProgramData\\Microsoft\\Crypto\\Keys)"
+                    "; ACL scripts that only look in RSA\\MachineKeys miss it",
                     certificate.thumbprint,
                 )
             )

@@ -35,3 +35,6 @@ main.add_command(_demo.command)
 from cosdoc_certs.cli import lab as _lab  # noqa: E402
 
 main.add_command(_lab.command)
+from cosdoc_certs.cli import status as _status  # noqa: E402
+
+main.add_command(_status.command)
