@@ -601,3 +601,8 @@ def test_pfx_variants_written_by_openssl(
     assert bundle.ssl.private_key is not None
     assert bundle.ssl.private_key.public_key() == ssl.certificate.public_key()
     assert len(bundle.chain) == 2
+
+
+def test_password_with_nul_is_refused(pair: lab.EnterprisePair) -> None:
+    with pytest.raises(InputError, match="NUL"):
+        load_bundle_from_bytes([("p.pfx", lab.two_key_pfx(pair, SECRET))], "a\x00b")

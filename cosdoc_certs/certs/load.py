@@ -82,6 +82,8 @@ def load_bundle_from_bytes(
     if not named_blobs:
         raise InputError("no certificate files given", _FORMATS_HINT)
     secret = password.encode("utf-8") if isinstance(password, str) else password
+    if secret is not None and b"\x00" in secret:
+        raise InputError("the password contains a NUL character", "type the password again")
     files = [read_certificate_file(name, data, secret) for name, data in named_blobs]
     return assemble_bundle(files, now=now or utc_now(), warn_days=warn_days)
 

@@ -3,8 +3,9 @@
 ``cryptography`` reads a PFX as one key plus certificates and silently drops a second key,
 and it cannot write a PFX holding two keys. Customers' Buypass files sometimes hold both
 keys of the pair, so this module works on the bags themselves (with asn1crypto): it checks
-the password against the MAC (RFC 7292 appendix B), lists every bag, and merges the bags of
-several PFX files into one with a fresh MAC.
+the password against the MAC (RFC 7292 appendix B) so that a wrong password is told apart
+from a damaged file, reads every key bag (each decrypted by ``cryptography`` from a PFX
+holding that bag alone), and merges the bags of several PFX files into one with a fresh MAC.
 """
 
 from __future__ import annotations
