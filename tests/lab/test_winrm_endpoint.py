@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import requests
 from pypsrp.client import Client
-from pypsrp.complex_objects import PSInvocationState
+from pypsrp.complex_objects import ObjectMeta, PSInvocationState
 from pypsrp.exceptions import AuthenticationError, WinRMError
 from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.wsman import WSMan
@@ -164,6 +164,18 @@ def test_parameters_and_outputs_round_trip_as_python_values(
     assert script.call.name == "echo"
     assert script.call.parameters == {"Value": value}
     assert script.outcome == "Completed"
+
+
+def test_a_secure_string_parameter_reaches_the_handler_decrypted(
+    connect: Any, endpoint: WinRMEndpoint
+) -> None:
+    with RunspacePool(wsman(connect)) as pool:
+        pool.exchange_keys()
+        secret = pool.serialize("Pfx-Pa55word", ObjectMeta("SS"))
+        ps = run(pool, "echo", Value=secret)
+    assert "Pfx-Pa55word" not in repr(endpoint.recorder.scripts[0].call)
+    assert endpoint.recorder.scripts[0].call.parameters == {"Value": "Pfx-Pa55word"}
+    assert ps.output == ["Pfx-Pa55word"]
 
 
 def test_non_terminating_errors_land_in_the_error_stream_only(

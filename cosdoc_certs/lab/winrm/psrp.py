@@ -42,6 +42,7 @@ from psrpcore.types import (
     NETException,
     PSDouble,
     PSInvocationState,
+    PSSecureString,
     RunspacePoolState,
 )
 
@@ -370,7 +371,10 @@ def _exception(message: str, dotnet_type: str) -> NETException:
 
 
 def to_python(value: Any) -> Any:
-    """Turn a value psrpcore deserialised into plain Python (str, int, bool, bytes, list, dict)."""
+    """Turn a value psrpcore deserialised into plain Python (str, int, bool, bytes, list, dict).
+
+    A SecureString (sent after ``RunspacePool.exchange_keys()``) arrives decrypted, as str.
+    """
     if value is None:
         return None
     for kind, convert in _TO_PYTHON:
@@ -380,6 +384,7 @@ def to_python(value: Any) -> Any:
 
 
 _TO_PYTHON: tuple[tuple[type | tuple[type, ...], Callable[[Any], Any]], ...] = (
+    (PSSecureString, lambda secure: str(secure.decrypt())),
     (bool, bool),
     (str, str),
     (int, int),
