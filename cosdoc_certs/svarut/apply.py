@@ -68,8 +68,7 @@ class RunResult:
         }
 
     def __str__(self) -> str:
-        served = f"; serves {self.served_thumbprint}" if self.served_thumbprint else ""
-        return f"{self.host}: {self.outcome}{served} — {self.message} (journal {self.journal_path})"
+        return f"{self.host}: {self.outcome} — {self.message} (journal {self.journal_path})"
 
 
 def _sha256(data: bytes | None) -> str | None:

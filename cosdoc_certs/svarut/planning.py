@@ -59,7 +59,7 @@ class NewCertificate:
     chain: tuple[x509.Certificate, ...] = ()
 
     def __post_init__(self) -> None:
-        if _public_der(self.private_key) != _public_der(self.certificate.public_key()):
+        if _public_der(self.private_key.public_key()) != _public_der(self.certificate.public_key()):
             raise InputError(
                 f"the private key does not belong to the certificate {self.thumbprint}",
                 "give the PFX (or the key file) that was issued with this certificate",
