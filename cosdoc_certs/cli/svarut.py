@@ -1,0 +1,270 @@
+"""``cosdoc-certs svarut status|plan|apply|verify|rollback``: the SvarUT nginx certificate.
+
+Thin commands over :mod:`cosdoc_certs.svarut`. ``apply`` shows the plan and asks before it
+changes anything (``--yes`` skips the question; without a terminal ``--yes`` is required).
+Progress goes to stderr, results to stdout (``--json`` for scripts).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+
+from cosdoc_certs.cli._common import (
+    echo_json,
+    exit_code_for,
+    json_option,
+    password_env_option,
+    reports_errors,
+)
+from cosdoc_certs.cli.inspect import load_bundle_asking_password
+from cosdoc_certs.errors import InputError
+from cosdoc_certs.findings import worst
+from cosdoc_certs.svarut import (
+    NewCertificate,
+    SshOptions,
+    SvarutTarget,
+    apply,
+    plan,
+    rollback,
+    status,
+    verify,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_TARGET_OPTIONS = (
+    click.option("--host", required=True, help="The SvarUT Linux host (name or address)."),
+    click.option("--port", type=int, default=22, show_default=True, help="SSH port."),
+    click.option("--user", default=None, help="SSH user (default: as ssh would choose)."),
+    click.option(
+        "--known-hosts",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="known_hosts file to check the host key against (default ~/.ssh/known_hosts).",
+    ),
+    click.option(
+        "--host-key",
+        default=None,
+        metavar="KEY",
+        help="Accept exactly this host public key ('ssh-ed25519 AAAA...') instead of known_hosts.",
+    ),
+    click.option(
+        "--identity",
+        "identities",
+        multiple=True,
+        type=click.Path(exists=True, dir_okay=False),
+        help="Private key file for the login (repeatable; default: ssh-agent and ~/.ssh keys).",
+    ),
+    click.option("--jump", default=None, metavar="[USER@]HOST[:PORT]", help="SSH jump host."),
+    click.option(
+        "--layout",
+        type=click.Choice(["single", "samdrift"]),
+        default=None,
+        help="single: /usr/containers/svarut; samdrift: /usr/containers/nginx (default: detect).",
+    ),
+    click.option(
+        "--root", default=None, metavar="PATH", help="The compose folder, if not standard."
+    ),
+    click.option("--tls-host", default=None, help="Host for the TLS check (default: --host)."),
+    click.option("--tls-port", type=int, default=443, show_default=True, help="TLS port of nginx."),
+    click.option("--server-name", default=None, help="SNI name for the TLS check."),
+)
+
+
+def _target_options(command: F) -> F:
+    for option in reversed(_TARGET_OPTIONS):
+        command = option(command)
+    return command
+
+
+def _journal_dir_option(command: F) -> F:
+    return click.option(
+        "--journal-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Where journals are kept (default $COSDOC_CERTS_JOURNAL_DIR or ~/.local/state).",
+    )(command)
+
+
+def _pfx_option(required: bool) -> Callable[[F], F]:
+    return click.option(
+        "--pfx",
+        "pfx_files",
+        multiple=True,
+        required=required,
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="The new SSL certificate: PFX/P12 with its key (repeat to add chain PEM/CER files).",
+    )
+
+
+def _target(options: dict[str, Any]) -> SvarutTarget:
+    """A target from the shared options (removed from ``options``)."""
+    ssh = SshOptions(
+        host=options.pop("host"),
+        port=options.pop("port"),
+        username=options.pop("user"),
+        known_hosts=options.pop("known_hosts"),
+        pinned_host_key=options.pop("host_key"),
+        client_keys=tuple(options.pop("identities")) or None,
+        jump_host=options.pop("jump"),
+    )
+    return SvarutTarget(
+        ssh,
+        layout=options.pop("layout"),
+        root=options.pop("root"),
+        tls_host=options.pop("tls_host"),
+        tls_port=options.pop("tls_port"),
+        server_name=options.pop("server_name"),
+    )
+
+
+def _new_certificate(pfx_files: tuple[Path, ...], password_env: str | None) -> NewCertificate:
+    return NewCertificate.from_bundle(load_bundle_asking_password(list(pfx_files), password_env))
+
+
+def _progress(as_json: bool) -> Callable[[str], None]:
+    err = Console(stderr=True)
+
+    def show(message: str) -> None:
+        if not as_json:
+            err.print(f"  • {message}", highlight=False)
+
+    return show
+
+
+def _confirm(question: str, yes: bool) -> None:
+    """Ask before changing a host; refuse without a terminal unless ``--yes``."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise InputError(
+            "this changes the host and there is no terminal to confirm on",
+            "review `cosdoc-certs svarut plan` first, then run again with --yes",
+        )
+    click.confirm(question, abort=True, err=True)
+
+
+@click.group("svarut")
+def command() -> None:
+    """The SvarUT host's nginx SSL certificate over SSH: status, plan, apply, verify, rollback.
+
+    No PFX or password is copied to the host: the PFX is converted here, the key is
+    installed root-owned 0600, prod.env is edited in place (backup beside it), the
+    container restarted, and the served certificate checked with a TLS handshake.
+    """
+
+
+@command.command("status")
+@_target_options
+@json_option
+@reports_errors
+def status_command(as_json: bool, **options: Any) -> None:
+    """Show the layout, the files prod.env names, the served certificate and the containers."""
+    facts = status(_target(options))
+    if as_json:
+        echo_json(facts.to_dict())
+    else:
+        click.echo(facts.to_text())
+
+
+@command.command("plan")
+@_target_options
+@_pfx_option(required=True)
+@password_env_option()
+@json_option
+@reports_errors
+def plan_command(
+    pfx_files: tuple[Path, ...], password_env: str | None, as_json: bool, **options: Any
+) -> None:
+    """Show what apply would change on the host (changes nothing)."""
+    splan = plan(_target(options), _new_certificate(pfx_files, password_env))
+    if as_json:
+        echo_json(splan.to_dict())
+    else:
+        click.echo(splan.to_text())
+
+
+@command.command("apply")
+@_target_options
+@_pfx_option(required=True)
+@password_env_option()
+@click.option("--yes", is_flag=True, help="Do not ask before changing the host.")
+@_journal_dir_option
+@json_option
+@reports_errors
+def apply_command(
+    pfx_files: tuple[Path, ...],
+    password_env: str | None,
+    yes: bool,
+    journal_dir: Path | None,
+    as_json: bool,
+    **options: Any,
+) -> None:
+    """Install the new certificate, restart nginx and verify; roll back on any failure."""
+    target = _target(options)
+    splan = plan(target, _new_certificate(pfx_files, password_env))
+    if not as_json:
+        click.echo(splan.to_text())
+    if not splan.is_empty:
+        _confirm(f"Apply this plan to {target.ssh.host}?", yes)
+    result = apply(target, splan, journal_dir=journal_dir, progress=_progress(as_json))
+    if as_json:
+        echo_json({"plan": splan.to_dict(), "result": result.to_dict()})
+    else:
+        click.echo(str(result))
+
+
+@command.command("verify")
+@_target_options
+@click.option("--thumbprint", default=None, help="The thumbprint that should be served.")
+@_pfx_option(required=False)
+@password_env_option()
+@json_option
+@reports_errors
+def verify_command(
+    thumbprint: str | None,
+    pfx_files: tuple[Path, ...],
+    password_env: str | None,
+    as_json: bool,
+    **options: Any,
+) -> None:
+    """Check the served certificate (by TLS), the containers and prod.env; exit code by findings."""
+    if pfx_files and not thumbprint:
+        thumbprint = _new_certificate(pfx_files, password_env).thumbprint
+    report = verify(_target(options), thumbprint)
+    if as_json:
+        echo_json(report.to_dict())
+    else:
+        click.echo(report.to_text())
+    sys.exit(exit_code_for(worst(report.findings)))
+
+
+@command.command("rollback")
+@_target_options
+@click.option(
+    "--journal",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="The journal of the run to undo (default: the latest for --host).",
+)
+@click.option("--yes", is_flag=True, help="Do not ask before changing the host.")
+@_journal_dir_option
+@json_option
+@reports_errors
+def rollback_command(
+    journal: Path | None, yes: bool, journal_dir: Path | None, as_json: bool, **options: Any
+) -> None:
+    """Undo an apply: point prod.env back, remove the new files, restart, verify the old cert."""
+    target = _target(options)
+    _confirm(f"Roll back the last rotation on {target.ssh.host}?", yes)
+    result = rollback(target, journal, journal_dir=journal_dir, progress=_progress(as_json))
+    if as_json:
+        echo_json(result.to_dict())
+    else:
+        click.echo(str(result))
