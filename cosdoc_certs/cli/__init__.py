@@ -38,3 +38,6 @@ main.add_command(_lab.command)
 from cosdoc_certs.cli import status as _status  # noqa: E402
 
 main.add_command(_status.command)
+from cosdoc_certs.cli import svarut as _svarut  # noqa: E402
+
+main.add_command(_svarut.command)
