@@ -298,7 +298,10 @@ def _raise_for_errors(name: str, address: str, shell: PowerShell) -> None:
 
 
 def _record_message(record: Any) -> str:
-    message = getattr(record, "message", None) or str(record)
+    """The error's text as PowerShell prints it: the exception message, else the record's."""
+    exception = getattr(record, "exception", None)
+    properties = getattr(exception, "adapted_properties", None) or {}
+    message = properties.get("Message") or str(record) or getattr(record, "message", "")
     return " ".join(str(message).split())
 
 
