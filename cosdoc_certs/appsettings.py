@@ -43,9 +43,13 @@ MAX_DEPTH = 64
 
 _BOM = b"\xef\xbb\xbf"
 _UTF16_32_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
-_SKIP = re.compile(rb"(?:[ \t\r\n]+|//[^\r\n]*|/\*.*?\*/)*", re.DOTALL)
-_STRING = re.compile(rb'"(?:[^"\\\x00-\x1f]+|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"')
-_STRING_PREFIX = re.compile(rb'"(?:[^"\\\x00-\x1f]+|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*')
+# Unrolled loops ("normal* (special normal*)*"): each byte matches one way, so a string that
+# is never closed fails in linear time instead of backtracking exponentially.
+_SKIP = re.compile(rb"[ \t\r\n]*(?:(?://[^\r\n]*|/\*.*?\*/)[ \t\r\n]*)*", re.DOTALL)
+_STRING_PREFIX = re.compile(
+    rb'"[^"\\\x00-\x1f]*(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]*)*'
+)
+_STRING = re.compile(_STRING_PREFIX.pattern + b'"')
 _NUMBER = re.compile(rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _LITERALS = {
     b"t"[0]: (b"true", "boolean"),
@@ -144,7 +148,7 @@ class AppSettings:
 
     def find(self, path: str) -> StringValue | None:
         """The string value at ``path``, None if there is none; ConfigFileError if not a string."""
-        key = _config_key(_path_segments(path))
+        key = _config_key(path_segments(path))
         node = self._leaves.get(key) or self._sections.get(key)
         if node is None:
             return None
@@ -213,7 +217,7 @@ class AppSettings:
         )
 
     def _missing(self, path: str) -> ConfigFileError:
-        segments = _path_segments(path)
+        segments = path_segments(path)
         for depth in range(len(segments) - 1, 0, -1):
             prefix = _config_key(segments[:depth])
             if prefix in self._leaves:
@@ -508,8 +512,8 @@ def _config_key(segments: tuple[Segment, ...]) -> str:
 
 
 @functools.lru_cache(maxsize=256)
-def _path_segments(path: str) -> tuple[Segment, ...]:
-    """The keys and indexes of a JSONPath expression; ConfigFileError for anything else."""
+def path_segments(path: str) -> tuple[Segment, ...]:
+    """The keys and indexes of a path to one value; ConfigFileError for any other expression."""
     try:
         with _JSONPATH_LOCK:
             expression = _jsonpath_parser().parse(path)

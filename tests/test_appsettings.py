@@ -19,6 +19,7 @@ from cosdoc_certs.appsettings import (
     StringValue,
     edit_diff,
     format_path,
+    path_segments,
     same_thumbprint,
     thumbprint_findings,
 )
@@ -186,6 +187,12 @@ def test_malformed_files_name_line_and_column(document: str, says: str) -> None:
     assert says in str(raised.value)
 
 
+@pytest.mark.parametrize("filler", [b"x", b"\\n", b"x\\u00e6"])
+def test_long_unclosed_string_fails_fast(filler: bytes) -> None:
+    with pytest.raises(ConfigFileError, match="1:7: string is not closed on its line"):
+        AppSettings.parse(b'{"a": "' + filler * 100_000 + b"\n}")
+
+
 def test_position_columns_count_characters_not_bytes_or_bom() -> None:
     data = '\ufeff{"æøå": "x",\r\n "b": "\u200ey"}'.encode()
     settings = AppSettings.parse(data)
@@ -245,6 +252,20 @@ def test_unsupported_path_expressions_are_rejected(path: str, says: str) -> None
 )
 def test_canonical_paths(segments: tuple[str | int, ...], expected: str) -> None:
     assert format_path(segments) == expected
+
+
+@pytest.mark.parametrize(
+    ("path", "segments"),
+    [
+        ("$.CertSettings.SigningThumbprint", ("CertSettings", "SigningThumbprint")),
+        ("CertSettings.SigningThumbprint", ("CertSettings", "SigningThumbprint")),
+        ("$.Items[0].Name", ("Items", 0, "Name")),
+        ("$['a:b']['it\\'s']", ("a:b", "it's")),
+        ("$", ()),
+    ],
+)
+def test_path_segments(path: str, segments: tuple[str | int, ...]) -> None:
+    assert path_segments(path) == segments
 
 
 def test_find_is_none_for_missing_and_raises_for_non_strings() -> None:
