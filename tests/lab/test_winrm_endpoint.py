@@ -339,6 +339,17 @@ def test_a_slow_pipeline_exercises_the_receive_timeout_and_retry(
     assert endpoint.recorder.faults["OperationTimeout"] >= 2
 
 
+def test_a_receive_retried_after_a_read_timeout_gets_the_same_answer(
+    connect: Any, endpoint: WinRMEndpoint
+) -> None:
+    endpoint.faults.slow_pipeline("echo", 1.5)
+    connection = wsman(connect, read_timeout=1, operation_timeout=10, reconnection_backoff=0.1)
+    with RunspacePool(connection) as pool:
+        ps = run(pool, "echo", Value="once")
+    assert ps.output == ["once"]
+    assert ps.state == PSInvocationState.COMPLETED
+
+
 def test_eight_threads_on_eight_shells_at_once(connect: Any, endpoint: WinRMEndpoint) -> None:
     results: dict[int, list[Any]] = {}
     errors: list[BaseException] = []

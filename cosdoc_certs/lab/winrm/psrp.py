@@ -104,6 +104,7 @@ class ShellSession:
         self._queues: dict[uuid.UUID | None, deque[bytes]] = {None: deque()}
         self._pipelines: dict[uuid.UUID, _Pipeline] = {}
         self._closed = False
+        self._last_answers: dict[uuid.UUID | None, tuple[str, tuple[bytes, bool]]] = {}
 
     def open(self, creation: bytes) -> None:
         """Process ``creationXml`` (SESSION_CAPABILITY + INIT_RUNSPACEPOOL)."""
@@ -127,22 +128,32 @@ class ShellSession:
         with self._cond:
             self._feed(data, pipeline_id)
 
-    def receive(self, command_id: str | None, budget: int, timeout: float) -> tuple[bytes, bool]:
+    def receive(
+        self, command_id: str | None, budget: int, timeout: float, message_id: str = ""
+    ) -> tuple[bytes, bool]:
         """Wait up to ``timeout`` for output; return (fragments, command done).
 
-        Raises the OperationTimeout fault when nothing arrived in time, as WinRM does.
+        Raises the OperationTimeout fault when nothing arrived in time, as WinRM does. A
+        request repeated with the same ``message_id`` (pypsrp retries a Receive whose HTTP
+        read timed out) gets the same answer again instead of losing it.
         """
         target = self._known(command_id) if command_id else None
         with self._cond:
-            self._cond.wait_for(lambda: self._ready(target), timeout)
+            self._cond.wait_for(
+                lambda: self._ready(target) or self._answered(target, message_id), timeout
+            )
             if self._closed:
                 raise wsman.shell_not_found(self.shell_id)
+            if self._answered(target, message_id):
+                return self._last_answers[target][1]
             queue = self._queues.get(target, deque())
             data = _take(queue, budget)
             finished = self._finished(target)
             if not data and not finished:
                 raise wsman.operation_timed_out()
-            return data, finished and not queue
+            answer = (data, finished and not queue)
+            self._last_answers[target] = (message_id, answer)
+            return answer
 
     def signal(self, command_id: str, code: str) -> None:
         """Handle Ctrl+C (stop the pipeline) and Terminate (forget it); acknowledge others."""
@@ -158,6 +169,7 @@ class ShellSession:
                 pipe.server.close()
                 del self._pipelines[pipeline_id]
                 self._queues.pop(pipeline_id, None)
+                self._last_answers.pop(pipeline_id, None)
             self._drain()
             self._cond.notify_all()
 
@@ -178,6 +190,10 @@ class ShellSession:
 
     def _ready(self, target: uuid.UUID | None) -> bool:
         return self._closed or bool(self._queues.get(target)) or self._finished(target)
+
+    def _answered(self, target: uuid.UUID | None, message_id: str) -> bool:
+        last = self._last_answers.get(target)
+        return bool(message_id) and last is not None and last[0] == message_id
 
     def _finished(self, target: uuid.UUID | None) -> bool:
         pipe = self._pipelines.get(target) if target else None

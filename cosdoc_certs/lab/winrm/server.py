@@ -221,7 +221,8 @@ class WinRMEndpoint:
         server_max = MAX_ENVELOPE_SIZE_KB * 1024
         envelope = min(request.max_envelope_size or server_max, server_max)
         timeout = max(0.0, request.operation_timeout - _RECEIVE_MARGIN)
-        data, done = shell.receive(command_id, wsman.base64_budget(envelope), timeout)
+        budget = wsman.base64_budget(envelope)
+        data, done = shell.receive(command_id, budget, timeout, request.message_id)
         return wsman.response(request, wsman.receive_response(data, command_id, done))
 
     def _signal(self, request: wsman.WSManRequest) -> bytes:
