@@ -34,7 +34,7 @@ import json
 import logging
 import secrets
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -83,6 +83,7 @@ _LRM = "\u200e"
 _DAY = datetime.timedelta(days=1)
 _YEARS_3 = datetime.timedelta(days=3 * 365)
 _CURRENT_LEFT = datetime.timedelta(days=40)  # the current certificates expire in 40 days
+_HOSTNAMES = (DRIFT_HOST, TEST_HOST)
 
 
 @dataclass(frozen=True)
@@ -187,39 +188,37 @@ class LabServer(CosDocServer):
 
 
 def make_lab_certificates(
-    ca: TestCA | None = None,
-    *,
-    now: datetime.datetime | None = None,
-    expired: Iterable[str] = (),
+    ca: TestCA | None = None, *, now: datetime.datetime | None = None
 ) -> LabCertificates:
-    """Current, previous (expired) and renewed certificates; ``expired`` roles are expired now."""
+    """Current (expiring in 40 days), previous (expired) and renewed certificates."""
     ca = ca or default_ca()
-    now = now or datetime.datetime.now(datetime.timezone.utc)
-    hostnames = (DRIFT_HOST, TEST_HOST)
+    now = now or _utc_now()
     current_from, current_to = now - _YEARS_3 + _CURRENT_LEFT, now + _CURRENT_LEFT
-    expired_from, expired_to = now - _YEARS_3, now - _DAY
-    current = make_enterprise_pair(ca, not_before=current_from, not_after=current_to)
-    current_ssl = make_ssl_certificate(ca, hostnames, current_from, current_to)
-    expired_roles = set(expired)
-    if expired_roles & {"signing", "encryption"}:
-        stale = make_enterprise_pair(ca, not_before=expired_from, not_after=expired_to)
-        current = EnterprisePair(
-            signing=stale.signing if "signing" in expired_roles else current.signing,
-            encryption=stale.encryption if "encryption" in expired_roles else current.encryption,
-        )
-    if "ssl" in expired_roles:
-        current_ssl = make_ssl_certificate(ca, hostnames, expired_from, expired_to)
     return LabCertificates(
         ca=ca,
-        current=current,
-        current_ssl=current_ssl,
+        current=make_enterprise_pair(ca, not_before=current_from, not_after=current_to),
+        current_ssl=make_ssl_certificate(ca, _HOSTNAMES, current_from, current_to),
         previous=make_enterprise_pair(
             ca, not_before=now - 2 * _YEARS_3, not_after=now - _YEARS_3 + _CURRENT_LEFT
         ),
         renewed=make_enterprise_pair(ca, not_before=now - _DAY, not_after=now + _YEARS_3),
         renewed_ssl=make_ssl_certificate(
-            ca, hostnames, not_before=now - _DAY, not_after=now + _YEARS_3
+            ca, _HOSTNAMES, not_before=now - _DAY, not_after=now + _YEARS_3
         ),
+    )
+
+
+def with_expired(
+    certificates: LabCertificates, role: str, *, now: datetime.datetime | None = None
+) -> LabCertificates:
+    """``certificates`` whose current ``role`` certificate is replaced by one expired yesterday."""
+    now = now or _utc_now()
+    ca, start, end = certificates.ca, now - _YEARS_3, now - _DAY
+    if role == "ssl":
+        return replace(certificates, current_ssl=make_ssl_certificate(ca, _HOSTNAMES, start, end))
+    stale = make_enterprise_pair(ca, not_before=start, not_after=end)
+    return replace(
+        certificates, current=replace(certificates.current, **{role: getattr(stale, role)})
     )
 
 
@@ -278,22 +277,27 @@ def edit_settings(server: CosDocServer, settings_file: str, values: dict[str, st
 
 
 def all_keys_installation(
-    key_storage: KeyStorage, root: Path | None = None, *, now: datetime.datetime | None = None
+    key_storage: KeyStorage,
+    root: Path | None = None,
+    *,
+    now: datetime.datetime | None = None,
+    certificates: LabCertificates | None = None,
 ) -> LabServer:
     """The default installation with every private key stored as ``key_storage`` (CNG/CAPI)."""
     layout = Layout(key_storage=dict.fromkeys(("signing", "encryption", "ssl"), key_storage))
-    return default_installation(root, now=now, layout=layout)
+    return default_installation(root, now=now, certificates=certificates, layout=layout)
 
 
 def missing_acl_installation(
     root: Path | None = None,
     *,
     now: datetime.datetime | None = None,
+    certificates: LabCertificates | None = None,
     service: str = "Digihelse.Meldingstjeneste",
     role: str = "signing",
 ) -> LabServer:
     """The default installation where ``service``'s account lost read on the ``role`` key."""
-    server = default_installation(root, now=now)
+    server = default_installation(root, now=now, certificates=certificates)
     account = server.service(service).account
     server.store.revoke_read(server.certificates.by_role(role).thumbprint, account)
     reboot(server)
@@ -301,10 +305,14 @@ def missing_acl_installation(
 
 
 def expired_certificate_installation(
-    root: Path | None = None, *, now: datetime.datetime | None = None, role: str = "signing"
+    root: Path | None = None,
+    *,
+    now: datetime.datetime | None = None,
+    certificates: LabCertificates | None = None,
+    role: str = "signing",
 ) -> LabServer:
     """The default installation whose current ``role`` certificate expired yesterday."""
-    certificates = make_lab_certificates(now=now, expired=(role,))
+    certificates = with_expired(certificates or make_lab_certificates(now=now), role, now=now)
     return default_installation(root, now=now, certificates=certificates)
 
 
@@ -312,10 +320,11 @@ def wrong_role_installation(
     root: Path | None = None,
     *,
     now: datetime.datetime | None = None,
+    certificates: LabCertificates | None = None,
     service: str = "KPR.Innsending",
 ) -> LabServer:
     """The default installation where ``service`` has signing and encryption swapped."""
-    server = default_installation(root, now=now)
+    server = default_installation(root, now=now, certificates=certificates)
     pair = server.certificates.current
     edit_settings(
         server,
@@ -330,14 +339,17 @@ def wrong_role_installation(
 
 
 def samdrift_installation(
-    root: Path | None = None, *, now: datetime.datetime | None = None
+    root: Path | None = None,
+    *,
+    now: datetime.datetime | None = None,
+    certificates: LabCertificates | None = None,
 ) -> LabServer:
     """Two municipalities on one server: a second Drift site with its own pair and SSL cert.
 
     «CosDoc Drift Nabokommune» (host ``cosdoc.nabokommune.no``, SNI on ``*:443``) has its own
     applications, app pools and certificates; ``server.tenants["Nabokommune"]`` holds them.
     """
-    server = default_installation(root, now=now)
+    server = default_installation(root, now=now, certificates=certificates)
     ca = server.certificates.ca
     start, end = server.now() - _DAY, server.now() + _YEARS_3
     neighbour = replace(
@@ -357,22 +369,31 @@ def samdrift_installation(
 
 
 def deviating_paths_installation(
-    root: Path | None = None, *, now: datetime.datetime | None = None
+    root: Path | None = None,
+    *,
+    now: datetime.datetime | None = None,
+    certificates: LabCertificates | None = None,
 ) -> LabServer:
     """A customer who installed the services under ``D:\\DIPS`` and IIS under ``D:\\Web``."""
-    return default_installation(root, now=now, layout=DEVIATING_LAYOUT)
+    return default_installation(root, now=now, certificates=certificates, layout=DEVIATING_LAYOUT)
 
 
 def _cng_installation(
-    root: Path | None = None, *, now: datetime.datetime | None = None
+    root: Path | None = None,
+    *,
+    now: datetime.datetime | None = None,
+    certificates: LabCertificates | None = None,
 ) -> LabServer:
-    return all_keys_installation("CNG", root, now=now)
+    return all_keys_installation("CNG", root, now=now, certificates=certificates)
 
 
 def _capi_installation(
-    root: Path | None = None, *, now: datetime.datetime | None = None
+    root: Path | None = None,
+    *,
+    now: datetime.datetime | None = None,
+    certificates: LabCertificates | None = None,
 ) -> LabServer:
-    return all_keys_installation("CAPI", root, now=now)
+    return all_keys_installation("CAPI", root, now=now, certificates=certificates)
 
 
 SCENARIOS: dict[str, Callable[..., LabServer]] = {
@@ -385,7 +406,7 @@ SCENARIOS: dict[str, Callable[..., LabServer]] = {
     "samdrift": samdrift_installation,
     "deviating-paths": deviating_paths_installation,
 }
-"""Scenario name (as ``cosdoc-certs lab --scenario`` takes it) → builder(root, now=...)."""
+"""Scenario name (``cosdoc-certs lab --scenario``) → builder(root, *, now=, certificates=)."""
 
 
 # -- building blocks ---------------------------------------------------------------------------
@@ -527,6 +548,10 @@ def _grant(server: CosDocServer, settings_file: str, uses: CertificateUse, accou
             server.store.grant_read(entry.thumbprint, account)
 
 
+def _utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
 def _encode(text: str, *, bom: bool, crlf: bool) -> bytes:
     if crlf:
         text = text.replace("\n", "\r\n")
@@ -617,4 +642,5 @@ __all__ = [
     "grant_consumers_read",
     "make_lab_certificates",
     "reboot",
+    "with_expired",
 ]
