@@ -224,13 +224,16 @@ def test_wrong_password_in_a_real_process(pair_pfx: Path) -> None:
 
 
 def test_hidden_prompt_on_a_terminal(pair_pfx: Path) -> None:
-    """The password is asked on the terminal, not echoed, and opens the PFX."""
+    """The password is asked on the terminal, not echoed, asked again when wrong."""
     pid, fd = pty.fork()
     if pid == 0:  # the child: cosdoc-certs with the pty as its controlling terminal
         command = [sys.executable, "-m", "cosdoc_certs", "inspect", str(pair_pfx)]
         environment = {**os.environ, "COLUMNS": "200"}
         os.execve(sys.executable, command, environment)  # noqa: S606 -- no shell involved
     transcript = _read_until(fd, b"PFX password")
+    os.write(fd, b"Feil-Passord\n")
+    transcript += _read_until(fd, b"try again")
+    transcript += _read_until(fd, b"PFX password")
     os.write(fd, PASSWORD.encode() + b"\n")
     transcript += _read_until(fd, None)
     _, status = os.waitpid(pid, 0)
@@ -238,7 +241,9 @@ def test_hidden_prompt_on_a_terminal(pair_pfx: Path) -> None:
     text = re.sub(r"\x1b\[[0-9;]*m", "", transcript.decode(errors="replace"))
     assert os.waitstatus_to_exitcode(status) == 0, text
     assert "signing (Non-Repudiation)" in text
+    assert "wrong password for" in text
     assert PASSWORD not in text
+    assert "Feil-Passord" not in text
 
 
 def _read_until(fd: int, marker: bytes | None, timeout: float = 30.0) -> bytes:

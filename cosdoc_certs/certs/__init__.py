@@ -16,7 +16,7 @@ from cosdoc_certs.certs.load import (
     read_certificate_file,
 )
 from cosdoc_certs.certs.model import CertificateBundle, CertificateInfo, Role
-from cosdoc_certs.certs.pkcs12 import PasswordRequiredError
+from cosdoc_certs.certs.pkcs12 import PasswordRequiredError, WrongPasswordError
 
 __all__ = [
     "DEFAULT_WARN_DAYS",
@@ -25,6 +25,7 @@ __all__ = [
     "FileContents",
     "PasswordRequiredError",
     "Role",
+    "WrongPasswordError",
     "classify",
     "load_bundle",
     "load_bundle_from_bytes",

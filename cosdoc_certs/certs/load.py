@@ -33,7 +33,12 @@ from cosdoc_certs.certs.model import (
     thumbprint_of,
     utc_now,
 )
-from cosdoc_certs.certs.pkcs12 import PasswordRequiredError, parse_pfx, read_pfx
+from cosdoc_certs.certs.pkcs12 import (
+    PasswordRequiredError,
+    WrongPasswordError,
+    parse_pfx,
+    read_pfx,
+)
 from cosdoc_certs.errors import CertificateLoadError, InputError
 from cosdoc_certs.findings import Finding, Severity
 
@@ -211,7 +216,7 @@ def _load_pem_key(source: str, block: bytes, password: bytes | None) -> PrivateK
     try:
         return serialization.load_pem_private_key(block, password)
     except ValueError:
-        raise CertificateLoadError(
+        raise WrongPasswordError(
             f"wrong password for the private key in {source}",
             "check the password; it is case-sensitive",
         ) from None

@@ -135,6 +135,10 @@ class PasswordRequiredError(CertificateLoadError):
     """A file is protected by a password and none (or an empty one) was given."""
 
 
+class WrongPasswordError(CertificateLoadError):
+    """The password given does not open a file (or the file was altered)."""
+
+
 @dataclass(frozen=True)
 class PfxContents:
     """Every certificate and every private key in a PFX."""
@@ -183,7 +187,7 @@ def _password_that_opens(parsed: ParsedPfx, password: bytes | None, source: str)
             f"{source} is protected by a password",
             "give the PFX password (you will be asked, or use --password-env VAR)",
         )
-    raise CertificateLoadError(
+    raise WrongPasswordError(
         f"wrong password for {source} (or the file is damaged)",
         "check the PFX password; it is case-sensitive and is usually sent apart from the file",
     )

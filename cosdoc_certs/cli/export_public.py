@@ -22,6 +22,11 @@ def export_public(
     bundle: CertificateBundle, folder: Path
 ) -> list[tuple[CertificateInfo, Path, Path]]:
     """Write every leaf of ``bundle`` as ``<name>.pem`` and ``<name>.cer`` into ``folder``."""
+    if not bundle.certificates:
+        raise InputError(
+            "the files hold only CA certificates, nothing to export",
+            "give the PFX or certificate files of the enterprise pair or the SSL certificate",
+        )
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:

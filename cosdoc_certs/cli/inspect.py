@@ -24,6 +24,7 @@ from cosdoc_certs.certs import (
     CertificateInfo,
     PasswordRequiredError,
     Role,
+    WrongPasswordError,
     load_bundle,
 )
 from cosdoc_certs.certs.model import name_text
@@ -44,6 +45,7 @@ ROLE_TITLES = {
 }
 _SEVERITY_STYLES = {Severity.INFO: "cyan", Severity.WARNING: "yellow", Severity.ERROR: "bold red"}
 _MIN_PIPE_WIDTH = 160
+_PASSWORD_TRIES = 3
 E_MELDINGER_NOTE = (
     "E-meldinger (DIPS Communicator): select the signing certificate and the "
     "authentication (encryption) certificate, then compare serial number, validity dates and "
@@ -58,15 +60,26 @@ def load_bundle_asking_password(
     warn_days: int = DEFAULT_WARN_DAYS,
     now: datetime.datetime | None = None,
 ) -> CertificateBundle:
-    """Load ``paths``; ask for a password (or read ``password_env``) only if a file needs one."""
+    """Load ``paths``; ask for a password (or read ``password_env``) only if a file needs one.
+
+    On a terminal a wrong password is asked for again, up to three tries.
+    """
     if password_env:
         password = read_password(password_env, "PFX password")
         return load_bundle(paths, password, now=now, warn_days=warn_days)
     try:
         return load_bundle(paths, None, now=now, warn_days=warn_days)
     except PasswordRequiredError:
+        pass
+    for attempt in range(1, _PASSWORD_TRIES + 1):
         password = read_password(None, "PFX password")
-        return load_bundle(paths, password, now=now, warn_days=warn_days)
+        try:
+            return load_bundle(paths, password, now=now, warn_days=warn_days)
+        except WrongPasswordError as error:
+            if attempt == _PASSWORD_TRIES:
+                raise
+            click.echo(f"{error.problem}; try again.", err=True)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def console() -> Console:
@@ -79,13 +92,10 @@ def console() -> Console:
 
 def render_bundle(bundle: CertificateBundle, out: Console) -> None:
     """Print the certificate table, the chain and the findings."""
-    table = Table(title="Certificates", show_lines=True)
-    table.add_column("", style="bold", no_wrap=True)
-    for number in range(1, len(bundle.certificates) + 1):
-        table.add_column(f"#{number}", overflow="fold")
-    for label, values in _rows(bundle):
-        table.add_row(label, *(escape(value) for value in values))
-    out.print(table)
+    if bundle.certificates:
+        out.print(_table(bundle))
+    else:
+        out.print("No end-entity certificates in the files, only CA certificates.")
     for certificate in bundle.chain:
         subject = escape(name_text(certificate.subject))
         out.print(f"Chain: {subject} (valid to {certificate.not_valid_after_utc:%Y-%m-%d})")
@@ -93,11 +103,22 @@ def render_bundle(bundle: CertificateBundle, out: Console) -> None:
         out.print(E_MELDINGER_NOTE)
     for finding in bundle.findings:
         style = _SEVERITY_STYLES[finding.severity]
-        out.print(
-            f"[{style}]{finding.severity}[/{style}] {finding.code}: {finding}", highlight=False
-        )
+        where = f"{finding.subject}: " if finding.subject else ""
+        text = escape(f"{finding.code}: {where}{finding.message}")
+        out.print(f"[{style}]{finding.severity}[/{style}] {text}", highlight=False)
     if not bundle.findings:
         out.print("[green]No findings.[/green]")
+
+
+def _table(bundle: CertificateBundle) -> Table:
+    """One column per certificate, one row per fact."""
+    table = Table(title="Certificates", show_lines=True)
+    table.add_column("", style="bold", no_wrap=True)
+    for number in range(1, len(bundle.certificates) + 1):
+        table.add_column(f"#{number}", overflow="fold")
+    for label, values in _rows(bundle):
+        table.add_row(label, *(escape(value) for value in values))
+    return table
 
 
 def _rows(bundle: CertificateBundle) -> list[tuple[str, list[str]]]:

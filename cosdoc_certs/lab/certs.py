@@ -429,6 +429,13 @@ def write_test_files(
     Files holding keys are created with mode 0600. Existing files are kept unless
     ``overwrite`` (a folder of real certificates must never be clobbered by test files).
     """
+    targets = {field_name: folder / name for field_name, name in TEST_FILE_NAMES.items()}
+    existing = [path.name for path in targets.values() if path.exists()]
+    if existing and not overwrite:
+        raise InputError(
+            f"{folder} already has {', '.join(existing)}",
+            "choose an empty folder for test certificates (or allow overwriting)",
+        )
     ca = ca or make_test_ca()
     pair = make_enterprise_pair(ca, organisation, organisation_number)
     ssl = make_ssl_certificate(ca, hostnames)
@@ -441,13 +448,6 @@ def write_test_files(
         "ssl_key_pem": ssl.key_pem(),
         "ca_pem": ca.root_pem() + ca.intermediate.cert_pem(),
     }
-    targets = {field_name: folder / name for field_name, name in TEST_FILE_NAMES.items()}
-    existing = [path.name for path in targets.values() if path.exists()]
-    if existing and not overwrite:
-        raise InputError(
-            f"{folder} already has {', '.join(existing)}",
-            "choose an empty folder for test certificates (or allow overwriting)",
-        )
     folder.mkdir(parents=True, exist_ok=True)
     for field_name, path in targets.items():
         _write_private(path, contents[field_name])
