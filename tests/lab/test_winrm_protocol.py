@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+import ssl
+import tempfile
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,12 +17,14 @@ from pypsrp.exceptions import WSManFaultError
 from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.wsman import WSMan
 
+from cosdoc_certs.lab.certs import make_ssl_certificate, make_test_ca
 from cosdoc_certs.lab.winrm import (
     Faults,
     ScriptCall,
     ScriptRegistry,
     ScriptResult,
     WinRMEndpoint,
+    tls_context,
     wsman,
 )
 from cosdoc_certs.lab.winrm.faults import DropPoint
@@ -327,3 +332,40 @@ def test_endpoint_repr_and_url_carry_no_password(endpoint: WinRMEndpoint) -> Non
     assert PASSWORD not in repr(endpoint)
     assert PASSWORD not in endpoint.url
     assert endpoint.url == f"http://127.0.0.1:{endpoint.port}/wsman"
+
+
+def test_tls_context_leaves_no_key_file_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    issued = make_ssl_certificate(make_test_ca())
+    context = tls_context(issued.cert_pem() + issued.chain_pem(), issued.key_pem())
+    assert context.verify_mode == ssl.CERT_NONE  # a server context: clients need no certificate
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_client_that_does_not_trust_the_lab_ca_is_refused_and_the_endpoint_serves_on() -> None:
+    ca = make_test_ca()
+    issued = make_ssl_certificate(ca)
+    tls = tls_context(issued.cert_pem() + issued.chain_pem(), issued.key_pem())
+    with (
+        WinRMEndpoint(_registry(), username=USER, password=PASSWORD, tls=tls) as endpoint,
+        tempfile.TemporaryDirectory() as folder,
+    ):
+        options = {
+            "port": endpoint.port,
+            "username": USER,
+            "password": PASSWORD,
+            "ssl": True,
+            "auth": "basic",
+            "no_proxy": True,
+        }
+        with pytest.raises(requests.exceptions.SSLError):
+            RunspacePool(WSMan("127.0.0.1", cert_validation=True, **options)).open()
+        ca_file = f"{folder}/ca.pem"
+        with open(ca_file, "wb") as handle:
+            handle.write(ca.root_pem())
+        with RunspacePool(WSMan("127.0.0.1", cert_validation=ca_file, **options)) as pool:
+            ps = PowerShell(pool)
+            ps.add_script("# cosdoc-certs-script: gather\n")
+            assert ps.invoke() == ["gather"]
