@@ -100,6 +100,7 @@ class LabSvarutHost:
         self.sandbox = workdir / "host"
         self.faults = faults or LabFaults()
         self.tls_port = _free_port()
+        self._ports: dict[str, int] = {}
         self.ssh_port = 0
         self.commands: list[tuple[str, ...]] = []
         self._root_owned: set[str] = set()
@@ -213,10 +214,9 @@ class LabSvarutHost:
         self.path(layout.env_path).write_text(env_template.format(cert=names[0], key=names[1]))
         self._call(self._up(layout.root, layout.env_file))
 
-    def container_state(self, layout: Layout = SINGLE) -> str | None:
-        """The stand-in container's state for ``layout`` (None when there is none)."""
-        container = self._containers.get(layout.root)
-        return container.state if container else None
+    def tls_port_of(self, layout: Layout) -> int:
+        """The TLS port of ``layout``'s installation (the first one seeded has ``tls_port``)."""
+        return self._ports[layout.root]
 
     # -- the SSH side ------------------------------------------------------------------------
     async def _process(self, process: asyncssh.SSHServerProcess[bytes]) -> None:
@@ -360,8 +360,9 @@ class LabSvarutHost:
         context = self._tls_context(folder, local_env.read_bytes())
         if context is None:
             return
+        port = self._ports.setdefault(folder, self.tls_port if not self._ports else _free_port())
         container.server = await asyncio.start_server(
-            _close_after_handshake, "127.0.0.1", self.tls_port, ssl=context
+            _close_after_handshake, "127.0.0.1", port, ssl=context
         )
         container.state, container.exit_code = "running", 0
 

@@ -43,6 +43,15 @@ _SUDO = ("sudo", "-n", "--")
 _SUDO_PASSWORD_MARKERS = ("a password is required", "a terminal is required")
 
 
+_LOST_SFTP = (
+    asyncssh.ConnectionLost,
+    asyncssh.DisconnectError,
+    asyncssh.SFTPConnectionLost,
+    asyncssh.SFTPNoConnection,
+    BrokenPipeError,
+)
+
+
 class ConnectionLostError(RemoteError):
     """The SSH connection broke while a step was running."""
 
@@ -285,7 +294,7 @@ class SvarutConnection:
             raise self._sftp_error("remove", path, error) from error
 
     def _sftp_error(self, action: str, path: str, error: BaseException) -> RemoteError:
-        if isinstance(error, (asyncssh.ConnectionLost, asyncssh.SFTPConnectionLost)):
+        if isinstance(error, _LOST_SFTP):
             return self._lost(error)
         return RemoteError(
             f"{self.host}: cannot {action} {path} over SFTP: {error}",

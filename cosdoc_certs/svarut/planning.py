@@ -167,20 +167,42 @@ def _name(name: x509.Name) -> str:
     return name.rfc4514_string()
 
 
+def _issuer_id(certificate: x509.Certificate) -> tuple[x509.Name, bytes | None]:
+    """The issuer's name and key identifier (a re-keyed CA keeps its name, not its key)."""
+    try:
+        identifier = certificate.extensions.get_extension_for_class(
+            x509.AuthorityKeyIdentifier
+        ).value.key_identifier
+    except x509.ExtensionNotFound:
+        identifier = None
+    return certificate.issuer, identifier
+
+
+def _issuer_changed(facts: SvarutFacts, new: NewCertificate) -> bool:
+    current = facts.current_leaf
+    return current is not None and _issuer_id(current) != _issuer_id(new.certificate)
+
+
 def _chain_to_send(facts: SvarutFacts, new: NewCertificate) -> tuple[x509.Certificate, ...]:
     """The intermediates nginx must send after the leaf; stop if an issuer change lacks them."""
     if new.intermediates:
         return new.intermediates
-    current = facts.current_leaf
-    if current is None or current.issuer == new.certificate.issuer:
+    if not _issuer_changed(facts, new):
         return facts.current_chain[1:]  # same issuer: the chain served today still fits
+    current = facts.current_chain[0]
     raise InputError(
-        f"the new certificate is issued by {_name(new.certificate.issuer)}, the current one by "
-        f"{_name(current.issuer)}: the chain must change too, and no intermediate certificate "
+        f"the new certificate is issued by {_name(new.certificate.issuer)} (key "
+        f"{_key_id_text(new.certificate)}), the current one by {_name(current.issuer)} (key "
+        f"{_key_id_text(current)}): the chain must change too, and no intermediate certificate "
         "was given",
         "give a PFX that includes the chain, or add the issuer's intermediate certificate "
         "(PEM/CER) to the files",
     )
+
+
+def _key_id_text(certificate: x509.Certificate) -> str:
+    identifier = _issuer_id(certificate)[1]
+    return identifier.hex(":")[:14] + "…" if identifier else "unknown"
 
 
 def _versioned_base(files: Sequence[str], today: date) -> str:
@@ -245,11 +267,7 @@ def _full_rotation(
     chain = _chain_to_send(facts, new)
     base = _versioned_base(facts.files, today)
     cert_name, key_name = f"{base}.crt", f"{base}.rsa"
-    issuer_note = (
-        "issuer changed: chain replaced"
-        if facts.current_leaf is not None and facts.current_leaf.issuer != new.certificate.issuer
-        else "same issuer"
-    )
+    issuer_note = "issuer changed: chain replaced" if _issuer_changed(facts, new) else "same issuer"
     uploads = (
         Upload(
             layout.file_path(cert_name),
