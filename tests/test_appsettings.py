@@ -344,6 +344,8 @@ def test_replace_refuses_to_create_or_guess(new_values: dict[str, str], says: st
 def test_same_value_under_two_spellings_is_one_edit() -> None:
     settings = AppSettings.parse(b'{"A": {"B": "x"}}')
     assert settings.replace({"$.A.B": "y", "$.a.b": "y"}) == b'{"A": {"B": "y"}}'
+    joined = AppSettings.parse(b'{"A:B": "x"}')
+    assert joined.replace({"$.a.b": "y"}) == b'{"A:B": "y"}'
 
 
 # --- hygiene and comparison -------------------------------------------------------------------
