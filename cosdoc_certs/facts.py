@@ -185,6 +185,11 @@ class CertificateUse:
     account: str | None = None
     file: str | None = None
 
+    @property
+    def subject(self) -> str:
+        """What findings about this use name: the instance, and the setting of a config."""
+        return f"{self.instance} {self.setting}" if self.file else self.instance
+
     def to_dict(self, now: dt.datetime) -> dict[str, Any]:
         """A JSON-ready form."""
         certificate = self.certificate
@@ -469,7 +474,7 @@ class _Doctor:
     # -- what a use names ---------------------------------------------------------------------
 
     def _certificate_findings(self, use: CertificateUse) -> list[Finding]:
-        subject = f"{use.instance} {use.setting}"
+        subject = use.subject
         certificate = use.certificate
         if use.thumbprint is None:
             return []
@@ -648,7 +653,7 @@ class _Doctor:
         thumbprint = _normalised(served)
         use = CertificateUse(
             instance=str(binding),
-            setting="binding",
+            setting="http.sys",
             role=Role.SSL,
             configured=served,
             thumbprint=thumbprint,
