@@ -81,6 +81,13 @@ Describe 'gather.ps1 output' {
         $expected = @(Get-WebBinding -Protocol https).Count
         @($script:Facts.iis.bindings).Count | Should -Be $expected
     }
+
+    It 'finds the http.sys entry of every HTTPS binding that has a certificate' -Skip:($null -eq (Get-Module -ListAvailable -Name WebAdministration)) {
+        $served = @($script:Facts.iis.sslBindings | ForEach-Object { $_.thumbprint.ToUpperInvariant() })
+        foreach ($binding in @($script:Facts.iis.bindings | Where-Object { $_.certificateHash })) {
+            $served | Should -Contain $binding.certificateHash.ToUpperInvariant()
+        }
+    }
 }
 
 Describe 'key storage: CNG and CAPI key files and their readers' {

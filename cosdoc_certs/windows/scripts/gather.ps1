@@ -144,9 +144,11 @@ function Get-IisFacts {
     }
     $pools = New-Object System.Collections.Generic.List[object]
     foreach ($pool in @(Get-ChildItem -Path 'IIS:\AppPools')) {
+        $state = Get-OptionalProperty -InputObject $pool -Name 'state'
+        if ($null -eq $state) { $state = (Get-WebAppPoolState -Name $pool.name).Value }
         $pools.Add([ordered]@{
             name         = [string] $pool.name
-            state        = [string] $pool.state
+            state        = [string] $state
             identityType = [string] $pool.processModel.identityType
             userName     = [string] $pool.processModel.userName
         })
