@@ -84,7 +84,9 @@ def _print_info(info: ConnectionInfo, scenario: str, *, kept: bool) -> None:
     echo("")
     echo("IIS HTTPS bindings (simulated ip:port -> real address, TLS with SNI):")
     for simulated, real in info.tls_endpoints.items():
-        echo(f"  {simulated:<16} -> {real}")
+        port = simulated.rsplit(":", 1)[1]
+        if not (simulated.startswith("0.0.0.0:") and f"*:{port}" in info.tls_endpoints):
+            echo(f"  {simulated:<16} -> {real}")
     echo("")
     echo("Renewed certificates to rotate to (PFX):")
     for role, path in info.pfx_files.items():
