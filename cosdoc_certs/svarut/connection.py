@@ -23,7 +23,7 @@ from typing import Protocol
 
 import asyncssh
 
-from cosdoc_certs.errors import RemoteError
+from cosdoc_certs.errors import InputError, RemoteError
 
 __all__ = [
     "CommandResult",
@@ -163,17 +163,38 @@ def _connect_error(options: SshOptions, error: BaseException) -> RemoteError:
     )
 
 
-async def connect(options: SshOptions) -> SvarutConnection:
-    """Open the SSH connection (keys/agent only, known_hosts checked) or raise RemoteError."""
+def _jump_options(options: SshOptions) -> SshOptions | None:
+    """The jump host ``[user@]host[:port]`` as options (same keys and known_hosts policy)."""
+    if not options.jump_host:
+        return None
+    user, _, address = options.jump_host.rpartition("@")
+    host, _, port = address.partition(":")
+    if not host or (port and not port.isdigit()):
+        raise InputError(
+            f"cannot read the jump host {options.jump_host!r}", "write it as [user@]host[:port]"
+        )
+    return SshOptions(
+        host,
+        int(port or 22),
+        user or options.username,
+        known_hosts=options.known_hosts,
+        client_keys=options.client_keys,
+        connect_timeout=options.connect_timeout,
+    )
+
+
+async def _open(
+    options: SshOptions, tunnel: asyncssh.SSHClientConnection | None
+) -> asyncssh.SSHClientConnection:
     try:
-        connection = await asyncio.wait_for(
+        return await asyncio.wait_for(
             asyncssh.connect(
                 options.host,
                 options.port,
                 username=options.username,
                 known_hosts=options._known_hosts(),
                 client_keys=list(options.client_keys) if options.client_keys else (),
-                tunnel=options.jump_host or (),
+                tunnel=tunnel or (),
                 password_auth=False,
                 kbdint_auth=False,
             ),
@@ -181,15 +202,33 @@ async def connect(options: SshOptions) -> SvarutConnection:
         )
     except (OSError, asyncssh.Error, asyncio.TimeoutError) as error:
         raise _connect_error(options, error) from error
-    logger.info("connected to %s", options.label)
-    return SvarutConnection(connection, options)
+
+
+async def connect(options: SshOptions) -> SvarutConnection:
+    """Open the SSH connection (keys/agent only, known_hosts checked) or raise RemoteError."""
+    jump = _jump_options(options)
+    tunnel = await _open(jump, None) if jump else None
+    try:
+        connection = await _open(options, tunnel)
+    except BaseException:
+        if tunnel is not None:
+            tunnel.close()
+        raise
+    logger.info("connected to %s%s", options.label, f" via {jump.label}" if jump else "")
+    return SvarutConnection(connection, options, tunnel)
 
 
 class SvarutConnection:
     """Commands and SFTP over one SSH connection, with bounded parallel channels."""
 
-    def __init__(self, connection: asyncssh.SSHClientConnection, options: SshOptions) -> None:
+    def __init__(
+        self,
+        connection: asyncssh.SSHClientConnection,
+        options: SshOptions,
+        tunnel: asyncssh.SSHClientConnection | None = None,
+    ) -> None:
         self._connection = connection
+        self._tunnel = tunnel
         self.options = options
         self._channels = asyncio.Semaphore(options.max_channels)
         self._sftp: asyncssh.SFTPClient | None = None
@@ -305,8 +344,10 @@ class SvarutConnection:
         """Close SFTP and the connection."""
         if self._sftp is not None:
             self._sftp.exit()
-        self._connection.close()
-        await self._connection.wait_closed()
+        for connection in (self._connection, self._tunnel):
+            if connection is not None:
+                connection.close()
+                await connection.wait_closed()
 
     def __repr__(self) -> str:
         return f"<SvarutConnection {self.options.label}>"

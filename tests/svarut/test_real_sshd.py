@@ -241,3 +241,19 @@ def test_channels_are_bounded_below_max_sessions(real_host: RealSvarutHost, cert
 
     assert asyncio.run(many()) == 30
     assert svarut.status(real_host.target(installation)).all_running
+
+
+def test_known_hosts_file_and_jump_host(
+    real_host: RealSvarutHost, certs: Certs, tmp_path: Path
+) -> None:
+    installation = _install(real_host, certs)
+    known = tmp_path / "known_hosts"
+    host_key = real_host.host_key.export_public_key().decode().strip()
+    known.write_text(f"[127.0.0.1]:{real_host.port} {host_key}\n")
+    ssh = real_host.ssh_options(
+        pinned_host_key=None,
+        known_hosts=str(known),
+        jump_host=f"cosdocsv@127.0.0.1:{real_host.port}",
+    )
+    facts = svarut.status(real_host.target(installation, ssh=ssh))
+    assert facts.served_thumbprint == certs.old.thumbprint
