@@ -88,6 +88,15 @@ def _print_info(info: ConnectionInfo, scenario: str, *, kept: bool) -> None:
         if not (simulated.startswith("0.0.0.0:") and f"*:{port}" in info.tls_endpoints):
             echo(f"  {simulated:<16} -> {real}")
     echo("")
+    if info.svarut is not None:
+        svarut = info.svarut
+        echo(
+            f"SvarUT host (SSH, {svarut.layout} layout, nginx serving the current SSL certificate):"
+        )
+        echo(f"  ssh -p {svarut.ssh_port} -i {svarut.client_key} {svarut.username}@{svarut.host}")
+        echo(f"  host key  {svarut.host_key}")
+        echo(f"  TLS       {svarut.host}:{svarut.tls_port}")
+        echo("")
     echo("Renewed certificates to rotate to (PFX):")
     for role, path in info.pfx_files.items():
         echo(f"  {role:<11} {path}")

@@ -7,9 +7,13 @@ credentials and the script twins registered. :meth:`Lab.connection_info` says ho
 connect; :meth:`ConnectionInfo.options` gives the :class:`ConnectionOptions` the Windows
 side of this package takes.
 
-The lab writes the files a client needs — the test CA to trust and the renewed certificates
-as PFX files — to a folder of its own (``<root>/client`` with ``root``, else a temporary
-folder removed on stop).
+With ``svarut=True`` (the default) it also runs the lab SvarUT host
+(:class:`~cosdoc_certs.lab.svarut_host.LabSvarutHost`): an SSH server with the single-install
+layout (``/usr/containers/svarut``) whose nginx stand-in serves the current SSL certificate.
+
+The lab writes the files a client needs — the test CA to trust, the renewed certificates as
+PFX files and the SSH client key for the SvarUT host — to folders of its own (under ``root``
+when given, else a temporary folder removed on stop).
 """
 
 from __future__ import annotations
@@ -25,14 +29,42 @@ from typing import Any
 
 from cosdoc_certs.lab.certs import make_ssl_certificate
 from cosdoc_certs.lab.scenarios import PFX_PASSWORD_ENV, SCENARIOS, LabServer
+from cosdoc_certs.lab.svarut_host import LAB_USER, LabSvarutHost
 from cosdoc_certs.lab.twins import register_twins
 from cosdoc_certs.lab.winrm import Faults, ScriptRegistry, WinRMEndpoint, tls_context
+from cosdoc_certs.svarut.api import SvarutTarget
+from cosdoc_certs.svarut.connection import SshOptions
+from cosdoc_certs.svarut.layout import SINGLE
 from cosdoc_certs.windows.connection import ConnectionOptions
 
 logger = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
 LAB_USERNAME = "lab-admin"
+
+
+@dataclass(frozen=True)
+class SvarutInfo:
+    """How to reach the lab's SvarUT host: SSH (pinned host key, client key file) and TLS."""
+
+    host: str
+    ssh_port: int
+    username: str
+    host_key: str
+    client_key: Path
+    tls_port: int
+    layout: str
+
+    def target(self) -> SvarutTarget:
+        """The :class:`SvarutTarget` for this host."""
+        ssh = SshOptions(
+            host=self.host,
+            port=self.ssh_port,
+            username=self.username,
+            pinned_host_key=self.host_key,
+            client_keys=(str(self.client_key),),
+        )
+        return SvarutTarget(ssh=ssh, layout=self.layout, tls_port=self.tls_port)
 
 
 @dataclass(frozen=True)
@@ -57,6 +89,7 @@ class ConnectionInfo:
     pfx_files: dict[str, Path]
     pfx_password_env: str
     pfx_password: str = field(repr=False)
+    svarut: SvarutInfo | None = None
 
     def options(self, *, https: bool = True) -> ConnectionOptions:
         """Connection options for this lab (basic auth; HTTPS trusting the lab CA by default)."""
@@ -77,6 +110,8 @@ class ConnectionInfo:
         document["ca_file"] = str(self.ca_file)
         document["server_root"] = str(self.server_root)
         document["pfx_files"] = {name: str(path) for name, path in self.pfx_files.items()}
+        if self.svarut is not None:
+            document["svarut"]["client_key"] = str(self.svarut.client_key)
         return document
 
 
@@ -96,6 +131,7 @@ class Lab:
         server: LabServer | None = None,
         root: Path | None = None,
         faults: Faults | None = None,
+        svarut: bool = True,
     ) -> None:
         if server is None and scenario not in SCENARIOS:
             known = ", ".join(sorted(SCENARIOS))
@@ -122,6 +158,7 @@ class Lab:
             faults=self.faults,
         )
         self._files = self.server.certificates.write_files(self.client_folder)
+        self.svarut = LabSvarutHost(base / "svarut") if svarut else None
         self._started = False
 
     def __repr__(self) -> str:
@@ -131,10 +168,12 @@ class Lab:
     def start(self) -> Lab:
         """Start the TLS listeners and both WinRM endpoints."""
         if not self._started:
+            self._started = True
             self.server.start_tls()
             self.http.start()
             self.https.start()
-            self._started = True
+            if self.svarut is not None:
+                self._start_svarut(self.svarut)
             logger.info("lab running: %s and %s", self.http.url, self.https.url)
         return self
 
@@ -144,6 +183,8 @@ class Lab:
             self.https.stop()
             self.http.stop()
             self._started = False
+        if self.svarut is not None:
+            self.svarut.close()
         self.server.close()
         if self._temporary is not None:
             self._temporary.cleanup()
@@ -187,6 +228,28 @@ class Lab:
             },
             pfx_password_env=PFX_PASSWORD_ENV,
             pfx_password=self.server.certificates.pfx_password,
+            svarut=self._svarut_info(),
+        )
+
+    def _start_svarut(self, host: LabSvarutHost) -> None:
+        """Start the SvarUT host with its nginx serving the server's current SSL certificate."""
+        host.start()
+        current = self.server.certificates.current_ssl
+        host.seed(
+            SINGLE, cert_pem=current.cert_pem() + current.chain_pem(), key_pem=current.key_pem()
+        )
+
+    def _svarut_info(self) -> SvarutInfo | None:
+        if self.svarut is None:
+            return None
+        return SvarutInfo(
+            host=LOOPBACK,
+            ssh_port=self.svarut.ssh_port,
+            username=LAB_USER,
+            host_key=self.svarut.host_key,
+            client_key=self.svarut.client_key_path,
+            tls_port=self.svarut.tls_port_of(SINGLE),
+            layout=SINGLE.name,
         )
 
     def _endpoint_tls(self) -> ssl.SSLContext:

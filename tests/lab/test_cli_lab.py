@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
 from pypsrp.powershell import PowerShell, RunspacePool
 
-from cosdoc_certs.lab.runner import ConnectionInfo, Lab
+from cosdoc_certs.lab.runner import ConnectionInfo, Lab, SvarutInfo
+from cosdoc_certs.svarut.api import status as svarut_status
 from cosdoc_certs.thumbprints import thumbprint_of_der
 from cosdoc_certs.windows.connection import ConnectionOptions, CredentialsError, WindowsHost
 
@@ -153,6 +155,9 @@ def _info(document: dict[str, Any]) -> ConnectionInfo:
     fields["ca_file"] = Path(fields["ca_file"])
     fields["server_root"] = Path(fields["server_root"])
     fields["pfx_files"] = {name: Path(path) for name, path in fields["pfx_files"].items()}
+    fields["svarut"] = SvarutInfo(
+        **{**fields["svarut"], "client_key": Path(fields["svarut"]["client_key"])}
+    )
     return ConnectionInfo(**fields)
 
 
@@ -203,3 +208,19 @@ def _store_thumbprints(info: ConnectionInfo) -> set[str]:
     with WindowsHost(info.options(https=False)) as host:
         facts = host.run_script("gather")
     return {str(cert["thumbprint"]).upper() for cert in facts["certificates"]}
+
+
+def test_the_lab_svarut_host_serves_the_current_ssl_certificate_over_ssh_and_tls(lab: Lab) -> None:
+    info = lab.connection_info()
+    assert info.svarut is not None
+    facts = svarut_status(info.svarut.target())
+    current = lab.server.certificates.current_ssl.thumbprint
+    assert facts.layout.name == "single"
+    leaf = facts.current_chain[0]
+    assert thumbprint_of_der(leaf.public_bytes(Encoding.DER)) == current
+    context = ssl.create_default_context(cafile=str(info.ca_file))
+    with (
+        socket.create_connection((info.svarut.host, info.svarut.tls_port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="cosdoc.testkommune.no") as tls,
+    ):
+        assert thumbprint_of_der(tls.getpeercert(binary_form=True) or b"") == current
