@@ -14,6 +14,7 @@ from cosdoc_certs.lab.runner import ConnectionInfo, Lab
 from cosdoc_certs.lab.scenarios import SCENARIOS
 
 _WAIT_SECONDS = 0.5
+_WINRM_PASSWORD_ENV = "COSDOC_LAB_WINRM_PASSWORD"  # noqa: S105 -- a variable name
 
 
 @click.command("lab")
@@ -101,6 +102,14 @@ def _print_info(info: ConnectionInfo, scenario: str, *, kept: bool) -> None:
     for role, path in info.pfx_files.items():
         echo(f"  {role:<11} {path}")
     echo(f"  password: export {info.pfx_password_env}='{info.pfx_password}'")
+    echo("")
+    echo("Try:")
+    echo(f"  export {_WINRM_PASSWORD_ENV}='{info.password}'")
+    echo(
+        f"  cosdoc-certs status --host {info.host} --port {info.https_port} --user "
+        f"{info.username} --auth basic --ca-bundle {info.ca_file} --password-env "
+        f"{_WINRM_PASSWORD_ENV}"
+    )
     echo("")
     where = "kept" if kept else "removed when the lab stops; keep them with --root DIR"
     echo(f"Server files: {info.server_root} ({where})")

@@ -195,6 +195,8 @@ def test_lab_text_output_says_how_to_connect_and_root_keeps_the_files(tmp_path: 
             "CA file",
             "*:443",
             "COSDOC_LAB_PFX_PASSWORD",
+            "cosdoc-certs status --host 127.0.0.1",
+            "ssh -p",
         ):
             assert expected in printed
         stderr = _stop(process, signal.SIGTERM)
