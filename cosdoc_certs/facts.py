@@ -313,11 +313,14 @@ class _Doctor:
         if isinstance(consumer, SvarutConsumer):
             where = consumer.host or "the SvarUT Linux host"
             note = (
-                f"SvarUT's nginx ({where}, layout {consumer.layout}) is on Linux and is not "
-                "part of the Windows status; it needs the SSL certificate too."
+                f"SvarUT's nginx ({where}, layout {consumer.layout}) is on Linux and is not part "
+                "of the Windows status; it should serve the SSL certificate shown (the newest "
+                "valid one in LocalMachine\\My)."
             )
-            return ConsumerStatus(consumer, (), (), (), (note,))
-        return self._manual(consumer)
+            return ConsumerStatus(consumer, (), self._candidates(consumer), (), (note,))
+        return ConsumerStatus(
+            consumer, (), self._candidates(consumer), (), (consumer.instructions,)
+        )
 
     # -- services and IIS applications --------------------------------------------------------
 
@@ -661,10 +664,30 @@ class _Doctor:
         )
         return use, findings
 
-    # -- manual steps -----------------------------------------------------------------------------
+    # -- consumers outside this server ------------------------------------------------------
 
-    def _manual(self, consumer: ManualStep) -> ConsumerStatus:
-        return ConsumerStatus(consumer, (), (), (), (consumer.instructions,))
+    def _candidates(self, consumer: SvarutConsumer | ManualStep) -> tuple[CertificateUse, ...]:
+        """The newest valid store certificate of each role the consumer needs: what to select."""
+        uses = []
+        for role in consumer.roles:
+            valid = [
+                c
+                for c in self.facts.certificates
+                if c.role is role and c.info.not_before <= self.now < c.info.not_after
+            ]
+            if valid:
+                newest = max(valid, key=lambda c: c.info.not_before)
+                uses.append(
+                    CertificateUse(
+                        instance="LocalMachine\\My",
+                        setting=f"to select (serial {newest.info.serial_number})",
+                        role=role,
+                        configured=None,
+                        thumbprint=newest.thumbprint,
+                        certificate=newest,
+                    )
+                )
+        return tuple(uses)
 
 
 def _served_thumbprint(iis: IisFacts, binding: BindingFact) -> str:

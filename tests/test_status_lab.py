@@ -62,7 +62,9 @@ def test_every_consumer_of_the_guide_is_listed(report: StatusReport) -> None:
     assert by_name["SkatteIntegrasjonApi"].instances == ("CosDoc Drift/SkatteIntegrasjonApi",)
     assert len(by_name["IIS HTTPS bindings"].instances) == 3
     assert by_name["E-meldinger"].notes
+    assert [use.role for use in by_name["E-meldinger"].uses] == [Role.SIGNING, Role.ENCRYPTION]
     assert by_name["SvarUT"].notes
+    assert [use.role for use in by_name["SvarUT"].uses] == [Role.SSL]
 
 
 def test_each_use_names_the_certificate_of_its_role(lab: Lab, report: StatusReport) -> None:
@@ -73,7 +75,8 @@ def test_each_use_names_the_certificate_of_its_role(lab: Lab, report: StatusRepo
         Role.SSL: certificates.current_ssl.thumbprint,
     }
     uses = [use for status in report.consumers for use in status.uses]
-    assert len(uses) == 4 * 2 + 3 + 1 + 3
+    # services 4 x 2, Authentication 3, Skatt 1, bindings 3; to select: SvarUT 1, E-meldinger 2
+    assert len(uses) == 4 * 2 + 3 + 1 + 3 + 1 + 2
     for use in uses:
         assert use.certificate is not None, use
         assert use.certificate.thumbprint == expected[use.role]
