@@ -121,12 +121,13 @@ async def wait_serving(
     connection: HostConnection,
     layout: Layout,
     endpoint: Endpoint,
-    expected: str,
+    expected: str | None,
     timeout: float,
 ) -> ServedCertificate:
     """Poll ``docker compose ps`` and a TLS handshake until the containers run and serve it.
 
-    A container that exits (or restarts) fails at once; otherwise RemoteError at ``timeout``.
+    ``expected=None`` accepts any certificate. A container that exits (or restarts) fails at
+    once; otherwise RemoteError at ``timeout``.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -147,12 +148,12 @@ async def wait_serving(
             except RemoteError as error:
                 last = error.problem
             else:
-                if served.thumbprint == expected:
+                if expected in (None, served.thumbprint):
                     return served
                 last = f"it serves {served.thumbprint}"
         if loop.time() + pause > deadline:
             raise RemoteError(
-                f"{endpoint} does not serve {expected} within {timeout:.0f} s: {last}",
+                f"{endpoint} does not serve {expected or 'TLS'} within {timeout:.0f} s: {last}",
                 f"see `docker compose logs` in {layout.root}",
             )
         await asyncio.sleep(pause)
@@ -347,28 +348,32 @@ async def undo(
     that check for the run's own half-done edit).
     """
     tell = say or _quiet
-    layout, needs_restart = _layout_of(journal), False
+    layout, edited, restarted = _layout_of(journal), False, False
     for step in journal.steps_to_undo():
         name, details = step["name"], step["details"]
         if name == "edit-env":
             tell(f"putting {details['path']} back from {details['backup']}")
             await _restore_env(connection, details, in_run=in_run)
-            needs_restart = True
+            edited = True
+        elif name == "restart":
+            restarted = True
         elif name == "install":
             tell(f"removing {details['path']}")
             await connection.run(["rm", "-f", "--", details["path"]])
         elif name == "stage":
             await connection.remove_tree(details["path"])
         journal.mark(step["index"], StepStatus.UNDONE)
-    if not needs_restart:
+    if not (edited or restarted):
         return journal.old_thumbprint
     tell(f"restarting the containers in {layout.root}")
     await restart(connection, layout)
-    old = journal.old_thumbprint
-    if old is None:
-        return None
-    tell(f"waiting for the old certificate {old}")
-    served = await wait_serving(connection, layout, _endpoint_of(journal), old, restart_timeout)
+    # prod.env back as it was: the old certificate again. A restart-only run changed no file:
+    # its containers just have to run again, with what prod.env names.
+    expected = journal.old_thumbprint if edited else None
+    tell(f"waiting for {expected or 'the containers'}")
+    served = await wait_serving(
+        connection, layout, _endpoint_of(journal), expected, restart_timeout
+    )
     return served.thumbprint
 
 

@@ -125,6 +125,20 @@ def test_env_naming_new_files_but_old_served_plans_only_a_restart(
     assert result.served_thumbprint == certs.new.thumbprint
 
 
+def test_failed_restart_only_run_brings_the_containers_back(
+    lab: LabSvarutHost, certs: Certs, journal_dir: Path
+) -> None:
+    files = lab.path(SINGLE.files_path)
+    (files / "cert.crt").write_bytes(certs.new.cert_pem())
+    (files / "cert.rsa").write_bytes(certs.new.key_pem())
+    splan = svarut.plan(lab.target(), _new(certs.new))
+    lab.faults.container_exits = True
+    with pytest.raises(ApplyError, match="exited") as failure:
+        svarut.apply(lab.target(), splan, journal_dir=journal_dir)
+    assert certs.new.thumbprint in failure.value.hint  # what prod.env names runs again
+    assert svarut.status(lab.target()).all_running
+
+
 def test_versioned_names_do_not_overwrite_files_of_the_same_day(
     lab: LabSvarutHost, certs: Certs
 ) -> None:
