@@ -176,11 +176,24 @@ def test_an_unknown_script_is_refused_before_anything_is_sent(lab: Lab) -> None:
 
 def test_a_failing_gather_reports_the_powershell_message(lab: Lab) -> None:
     lab.faults.fail_pipeline("gather", "Access to the path 'C:\\DIPS\\KPR' is denied.")
+    lab.http.recorder.reset()
     try:
         with pytest.raises(ScriptError, match=r"gather failed on .*Access to the path"):
             status(_options(lab))
     finally:
         lab.faults.clear()
+    assert lab.http.recorder.requests["Delete"] == 1  # the session was closed all the same
+
+
+def test_a_server_that_does_not_know_the_script_is_one_line_exit_4() -> None:
+    with WinRMEndpoint(ScriptRegistry(), username="u", password="p") as endpoint:
+        args = ["status", "--host", "127.0.0.1", "--port", str(endpoint.port), "--user", "u"]
+        args += ["--password-env", PASSWORD_ENV, "--auth", "basic", "--insecure-http"]
+        result = CliRunner().invoke(main, args, env={PASSWORD_ENV: "p"})
+    assert result.exit_code == 4, result.output
+    assert "gather failed on 127.0.0.1" in result.output
+    assert "not known to the lab" in result.output
+    assert len(result.output.strip().splitlines()) == 1
 
 
 def test_non_terminating_errors_are_never_ignored() -> None:
