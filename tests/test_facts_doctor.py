@@ -19,6 +19,7 @@ from cosdoc_certs.consumers import COSDOC_CATALOG, config_files, service_pattern
 from cosdoc_certs.facts import WindowsFacts, can_read, diagnose
 from cosdoc_certs.findings import Finding, Severity
 from cosdoc_certs.lab.model import Binding
+from cosdoc_certs.lab.scenarios import SCENARIOS as SCENARIO_BUILDERS
 from cosdoc_certs.lab.scenarios import (
     LabCertificates,
     LabServer,
@@ -314,3 +315,26 @@ def test_the_golden_sample_resolves_services_and_missing_files() -> None:
 )
 def test_who_can_read_a_key(account: str, readers: list[str], expected: bool) -> None:
     assert can_read(account, readers, "COSDOC-APP01") is expected
+
+
+@pytest.mark.parametrize(
+    ("scenario", "authentication_instances"),
+    [
+        ("deviating-paths", 1),
+        ("capi-keys", 1),
+        ("samdrift", 2),
+    ],
+)
+def test_other_installations_are_found_without_deviations(
+    scenario: str, authentication_instances: int
+) -> None:
+    with SCENARIO_BUILDERS[scenario](now=NOW) as server:
+        findings = _findings(server)
+        document = gather_document(
+            server, service_patterns(COSDOC_CATALOG), config_files(COSDOC_CATALOG)
+        )
+        statuses = diagnose(WindowsFacts.from_document(document), COSDOC_CATALOG, now=NOW)
+    assert {finding.code for finding in findings} <= DEFAULT_CODES
+    by_name = {status.name: status for status in statuses}
+    assert len(by_name["Authentication"].instances) == authentication_instances
+    assert len(by_name["Digihelse"].uses) == 4
