@@ -28,7 +28,8 @@ from cosdoc_certs.lab.certs import Issued
 from cosdoc_certs.lab.svarut_host import DEFAULT_ENV, LabFaults, LabSvarutHost
 from cosdoc_certs.plan import ChangeKind
 from cosdoc_certs.svarut import SAMDRIFT, SINGLE, Layout, NewCertificate
-from tests.svarut.conftest import (
+
+from .conftest import (
     LOST_CONNECTION_POINTS,
     PFX_PASSWORD,
     Certs,

@@ -22,7 +22,8 @@ from cosdoc_certs import svarut
 from cosdoc_certs.errors import ApplyError, RemoteError
 from cosdoc_certs.journal import Outcome
 from cosdoc_certs.svarut import SAMDRIFT, SINGLE, Layout, NewCertificate
-from tests.svarut.conftest import (
+
+from .conftest import (
     LOST_CONNECTION_POINTS,
     Certs,
     Trigger,
@@ -30,7 +31,7 @@ from tests.svarut.conftest import (
     find_secrets,
     secret_needles,
 )
-from tests.svarut.real_host import Installation, RealSvarutHost, missing_tools, running_host
+from .real_host import Installation, RealSvarutHost, missing_tools, running_host
 
 pytestmark = pytest.mark.root
 
