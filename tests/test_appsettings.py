@@ -649,7 +649,8 @@ def test_property_damaged_files_fail_with_config_file_error_only(
 
 
 @_PROPERTY_SETTINGS
-@given(st.text())
+# jsonpath-ng reads the key "*" as a wildcard even when quoted, so no path can name it.
+@given(st.text().filter(lambda key: key != "*"))
 def test_property_canonical_path_finds_any_key(key: str) -> None:
     document = json.dumps({"Section": {key: "found"}}).encode()
     assert AppSettings.parse(document).get(format_path(("Section", key))) == "found"
