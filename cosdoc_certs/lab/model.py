@@ -92,6 +92,10 @@ ServiceState = Literal["Running", "Stopped"]
 PoolState = Literal["Started", "Stopped"]
 IdentityType = Literal["ApplicationPoolIdentity", "SpecificUser", "NetworkService", "LocalSystem"]
 SNI_FLAG = 1
+_DISABLED = (
+    "The service cannot be started, either because it is disabled or because it has no "
+    "enabled devices associated with it."
+)
 
 
 @dataclass(frozen=True)
@@ -358,11 +362,7 @@ class CosDocServer:
         """``Start-Service``: runs the start rules; raises (and logs why) if the service fails."""
         with self.lock:
             service = self.service(name)
-            if service.state == "Running":
-                return service
-            problems = service_problems(self, service)
-            if problems:
-                self._log_service_failure(service, problems)
+            if service.state != "Running" and self._start(service):
                 raise SimulatedWindowsError(
                     f"Service '{service.display_name} ({service.name})' cannot be started due "
                     f"to the following error: Cannot start service {service.name} on computer "
@@ -374,8 +374,6 @@ class CosDocServer:
                     hresult=0x80131509,
                     target=service.name,
                 )
-            service.state = "Running"
-            logger.info("service %s started", service.name)
             return service
 
     def stop_service(self, name: str) -> WindowsService:
@@ -400,12 +398,7 @@ class CosDocServer:
         """
         with self.lock:
             pool = self.app_pool(name)
-            problems = pool_problems(self, pool)
-            if problems:
-                self._log_pool_failure(pool, problems)
-                pool.state = "Stopped"
-            else:
-                pool.state = "Started"
+            self._start_pool(pool)
             return pool
 
     def stop_app_pool(self, name: str) -> AppPool:
@@ -493,16 +486,13 @@ class CosDocServer:
         with self.lock:
             for service in self.services.values():
                 if service.start_mode == "Auto" and service.state != "Running":
-                    problems = service_problems(self, service)
+                    problems = self._start(service)
                     if problems:
-                        self._log_service_failure(service, problems)
                         failures[service.name] = problems
-                    else:
-                        service.state = "Running"
             for pool in self.app_pools.values():
-                self.start_app_pool(pool.name)
-                if pool.state != "Started":
-                    failures[pool.name] = pool_problems(self, pool)
+                problems = self._start_pool(pool)
+                if problems:
+                    failures[pool.name] = problems
         return failures
 
     def log_event(
@@ -566,6 +556,33 @@ class CosDocServer:
     def _refresh_tls(self) -> None:
         if self._tls is not None:
             self._tls.refresh()
+
+    def _start(self, service: WindowsService) -> list[str]:
+        """Start ``service`` by the rules; returns (and logs) why it did not start."""
+        if service.start_mode == "Disabled":
+            self.log_event(
+                "Service Control Manager",
+                f"The {service.display_name} service failed to start due to the following "
+                f"error: {_DISABLED}",
+                log="System",
+                event_id=7000,
+            )
+            return [_DISABLED]
+        problems = service_problems(self, service)
+        if problems:
+            self._log_service_failure(service, problems)
+        else:
+            service.state = "Running"
+            logger.info("service %s started", service.name)
+        return problems
+
+    def _start_pool(self, pool: AppPool) -> list[str]:
+        """Start ``pool`` by the rules; returns (and logs) why it stopped."""
+        problems = pool_problems(self, pool)
+        if problems:
+            self._log_pool_failure(pool, problems)
+        pool.state = "Stopped" if problems else "Started"
+        return problems
 
     def _log_service_failure(self, service: WindowsService, problems: list[str]) -> None:
         for problem in problems:

@@ -333,6 +333,15 @@ def test_thumbprint_lookup_follows_the_dotnet_decoders(
             default_server.start_service(DIGIHELSE)
 
 
+def test_a_disabled_service_does_not_start(default_server: LabServer) -> None:
+    default_server.service(DIGIHELSE).start_mode = "Disabled"
+    with pytest.raises(SimulatedWindowsError, match="cannot be started"):
+        default_server.restart_service(DIGIHELSE)
+    assert default_server.event_log[-1].event_id == 7000
+    assert "because it is disabled" in default_server.event_log[-1].message
+    assert DIGIHELSE not in default_server.boot()  # boot starts Auto services only
+
+
 def test_service_operations_on_an_unknown_service_fail_like_get_service(
     default_server: LabServer,
 ) -> None:
