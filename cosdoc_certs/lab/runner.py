@@ -27,6 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from cosdoc_certs.errors import InputError
 from cosdoc_certs.lab.certs import make_ssl_certificate
 from cosdoc_certs.lab.scenarios import PFX_PASSWORD_ENV, SCENARIOS, LabServer
 from cosdoc_certs.lab.svarut_host import LAB_USER, LabSvarutHost
@@ -135,12 +136,14 @@ class Lab:
     ) -> None:
         if server is None and scenario not in SCENARIOS:
             known = ", ".join(sorted(SCENARIOS))
-            raise ValueError(f"unknown lab scenario {scenario!r} (known: {known})")
+            raise InputError(f"unknown lab scenario {scenario!r}", f"use one of: {known}")
         self._temporary = (
             tempfile.TemporaryDirectory(prefix="cosdoc-lab-") if root is None else None
         )
         base = Path(self._temporary.name) if self._temporary is not None else root
         assert base is not None
+        if server is None:
+            _require_empty(base / "server")
         self.client_folder = base / "client"
         self.server = server or SCENARIOS[scenario](base / "server")
         self.faults = faults or Faults()
@@ -257,3 +260,12 @@ class Lab:
         ca = self.server.certificates.ca
         issued = make_ssl_certificate(ca, ("localhost",), ip_addresses=(LOOPBACK,))
         return tls_context(issued.cert_pem() + issued.chain_pem(), issued.key_pem())
+
+
+def _require_empty(folder: Path) -> None:
+    """Refuse to build a new server over the files of an earlier one."""
+    if folder.is_dir() and any(folder.iterdir()):
+        raise InputError(
+            f"{folder} already holds the files of a lab server",
+            "pass a new or empty folder with --root (or delete that one)",
+        )

@@ -20,6 +20,7 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 from pypsrp.powershell import PowerShell, RunspacePool
 
+from cosdoc_certs.errors import InputError
 from cosdoc_certs.lab.runner import ConnectionInfo, Lab, SvarutInfo
 from cosdoc_certs.svarut.api import status as svarut_status
 from cosdoc_certs.thumbprints import thumbprint_of_der
@@ -92,8 +93,14 @@ def test_stopping_the_lab_closes_every_port(tmp_path: Path) -> None:
     assert (tmp_path / "server" / "C" / "Program Files" / "DIPS").is_dir()
 
 
+def test_a_root_holding_an_earlier_server_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "server" / "C").mkdir(parents=True)
+    with pytest.raises(InputError, match="already holds the files of a lab server"):
+        Lab(root=tmp_path)
+
+
 def test_an_unknown_scenario_is_refused() -> None:
-    with pytest.raises(ValueError, match="unknown lab scenario 'nope'"):
+    with pytest.raises(InputError, match="unknown lab scenario 'nope' — use one of: capi-keys"):
         Lab(scenario="nope")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import ssl
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -132,3 +133,24 @@ def test_stopping_closes_the_listeners(default_server: LabServer) -> None:
 
 def _pfx(server: LabServer) -> bytes:
     return to_pfx(server.certificates.renewed_ssl, b"pw")
+
+
+def test_handshakes_during_rebinding_from_other_threads_always_get_a_bound_certificate(
+    served: LabServer,
+) -> None:
+    renewed = served.certificates.renewed_ssl
+    served.store.add(renewed.certificate, renewed.private_key)
+    current = served.certificates.current_ssl.thumbprint
+    binding = f"*:443:{DRIFT}"
+
+    def flip(rounds: int) -> None:
+        for round_number in range(rounds):
+            thumbprint = renewed.thumbprint if round_number % 2 == 0 else current
+            served.set_binding_certificate("CosDoc Drift", binding, thumbprint)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        flipping = pool.submit(flip, 200)
+        seen = list(pool.map(lambda _: _handshake(served, DRIFT)[0], range(64)))
+        flipping.result()
+    assert set(seen) <= {current, renewed.thumbprint}
+    assert len(seen) == 64
