@@ -1,7 +1,7 @@
 """A real SvarUT host for integration tests: OpenSSH sshd, sudo, nginx and a docker stand-in.
 
 Needs root and the Debian packages that scripts/setup-dev installs. Everything lives under
-one temp folder (`/tmp/cosdoc-svarut-*`): sshd's host key and a private sshd on a free
+one temp folder (`/tmp/cosdoc-svarut-*`) and one test user with a random name: sshd's host key and a private sshd on a free
 loopback port, the test user's home with authorized_keys, the `docker` stand-in (first on
 sudo's secure_path for that user only, via a sudoers drop-in), and the installations,
 each laid out like a customer's (`.../usr/containers/svarut`) under its own folder — the
@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -32,8 +33,8 @@ import asyncssh
 from cosdoc_certs.svarut import Layout, SshOptions, SvarutTarget
 from cosdoc_certs.svarut.connection import HostConnection
 
-USER = "cosdocsv"
-SUDOERS = Path("/etc/sudoers.d/cosdoc-certs-test")
+USER_PREFIX = "cosdocsv"  # + random hex: test sessions running at once do not collide
+SUDOERS_DIR = Path("/etc/sudoers.d")
 STANDIN = Path(__file__).with_name("docker_standin.py")
 COMPOSE_YAML = "services:\n  nginx:\n    image: nginx:stable\n"
 SECURE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -82,6 +83,8 @@ class RealSvarutHost:
     """The sshd, user, sudoers drop-in and stand-in; make installations with :meth:`install`."""
 
     def __init__(self) -> None:
+        self.user = f"{USER_PREFIX}{secrets.token_hex(3)}"
+        self.sudoers = SUDOERS_DIR / f"cosdoc-certs-test-{self.user}"
         self.base = Path(tempfile.mkdtemp(prefix="cosdoc-svarut-", dir="/tmp"))
         self.base.chmod(0o755)
         self.home = self.base / "home"
@@ -102,13 +105,11 @@ class RealSvarutHost:
         self._start_sshd()
 
     def _make_user(self) -> None:
-        with contextlib.suppress(KeyError):
-            pwd.getpwnam(USER)
-            subprocess.run(["userdel", USER], check=True)
         subprocess.run(
-            ["useradd", "-M", "-d", str(self.home), "-s", "/bin/bash", "-p", "*", USER], check=True
+            ["useradd", "-M", "-d", str(self.home), "-s", "/bin/bash", "-p", "*", self.user],
+            check=True,
         )
-        user = pwd.getpwnam(USER)
+        user = pwd.getpwnam(self.user)
         ssh_dir = self.home / ".ssh"
         ssh_dir.mkdir(parents=True)
         keys = ssh_dir / "authorized_keys"
@@ -136,14 +137,14 @@ class RealSvarutHost:
         """Write the sudoers drop-in: NOPASSWD (normal) or asking for a password."""
         rule = "NOPASSWD: ALL" if passwordless else "ALL"
         text = (
-            f'Defaults:{USER} secure_path="{self.base / "bin"}:{SECURE_PATH}"\n'
-            f"{USER} ALL=(ALL) {rule}\n"
+            f'Defaults:{self.user} secure_path="{self.base / "bin"}:{SECURE_PATH}"\n'
+            f"{self.user} ALL=(ALL) {rule}\n"
         )
         candidate = self.base / "sudoers.candidate"
         candidate.write_text(text)
         subprocess.run(["visudo", "-cq", "-f", str(candidate)], check=True)
         candidate.chmod(0o440)
-        os.replace(candidate, SUDOERS)
+        os.replace(candidate, self.sudoers)
 
     def _start_sshd(self) -> None:
         key_file = self.base / "host_ed25519"
@@ -158,7 +159,7 @@ class RealSvarutHost:
             "UsePAM": "no",
             "PasswordAuthentication": "no",
             "KbdInteractiveAuthentication": "no",
-            "AllowUsers": USER,
+            "AllowUsers": self.user,
             "Subsystem": "sftp internal-sftp",
         }
         argv = ["/usr/sbin/sshd", "-D", "-e", "-f", "/dev/null"]
@@ -176,9 +177,9 @@ class RealSvarutHost:
             self.kill_sessions()
             self._sshd.terminate()
             self._sshd.wait(timeout=10)
-        SUDOERS.unlink(missing_ok=True)
+        self.sudoers.unlink(missing_ok=True)
         with contextlib.suppress(subprocess.CalledProcessError):
-            subprocess.run(["userdel", USER], check=True, capture_output=True)
+            subprocess.run(["userdel", self.user], check=True, capture_output=True)
         shutil.rmtree(self.base, ignore_errors=True)
 
     def compose(self, installation: Installation, *args: str) -> subprocess.CompletedProcess[str]:
@@ -266,7 +267,7 @@ class RealSvarutHost:
         settings: dict[str, object] = {
             "host": "127.0.0.1",
             "port": self.port,
-            "username": USER,
+            "username": self.user,
             "pinned_host_key": self.host_key.export_public_key().decode().strip(),
             "client_keys": (str(self.client_key_path),),
         }
@@ -284,10 +285,10 @@ class RealSvarutHost:
         settings.update(overrides)
         return SvarutTarget(**settings)  # type: ignore[arg-type]
 
-    def leftover_staging(self) -> list[Path]:
-        """Staging folders the test user left in /tmp."""
-        uid = pwd.getpwnam(USER).pw_uid
-        return [p for p in Path("/tmp").glob("cosdoc-certs-*") if p.stat().st_uid == uid]
+    def leftovers_in_tmp(self) -> list[Path]:
+        """Anything the test user left in /tmp (staging folders, stray files)."""
+        uid = pwd.getpwnam(self.user).pw_uid
+        return [path for path in Path("/tmp").iterdir() if path.lstat().st_uid == uid]
 
 
 @contextlib.contextmanager

@@ -75,7 +75,7 @@ def _new(certs: Certs) -> NewCertificate:
 
 
 def _assert_no_secrets(real_host: RealSvarutHost, certs: Certs, allowed: list[Path]) -> None:
-    assert real_host.leftover_staging() == []
+    assert real_host.leftovers_in_tmp() == []
     leaks = find_secrets([real_host.base], secret_needles(certs, certs.new), allowed=allowed)
     assert leaks == []
 
@@ -202,7 +202,7 @@ def test_refused_login(real_host: RealSvarutHost, certs: Certs, tmp_path: Path) 
     stranger = tmp_path / "stranger"
     asyncssh.generate_private_key("ssh-ed25519").write_private_key(str(stranger))
     target = real_host.target(installation, ssh=real_host.ssh_options(client_keys=(str(stranger),)))
-    with pytest.raises(RemoteError, match=r"refused the SSH login of cosdocsv"):
+    with pytest.raises(RemoteError, match=f"refused the SSH login of {real_host.user}"):
         svarut.status(target)
 
 
@@ -211,7 +211,7 @@ def test_sudo_needing_a_password(real_host: RealSvarutHost, certs: Certs) -> Non
     real_host.sudo_passwordless(False)
     try:
         with pytest.raises(
-            RemoteError, match=r"^sudo on 127\.0\.0\.1 needs a password for cosdocsv"
+            RemoteError, match=rf"^sudo on 127\.0\.0\.1 needs a password for {real_host.user}"
         ):
             svarut.status(real_host.target(installation))
     finally:
@@ -254,7 +254,7 @@ def test_known_hosts_file_and_jump_host(
     ssh = real_host.ssh_options(
         pinned_host_key=None,
         known_hosts=str(known),
-        jump_host=f"cosdocsv@127.0.0.1:{real_host.port}",
+        jump_host=f"{real_host.user}@127.0.0.1:{real_host.port}",
     )
     facts = svarut.status(real_host.target(installation, ssh=ssh))
     assert facts.served_thumbprint == certs.old.thumbprint
