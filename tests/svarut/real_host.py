@@ -1,11 +1,12 @@
 """A real SvarUT host for integration tests: OpenSSH sshd, sudo, nginx and a docker stand-in.
 
 Needs root and the Debian packages that scripts/setup-dev installs. Everything lives under
-one temp folder (`/tmp/cosdoc-svarut-*`) and one test user with a random name: sshd's host key and a private sshd on a free
-loopback port, the test user's home with authorized_keys, the `docker` stand-in (first on
-sudo's secure_path for that user only, via a sudoers drop-in), and the installations,
-each laid out like a customer's (`.../usr/containers/svarut`) under its own folder — the
-layout root is passed explicitly. nginx serves each installation on its own loopback port.
+one temp folder (`/tmp/cosdoc-svarut-*`) and one test user with a random name (so that test
+sessions running at once do not collide): sshd's host key and a private sshd on a free
+loopback port, the user's home with authorized_keys, the `docker` stand-in (first on sudo's
+secure_path for that user only, via a sudoers drop-in), and the installations, each laid
+out like a customer's (`.../usr/containers/svarut`) under its own folder — the layout root
+is passed explicitly. nginx serves each installation on its own loopback port.
 Teardown stops every process it started (by pid), removes the drop-in, the user and the folder.
 """
 
