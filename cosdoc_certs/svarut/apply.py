@@ -17,6 +17,7 @@ journal file later.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import posixpath
@@ -173,7 +174,8 @@ async def apply_plan(
     say = progress or _quiet
     facts = splan.facts
     old = facts.served_thumbprint or facts.current_thumbprint
-    journal = Journal.start(
+    start_journal = functools.partial(
+        Journal.start,
         kind=JOURNAL_KIND,
         host=facts.host,
         old_thumbprint=old,
@@ -182,10 +184,16 @@ async def apply_plan(
         context=_journal_context(splan, staging_parent),
     )
     if splan.is_empty:
-        reason = splan.plan.noops[0].noop_reason if splan.plan.noops else "nothing to do"
-        journal.finish(Outcome.NOTHING_TO_DO, reason or "")
+        reason = splan.plan.noops[0].noop_reason if splan.plan.noops else None
+        journal = start_journal()
+        journal.finish(Outcome.NOTHING_TO_DO, reason or "nothing to do")
         return RunResult(facts.host, Outcome.NOTHING_TO_DO, journal.path, old, reason or "")
-    connection = await connector()
+    connection = await connector()  # an unreachable host fails here, before any journal
+    try:
+        journal = start_journal()
+    except BaseException:
+        await _close_quietly(connection)
+        raise
     try:
         served = await _execute(connection, splan, journal, say, restart_timeout, staging_parent)
     except BaseException as error:

@@ -469,3 +469,13 @@ def test_cli_failure_is_one_line_with_exit_code(tmp_path: Path) -> None:
 
 def test_default_env_template_is_what_the_lab_seeds(lab: LabSvarutHost) -> None:
     assert _env(lab).decode() == DEFAULT_ENV.format(cert="cert.crt", key="cert.rsa")
+
+
+def test_unreachable_host_fails_before_any_journal(
+    lab: LabSvarutHost, certs: Certs, journal_dir: Path
+) -> None:
+    splan = svarut.plan(lab.target(), _new(certs.new))
+    lab.close()
+    with pytest.raises(RemoteError, match=r"^cannot connect to svarut@127\.0\.0\.1:\d+"):
+        svarut.apply(lab.target(), splan, journal_dir=journal_dir)
+    assert not journal_dir.exists()
