@@ -133,7 +133,7 @@ def _progress(as_json: bool) -> Callable[[str], None]:
 
     def show(message: str) -> None:
         if not as_json:
-            err.print(f"  • {message}", highlight=False)
+            err.print(f"  • {message}", highlight=False, soft_wrap=True)
 
     return show
 
