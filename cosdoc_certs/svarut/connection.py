@@ -16,10 +16,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import shlex
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import asyncssh
 
@@ -37,7 +37,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 DEFAULT_MAX_CHANNELS = 8  # OpenSSH's MaxSessions is 10; one more is kept for SFTP
+_SESSION_ATTEMPTS = 6
 IN_FOLDER_SCRIPT = 'cd -- "$1" && shift && exec "$@"'
 _SUDO = ("sudo", "-n", "--")
 _SUDO_PASSWORD_MARKERS = ("a password is required", "a terminal is required")
@@ -257,12 +260,16 @@ class SvarutConnection:
         logger.debug("%s: %s", self.options.label, command)
         try:
             async with self._channels:
-                completed = await self._connection.run(
-                    command, encoding=None, check=False, timeout=timeout
+                process = await self._session(
+                    lambda: self._connection.create_process(command, encoding=None)
                 )
+                try:
+                    completed = await process.wait(check=False, timeout=timeout)
+                finally:
+                    process.close()
+                    # sshd counts a session until our close reaches it (MaxSessions)
+                    await process.wait_closed()
         except (asyncssh.ConnectionLost, asyncssh.DisconnectError, BrokenPipeError) as error:
-            raise self._lost(error) from error
-        except asyncssh.ChannelOpenError as error:
             raise self._lost(error) from error
         except asyncssh.TimeoutError as error:
             raise RemoteError(
@@ -290,6 +297,25 @@ class SvarutConnection:
             )
         return result
 
+    async def _session(self, open_session: Callable[[], Awaitable[T]]) -> T:
+        """Open a session, retrying briefly while sshd still counts sessions we closed.
+
+        OpenSSH frees a closed session a moment after the close arrives, so a burst of
+        short commands can meet "no more sessions" (MaxSessions) below the bound.
+        """
+        for attempt in range(_SESSION_ATTEMPTS):
+            try:
+                return await open_session()
+            except asyncssh.ChannelOpenError as error:
+                if self._connection.is_closed():
+                    raise self._lost(error) from error
+                refused = error
+            await asyncio.sleep(0.02 * 2**attempt)
+        raise RemoteError(
+            f"{self.options.label} refused a new SSH session: {refused.reason}",
+            "its sshd allows few sessions per connection (MaxSessions); try again",
+        )
+
     def _lost(self, error: BaseException) -> ConnectionLostError:
         return ConnectionLostError(
             f"the SSH connection to {self.options.label} broke: {error or type(error).__name__}",
@@ -299,7 +325,7 @@ class SvarutConnection:
     async def _sftp_client(self) -> asyncssh.SFTPClient:
         if self._sftp is None:
             try:
-                self._sftp = await self._connection.start_sftp_client()
+                self._sftp = await self._session(self._connection.start_sftp_client)
             except (asyncssh.Error, OSError) as error:
                 raise self._lost(error) from error
         return self._sftp

@@ -235,12 +235,12 @@ def test_channels_are_bounded_below_max_sessions(real_host: RealSvarutHost, cert
     async def many() -> int:
         connection = await svarut.connect(real_host.ssh_options())
         try:
-            results = await asyncio.gather(*(connection.run(["true"]) for _ in range(30)))
+            results = await asyncio.gather(*(connection.run(["true"]) for _ in range(40)))
         finally:
             await connection.close()
         return sum(result.ok for result in results)
 
-    assert asyncio.run(many()) == 30
+    assert asyncio.run(many()) == 40  # 40 at once over one connection: none refused
     assert svarut.status(real_host.target(installation)).all_running
 
 
