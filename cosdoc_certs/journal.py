@@ -122,7 +122,8 @@ class Journal:
         folder = directory or default_journal_dir()
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         started = datetime.now(timezone.utc)
-        run_id = f"{started:%Y%m%dT%H%M%SZ}-{kind}-{_safe_name(host)}-{secrets.token_hex(3)}"
+        stamp = f"{started:%Y%m%dT%H%M%S.%f}Z"  # sortable: latest_journal() relies on it
+        run_id = f"{stamp}-{kind}-{_safe_name(host)}-{secrets.token_hex(3)}"
         data: dict[str, Any] = {
             "format": JOURNAL_FORMAT,
             "id": run_id,

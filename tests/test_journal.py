@@ -82,3 +82,9 @@ def test_load_rejects_other_files(tmp_path: Path) -> None:
         Journal.load(tmp_path / "x.json")
     with pytest.raises(InputError, match="cannot read"):
         Journal.load(tmp_path / "missing.json")
+
+
+def test_latest_is_the_last_started_even_within_one_second(tmp_path: Path) -> None:
+    started = [_start(tmp_path, "h") for _ in range(5)]
+    assert latest_journal(tmp_path, host="h").path == started[-1].path
+    assert find_journals(tmp_path, host="h") == [journal.path for journal in started]
