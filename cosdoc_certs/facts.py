@@ -173,7 +173,8 @@ class CertificateUse:
 
     ``configured`` is the value as written (it may carry invisible characters);
     ``thumbprint`` its normalised form when it has one; ``account`` the Windows account
-    that must read the private key (None for bindings: http.sys runs as SYSTEM).
+    that must read the private key (None for bindings: http.sys runs as SYSTEM);
+    ``app_pool`` the IIS application pool that runs an IIS application's config.
     """
 
     instance: str
@@ -184,6 +185,7 @@ class CertificateUse:
     certificate: StoreCertificate | None
     account: str | None = None
     file: str | None = None
+    app_pool: str | None = None
 
     @property
     def subject(self) -> str:
@@ -295,6 +297,7 @@ class _Instance:
     account: str | None
     running: bool
     state: str
+    app_pool: str | None = None
 
 
 class _Doctor:
@@ -415,6 +418,7 @@ class _Doctor:
             account=pool.account if pool else None,
             running=pool is not None and pool.state == "Started",
             state=f"app pool {application.app_pool} {pool.state if pool else 'missing'}",
+            app_pool=application.app_pool,
         )
 
     def _settings(self, instance: _Instance, findings: list[Finding]) -> AppSettings | None:
@@ -472,6 +476,7 @@ class _Doctor:
             certificate=self.facts.certificate(thumbprint) if thumbprint else None,
             account=instance.account,
             file=settings.source,
+            app_pool=instance.app_pool,
         )
 
     # -- what a use names ---------------------------------------------------------------------
@@ -631,7 +636,7 @@ class _Doctor:
     def _binding_use(
         self, iis: IisFacts, binding: BindingFact
     ) -> tuple[CertificateUse | None, list[Finding]]:
-        served = _served_thumbprint(iis, binding)
+        served = served_thumbprint(iis, binding)
         if not served:
             return None, [
                 Finding(
@@ -690,7 +695,7 @@ class _Doctor:
         return tuple(uses)
 
 
-def _served_thumbprint(iis: IisFacts, binding: BindingFact) -> str:
+def served_thumbprint(iis: IisFacts, binding: BindingFact) -> str:
     """What http.sys serves for ``binding`` (its SNI or ip:port entry), else IIS's hash."""
     for entry in iis.ssl_bindings:
         if entry.port != binding.port:
