@@ -1,0 +1,803 @@
+"""The rotation of a whole CosDoc installation: the Windows server and the SvarUT host together.
+
+A :class:`Target` describes one customer installation — how to reach its Windows
+application server (:class:`~cosdoc_certs.windows.connection.ConnectionOptions`), its
+consumers (the CosDoc catalog or the customer's deviations) and, optionally, its SvarUT host.
+:func:`plan` gathers both hosts at once and returns one :class:`RotationPlan`; :func:`apply`
+runs it in guarded phases — Windows first, then SvarUT — and when the SvarUT phase fails after
+the Windows phase succeeded, the Windows host is rolled back too, so the installation ends
+either rotated or as it was. Each host keeps its own journal; the run's own journal (its file
+name is the run id) links them, and :func:`rollback` undoes a finished run from it.
+:func:`verify` re-gathers both hosts and checks what they use and serve in TLS handshakes.
+
+The async functions are the core (hosts in parallel: one thread per PowerShell-remoting
+host, asyncssh natively; :func:`status_many_async` runs a whole fleet); the functions of the
+same name without ``_async`` wrap them for scripts and notebooks.
+
+Library use::
+
+    from cosdoc_certs import load_bundle, rotation
+    target = rotation.Target("testkommune", windows=options, svarut=svarut_target)
+    bundle = load_bundle(["pair.pfx", "ssl.pfx"], password)
+    rplan = rotation.plan(target, bundle)          # read it first: print(rplan)
+    result = rotation.apply(rplan)                 # ApplyError (rolled back) on failure
+    report = rotation.verify(target, result.journal_path)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import datetime as dt
+import functools
+import html
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from cosdoc_certs import svarut
+from cosdoc_certs._aio import run_sync
+from cosdoc_certs.certs import CertificateBundle
+from cosdoc_certs.consumers import COSDOC_CATALOG, Consumer
+from cosdoc_certs.errors import ApplyError, CosDocCertsError, InputError
+from cosdoc_certs.facts import DEFAULT_WARN_DAYS, WindowsFacts
+from cosdoc_certs.findings import Finding, Severity, worst
+from cosdoc_certs.inventory import Customer
+from cosdoc_certs.journal import Journal, Outcome, StepStatus, latest_journal
+from cosdoc_certs.plan import Plan
+from cosdoc_certs.status import StatusReport, gather, status
+from cosdoc_certs.windows.connection import (
+    ConnectionOptions,
+    PoolFactory,
+    WindowsHost,
+    default_pool,
+)
+from cosdoc_certs.windows.gather import BindingFact
+
+if TYPE_CHECKING:
+    from cosdoc_certs.lab.runner import ConnectionInfo
+    from cosdoc_certs.windows.apply import WindowsApplyResult
+    from cosdoc_certs.windows.verify import WindowsVerifyReport
+
+__all__ = [
+    "JOURNAL_KIND",
+    "InstallationStatus",
+    "RotationPlan",
+    "RotationResult",
+    "RotationVerifyReport",
+    "Target",
+    "apply",
+    "apply_async",
+    "endpoint_map",
+    "lab_target",
+    "plan",
+    "plan_async",
+    "rollback",
+    "rollback_async",
+    "status_many",
+    "status_many_async",
+    "verify",
+    "verify_async",
+]
+
+logger = logging.getLogger(__name__)
+
+JOURNAL_KIND = "rotation"
+MAX_THREADS = 32
+
+T = TypeVar("T")
+Progress = Callable[[str], None]
+TlsAddress = Callable[[BindingFact], tuple[str, int]]
+
+
+def _quiet(_: str) -> None:
+    """The default progress callback: nothing."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """One customer installation: its Windows server, consumers and (optionally) SvarUT host.
+
+    ``tls_address`` maps an HTTPS binding to where its TLS handshake connects (default: the
+    Windows server's name and the binding's port). ``pool_factory`` replaces how PowerShell
+    sessions are opened (tests inject wrapped pools).
+    """
+
+    name: str
+    windows: ConnectionOptions | None = None
+    svarut: svarut.SvarutTarget | None = None
+    consumers: tuple[Consumer, ...] = COSDOC_CATALOG
+    tls_address: TlsAddress | None = field(default=None, compare=False, repr=False)
+    pool_factory: PoolFactory = field(default=default_pool, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.windows is None and self.svarut is None:
+            raise InputError(
+                f"installation {self.name!r} has neither a Windows server nor a SvarUT host",
+                "give --host (the Windows server) and/or --svarut-host",
+            )
+
+    @classmethod
+    def from_customer(cls, customer: Customer, *, password: str | None = None) -> Target:
+        """The target of an inventory customer (the WinRM password from its env var)."""
+        return cls(
+            customer.name,
+            windows=customer.windows.options(password) if customer.windows else None,
+            svarut=customer.svarut.target() if customer.svarut else None,
+            consumers=customer.consumers(),
+        )
+
+    @property
+    def windows_host(self) -> str | None:
+        """The Windows server's name as given (the host of its plan changes and journal)."""
+        return self.windows.server if self.windows else None
+
+    def open_windows(self) -> WindowsHost:
+        """A new PowerShell-remoting session to the Windows server (use ``with``)."""
+        if self.windows is None:
+            raise InputError(f"{self.name} has no Windows server", "give --host")
+        return WindowsHost(self.windows, pool_factory=self.pool_factory)
+
+
+def endpoint_map(mapping: Mapping[str, str]) -> TlsAddress:
+    """A ``tls_address`` from ``{"ip:port": "host:port"}`` (``*:port`` matches any IP)."""
+
+    def address(binding: BindingFact) -> tuple[str, int]:
+        found = mapping.get(f"{binding.ip}:{binding.port}") or mapping.get(f"*:{binding.port}")
+        if found is None:
+            raise InputError(
+                f"no TLS address known for the binding {binding.binding_information}",
+                "add it to the endpoint map",
+            )
+        host, _, port = found.rpartition(":")
+        return host, int(port)
+
+    return address
+
+
+def lab_target(info: ConnectionInfo, *, name: str = "lab") -> Target:
+    """The :class:`Target` of a running lab (its WinRM endpoint, SvarUT host, TLS listeners)."""
+    return Target(
+        name,
+        windows=info.options(),
+        svarut=info.svarut.target() if info.svarut else None,
+        tls_address=endpoint_map(info.tls_endpoints),
+    )
+
+
+# -- plan ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RotationPlan:
+    """What rotating ``bundle`` into the installation changes, on each host.
+
+    ``windows`` is the Windows engine's plan (with the facts it was made from), ``svarut``
+    the SvarUT plan; :attr:`plan` is both as one :class:`~cosdoc_certs.plan.Plan`.
+    """
+
+    target: Target
+    bundle: CertificateBundle = field(repr=False)
+    windows: Plan | None
+    windows_facts: WindowsFacts | None = field(repr=False)
+    svarut: svarut.SvarutPlan | None
+    svarut_note: str | None = None
+
+    @property
+    def plan(self) -> Plan:
+        """The whole installation's plan: the Windows changes, then the SvarUT ones."""
+        changes = (self.windows.changes if self.windows else ()) + (
+            self.svarut.plan.changes if self.svarut else ()
+        )
+        return Plan(changes, title=self.title)
+
+    @property
+    def title(self) -> str:
+        """What is rotated into which installation."""
+        roles = ", ".join(
+            f"{info.role} {info.thumbprint}" for info in self.bundle.certificates if info.role
+        )
+        return f"Rotation of {self.target.name}: {roles}"
+
+    @property
+    def is_empty(self) -> bool:
+        """True when applying would change nothing on any host."""
+        return self.plan.is_empty
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form: the whole plan and which host each part concerns."""
+        return {
+            "target": self.target.name,
+            "windows_host": self.target.windows_host,
+            "svarut_host": self.target.svarut.ssh.host if self.target.svarut else None,
+            "svarut_note": self.svarut_note,
+            **self.plan.to_dict(),
+        }
+
+    def to_text(self) -> str:
+        """The plan for a terminal, with diffs."""
+        text = self.plan.to_text()
+        return f"{text}\nSvarUT: {self.svarut_note}" if self.svarut_note else text
+
+    def __str__(self) -> str:
+        return self.to_text()
+
+    def __repr__(self) -> str:
+        whole = self.plan
+        return (
+            f"<RotationPlan {self.target.name}: {len(whole.actions)} change(s), "
+            f"{len(whole.noops)} no-op(s)>"
+        )
+
+    def _repr_html_(self) -> str:
+        return self.plan._repr_html_()
+
+
+async def plan_async(
+    target: Target, bundle: CertificateBundle, *, now: dt.datetime | None = None
+) -> RotationPlan:
+    """Gather the Windows server and the SvarUT host at once and plan the rotation."""
+    windows = _in_thread(_plan_windows, target, bundle, now) if target.windows else _no_windows()
+    new_ssl, note = _new_ssl(target, bundle)
+    svarut_plan = (
+        svarut.plan_async(target.svarut, new_ssl, today=now.date() if now else None)
+        if target.svarut and new_ssl
+        else _none()
+    )
+    (windows_plan, facts), splan = await asyncio.gather(windows, svarut_plan)
+    return RotationPlan(target, bundle, windows_plan, facts, splan, note)
+
+
+def _new_ssl(
+    target: Target, bundle: CertificateBundle
+) -> tuple[svarut.NewCertificate | None, str | None]:
+    """The SSL certificate for SvarUT, or None and why SvarUT is left alone."""
+    if target.svarut is None:
+        return None, None
+    if bundle.ssl is None:
+        return None, "the files hold no SSL certificate; the SvarUT host is left as it is"
+    return svarut.NewCertificate.from_bundle(bundle), None
+
+
+def _plan_windows(
+    target: Target, bundle: CertificateBundle, now: dt.datetime | None
+) -> tuple[Plan, WindowsFacts]:
+    from cosdoc_certs.windows.planning import plan_windows
+
+    with target.open_windows() as host:
+        facts = gather(host, target.consumers)
+    assert target.windows_host is not None
+    wplan = plan_windows(facts, bundle, target.consumers, host=target.windows_host, now=now)
+    return wplan, facts
+
+
+# -- apply -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RotationResult:
+    """How a run ended on each host, and where its journals are."""
+
+    target: str
+    outcome: Outcome
+    journal_path: Path
+    windows: WindowsApplyResult | None
+    svarut: svarut.RunResult | None
+    message: str = ""
+    seconds: float = 0.0
+
+    @property
+    def run_id(self) -> str:
+        """The run's id (its journal's file name without ``.json``)."""
+        return self.journal_path.stem
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form."""
+        return {
+            "target": self.target,
+            "run_id": self.run_id,
+            "outcome": str(self.outcome),
+            "journal": str(self.journal_path),
+            "message": self.message,
+            "seconds": round(self.seconds, 3),
+            "windows": self.windows.to_dict() if self.windows else None,
+            "svarut": self.svarut.to_dict() if self.svarut else None,
+        }
+
+    def __str__(self) -> str:
+        lines = [f"{self.target}: {self.outcome} — {self.message} (run {self.run_id})"]
+        lines += [f"  {part}" for part in (self.windows, self.svarut) if part is not None]
+        lines.append(f"  journal {self.journal_path}")
+        return "\n".join(lines)
+
+
+async def apply_async(
+    rplan: RotationPlan, *, journal_dir: Path | None = None, progress: Progress | None = None
+) -> RotationResult:
+    """Apply a plan: Windows, then SvarUT; a failure leaves every host as it was.
+
+    Raises :class:`~cosdoc_certs.errors.ApplyError` when a phase failed (``rolled_back``
+    says whether every host was restored).
+    """
+    say = progress or _quiet
+    started = time.perf_counter()
+    target = rplan.target
+    journal = Journal.start(
+        kind=JOURNAL_KIND,
+        host=target.name,
+        old_thumbprint=None,
+        new_thumbprint=None,
+        directory=journal_dir,
+        context=_journal_context(rplan),
+    )
+    windows_result = None
+    if rplan.windows is not None and not rplan.windows.is_empty:
+        windows_result = await _windows_phase(rplan, journal, journal_dir, say)
+    svarut_result = None
+    if rplan.svarut is not None:
+        svarut_result = await _svarut_phase(rplan, journal, journal_dir, say, windows_result)
+    message = _applied_message(windows_result, svarut_result)
+    outcome = Outcome.APPLIED if windows_result or svarut_result else Outcome.NOTHING_TO_DO
+    journal.finish(outcome, message)
+    return RotationResult(
+        target.name,
+        outcome,
+        journal.path,
+        windows_result,
+        svarut_result,
+        message,
+        time.perf_counter() - started,
+    )
+
+
+def _journal_context(rplan: RotationPlan) -> dict[str, Any]:
+    target = rplan.target
+    return {
+        "windows_host": target.windows_host,
+        "svarut_host": target.svarut.ssh.host if target.svarut else None,
+        "thumbprints": {
+            str(info.role): info.thumbprint for info in rplan.bundle.certificates if info.role
+        },
+        "windows_plan": rplan.windows.to_dict() if rplan.windows else None,
+        "svarut_thumbprint": rplan.svarut.new.thumbprint if rplan.svarut else None,
+    }
+
+
+async def _windows_phase(
+    rplan: RotationPlan, journal: Journal, journal_dir: Path | None, say: Progress
+) -> WindowsApplyResult:
+    from cosdoc_certs.windows.apply import apply_windows
+
+    wplan, facts, target = rplan.windows, rplan.windows_facts, rplan.target
+    assert wplan is not None
+    assert facts is not None
+    step = journal.register("windows", host=target.windows_host)
+    say(f"Windows {target.windows_host}: applying {len(wplan.actions)} change(s)")
+
+    def run() -> WindowsApplyResult:
+        with target.open_windows() as host:
+            return apply_windows(
+                host, wplan, rplan.bundle, facts, journal_dir=journal_dir, progress=say
+            )
+
+    try:
+        result = await _in_thread(run)
+    except BaseException as error:
+        _finish_failed(journal, step, error, "the SvarUT host was not touched")
+        raise
+    journal.mark(step, StepStatus.DONE, journal=str(result.journal_path))
+    return result
+
+
+async def _svarut_phase(
+    rplan: RotationPlan,
+    journal: Journal,
+    journal_dir: Path | None,
+    say: Progress,
+    windows_result: WindowsApplyResult | None,
+) -> svarut.RunResult:
+    target, splan = rplan.target, rplan.svarut
+    assert target.svarut is not None
+    assert splan is not None
+    step = journal.register("svarut", host=target.svarut.ssh.host)
+    try:
+        result = await svarut.apply_async(
+            target.svarut, splan, journal_dir=journal_dir, progress=_prefixed("SvarUT", say)
+        )
+    except BaseException as error:
+        if windows_result is None:
+            _finish_failed(journal, step, error, "the Windows server was not changed")
+            raise
+        raise await _undo_windows_after(rplan, journal, step, error, windows_result, say) from (
+            error
+        )
+    journal.mark(step, StepStatus.DONE, journal=str(result.journal_path))
+    return result
+
+
+async def _undo_windows_after(
+    rplan: RotationPlan,
+    journal: Journal,
+    step: int,
+    error: BaseException,
+    windows_result: WindowsApplyResult,
+    say: Progress,
+) -> BaseException:
+    """Roll the Windows host back after the SvarUT phase failed; what to raise."""
+    problem = _problem(error)
+    svarut_restored = not isinstance(error, ApplyError) or error.rolled_back
+    journal.mark(step, StepStatus.FAILED, error=problem)
+    say(f"SvarUT failed ({problem}); rolling back the Windows server too")
+    try:
+        await _in_thread(_rollback_windows, rplan.target, Journal.load(windows_result.journal_path))
+    except Exception as rollback_error:
+        journal.finish(Outcome.ROLLBACK_FAILED, f"{problem}; Windows rollback: {rollback_error}")
+        return ApplyError(
+            f"{rplan.target.name}: SvarUT failed ({problem}) and rolling back the Windows "
+            f"server failed too ({_problem(rollback_error)})",
+            f"read the journals linked from {journal.path}, then run rollback again",
+            rolled_back=False,
+        )
+    journal.mark(_index_of(journal, "windows"), StepStatus.UNDONE)
+    if not svarut_restored:
+        journal.finish(Outcome.ROLLBACK_FAILED, problem)
+        return ApplyError(
+            f"{rplan.target.name}: SvarUT failed and its rollback failed: {problem}; "
+            "the Windows server was rolled back",
+            f"restore SvarUT with the journal linked from {journal.path}",
+            rolled_back=False,
+        )
+    journal.finish(Outcome.ROLLED_BACK, problem)
+    if not isinstance(error, Exception):  # Ctrl-C: restored, now stop
+        return error
+    return ApplyError(
+        f"{rplan.target.name}: SvarUT failed, so both hosts were rolled back: {problem}",
+        f"fix the cause and run apply again (run {journal.path.stem})",
+    )
+
+
+def _finish_failed(journal: Journal, step: int, error: BaseException, untouched: str) -> None:
+    problem = _problem(error)
+    journal.mark(step, StepStatus.FAILED, error=problem)
+    restored = not isinstance(error, ApplyError) or error.rolled_back
+    outcome = Outcome.ROLLED_BACK if restored else Outcome.ROLLBACK_FAILED
+    journal.finish(outcome, f"{problem}; {untouched}")
+
+
+def _index_of(journal: Journal, name: str) -> int:
+    return next(index for index, step in enumerate(journal.steps) if step["name"] == name)
+
+
+def _applied_message(
+    windows_result: WindowsApplyResult | None, svarut_result: svarut.RunResult | None
+) -> str:
+    parts = []
+    if windows_result is not None:
+        parts.append("Windows server rotated")
+    if svarut_result is not None:
+        parts.append(f"SvarUT: {svarut_result.message}")
+    return "; ".join(parts) or "nothing to do"
+
+
+# -- verify ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RotationVerifyReport:
+    """The verification of each host of the installation."""
+
+    target: str
+    windows: WindowsVerifyReport | None
+    svarut: svarut.VerifyReport | None
+
+    @property
+    def findings(self) -> tuple[Finding, ...]:
+        """Every host's findings."""
+        return tuple(
+            finding
+            for report in (self.windows, self.svarut)
+            if report is not None
+            for finding in report.findings
+        )
+
+    @property
+    def worst(self) -> Severity | None:
+        """The worst finding's severity."""
+        return worst(self.findings)
+
+    @property
+    def ok(self) -> bool:
+        """True when no host has an error."""
+        return all(report.ok for report in (self.windows, self.svarut) if report is not None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form."""
+        return {
+            "target": self.target,
+            "ok": self.ok,
+            "windows": self.windows.to_dict() if self.windows else None,
+            "svarut": self.svarut.to_dict() if self.svarut else None,
+        }
+
+    def to_text(self) -> str:
+        """Each host's report under one verdict."""
+        verdict = "verified" if self.ok else "NOT verified"
+        parts = [f"{self.target}: {verdict}"]
+        parts += [report.to_text() for report in (self.windows, self.svarut) if report]
+        return "\n".join(parts)
+
+    def __str__(self) -> str:
+        return self.to_text()
+
+    def __repr__(self) -> str:
+        return f"<RotationVerifyReport {self.target} ok={self.ok} {len(self.findings)} finding(s)>"
+
+    def _repr_html_(self) -> str:
+        return f"<pre>{html.escape(self.to_text())}</pre>"
+
+
+async def verify_async(
+    target: Target,
+    run: RotationPlan | Journal | Path | str | None = None,
+    *,
+    journal_dir: Path | None = None,
+) -> RotationVerifyReport:
+    """Re-gather both hosts and check the run's plan took effect (default: the latest run)."""
+    windows_plan, expected_ssl = _planned(target, run, journal_dir)
+    windows = (
+        _in_thread(_verify_windows, target, windows_plan)
+        if target.windows and windows_plan is not None
+        else _none()
+    )
+    svarut_report = svarut.verify_async(target.svarut, expected_ssl) if target.svarut else _none()
+    windows_report, svarut_result = await asyncio.gather(windows, svarut_report)
+    return RotationVerifyReport(target.name, windows_report, svarut_result)
+
+
+def _planned(
+    target: Target, run: RotationPlan | Journal | Path | str | None, journal_dir: Path | None
+) -> tuple[Plan | None, str | None]:
+    """The Windows plan and the SvarUT thumbprint of a plan or a run's journal."""
+    if isinstance(run, RotationPlan):
+        return run.windows, run.svarut.new.thumbprint if run.svarut else None
+    journal = _journal_for(target, run, journal_dir)
+    document = journal.context.get("windows_plan")
+    return (
+        Plan.from_dict(document) if document else None,
+        journal.context.get("svarut_thumbprint"),
+    )
+
+
+def _verify_windows(target: Target, windows_plan: Plan) -> WindowsVerifyReport:
+    from cosdoc_certs.windows.verify import verify_windows
+
+    with target.open_windows() as host:
+        return verify_windows(host, windows_plan, target.consumers, tls_address=target.tls_address)
+
+
+# -- rollback --------------------------------------------------------------------------------
+
+
+async def rollback_async(
+    target: Target,
+    journal: Journal | Path | str | None = None,
+    *,
+    journal_dir: Path | None = None,
+    progress: Progress | None = None,
+) -> RotationResult:
+    """Undo a finished run on every host it changed, SvarUT first (default: the latest run)."""
+    say = progress or _quiet
+    started = time.perf_counter()
+    run = _journal_for(target, journal, journal_dir)
+    steps = {step["name"]: step for step in run.steps_to_undo()}
+    svarut_result = windows_result = None
+    try:
+        if "svarut" in steps and steps["svarut"]["details"].get("journal"):
+            if target.svarut is None:
+                raise InputError(f"run {run.path.stem} changed SvarUT", "give --svarut-host too")
+            svarut_result = await svarut.rollback_async(
+                target.svarut,
+                steps["svarut"]["details"]["journal"],
+                progress=_prefixed("SvarUT", say),
+            )
+            run.mark(steps["svarut"]["index"], StepStatus.UNDONE)
+        if "windows" in steps and steps["windows"]["details"].get("journal"):
+            say(f"Windows {target.windows_host}: rolling back")
+            child = Journal.load(steps["windows"]["details"]["journal"])
+            windows_result = await _in_thread(_rollback_windows, target, child)
+            run.mark(steps["windows"]["index"], StepStatus.UNDONE)
+    except Exception as error:
+        run.finish(Outcome.ROLLBACK_FAILED, f"rollback: {_problem(error)}")
+        raise
+    message = "rolled back" if (svarut_result or windows_result) else "nothing left to undo"
+    run.finish(Outcome.ROLLED_BACK, message)
+    return RotationResult(
+        target.name,
+        Outcome.ROLLED_BACK,
+        run.path,
+        windows_result,
+        svarut_result,
+        message,
+        time.perf_counter() - started,
+    )
+
+
+def _rollback_windows(target: Target, child: Journal) -> WindowsApplyResult:
+    from cosdoc_certs.windows.apply import rollback_windows
+
+    with target.open_windows() as host:
+        return rollback_windows(host, child)
+
+
+def _journal_for(
+    target: Target, journal: Journal | Path | str | None, journal_dir: Path | None
+) -> Journal:
+    if isinstance(journal, Journal):
+        run = journal
+    elif journal is not None:
+        run = Journal.load(journal)
+    else:
+        run = latest_journal(journal_dir, host=target.name, kind=JOURNAL_KIND)
+    if run.kind != JOURNAL_KIND:
+        raise InputError(
+            f"{run.path} is a {run.kind} journal, not a rotation run",
+            "give the run journal that apply printed (cosdoc-certs apply)",
+        )
+    if run.host != target.name:
+        raise InputError(
+            f"{run.path} is a run on {run.host}, not on {target.name}",
+            "give the matching installation (--customer or --name)",
+        )
+    return run
+
+
+# -- fleet status ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InstallationStatus:
+    """One installation's status: the Windows report and SvarUT facts, or why they are missing."""
+
+    target: str
+    windows: StatusReport | None = None
+    svarut: svarut.SvarutFacts | None = None
+    errors: tuple[str, ...] = ()
+
+    @property
+    def worst(self) -> Severity | None:
+        """The worst severity found; an unreachable host counts as an error."""
+        if self.errors:
+            return Severity.ERROR
+        return self.windows.worst if self.windows else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form."""
+        return {
+            "target": self.target,
+            "worst": str(self.worst) if self.worst else None,
+            "errors": list(self.errors),
+            "windows": self.windows.to_dict() if self.windows else None,
+            "svarut": self.svarut.to_dict() if self.svarut else None,
+        }
+
+    def summary(self) -> str:
+        """One line: worst finding, SvarUT's served certificate, errors."""
+        parts = [f"{self.target}: {self.worst or 'ok'}"]
+        if self.windows is not None:
+            parts.append(f"{len(self.windows.findings)} finding(s) on {self.windows.address}")
+        if self.svarut is not None:
+            parts.append(f"SvarUT serves {self.svarut.served_thumbprint or 'nothing'}")
+        parts += self.errors
+        return "; ".join(parts)
+
+
+async def status_many_async(
+    targets: Sequence[Target], *, warn_days: int = DEFAULT_WARN_DAYS
+) -> list[InstallationStatus]:
+    """The status of every installation at once (one thread per Windows server)."""
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(
+        concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(len(targets), MAX_THREADS)))
+    )
+    return list(await asyncio.gather(*(_status_one(t, warn_days) for t in targets)))
+
+
+async def _status_one(target: Target, warn_days: int) -> InstallationStatus:
+    windows = (
+        _in_thread(
+            functools.partial(status, pool_factory=target.pool_factory, warn_days=warn_days),
+            target.windows,
+            target.consumers,
+        )
+        if target.windows
+        else _none()
+    )
+    facts = svarut.status_async(target.svarut) if target.svarut else _none()
+    report, svarut_facts = await asyncio.gather(windows, facts, return_exceptions=True)
+    errors = tuple(
+        f"{where}: {_problem(result)}"
+        for where, result in (("Windows", report), ("SvarUT", svarut_facts))
+        if isinstance(result, CosDocCertsError)
+    )
+    for result in (report, svarut_facts):
+        if isinstance(result, BaseException) and not isinstance(result, CosDocCertsError):
+            raise result
+    return InstallationStatus(
+        target.name,
+        report if isinstance(report, StatusReport) else None,
+        svarut_facts if isinstance(svarut_facts, svarut.SvarutFacts) else None,
+        errors,
+    )
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+async def _in_thread(function: Callable[..., T], *args: Any) -> T:
+    """Run blocking PowerShell-remoting work in a thread of the loop's executor."""
+    return await asyncio.get_running_loop().run_in_executor(None, function, *args)
+
+
+async def _none() -> None:
+    """Stands in for a host the installation does not have."""
+
+
+async def _no_windows() -> tuple[None, None]:
+    """Stands in for the Windows plan of an installation without a Windows server."""
+    return None, None
+
+
+def _prefixed(prefix: str, say: Progress) -> Progress:
+    return lambda message: say(f"{prefix}: {message}")
+
+
+def _problem(error: BaseException) -> str:
+    return error.problem if isinstance(error, CosDocCertsError) else str(error) or repr(error)
+
+
+# -- synchronous wrappers --------------------------------------------------------------------
+
+
+def plan(
+    target: Target, bundle: CertificateBundle, *, now: dt.datetime | None = None
+) -> RotationPlan:
+    """Synchronous :func:`plan_async`."""
+    return run_sync(plan_async(target, bundle, now=now))
+
+
+def apply(
+    rplan: RotationPlan, *, journal_dir: Path | None = None, progress: Progress | None = None
+) -> RotationResult:
+    """Synchronous :func:`apply_async`."""
+    return run_sync(apply_async(rplan, journal_dir=journal_dir, progress=progress))
+
+
+def verify(
+    target: Target,
+    run: RotationPlan | Journal | Path | str | None = None,
+    *,
+    journal_dir: Path | None = None,
+) -> RotationVerifyReport:
+    """Synchronous :func:`verify_async`."""
+    return run_sync(verify_async(target, run, journal_dir=journal_dir))
+
+
+def rollback(
+    target: Target,
+    journal: Journal | Path | str | None = None,
+    *,
+    journal_dir: Path | None = None,
+    progress: Progress | None = None,
+) -> RotationResult:
+    """Synchronous :func:`rollback_async`."""
+    return run_sync(rollback_async(target, journal, journal_dir=journal_dir, progress=progress))
+
+
+def status_many(
+    targets: Sequence[Target], *, warn_days: int = DEFAULT_WARN_DAYS
+) -> list[InstallationStatus]:
+    """Synchronous :func:`status_many_async`."""
+    return run_sync(status_many_async(targets, warn_days=warn_days))
