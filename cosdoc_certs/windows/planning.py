@@ -56,7 +56,7 @@ from cosdoc_certs.plan import Change, ChangeKind, Plan
 from cosdoc_certs.thumbprints import is_invisible
 from cosdoc_certs.windows.gather import BindingFact, IisFacts
 
-__all__ = ["STORE", "plan_windows", "short_thumbprint"]
+__all__ = ["STORE", "http_sys_entry", "plan_windows", "short_thumbprint"]
 
 log = logging.getLogger(__name__)
 
@@ -386,7 +386,7 @@ class _Planner:
             return
         entries: dict[tuple[str, str, int], list[BindingFact]] = {}
         for binding in bindings:
-            entries.setdefault(_http_sys_entry(binding), []).append(binding)
+            entries.setdefault(http_sys_entry(binding), []).append(binding)
         for shared in entries.values():
             self._binding_entry(status.name, iis, shared, new)
 
@@ -552,7 +552,7 @@ def _pool_state(iis: IisFacts | None, pool: str) -> str:
     return "missing"
 
 
-def _http_sys_entry(binding: BindingFact) -> tuple[str, str, int]:
+def http_sys_entry(binding: BindingFact) -> tuple[str, str, int]:
     """The http.sys certificate entry a binding uses: SNI ``host:port`` or ``ip:port``."""
     if binding.sni:
         return ("sni", binding.host.casefold(), binding.port)
