@@ -33,7 +33,7 @@ import functools
 import html
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -44,7 +44,7 @@ from cosdoc_certs.certs import CertificateBundle
 from cosdoc_certs.consumers import COSDOC_CATALOG, Consumer
 from cosdoc_certs.errors import ApplyError, CosDocCertsError, InputError
 from cosdoc_certs.facts import DEFAULT_WARN_DAYS, WindowsFacts
-from cosdoc_certs.findings import Finding, Severity, worst
+from cosdoc_certs.findings import Severity, worst
 from cosdoc_certs.inventory import Customer
 from cosdoc_certs.journal import Journal, Outcome, StepStatus, latest_journal
 from cosdoc_certs.plan import Plan
@@ -55,12 +55,17 @@ from cosdoc_certs.windows.connection import (
     WindowsHost,
     default_pool,
 )
-from cosdoc_certs.windows.gather import BindingFact
+from cosdoc_certs.windows.planning import plan_windows
+from cosdoc_certs.windows.verify import (
+    TlsAddress,
+    WindowsVerifyReport,
+    endpoint_map,
+    verify_windows,
+)
 
 if TYPE_CHECKING:
     from cosdoc_certs.lab.runner import ConnectionInfo
     from cosdoc_certs.windows.apply import WindowsApplyResult
-    from cosdoc_certs.windows.verify import WindowsVerifyReport
 
 __all__ = [
     "JOURNAL_KIND",
@@ -90,7 +95,6 @@ MAX_THREADS = 32
 
 T = TypeVar("T")
 Progress = Callable[[str], None]
-TlsAddress = Callable[[BindingFact], tuple[str, int]]
 
 
 def _quiet(_: str) -> None:
@@ -140,22 +144,6 @@ class Target:
         if self.windows is None:
             raise InputError(f"{self.name} has no Windows server", "give --host")
         return WindowsHost(self.windows, pool_factory=self.pool_factory)
-
-
-def endpoint_map(mapping: Mapping[str, str]) -> TlsAddress:
-    """A ``tls_address`` from ``{"ip:port": "host:port"}`` (``*:port`` matches any IP)."""
-
-    def address(binding: BindingFact) -> tuple[str, int]:
-        found = mapping.get(f"{binding.ip}:{binding.port}") or mapping.get(f"*:{binding.port}")
-        if found is None:
-            raise InputError(
-                f"no TLS address known for the binding {binding.binding_information}",
-                "add it to the endpoint map",
-            )
-        host, _, port = found.rpartition(":")
-        return host, int(port)
-
-    return address
 
 
 def lab_target(info: ConnectionInfo, *, name: str = "lab") -> Target:
@@ -265,8 +253,6 @@ def _new_ssl(
 def _plan_windows(
     target: Target, bundle: CertificateBundle, now: dt.datetime | None
 ) -> tuple[Plan, WindowsFacts]:
-    from cosdoc_certs.windows.planning import plan_windows
-
     with target.open_windows() as host:
         facts = gather(host, target.consumers)
     assert target.windows_host is not None
@@ -494,19 +480,11 @@ class RotationVerifyReport:
     svarut: svarut.VerifyReport | None
 
     @property
-    def findings(self) -> tuple[Finding, ...]:
-        """Every host's findings."""
-        return tuple(
-            finding
-            for report in (self.windows, self.svarut)
-            if report is not None
-            for finding in report.findings
-        )
-
-    @property
     def worst(self) -> Severity | None:
-        """The worst finding's severity."""
-        return worst(self.findings)
+        """ERROR when a check failed on any host, else the worst SvarUT finding."""
+        if not self.ok:
+            return Severity.ERROR
+        return worst(self.svarut.findings) if self.svarut else None
 
     @property
     def ok(self) -> bool:
@@ -533,7 +511,7 @@ class RotationVerifyReport:
         return self.to_text()
 
     def __repr__(self) -> str:
-        return f"<RotationVerifyReport {self.target} ok={self.ok} {len(self.findings)} finding(s)>"
+        return f"<RotationVerifyReport {self.target} ok={self.ok}>"
 
     def _repr_html_(self) -> str:
         return f"<pre>{html.escape(self.to_text())}</pre>"
@@ -572,8 +550,6 @@ def _planned(
 
 
 def _verify_windows(target: Target, windows_plan: Plan) -> WindowsVerifyReport:
-    from cosdoc_certs.windows.verify import verify_windows
-
     with target.open_windows() as host:
         return verify_windows(host, windows_plan, target.consumers, tls_address=target.tls_address)
 

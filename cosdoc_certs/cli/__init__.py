@@ -1,43 +1,105 @@
-"""The ``cosdoc-certs`` command line: a thin layer over the library, one module per command."""
+"""The ``cosdoc-certs`` command line: a thin layer over the library, one module per command.
+
+Command modules are imported only when their command runs (``cosdoc-certs --help`` lists
+them from :data:`COMMANDS` without importing any), so the help and small commands start fast
+even though the lab and the remoting clients are heavy to import.
+"""
 
 from __future__ import annotations
+
+import importlib
+import logging
 
 import click
 
 from cosdoc_certs import __version__
 from cosdoc_certs.cli._common import EXIT_CODES_HELP
 
+# name -> ("module[:attribute]" of the click command (default attribute `command`), the
+# one-line help `cosdoc-certs --help` shows; tests check it matches the command's own help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("cosdoc_certs.cli.demo", "Rotate a whole installation in the built-in lab."),
+    "inspect": ("cosdoc_certs.cli.inspect", "Show the certificates in PFX/P12, PEM or DER files."),
+    "export-public": (
+        "cosdoc_certs.cli.export_public",
+        "Write the public certificates as PEM/DER.",
+    ),
+    "make-test-certs": ("cosdoc_certs.cli.make_test_certs", "Write test certificates to a folder."),
+    "status": ("cosdoc_certs.cli.status", "Show what every consumer uses and what is wrong."),
+    "plan": (
+        "cosdoc_certs.cli.rotate:plan_command",
+        "Show what rotating the new certificates would change.",
+    ),
+    "apply": (
+        "cosdoc_certs.cli.rotate:apply_command",
+        "Rotate the installation: Windows, then SvarUT.",
+    ),
+    "verify": (
+        "cosdoc_certs.cli.rotate:verify_command",
+        "Check that a rotation took effect on every host.",
+    ),
+    "rollback": (
+        "cosdoc_certs.cli.rotate:rollback_command",
+        "Undo a rotation on every host it changed.",
+    ),
+    "inventory": ("cosdoc_certs.cli.inventory", "Check an inventory; status of every customer."),
+    "svarut": ("cosdoc_certs.cli.svarut", "The SvarUT host's nginx certificate over SSH."),
+    "lab": ("cosdoc_certs.cli.lab", "Run a simulated CosDoc server on 127.0.0.1."),
+}
 
-@click.group(epilog=EXIT_CODES_HELP)
+# Their DEBUG output shows raw PSRP messages, including the parameters' values.
+_QUIET_LIBRARIES = ("pypsrp", "psrpcore", "asyncssh")
+_VERBOSITY = {0: logging.WARNING, 1: logging.INFO}
+
+
+class LazyGroup(click.Group):
+    """A click group that imports a command's module only when that command is used."""
+
+    def __init__(self, *args: object, lazy: dict[str, tuple[str, str]], **kwargs: object):
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.lazy = lazy
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Every command, in the order of :data:`COMMANDS`, then any added eagerly."""
+        return list(self.lazy) + [
+            name for name in super().list_commands(ctx) if name not in self.lazy
+        ]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """The command, importing its module on first use."""
+        if cmd_name in self.commands or cmd_name not in self.lazy:
+            return super().get_command(ctx, cmd_name)
+        module_name, _, attribute = self.lazy[cmd_name][0].partition(":")
+        command = getattr(importlib.import_module(module_name), attribute or "command")
+        self.add_command(command, cmd_name)
+        return command  # type: ignore[no-any-return]
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """List the commands with their one-line help, without importing them."""
+        rows = [(name, short) for name, (_, short) in self.lazy.items()]
+        rows += [
+            (name, command.get_short_help_str())
+            for name, command in self.commands.items()
+            if name not in self.lazy
+        ]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+def configure_logging(verbose: int) -> None:
+    """Our loggers at WARNING, INFO (-v) or DEBUG (-vv); the remoting libraries never DEBUG."""
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("cosdoc_certs").setLevel(_VERBOSITY.get(verbose, logging.DEBUG))
+    for name in _QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@click.group(cls=LazyGroup, lazy=COMMANDS, epilog=EXIT_CODES_HELP)
 @click.version_option(__version__, prog_name="cosdoc-certs")
-def main() -> None:
+@click.option("-v", "--verbose", count=True, help="Log what is done (-vv: in detail) on stderr.")
+def main(verbose: int) -> None:
     """Rotate the certificates of a CosDoc installation: inspect, plan, apply, verify, roll back.
 
     Start with `cosdoc-certs demo` to see a whole rotation against the built-in lab.
     """
-
-
-# Each command module registers itself on `main` when imported.
-# Convention: cosdoc_certs/cli/<name>.py defines `command` (a click.Command or Group) and is
-# listed here; modules import nothing from this file, so there is no import cycle.
-from cosdoc_certs.cli import inspect as _inspect  # noqa: E402
-
-main.add_command(_inspect.command)
-from cosdoc_certs.cli import export_public as _export_public  # noqa: E402
-
-main.add_command(_export_public.command)
-from cosdoc_certs.cli import make_test_certs as _make_test_certs  # noqa: E402
-
-main.add_command(_make_test_certs.command)
-from cosdoc_certs.cli import demo as _demo  # noqa: E402
-
-main.add_command(_demo.command)
-from cosdoc_certs.cli import lab as _lab  # noqa: E402
-
-main.add_command(_lab.command)
-from cosdoc_certs.cli import status as _status  # noqa: E402
-
-main.add_command(_status.command)
-from cosdoc_certs.cli import svarut as _svarut  # noqa: E402
-
-main.add_command(_svarut.command)
+    configure_logging(verbose)

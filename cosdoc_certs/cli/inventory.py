@@ -1,0 +1,85 @@
+"""``cosdoc-certs inventory check|status FILE``: the customers of an inventory file.
+
+``check`` validates the file and lists each customer's hosts (no connection is made);
+``status`` runs ``status`` on every customer's Windows server and SvarUT host at once and
+prints one line per customer (``--json`` for monitoring); the exit code follows the worst
+finding over the whole fleet, an unreachable host counting as a problem.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from cosdoc_certs import rotation
+from cosdoc_certs.cli._common import echo_json, exit_code_for, json_option, reports_errors
+from cosdoc_certs.facts import DEFAULT_WARN_DAYS
+from cosdoc_certs.inventory import Customer, load_inventory
+
+_FILE = click.argument("inventory", type=click.Path(exists=True, dir_okay=False))
+
+
+@click.group("inventory")
+def command() -> None:
+    """Check an inventory of customers and their hosts; the status of every customer at once."""
+
+
+@command.command("check")
+@_FILE
+@json_option
+@reports_errors
+def check_command(inventory: str, as_json: bool) -> None:
+    """Validate the inventory file and list each customer's hosts (connects to nothing)."""
+    loaded = load_inventory(inventory)
+    if as_json:
+        echo_json({"inventory": str(loaded.path), "customers": [_row(c) for c in loaded.customers]})
+        return
+    click.echo(f"{loaded.path}: {len(loaded.customers)} customer(s), valid")
+    for customer in loaded.customers:
+        row = _row(customer)
+        click.echo(
+            f"  {row['customer']}: Windows {row['windows'] or '-'}, SvarUT {row['svarut'] or '-'}"
+            + (f", deviations {row['consumers']}" if row["consumers"] else "")
+        )
+
+
+@command.command("status")
+@_FILE
+@click.option("--customer", "customers", multiple=True, help="Only these customers (repeatable).")
+@click.option(
+    "--warn-days",
+    type=click.IntRange(0),
+    default=DEFAULT_WARN_DAYS,
+    show_default=True,
+    help="Warn about certificates expiring within this many days.",
+)
+@json_option
+@reports_errors
+def status_command(
+    inventory: str, customers: tuple[str, ...], warn_days: int, as_json: bool
+) -> None:
+    """The status of every customer at once: worst finding, SvarUT certificate, errors.
+
+    WinRM passwords come from each customer's password_env variable.
+    """
+    loaded = load_inventory(inventory)
+    chosen = [loaded.customer(name) for name in customers] or list(loaded.customers)
+    targets = [rotation.Target.from_customer(customer) for customer in chosen]
+    results = rotation.status_many(targets, warn_days=warn_days)
+    if as_json:
+        echo_json([result.to_dict() for result in results])
+    else:
+        for result in results:
+            click.echo(result.summary())
+    sys.exit(exit_code_for(max((r.worst for r in results if r.worst is not None), default=None)))
+
+
+def _row(customer: Customer) -> dict[str, str | None]:
+    windows, svarut = customer.windows, customer.svarut
+    return {
+        "customer": customer.name,
+        "windows": f"{windows.host} ({windows.auth})" if windows else None,
+        "svarut": f"{svarut.user + '@' if svarut.user else ''}{svarut.host}" if svarut else None,
+        "consumers": str(customer.consumers_file) if customer.consumers_file else None,
+    }

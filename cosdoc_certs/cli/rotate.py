@@ -1,0 +1,428 @@
+"""``cosdoc-certs plan|apply|verify|rollback``: rotate a whole installation, Windows and SvarUT.
+
+Thin commands over :mod:`cosdoc_certs.rotation`. The installation is given either by options
+(``--host`` and the WinRM options ``status`` has, ``--svarut-host`` and the SSH options) or by
+``--inventory FILE --customer NAME``. The new certificates come from ``--pfx`` files, their
+password from ``--password-env VAR`` or a prompt. ``apply`` shows the plan and asks before it
+changes anything (``--yes`` skips the question; without a terminal ``--yes`` is required),
+then verifies. Progress goes to stderr, results to stdout (``--json`` for scripts).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from click.core import ParameterSource
+from rich.console import Console
+
+from cosdoc_certs import rotation
+from cosdoc_certs.cli._common import (
+    echo_json,
+    exit_code_for,
+    json_option,
+    password_env_option,
+    read_password,
+    reports_errors,
+)
+from cosdoc_certs.cli.inspect import load_bundle_asking_password
+from cosdoc_certs.consumers import COSDOC_CATALOG, load_deviations
+from cosdoc_certs.errors import InputError
+from cosdoc_certs.inventory import PASSWORDLESS_AUTHS, load_inventory
+from cosdoc_certs.svarut import SshOptions, SvarutTarget
+from cosdoc_certs.windows.connection import AUTH_METHODS, ConnectionOptions
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_INSTALLATION_OPTIONS = (
+    click.option(
+        "--inventory",
+        type=click.Path(exists=True, dir_okay=False),
+        help=("An inventory TOML file (see docs/inventory.example.toml); use with --customer."),
+    ),
+    click.option("--customer", default=None, help="The customer in --inventory to rotate."),
+    click.option(
+        "--name",
+        default=None,
+        help="A name for the installation in journals "
+        "(default: the customer, else the Windows host).",
+    ),
+    click.option("--host", "server", default=None, help="The CosDoc application server (WinRM)."),
+    click.option(
+        "--port", type=click.IntRange(1, 65535), help="WinRM port [5986 HTTPS, 5985 HTTP]."
+    ),
+    click.option(
+        "--user", "username", default=None, help="Account to connect as, e.g. DOMAIN\\admin."
+    ),
+    click.option(
+        "--winrm-password-env",
+        metavar="VAR",
+        default=None,
+        help="Read the WinRM password from this environment variable (else a prompt).",
+    ),
+    click.option(
+        "--auth",
+        type=click.Choice(AUTH_METHODS),
+        default="negotiate",
+        show_default=True,
+        help="WinRM authentication.",
+    ),
+    click.option(
+        "--ca-bundle",
+        type=click.Path(exists=True, dir_okay=False),
+        help="CA certificate(s) (PEM) to trust for the server's WinRM HTTPS certificate.",
+    ),
+    click.option(
+        "--http",
+        "plain_http",
+        is_flag=True,
+        help="Use HTTP with negotiate/kerberos/ntlm message encryption instead of HTTPS.",
+    ),
+    click.option(
+        "--insecure-http",
+        is_flag=True,
+        help="Plain HTTP, no encryption: the lab or a test VM only.",
+    ),
+    click.option(
+        "--client-cert",
+        type=click.Path(exists=True, dir_okay=False),
+        help="Client certificate (PEM) for --auth certificate.",
+    ),
+    click.option(
+        "--client-key",
+        type=click.Path(exists=True, dir_okay=False),
+        help="Its private key (PEM, unencrypted) for --auth certificate.",
+    ),
+    click.option(
+        "--consumers",
+        "deviations",
+        type=click.Path(dir_okay=False),
+        help="A TOML file of this customer's deviations from the CosDoc catalog.",
+    ),
+    click.option(
+        "--tls-endpoint",
+        "tls_endpoints",
+        multiple=True,
+        metavar="IP:PORT=HOST:PORT",
+        help="Where to check a binding's TLS if not at the server (repeatable; "
+        "`cosdoc-certs lab` prints the lab's).",
+    ),
+    click.option("--svarut-host", default=None, help="The SvarUT Linux host (SSH)."),
+    click.option("--svarut-port", type=int, default=22, show_default=True, help="SSH port."),
+    click.option("--svarut-user", default=None, help="SSH user (default: as ssh would choose)."),
+    click.option(
+        "--svarut-known-hosts",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="known_hosts file for the SvarUT host key (default ~/.ssh/known_hosts).",
+    ),
+    click.option(
+        "--svarut-host-key",
+        default=None,
+        metavar="KEY",
+        help="Accept exactly this SSH host public key instead of known_hosts.",
+    ),
+    click.option(
+        "--svarut-identity",
+        "svarut_identities",
+        multiple=True,
+        type=click.Path(exists=True, dir_okay=False),
+        help="Private key file for the SSH login (repeatable).",
+    ),
+    click.option(
+        "--svarut-jump", default=None, metavar="[USER@]HOST[:PORT]", help="SSH jump host."
+    ),
+    click.option(
+        "--svarut-layout",
+        type=click.Choice(["single", "samdrift"]),
+        default=None,
+        help="single: /usr/containers/svarut; samdrift: /usr/containers/nginx (default: detect).",
+    ),
+    click.option(
+        "--svarut-root",
+        default=None,
+        metavar="PATH",
+        help="The SvarUT compose folder, if not standard.",
+    ),
+    click.option(
+        "--svarut-tls-host",
+        default=None,
+        help="Host for SvarUT's TLS check (default: --svarut-host).",
+    ),
+    click.option(
+        "--svarut-tls-port",
+        type=int,
+        default=443,
+        show_default=True,
+        help="TLS port of SvarUT's nginx.",
+    ),
+    click.option("--svarut-server-name", default=None, help="SNI name for SvarUT's TLS check."),
+)
+
+
+def _installation_options(command: F) -> F:
+    for option in reversed(_INSTALLATION_OPTIONS):
+        command = option(command)
+    return command
+
+
+def _pfx_options(command: F) -> F:
+    command = password_env_option("Read the PFX password from this environment variable.")(command)
+    return click.option(
+        "--pfx",
+        "pfx_files",
+        multiple=True,
+        required=True,
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="The new certificates: PFX/P12 files with their keys (repeat; chain PEM/CER too).",
+    )(command)
+
+
+def _journal_options(command: F) -> F:
+    command = click.option(
+        "--journal",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        default=None,
+        help="The run's journal (default: the latest run on this installation).",
+    )(command)
+    return _journal_dir_option(command)
+
+
+def _journal_dir_option(command: F) -> F:
+    return click.option(
+        "--journal-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Where journals are kept (default $COSDOC_CERTS_JOURNAL_DIR or ~/.local/state).",
+    )(command)
+
+
+def target_from_options(options: dict[str, Any]) -> rotation.Target:
+    """The installation the installation options describe (``options`` is emptied)."""
+    given = dict(options)
+    options.clear()
+    inventory, customer = given.pop("inventory"), given.pop("customer")
+    if inventory or customer:
+        return _from_inventory(inventory, customer, given)
+    server, svarut_host = given["server"], given["svarut_host"]
+    if not server and not svarut_host:
+        raise InputError(
+            "no installation given",
+            "pass --host (and --svarut-host), or --inventory FILE --customer NAME",
+        )
+    consumers = load_deviations(given["deviations"]) if given["deviations"] else COSDOC_CATALOG
+    return rotation.Target(
+        given["name"] or server or svarut_host,
+        windows=_windows_options(given) if server else None,
+        svarut=_svarut_target(given) if svarut_host else None,
+        consumers=consumers,
+        tls_address=_tls_address(given["tls_endpoints"]),
+    )
+
+
+def _from_inventory(
+    inventory: str | None, customer: str | None, given: dict[str, Any]
+) -> rotation.Target:
+    if not (inventory and customer):
+        raise InputError("--inventory and --customer go together", "pass both")
+    context = click.get_current_context()
+    stray = sorted(
+        key
+        for key in given
+        if context.get_parameter_source(key) not in (None, ParameterSource.DEFAULT)
+    )
+    if stray:
+        raise InputError(
+            f"--{stray[0].replace('_', '-')} cannot be combined with --inventory",
+            "change the customer's entry in the inventory instead",
+        )
+    entry = load_inventory(inventory).customer(customer)
+    return rotation.Target.from_customer(entry)
+
+
+def _windows_options(given: dict[str, Any]) -> ConnectionOptions:
+    return ConnectionOptions(
+        server=given["server"],
+        port=given["port"],
+        username=given["username"],
+        password=_winrm_password(given["username"], given["auth"], given["winrm_password_env"]),
+        auth=given["auth"],
+        https=not given["plain_http"],
+        ca_bundle=given["ca_bundle"],
+        insecure_http=given["insecure_http"],
+        client_certificate=given["client_cert"],
+        client_key=given["client_key"],
+    )
+
+
+def _winrm_password(username: str | None, auth: str, password_env: str | None) -> str | None:
+    if password_env:
+        return read_password(password_env, "WinRM password")
+    if username is None or auth in PASSWORDLESS_AUTHS:
+        return None
+    return read_password(None, f"WinRM password for {username}")
+
+
+def _svarut_target(given: dict[str, Any]) -> SvarutTarget:
+    ssh = SshOptions(
+        host=given["svarut_host"],
+        port=given["svarut_port"],
+        username=given["svarut_user"],
+        known_hosts=given["svarut_known_hosts"],
+        pinned_host_key=given["svarut_host_key"],
+        client_keys=tuple(given["svarut_identities"]) or None,
+        jump_host=given["svarut_jump"],
+    )
+    return SvarutTarget(
+        ssh,
+        layout=given["svarut_layout"],
+        root=given["svarut_root"],
+        tls_host=given["svarut_tls_host"],
+        tls_port=given["svarut_tls_port"],
+        server_name=given["svarut_server_name"],
+    )
+
+
+def _tls_address(pairs: tuple[str, ...]) -> rotation.TlsAddress | None:
+    if not pairs:
+        return None
+    mapping = {}
+    for pair in pairs:
+        binding, separator, address = pair.partition("=")
+        if not separator or ":" not in binding or ":" not in address:
+            raise InputError(
+                f"--tls-endpoint {pair!r} is not IP:PORT=HOST:PORT",
+                "e.g. --tls-endpoint 10.0.0.5:443=127.0.0.1:44301",
+            )
+        mapping[binding] = address
+    return rotation.endpoint_map(mapping)
+
+
+def progress_printer(as_json: bool) -> Callable[[str], None]:
+    """Progress lines on stderr (silent with --json)."""
+    err = Console(stderr=True)
+
+    def show(message: str) -> None:
+        if not as_json:
+            err.print(f"  • {message}", highlight=False, soft_wrap=True, markup=False)
+
+    return show
+
+
+def _confirm(question: str, yes: bool, review: str) -> None:
+    """Ask before changing hosts; refuse without a terminal unless ``--yes``."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise InputError(
+            "this changes the installation and there is no terminal to confirm on",
+            f"review `{review}` first, then run again with --yes",
+        )
+    click.confirm(question, abort=True, err=True)
+
+
+@click.command("plan")
+@_installation_options
+@_pfx_options
+@json_option
+@reports_errors
+def plan_command(
+    pfx_files: tuple[Path, ...], password_env: str | None, as_json: bool, **options: Any
+) -> None:
+    """Show what rotating the new certificates into the installation would change.
+
+    Reads the Windows server and the SvarUT host at once and prints every change (with the
+    diffs of the config files) and every consumer that needs nothing, with its reason.
+    Changes nothing.
+    """
+    target = target_from_options(options)
+    bundle = load_bundle_asking_password(list(pfx_files), password_env)
+    rplan = rotation.plan(target, bundle)
+    if as_json:
+        echo_json(rplan.to_dict())
+    else:
+        click.echo(rplan.to_text())
+
+
+@click.command("apply")
+@_installation_options
+@_pfx_options
+@click.option("--yes", is_flag=True, help="Do not ask before changing the installation.")
+@_journal_dir_option
+@json_option
+@reports_errors
+def apply_command(
+    pfx_files: tuple[Path, ...],
+    password_env: str | None,
+    yes: bool,
+    journal_dir: Path | None,
+    as_json: bool,
+    **options: Any,
+) -> None:
+    """Rotate the installation: Windows, then SvarUT; verify; roll back every host on failure.
+
+    Shows the plan and asks first. If the SvarUT part fails after the Windows part
+    succeeded, the Windows server is rolled back too (exit 5; 6 if a rollback failed).
+    """
+    target = target_from_options(options)
+    bundle = load_bundle_asking_password(list(pfx_files), password_env)
+    rplan = rotation.plan(target, bundle)
+    if not as_json:
+        click.echo(rplan.to_text())
+    if not rplan.is_empty:
+        _confirm(f"Apply this plan to {target.name}?", yes, "cosdoc-certs plan")
+    result = rotation.apply(rplan, journal_dir=journal_dir, progress=progress_printer(as_json))
+    report = rotation.verify(target, rplan)
+    if as_json:
+        echo_json({"plan": rplan.to_dict(), "result": result.to_dict(), "verify": report.to_dict()})
+    else:
+        click.echo(str(result))
+        click.echo(report.to_text())
+    sys.exit(exit_code_for(report.worst))
+
+
+@click.command("verify")
+@_installation_options
+@_journal_options
+@json_option
+@reports_errors
+def verify_command(
+    journal: Path | None, journal_dir: Path | None, as_json: bool, **options: Any
+) -> None:
+    """Check that a run took effect: config values, services, pools, TLS on every host.
+
+    Re-reads both hosts and checks what the run planned: each config value holds its new
+    thumbprint, services run, app pools are started, and every HTTPS binding and the SvarUT
+    endpoint serve the new certificate in a real TLS handshake. Exit code by findings.
+    """
+    target = target_from_options(options)
+    report = rotation.verify(target, journal, journal_dir=journal_dir)
+    if as_json:
+        echo_json(report.to_dict())
+    else:
+        click.echo(report.to_text())
+    sys.exit(exit_code_for(report.worst))
+
+
+@click.command("rollback")
+@_installation_options
+@_journal_options
+@click.option("--yes", is_flag=True, help="Do not ask before changing the installation.")
+@json_option
+@reports_errors
+def rollback_command(
+    journal: Path | None, journal_dir: Path | None, yes: bool, as_json: bool, **options: Any
+) -> None:
+    """Undo a run on every host it changed (SvarUT first, then Windows) from its journal."""
+    target = target_from_options(options)
+    _confirm(f"Roll back the last rotation of {target.name}?", yes, "cosdoc-certs verify")
+    result = rotation.rollback(
+        target, journal, journal_dir=journal_dir, progress=progress_printer(as_json)
+    )
+    if as_json:
+        echo_json(result.to_dict())
+    else:
+        click.echo(str(result))
