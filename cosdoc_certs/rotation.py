@@ -29,11 +29,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import datetime as dt
-import functools
 import html
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -49,12 +48,15 @@ from cosdoc_certs.inventory import Customer
 from cosdoc_certs.journal import Journal, Outcome, StepStatus, latest_journal
 from cosdoc_certs.plan import Plan
 from cosdoc_certs.status import StatusReport, gather, status
+from cosdoc_certs.tls import fetch_certificate
+from cosdoc_certs.windows.apply import WindowsApplyResult, apply_windows, rollback_windows
 from cosdoc_certs.windows.connection import (
     ConnectionOptions,
     PoolFactory,
     WindowsHost,
     default_pool,
 )
+from cosdoc_certs.windows.gather import BindingFact
 from cosdoc_certs.windows.planning import plan_windows
 from cosdoc_certs.windows.verify import (
     TlsAddress,
@@ -65,7 +67,6 @@ from cosdoc_certs.windows.verify import (
 
 if TYPE_CHECKING:
     from cosdoc_certs.lab.runner import ConnectionInfo
-    from cosdoc_certs.windows.apply import WindowsApplyResult
 
 __all__ = [
     "JOURNAL_KIND",
@@ -77,11 +78,13 @@ __all__ = [
     "apply",
     "apply_async",
     "endpoint_map",
+    "installation_status",
     "lab_target",
     "plan",
     "plan_async",
     "rollback",
     "rollback_async",
+    "status_async",
     "status_many",
     "status_many_async",
     "verify",
@@ -355,18 +358,23 @@ def _journal_context(rplan: RotationPlan) -> dict[str, Any]:
 async def _windows_phase(
     rplan: RotationPlan, journal: Journal, journal_dir: Path | None, say: Progress
 ) -> WindowsApplyResult:
-    from cosdoc_certs.windows.apply import apply_windows
-
     wplan, facts, target = rplan.windows, rplan.windows_facts, rplan.target
     assert wplan is not None
     assert facts is not None
     step = journal.register("windows", host=target.windows_host)
-    say(f"Windows {target.windows_host}: applying {len(wplan.actions)} change(s)")
+    windows_say = _prefixed("Windows", say)
+    windows_say(f"applying {len(wplan.actions)} change(s) to {target.windows_host}")
 
     def run() -> WindowsApplyResult:
         with target.open_windows() as host:
             return apply_windows(
-                host, wplan, rplan.bundle, facts, journal_dir=journal_dir, progress=say
+                host,
+                wplan,
+                rplan.bundle,
+                facts,
+                consumers=target.consumers,
+                journal_dir=journal_dir,
+                progress=windows_say,
             )
 
     try:
@@ -418,7 +426,9 @@ async def _undo_windows_after(
     journal.mark(step, StepStatus.FAILED, error=problem)
     say(f"SvarUT failed ({problem}); rolling back the Windows server too")
     try:
-        await _in_thread(_rollback_windows, rplan.target, Journal.load(windows_result.journal_path))
+        await _in_thread(
+            _rollback_windows, rplan.target, Journal.load(windows_result.journal_path), say
+        )
     except Exception as rollback_error:
         journal.finish(Outcome.ROLLBACK_FAILED, f"{problem}; Windows rollback: {rollback_error}")
         return ApplyError(
@@ -581,9 +591,8 @@ async def rollback_async(
             )
             run.mark(steps["svarut"]["index"], StepStatus.UNDONE)
         if "windows" in steps and steps["windows"]["details"].get("journal"):
-            say(f"Windows {target.windows_host}: rolling back")
             child = Journal.load(steps["windows"]["details"]["journal"])
-            windows_result = await _in_thread(_rollback_windows, target, child)
+            windows_result = await _in_thread(_rollback_windows, target, child, say)
             run.mark(steps["windows"]["index"], StepStatus.UNDONE)
     except Exception as error:
         run.finish(Outcome.ROLLBACK_FAILED, f"rollback: {_problem(error)}")
@@ -601,11 +610,9 @@ async def rollback_async(
     )
 
 
-def _rollback_windows(target: Target, child: Journal) -> WindowsApplyResult:
-    from cosdoc_certs.windows.apply import rollback_windows
-
+def _rollback_windows(target: Target, child: Journal, say: Progress) -> WindowsApplyResult:
     with target.open_windows() as host:
-        return rollback_windows(host, child)
+        return rollback_windows(host, child, progress=_prefixed("Windows", say))
 
 
 def _journal_for(
@@ -635,10 +642,15 @@ def _journal_for(
 
 @dataclass(frozen=True)
 class InstallationStatus:
-    """One installation's status: the Windows report and SvarUT facts, or why they are missing."""
+    """One installation now: the Windows report, what its bindings serve, the SvarUT facts.
+
+    ``served`` maps each HTTPS binding to the thumbprint it serves in a TLS handshake (or
+    why there was none); ``errors`` says why a host could not be read.
+    """
 
     target: str
     windows: StatusReport | None = None
+    served: Mapping[str, str] = field(default_factory=dict)
     svarut: svarut.SvarutFacts | None = None
     errors: tuple[str, ...] = ()
 
@@ -649,6 +661,28 @@ class InstallationStatus:
             return Severity.ERROR
         return self.windows.worst if self.windows else None
 
+    def in_use(self) -> dict[str, str]:
+        """Every config value (as written), binding and SvarUT endpoint → what it names/serves."""
+        uses = {
+            f"{status.name}: {use.instance} {use.setting}": repr(use.configured)
+            for status in (self.windows.consumers if self.windows else ())
+            for use in status.uses
+            if use.file
+        }
+        uses.update({f"binding {name}": thumbprint for name, thumbprint in self.served.items()})
+        if self.svarut is not None:
+            uses[f"SvarUT {self.svarut.endpoint}"] = str(self.svarut.served_thumbprint)
+        return uses
+
+    def differences(self, other: InstallationStatus) -> list[str]:
+        """What uses or serves something else in ``other`` (``"where: old -> new"``)."""
+        mine, theirs = self.in_use(), other.in_use()
+        return [
+            f"{where}: {mine.get(where)} -> {theirs.get(where)}"
+            for where in dict.fromkeys([*mine, *theirs])
+            if mine.get(where) != theirs.get(where)
+        ]
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form."""
         return {
@@ -656,6 +690,7 @@ class InstallationStatus:
             "worst": str(self.worst) if self.worst else None,
             "errors": list(self.errors),
             "windows": self.windows.to_dict() if self.windows else None,
+            "served": dict(self.served),
             "svarut": self.svarut.to_dict() if self.svarut else None,
         }
 
@@ -670,6 +705,29 @@ class InstallationStatus:
         return "; ".join(parts)
 
 
+async def status_async(target: Target, *, warn_days: int = DEFAULT_WARN_DAYS) -> InstallationStatus:
+    """Read both hosts at once: the doctor's report, TLS handshakes, SvarUT's facts."""
+    windows = _in_thread(_windows_status, target, warn_days) if target.windows else _no_windows()
+    facts = svarut.status_async(target.svarut) if target.svarut else _none()
+    windows_part, svarut_facts = await asyncio.gather(windows, facts, return_exceptions=True)
+    errors = tuple(
+        f"{where}: {_problem(result)}"
+        for where, result in (("Windows", windows_part), ("SvarUT", svarut_facts))
+        if isinstance(result, CosDocCertsError)
+    )
+    for result in (windows_part, svarut_facts):
+        if isinstance(result, BaseException) and not isinstance(result, CosDocCertsError):
+            raise result
+    report, served = windows_part if isinstance(windows_part, tuple) else (None, None)
+    return InstallationStatus(
+        target.name,
+        report,
+        served or {},
+        svarut_facts if isinstance(svarut_facts, svarut.SvarutFacts) else None,
+        errors,
+    )
+
+
 async def status_many_async(
     targets: Sequence[Target], *, warn_days: int = DEFAULT_WARN_DAYS
 ) -> list[InstallationStatus]:
@@ -678,35 +736,30 @@ async def status_many_async(
     loop.set_default_executor(
         concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(len(targets), MAX_THREADS)))
     )
-    return list(await asyncio.gather(*(_status_one(t, warn_days) for t in targets)))
+    return list(await asyncio.gather(*(status_async(t, warn_days=warn_days) for t in targets)))
 
 
-async def _status_one(target: Target, warn_days: int) -> InstallationStatus:
-    windows = (
-        _in_thread(
-            functools.partial(status, pool_factory=target.pool_factory, warn_days=warn_days),
-            target.windows,
-            target.consumers,
-        )
-        if target.windows
-        else _none()
+def _windows_status(target: Target, warn_days: int) -> tuple[StatusReport, dict[str, str]]:
+    options = target.windows
+    assert options is not None
+    report = status(
+        options, target.consumers, warn_days=warn_days, pool_factory=target.pool_factory
     )
-    facts = svarut.status_async(target.svarut) if target.svarut else _none()
-    report, svarut_facts = await asyncio.gather(windows, facts, return_exceptions=True)
-    errors = tuple(
-        f"{where}: {_problem(result)}"
-        for where, result in (("Windows", report), ("SvarUT", svarut_facts))
-        if isinstance(result, CosDocCertsError)
-    )
-    for result in (report, svarut_facts):
-        if isinstance(result, BaseException) and not isinstance(result, CosDocCertsError):
-            raise result
-    return InstallationStatus(
-        target.name,
-        report if isinstance(report, StatusReport) else None,
-        svarut_facts if isinstance(svarut_facts, svarut.SvarutFacts) else None,
-        errors,
-    )
+    iis = report.facts.iis
+    address = target.tls_address or (lambda binding: (options.server, binding.port))
+    return report, {
+        f"{binding.site} {binding.binding_information}": _served(binding, address)
+        for binding in (iis.bindings if iis else ())
+    }
+
+
+def _served(binding: BindingFact, address: TlsAddress) -> str:
+    """The thumbprint a binding serves in a handshake, or why there was none."""
+    try:
+        host, port = address(binding)
+        return fetch_certificate(host, port, server_name=binding.host or "").thumbprint
+    except CosDocCertsError as error:
+        return f"no handshake: {error.problem}"
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -770,6 +823,13 @@ def rollback(
 ) -> RotationResult:
     """Synchronous :func:`rollback_async`."""
     return run_sync(rollback_async(target, journal, journal_dir=journal_dir, progress=progress))
+
+
+def installation_status(
+    target: Target, *, warn_days: int = DEFAULT_WARN_DAYS
+) -> InstallationStatus:
+    """Synchronous :func:`status_async`."""
+    return run_sync(status_async(target, warn_days=warn_days))
 
 
 def status_many(

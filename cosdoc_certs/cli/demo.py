@@ -1,36 +1,233 @@
-"""``cosdoc-certs demo``: make fresh test certificates and inspect them, touching nothing else.
+"""``cosdoc-certs demo``: a whole rotation of a CosDoc installation, in the built-in lab.
 
-Generates a Buypass-like test pair as one PFX holding both keys, and an SSL certificate, in
-a temporary folder that is removed afterwards, then shows them as ``inspect`` does.
+Starts the lab in this process (a simulated Windows application server behind a WinRM
+endpoint, and a SvarUT host over SSH), shows ``status`` before (with the seeded invisible
+character in a thumbprint), plans the rotation to the lab's renewed certificates across both
+hosts, applies it, verifies it (services, pools, config values, and real TLS handshakes on
+every HTTPS binding and the SvarUT endpoint), shows what changed, rolls the run back and
+checks that everything uses and serves the old certificates again. Ends with the timings
+and round trips. Exit 0 only when the rotation and the rollback were both verified.
+
+:func:`run_demo` is the same run for scripts and ``benchmarks/bench_demo.py``.
 """
 
 from __future__ import annotations
 
-import secrets
 import sys
 import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import click
+from rich.console import Console
 
+from cosdoc_certs import rotation
 from cosdoc_certs.certs import load_bundle
-from cosdoc_certs.cli._common import exit_code_for, reports_errors
-from cosdoc_certs.cli.inspect import console, render_bundle
-from cosdoc_certs.lab.certs import write_test_files
+from cosdoc_certs.cli._common import ExitCode, echo_json, json_option, reports_errors
+from cosdoc_certs.lab.runner import Lab
+
+INVISIBLE_CHARACTER_FINDING = "thumbprint-invisible-char"
+
+
+@dataclass
+class DemoRun:
+    """What the demo did: each phase's time and result, and the lab's round trips."""
+
+    root: Path | None = None
+    phases: dict[str, float] = field(default_factory=dict)
+    before: rotation.InstallationStatus | None = None
+    plan: rotation.RotationPlan | None = None
+    applied: rotation.RotationResult | None = None
+    verified: rotation.RotationVerifyReport | None = None
+    rotated: list[str] = field(default_factory=list)
+    rolled_back: rotation.RotationResult | None = None
+    left_over: list[str] = field(default_factory=list)
+    round_trips: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def restored(self) -> bool:
+        """True when, after the rollback, everything uses and serves what it did before."""
+        return self.rolled_back is not None and not self.left_over
+
+    @property
+    def ok(self) -> bool:
+        """True when the rotation verified and the rollback restored everything."""
+        return bool(self.verified and self.verified.ok and self.rotated and self.restored)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form (``cosdoc-certs demo --json``)."""
+        return {
+            "ok": self.ok,
+            "lab_files": str(self.root) if self.root else None,
+            "seconds": {name: round(value, 3) for name, value in self.phases.items()},
+            "round_trips": self.round_trips,
+            "status_before": self.before.to_dict() if self.before else None,
+            "plan": self.plan.to_dict() if self.plan else None,
+            "apply": self.applied.to_dict() if self.applied else None,
+            "verify": self.verified.to_dict() if self.verified else None,
+            "rotated": self.rotated,
+            "rollback": self.rolled_back.to_dict() if self.rolled_back else None,
+            "restored": self.restored,
+            "not_restored": self.left_over,
+        }
+
+
+@contextmanager
+def _phase(run: DemoRun, name: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        run.phases[name] = time.perf_counter() - started
+
+
+def run_demo(
+    *,
+    keep: bool = False,
+    show: Callable[[str], None] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> DemoRun:
+    """Run the whole demo against a fresh lab; ``show`` prints each phase's result."""
+    say = show or (lambda _: None)
+    run = DemoRun(root=Path(tempfile.mkdtemp(prefix="cosdoc-demo-")) if keep else None)
+    lab = Lab(root=run.root)
+    try:
+        with _phase(run, "lab start"):
+            lab.start()
+        _rotate_and_roll_back(run, lab, say, progress)
+    finally:
+        lab.stop()
+    return run
+
+
+def _rotate_and_roll_back(
+    run: DemoRun, lab: Lab, say: Callable[[str], None], progress: Callable[[str], None] | None
+) -> None:
+    info = lab.connection_info()
+    target = rotation.lab_target(info, name="testkommune-lab")
+    journals = lab.client_folder / "journals"
+    with _phase(run, "status before"):
+        run.before = rotation.installation_status(target)
+    say(_status_text("1. Status before the rotation", run.before))
+    with _phase(run, "load new certificates"):
+        files = [info.pfx_files["pair"], info.pfx_files["ssl"]]
+        bundle = load_bundle(files, info.pfx_password)
+    say(f"2. The renewed certificates ({', '.join(path.name for path in files)}):\n{bundle!r}")
+    with _phase(run, "plan"):
+        run.plan = rotation.plan(target, bundle)
+    say(f"3. The plan\n{run.plan.to_text()}")
+    lab.https.recorder.reset()
+    if lab.svarut is not None:
+        lab.svarut.commands.clear()
+    say("4. Applying (no question asked: this is the lab)")
+    with _phase(run, "apply"):
+        run.applied = rotation.apply(run.plan, journal_dir=journals, progress=progress)
+    say(str(run.applied))
+    with _phase(run, "verify"):
+        run.verified = rotation.verify(target, run.plan)
+    run.round_trips = _round_trips(lab)
+    say(f"5. Verify\n{run.verified.to_text()}")
+    with _phase(run, "status after"):
+        after = rotation.installation_status(target)
+    run.rotated = run.before.differences(after)
+    say(_status_text("6. Status after the rotation", after, run.rotated))
+    say("7. Rolling the run back")
+    with _phase(run, "rollback"):
+        run.rolled_back = rotation.rollback(
+            target, run.applied.journal_path, journal_dir=journals, progress=progress
+        )
+    say(str(run.rolled_back))
+    with _phase(run, "status after rollback"):
+        restored = rotation.installation_status(target)
+    run.left_over = run.before.differences(restored)
+    verdict = (
+        "every config value, binding and the SvarUT endpoint are as before the rotation"
+        if not run.left_over
+        else "NOT restored:\n  " + "\n  ".join(run.left_over)
+    )
+    say(f"8. After the rollback: {verdict}")
+
+
+def _round_trips(lab: Lab) -> dict[str, int]:
+    """Scripts run on the Windows endpoint and commands on the SvarUT host during apply+verify."""
+    recorder = lab.https.recorder
+    return {
+        "windows_scripts": len(recorder.scripts),
+        "windows_http_requests": sum(recorder.requests.values()),
+        "svarut_commands": len(lab.svarut.commands) if lab.svarut else 0,
+    }
+
+
+def _status_text(
+    title: str, state: rotation.InstallationStatus, changed: list[str] | None = None
+) -> str:
+    lines = [title]
+    if state.windows is not None:
+        lines.append(state.windows.render(width=150).rstrip())
+        if INVISIBLE_CHARACTER_FINDING in state.windows.codes():
+            lines.append(
+                "  ↑ the seeded finding: a thumbprint copied with an invisible U+200E character"
+            )
+    lines += [f"  binding {name}: serves {served}" for name, served in state.served.items()]
+    if state.svarut is not None:
+        lines.append(f"  SvarUT {state.svarut.endpoint}: serves {state.svarut.served_thumbprint}")
+    lines += [f"  error: {error}" for error in state.errors]
+    if changed is not None:
+        lines.append(f"  {len(changed)} value(s) changed by the rotation:")
+        lines += [f"    {line}" for line in changed]
+    return "\n".join(lines)
+
+
+def _summary(run: DemoRun) -> str:
+    lines = ["9. Summary"]
+    lines += [f"  {name:<22} {seconds:6.2f} s" for name, seconds in run.phases.items()]
+    lines.append(f"  {'total':<22} {sum(run.phases.values()):6.2f} s")
+    trips = run.round_trips
+    lines.append(
+        f"  apply + verify: {trips.get('windows_scripts', 0)} PowerShell script call(s) "
+        f"({trips.get('windows_http_requests', 0)} WinRM requests) on the Windows server, "
+        f"{trips.get('svarut_commands', 0)} command(s) on the SvarUT host"
+    )
+    lines.append(
+        "  result: rotation verified and rollback restored everything"
+        if run.ok
+        else "  result: NOT everything verified — see above"
+    )
+    if run.root is not None:
+        lines.append(f"  lab files kept in {run.root}")
+    return "\n".join(lines)
 
 
 @click.command("demo")
+@click.option("--keep", is_flag=True, help="Keep the lab's files (server, journals, PFX files).")
+@json_option
 @reports_errors
-def command() -> None:
-    """Make a test Buypass pair (one two-key PFX) and an SSL certificate, and inspect them."""
-    password = secrets.token_bytes(16).hex().encode()
-    out = console()
-    with tempfile.TemporaryDirectory(prefix="cosdoc-certs-demo-") as folder:
-        files = write_test_files(Path(folder), password)
-        out.print(
-            f"Test certificates made: {files.pair_pfx.name} (both keys of the pair) and "
-            f"{files.ssl_pfx.name}. cosdoc-certs inspect shows:"
-        )
-        bundle = load_bundle([files.pair_pfx, files.ssl_pfx], password)
-    render_bundle(bundle, out)
-    sys.exit(exit_code_for(bundle.worst_severity))
+def command(keep: bool, as_json: bool) -> None:
+    """Rotate a whole installation in the built-in lab: status, plan, apply, verify, rollback.
+
+    Needs nothing but this package: the lab runs in this process on 127.0.0.1 and is
+    removed afterwards (unless --keep). Exit 0 only when the rotation and the rollback were
+    both verified.
+    """
+    out = Console(highlight=False, soft_wrap=True)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+    def show(text: str) -> None:
+        if not as_json:
+            out.print(text, markup=False)
+            out.print()
+
+    def progress(message: str) -> None:
+        if not as_json:
+            err.print(f"  • {message}", markup=False)
+
+    run = run_demo(keep=keep, show=show, progress=progress)
+    if as_json:
+        echo_json(run.to_dict())
+    else:
+        out.print(_summary(run), markup=False)
+    sys.exit(ExitCode.OK if run.ok else ExitCode.PROBLEMS)

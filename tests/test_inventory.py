@@ -1,0 +1,71 @@
+"""The inventory file: the example loads; each kind of mistake gives one clear error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cosdoc_certs import rotation
+from cosdoc_certs.inventory import InventoryError, load_inventory, parse_inventory
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "docs" / "inventory.example.toml"
+
+GOOD_WINDOWS = '[customers.a.windows]\nhost = "app01"\nuser = "D\\\\u"\npassword_env = "A_PW"\n'
+
+
+def test_the_example_loads_with_paths_relative_to_it() -> None:
+    inventory = load_inventory(EXAMPLE)
+    assert inventory.names == ("testkommune", "fjordkommune")
+    testkommune = inventory.customer("TestKommune")
+    assert testkommune.windows is not None
+    assert testkommune.windows.ca_bundle == str(EXAMPLE.parent / "ca" / "testkommune-root.pem")
+    fjord = inventory.customer("fjordkommune")
+    assert fjord.consumers_file == EXAMPLE.parent / "deviations.example.toml"
+    assert "KPR" not in {c.name for c in fjord.consumers()}
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("customers = 1", "names no customer"),
+        ("[other]\nx = 1", "unknown key 'other'"),
+        ("[customers.a]\nconsumers = 'x.toml'", "neither a windows nor a svarut host"),
+        ('[customers.a.windows]\nuser = "u"', "has no host"),
+        ('[customers.a.windows]\nhost = "h"\npassword = "hunter2"', "passwords are never written"),
+        ('[customers.a.windows]\nhost = "h"\nuser = "u"', "no password_env"),
+        ('[customers.a.windows]\nhost = "h"\nauth = "magic"', "unknown auth 'magic'"),
+        ('[customers.a.windows]\nhost = "h"\nport = 70000', "port must be a port number"),
+        ('[customers.a.windows]\nhost = "h"\nhttp = "yes"', "http must be true or false"),
+        ('[customers.a.windows]\nhost = "h"\nauth = "basic"\nhttp = true', "sends the password"),
+        ('[customers.a.windows]\nhost = "h"\ncolour = "red"', "unknown key 'colour'"),
+        ('[customers.a.svarut]\nhost = "h"\nlayout = "triple"', "layout must be one of"),
+        ('[customers.a.svarut]\nhost = "h"\nidentities = "k"', "identities must be a list"),
+        ("[customers.a.windows\nhost = 1", "is not valid TOML"),
+    ],
+)
+def test_mistakes_are_named_with_where_they_are(text: str, problem: str) -> None:
+    with pytest.raises(InventoryError) as caught:
+        parse_inventory(text, Path("/srv/inventory.toml"))
+    assert problem in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+
+
+def test_an_unknown_customer_lists_the_known_ones() -> None:
+    inventory = parse_inventory(GOOD_WINDOWS, Path("inv.toml"))
+    with pytest.raises(InventoryError, match="use one of: a"):
+        inventory.customer("b")
+
+
+def test_the_password_comes_from_the_named_environment_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    customer = parse_inventory(GOOD_WINDOWS, Path("inv.toml")).customer("a")
+    monkeypatch.delenv("A_PW", raising=False)
+    with pytest.raises(InventoryError, match="A_PW"):
+        rotation.Target.from_customer(customer)
+    monkeypatch.setenv("A_PW", "s3cret")
+    target = rotation.Target.from_customer(customer)
+    assert target.windows is not None
+    assert target.windows.password == "s3cret"
+    assert "s3cret" not in repr(target)
