@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import Any
 
 import requests
+from pypsrp.complex_objects import ObjectMeta
 from pypsrp.exceptions import AuthenticationError, WinRMError, WinRMTransportError, WSManFaultError
 from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.wsman import WSMan
@@ -212,6 +213,16 @@ class WindowsHost:
             log.warning(
                 "closing the PowerShell session on %s failed: %s", self.options.address, error
             )
+
+    def secure_string(self, value: str) -> Any:
+        """``value`` as a SecureString parameter, encrypted with this session's key."""
+        if self._pool is None:
+            raise RemoteError(
+                f"no open session on {self.options.address}", "use WindowsHost as a context manager"
+            )
+        with self._remote_errors("exchange a session key"):
+            self._pool.exchange_keys()
+        return self._pool.serialize(value, ObjectMeta("SS"))
 
     def run_script(self, name: str, **parameters: Any) -> Any:
         """Run the package script ``name`` with ``parameters``; return its parsed JSON output."""

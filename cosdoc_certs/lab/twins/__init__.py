@@ -23,7 +23,7 @@ from cosdoc_certs.lab.winrm import ScriptRegistry, register_pypsrp_file_transfer
 
 logger = logging.getLogger(__name__)
 
-TWIN_MODULES: tuple[str, ...] = ("gather",)
+TWIN_MODULES: tuple[str, ...] = ("gather", "apply")
 """Modules of this package (names relative to it) whose ``register`` adds a script twin."""
 
 

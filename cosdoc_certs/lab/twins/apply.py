@@ -1,0 +1,295 @@
+"""The lab twin of ``apply.ps1``: the same actions, executed against the simulated server.
+
+It follows the script action by action (see :mod:`cosdoc_certs.windows.apply_contract`):
+every ``write-file`` hash is checked first, then each action runs until the first failure —
+``import-pfx`` through a temporary PFX file that is deleted afterwards, files with a backup
+beside them and a compare-and-swap on SHA-256, ``grant-read`` on the key file,
+``set-binding``, ``restart-service`` and ``recycle-pool`` under the model's start rules (a
+service that cannot read its key fails to start, as on Windows), ``restore-file`` and
+``remove-file``. Failures carry the message Windows would give.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from cosdoc_certs.lab.model import CosDocServer, SimulatedWindowsError
+from cosdoc_certs.lab.server.files import windows_join
+from cosdoc_certs.lab.winrm import ScriptCall, ScriptRegistry, ScriptResult
+from cosdoc_certs.windows.apply_contract import (
+    SCRIPT_NAME,
+    Action,
+    ActionResult,
+    ApplyContractError,
+    ApplyDocument,
+    GrantRead,
+    ImportPfx,
+    RecyclePool,
+    RemoveFile,
+    RestartService,
+    RestoreFile,
+    SetBinding,
+    WriteFile,
+    actions_from_json,
+    backup_path,
+)
+
+logger = logging.getLogger(__name__)
+
+TEMP_FOLDER = "C:\\Windows\\Temp"
+_PARAMETERS = {
+    "actions": "Actions",
+    "runid": "RunId",
+    "pfxfiles": "PfxFiles",
+    "pfxpassword": "PfxPassword",
+}
+
+
+class _ActionFailed(Exception):
+    """An action failed with Windows' message; ``before`` is what was known before it."""
+
+    def __init__(self, message: str, before: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.message = message
+        self.before = before
+
+
+@dataclass
+class _Run:
+    """One ``apply`` call: the server and the call's parameters."""
+
+    server: CosDocServer
+    run_id: str
+    pfx_files: list[str]
+    password: str
+
+
+def register(registry: ScriptRegistry, server: CosDocServer) -> None:
+    """Answer ``apply.ps1`` from ``server``."""
+    registry.register(SCRIPT_NAME, lambda call: apply(server, call))
+
+
+def apply(server: CosDocServer, call: ScriptCall) -> ScriptResult:
+    """Run ``apply`` against ``server``: one JSON string, as ``apply.ps1`` writes it."""
+    try:
+        parameters = _bind(call.parameters)
+        actions = actions_from_json(str(parameters.get("Actions", "")))
+    except (ValueError, ApplyContractError) as error:
+        return ScriptResult(terminating_error=str(error))
+    pfx_files = parameters.get("PfxFiles") or []
+    run = _Run(
+        server,
+        str(parameters.get("RunId", "")),
+        [str(item) for item in (pfx_files if isinstance(pfx_files, list) else [pfx_files])],
+        str(parameters.get("PfxPassword") or ""),
+    )
+    with server.lock:
+        document = run_actions(run, actions)
+    return ScriptResult(output=[document.to_json()])
+
+
+def run_actions(run: _Run, actions: list[Action]) -> ApplyDocument:
+    """Check every write-file's hash, then run the actions in order up to the first failure."""
+    refused = _preflight(run.server, actions)
+    if refused is not None:
+        return ApplyDocument((refused,), 0, refused.index)
+    results: list[ActionResult] = []
+    for index, action in enumerate(actions):
+        try:
+            message, before = _EXECUTORS[type(action)](run, action)
+        except _ActionFailed as failure:
+            results.append(
+                ActionResult(index, action.action, False, failure.message, failure.before)
+            )
+            return ApplyDocument(tuple(results), len(results) - 1, index)
+        results.append(ActionResult(index, action.action, True, message, before))
+    return ApplyDocument(tuple(results), len(results), None)
+
+
+def _bind(parameters: dict[str, Any]) -> dict[str, Any]:
+    bound: dict[str, Any] = {}
+    for name, value in parameters.items():
+        canonical = _PARAMETERS.get(name.casefold())
+        if canonical is None:
+            raise ValueError(f"A parameter cannot be found that matches parameter name '{name}'.")
+        bound[canonical] = value
+    return bound
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest().upper()
+
+
+def _preflight(server: CosDocServer, actions: list[Action]) -> ActionResult | None:
+    for index, action in enumerate(actions):
+        if not isinstance(action, WriteFile):
+            continue
+        current = _hash_of(server, action.path)
+        if current is None or current != action.expected_sha256.upper():
+            message = (
+                f"Cannot find path '{action.path}' because it does not exist."
+                if current is None
+                else f"'{action.path}' changed since planning (SHA-256 {current}, "
+                f"expected {action.expected_sha256.upper()}); nothing was changed."
+            )
+            return ActionResult(
+                index, action.action, False, message, {"sha256": current, "backup": None}
+            )
+    return None
+
+
+def _hash_of(server: CosDocServer, path: str) -> str | None:
+    return _sha256(server.files.read(path)) if server.files.is_file(path) else None
+
+
+def _windows(step: Callable[[], Any], before: dict[str, Any]) -> Any:
+    """Run a model operation; a simulated Windows failure fails the action with ``before``."""
+    try:
+        return step()
+    except SimulatedWindowsError as error:
+        raise _ActionFailed(error.message, before) from None
+
+
+def _import_pfx(run: _Run, action: ImportPfx) -> tuple[str, dict[str, Any]]:
+    store = run.server.store
+    before: dict[str, Any] = {
+        "present": [t for t in action.thumbprints if store.find(t) is not None]
+    }
+    if not 0 <= action.index < len(run.pfx_files):
+        raise _ActionFailed(f"-PfxFiles has no file number {action.index}.", before)
+    try:
+        data = base64.b64decode(run.pfx_files[action.index], validate=True)
+    except binascii.Error:
+        raise _ActionFailed("The PFX file is not valid base64.", before) from None
+    temp = windows_join(TEMP_FOLDER, f"cosdoc-certs-{run.run_id}-{action.index}.pfx")
+    run.server.files.write(temp, data)
+    try:
+        imported = _windows(lambda: store.import_pfx(data, run.password), before)
+    finally:
+        run.server.files.delete(temp)
+    missing = [t for t in action.thumbprints if t.upper() not in imported]
+    if missing:
+        raise _ActionFailed(f"The PFX file does not hold {', '.join(missing)}.", before)
+    return f"imported {', '.join(action.thumbprints)}", before
+
+
+def _write_file(run: _Run, action: WriteFile) -> tuple[str, dict[str, Any]]:
+    files = run.server.files
+    current = _windows(lambda: files.read(action.path), {"sha256": None, "backup": None})
+    before: dict[str, Any] = {"sha256": _sha256(current), "backup": None}
+    if before["sha256"] != action.expected_sha256.upper():
+        raise _ActionFailed(f"'{action.path}' changed since planning; not overwritten.", before)
+    try:
+        content = base64.b64decode(action.content_base64, validate=True)
+    except binascii.Error:
+        raise _ActionFailed("content_base64 is not valid base64.", before) from None
+    backup = backup_path(action.path, run.run_id)
+    _windows(lambda: files.write(backup, current), before)
+    before["backup"] = backup
+    _windows(lambda: files.write(action.path, content), before)
+    return f"wrote {len(content)} bytes (backup {backup})", before
+
+
+def _grant_read(run: _Run, action: GrantRead) -> tuple[str, dict[str, Any]]:
+    before: dict[str, Any] = {"key_file": None, "could_read": False}
+    entry = _windows(lambda: run.server.store.get(action.thumbprint), before)
+    before.update(key_file=entry.key_file, could_read=entry.can_read_key(action.account))
+    _windows(lambda: run.server.store.grant_read(action.thumbprint, action.account), before)
+    return f"{action.account} may read {entry.key_file}", before
+
+
+def _set_binding(run: _Run, action: SetBinding) -> tuple[str, dict[str, Any]]:
+    before: dict[str, Any] = {"thumbprint": None}
+    binding = _windows(lambda: run.server.find_binding(action.site, action.binding), before)
+    before["thumbprint"] = binding.thumbprint
+    _windows(
+        lambda: run.server.set_binding_certificate(action.site, binding, action.thumbprint), before
+    )
+    return f"{action.site} {action.binding} serves {action.thumbprint.upper()}", before
+
+
+def _restart_service(run: _Run, action: RestartService) -> tuple[str, dict[str, Any]]:
+    server = run.server
+    before: dict[str, Any] = {"state": None}
+    service = _windows(lambda: server.service(action.name), before)
+    before["state"] = service.state
+    logged = len(server.event_log)
+    try:
+        server.restart_service(action.name)
+    except SimulatedWindowsError as error:
+        raise _ActionFailed(
+            _with_events(error.message, server, logged, service.name), before
+        ) from None
+    return f"{service.name} is Running", before
+
+
+def _recycle_pool(run: _Run, action: RecyclePool) -> tuple[str, dict[str, Any]]:
+    server = run.server
+    before: dict[str, Any] = {"state": None}
+    pool = _windows(lambda: server.app_pool(action.name), before)
+    before["state"] = pool.state
+    logged = len(server.event_log)
+    if pool.state == "Started":
+        _windows(lambda: server.recycle_app_pool(pool.name), before)
+    else:
+        _windows(lambda: server.start_app_pool(pool.name), before)
+    if pool.state != "Started":
+        message = f"Application pool '{pool.name}' is {pool.state} after starting it."
+        raise _ActionFailed(_with_events(message, server, logged, None), before)
+    verb = "recycled" if before["state"] == "Started" else "started"
+    return f"{pool.name} {verb}, Started", before
+
+
+def _with_events(message: str, server: CosDocServer, since: int, source: str | None) -> str:
+    """``message`` plus the application errors logged since the action began."""
+    reasons = [
+        entry.message
+        for entry in server.event_log[since:]
+        if entry.log == "Application" and (source is None or entry.source == source)
+    ]
+    return " ".join([message, *reasons[:3]])
+
+
+def _restore_file(run: _Run, action: RestoreFile) -> tuple[str, dict[str, Any]]:
+    files = run.server.files
+    current = _hash_of(run.server, action.path)
+    before: dict[str, Any] = {"sha256": current, "restored": False}
+    if not files.is_file(action.backup):
+        return f"no backup {action.backup}: {action.path} was not changed", before
+    original = files.read(action.backup)
+    accepted = (
+        {action.expected_sha256.upper(), _sha256(original)} if action.expected_sha256 else None
+    )
+    if accepted is not None and current not in accepted:
+        raise _ActionFailed(
+            f"'{action.path}' was changed after the run (SHA-256 {current}); not overwritten.",
+            before,
+        )
+    _windows(lambda: files.write(action.path, original), before)
+    before["restored"] = True
+    return f"restored from {action.backup}", before
+
+
+def _remove_file(run: _Run, action: RemoveFile) -> tuple[str, dict[str, Any]]:
+    existed = run.server.files.is_file(action.path)
+    if existed:
+        _windows(lambda: run.server.files.delete(action.path), {"existed": True})
+    return ("removed" if existed else "not there"), {"existed": existed}
+
+
+_EXECUTORS: dict[type, Callable[[_Run, Any], tuple[str, dict[str, Any]]]] = {
+    ImportPfx: _import_pfx,
+    WriteFile: _write_file,
+    GrantRead: _grant_read,
+    SetBinding: _set_binding,
+    RestartService: _restart_service,
+    RecyclePool: _recycle_pool,
+    RestoreFile: _restore_file,
+    RemoveFile: _remove_file,
+}

@@ -1,0 +1,292 @@
+"""The JSON contract of ``apply.ps1``: the actions it executes and the document it returns.
+
+Written down once; :mod:`cosdoc_certs.windows.apply` builds the actions and reads the result,
+the lab twin (:mod:`cosdoc_certs.lab.twins.apply`) reads the actions and writes the result.
+
+Parameters of ``apply.ps1``: ``-Actions`` (JSON text: a list of action objects, no secrets),
+``-RunId`` (names the backups), ``-PfxFiles`` (base64 PFX files, indexed by ``import-pfx``)
+and ``-PfxPassword`` (SecureString). The actions, executed in order until the first failure
+(every ``write-file`` hash is checked before the first action runs)::
+
+    {"action": "import-pfx", "index": int, "thumbprints": [str]}
+    {"action": "write-file", "path", "content_base64", "expected_sha256"}
+    {"action": "grant-read", "thumbprint", "account"}
+    {"action": "set-binding", "site", "binding": "ip:port:host", "thumbprint"}
+    {"action": "restart-service", "name"}
+    {"action": "recycle-pool", "name"}
+    {"action": "restore-file", "path", "backup", "expected_sha256": str|null}
+    {"action": "remove-file", "path"}
+
+The result (schema version 1)::
+
+    {"schema_version": 1, "completed": int, "failed_index": int|null,
+     "results": [{"index", "action", "ok": bool, "message", "before": {...}}]}
+
+``before`` holds what an undo needs, per action: import-pfx ``{"present": [thumbprints
+already in the store]}``; write-file ``{"sha256": str|null, "backup": str|null}`` (backup
+set once the copy exists); grant-read ``{"key_file": str|null, "could_read": bool}``;
+set-binding ``{"thumbprint": str|null}``; restart-service ``{"state"}``; recycle-pool
+``{"state"}``; restore-file ``{"sha256": str|null, "restored": bool}``; remove-file
+``{"existed": bool}``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from cosdoc_certs.errors import RemoteError
+
+SCHEMA_VERSION = 1
+SCRIPT_NAME = "apply"
+
+
+class ApplyContractError(RemoteError):
+    """Actions or a result document that do not follow the apply contract."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(
+            f"apply: {problem}",
+            "the server's apply.ps1 and this cosdoc-certs differ; install matching versions",
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class ImportPfx:
+    """Import ``PfxFiles[index]`` into ``Cert:\\LocalMachine\\My``; it must hold ``thumbprints``."""
+
+    action: ClassVar[str] = "import-pfx"
+    index: int
+    thumbprints: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class WriteFile:
+    """Compare-and-swap: back the file up beside itself, then write the new bytes."""
+
+    action: ClassVar[str] = "write-file"
+    path: str
+    content_base64: str = dataclasses.field(repr=False)
+    expected_sha256: str
+
+
+@dataclasses.dataclass(frozen=True)
+class GrantRead:
+    """Give ``account`` read on the private key file of ``thumbprint``."""
+
+    action: ClassVar[str] = "grant-read"
+    thumbprint: str
+    account: str
+
+
+@dataclasses.dataclass(frozen=True)
+class SetBinding:
+    """Bind the certificate ``thumbprint`` to the HTTPS binding ``ip:port:host`` of ``site``."""
+
+    action: ClassVar[str] = "set-binding"
+    site: str
+    binding: str
+    thumbprint: str
+
+
+@dataclasses.dataclass(frozen=True)
+class RestartService:
+    """Restart the service; it must be Running afterwards."""
+
+    action: ClassVar[str] = "restart-service"
+    name: str
+
+
+@dataclasses.dataclass(frozen=True)
+class RecyclePool:
+    """Recycle the app pool (start it when stopped); it must be Started afterwards."""
+
+    action: ClassVar[str] = "recycle-pool"
+    name: str
+
+
+@dataclasses.dataclass(frozen=True)
+class RestoreFile:
+    """Copy ``backup`` over ``path`` (kept); with ``expected_sha256``, only over those bytes."""
+
+    action: ClassVar[str] = "restore-file"
+    path: str
+    backup: str
+    expected_sha256: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class RemoveFile:
+    """Delete ``path`` if it exists."""
+
+    action: ClassVar[str] = "remove-file"
+    path: str
+
+
+Action = (
+    ImportPfx
+    | WriteFile
+    | GrantRead
+    | SetBinding
+    | RestartService
+    | RecyclePool
+    | RestoreFile
+    | RemoveFile
+)
+ACTION_TYPES: dict[str, type[Action]] = {
+    kind.action: kind
+    for kind in (
+        ImportPfx,
+        WriteFile,
+        GrantRead,
+        SetBinding,
+        RestartService,
+        RecyclePool,
+        RestoreFile,
+        RemoveFile,
+    )
+}
+
+
+def backup_path(path: str, run_id: str) -> str:
+    """Where ``write-file`` keeps the original of ``path``: beside it, named after the run."""
+    return f"{path}.cosdoc-certs-{run_id}.bak"
+
+
+def action_to_dict(action: Action) -> dict[str, Any]:
+    """The JSON object of ``action``."""
+    data: dict[str, Any] = {"action": action.action}
+    for field in dataclasses.fields(action):
+        value = getattr(action, field.name)
+        data[field.name] = list(value) if isinstance(value, tuple) else value
+    return data
+
+
+def actions_to_json(actions: Sequence[Action]) -> str:
+    """The ``-Actions`` parameter: compact JSON text."""
+    return json.dumps([action_to_dict(action) for action in actions], separators=(",", ":"))
+
+
+def actions_from_json(text: str) -> list[Action]:
+    """Parse and validate the ``-Actions`` parameter."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ApplyContractError(f"-Actions is not JSON ({error.msg})") from None
+    if not isinstance(data, list):
+        raise ApplyContractError("-Actions must be a JSON array")
+    return [_action_from_dict(item, index) for index, item in enumerate(data)]
+
+
+def _action_from_dict(data: Any, index: int) -> Action:
+    where = f"action {index}"
+    if not isinstance(data, dict) or data.get("action") not in ACTION_TYPES:
+        known = ", ".join(ACTION_TYPES)
+        raise ApplyContractError(f"{where} must be an object whose 'action' is one of {known}")
+    kind = ACTION_TYPES[data["action"]]
+    hints = typing.get_type_hints(kind)
+    arguments = {}
+    for field in dataclasses.fields(kind):
+        arguments[field.name] = _checked(hints[field.name], data.get(field.name), where, field)
+    unknown = set(data) - {"action"} - set(arguments)
+    if unknown:
+        raise ApplyContractError(f"{where} has unknown field(s) {', '.join(sorted(unknown))}")
+    return kind(**arguments)
+
+
+def _checked(hint: Any, value: Any, where: str, field: dataclasses.Field[Any]) -> Any:
+    if value is None and field.default is None:
+        return None
+    if hint is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if typing.get_origin(hint) is tuple and isinstance(value, list):
+        if all(isinstance(item, str) for item in value):
+            return tuple(value)
+    elif isinstance(value, str):
+        return value
+    raise ApplyContractError(f"{where}: '{field.name}' is missing or of the wrong type")
+
+
+@dataclasses.dataclass(frozen=True)
+class ActionResult:
+    """How one action went, and the facts from before it that an undo needs."""
+
+    index: int
+    action: str
+    ok: bool
+    message: str
+    before: Mapping[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object of this result."""
+        return {
+            "index": self.index,
+            "action": self.action,
+            "ok": self.ok,
+            "message": self.message,
+            "before": dict(self.before),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class ApplyDocument:
+    """The document ``apply.ps1`` returns: one result per action run, and where it stopped."""
+
+    results: tuple[ActionResult, ...]
+    completed: int
+    failed_index: int | None
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def failed(self) -> ActionResult | None:
+        """The result of the action that failed, if one did."""
+        return next((r for r in self.results if r.index == self.failed_index), None)
+
+    def result_of(self, index: int) -> ActionResult | None:
+        """The result of action ``index``, or None if it did not run."""
+        return next((r for r in self.results if r.index == index), None)
+
+    def to_json(self) -> str:
+        """The compact JSON ``apply.ps1`` writes."""
+        data = {
+            "schema_version": self.schema_version,
+            "results": [result.to_dict() for result in self.results],
+            "completed": self.completed,
+            "failed_index": self.failed_index,
+        }
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def from_data(cls, data: Any) -> ApplyDocument:
+        """Validate and parse the decoded document; :class:`ApplyContractError` if it is off."""
+        if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
+            raise ApplyContractError(f"the result is not a schema {SCHEMA_VERSION} document")
+        results = data.get("results")
+        if not isinstance(results, list):
+            raise ApplyContractError("'results' must be an array")
+        completed, failed_index = data.get("completed"), data.get("failed_index")
+        if not isinstance(completed, int) or not (failed_index is None or _is_int(failed_index)):
+            raise ApplyContractError("'completed' and 'failed_index' must be integers")
+        return cls(
+            tuple(_result(item, n) for n, item in enumerate(results)), completed, failed_index
+        )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _result(data: Any, position: int) -> ActionResult:
+    where = f"results[{position}]"
+    if not isinstance(data, dict):
+        raise ApplyContractError(f"{where} must be an object")
+    index, action, ok = data.get("index"), data.get("action"), data.get("ok")
+    message, before = data.get("message"), data.get("before")
+    if not (isinstance(index, int) and isinstance(action, str) and isinstance(ok, bool)):
+        raise ApplyContractError(f"{where} needs an integer index, an action and a boolean ok")
+    if not isinstance(message, str) or not isinstance(before, dict):
+        raise ApplyContractError(f"{where} needs a message and a 'before' object")
+    return ActionResult(index, action, ok, message, before)

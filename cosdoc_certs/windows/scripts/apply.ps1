@@ -1,0 +1,414 @@
+# cosdoc-certs-script: apply
+<#
+.SYNOPSIS
+    Executes the ordered actions of a certificate rotation on a CosDoc application server and
+    returns one compact JSON document with a result per action.
+
+.DESCRIPTION
+    -Actions is a JSON array of action objects (the contract is written down in
+    cosdoc_certs/windows/apply_contract.py):
+      import-pfx      {index, thumbprints}     Import-PfxCertificate of -PfxFiles[index] into
+                                               Cert:\LocalMachine\My (temporary file deleted in
+                                               a finally block)
+      write-file      {path, content_base64, expected_sha256}
+                                               compare-and-swap: the file must still have the
+                                               planned SHA-256; the original is copied to
+                                               "<path>.cosdoc-certs-<RunId>.bak" beside it first
+      grant-read      {thumbprint, account}    icacls <key file> /grant "<account>:(R)" on the
+                                               CNG (Crypto\Keys) or CAPI (RSA\MachineKeys) key file
+      set-binding     {site, binding, thumbprint}
+                                               netsh http update sslcert (hostnameport= for SNI,
+                                               ipport= otherwise), or AddSslCertificate when the
+                                               binding has no certificate yet
+      restart-service {name}                   Restart-Service; Running afterwards
+      recycle-pool    {name}                   Restart-WebAppPool (Start-WebAppPool if stopped);
+                                               Started afterwards
+      restore-file    {path, backup, expected_sha256|null}
+      remove-file     {path}
+    Every write-file hash is checked before the first action runs, so a file edited by hand
+    since planning stops the run before anything is touched. Then the actions run in order and
+    the run stops at the first failure. Each result carries the facts from before the action
+    that an undo needs. Non-terminating errors are turned into failed actions
+    ($ErrorActionPreference = 'Stop' inside a try/catch per action).
+
+    The PFX password arrives as a SecureString (-PfxPassword) and is never written anywhere.
+
+    Windows Server 2016-2022 (Windows PowerShell 5.1, .NET Framework >= 4.6). Server 2012 R2:
+    Get-FileHash and Import-PfxCertificate exist (PowerShell 4); without .NET 4.6 the key file is
+    found from $cert.PrivateKey (CAPI keys only), and PFX files must be 3DES/SHA-1 (they are).
+
+.EXAMPLE
+    $password = Read-Host -AsSecureString
+    & .\apply.ps1 -Actions '[{"action":"restart-service","name":"Digihelse.Adressering"}]' -RunId test -PfxPassword $password
+#>
+[CmdletBinding()]
+param(
+    [Parameter(Mandatory = $true)] [string] $Actions,
+    [Parameter(Mandatory = $true)] [string] $RunId,
+    [string[]] $PfxFiles = @(),
+    [System.Security.SecureString] $PfxPassword
+)
+
+Set-StrictMode -Version 2.0
+$ErrorActionPreference = 'Stop'
+$ProgressPreference = 'SilentlyContinue'
+
+$SchemaVersion = 1
+$ServiceTimeoutSeconds = 60
+$ServiceSettleSeconds = 2
+$PoolTimeoutSeconds = 30
+$IisAppId = '{4dc3e181-e14b-4a21-b022-59fc669b0914}'
+$StorePath = 'Cert:\LocalMachine\My'
+$RsaExtensions = 'System.Security.Cryptography.X509Certificates.RSACertificateExtensions' -as [type]
+$EcdsaExtensions = 'System.Security.Cryptography.X509Certificates.ECDsaCertificateExtensions' -as [type]
+$SoftwareKsp = 'Microsoft Software Key Storage Provider'
+
+function Get-Sha256 {
+    # Upper-case hex SHA-256 of a file, or $null when there is no such file.
+    param([string] $Path)
+    if (-not (Test-Path -LiteralPath $Path -PathType Leaf)) { return $null }
+    return (Get-FileHash -LiteralPath $Path -Algorithm SHA256).Hash.ToUpperInvariant()
+}
+
+function Get-OptionalProperty {
+    # A property that may not exist on this IIS/Windows version, without tripping StrictMode.
+    param($InputObject, [string] $Name)
+    if ($null -eq $InputObject) { return $null }
+    $property = $InputObject.PSObject.Properties[$Name]
+    if ($null -eq $property) { return $null }
+    return $property.Value
+}
+
+function Invoke-Native {
+    # A native command with its output captured: in Windows PowerShell 5.1 a stderr line under
+    # ErrorActionPreference Stop would be a NativeCommandError; callers check ExitCode instead.
+    param([string] $FilePath, [string[]] $ArgumentList)
+    $ErrorActionPreference = 'Continue'
+    $lines = @(& $FilePath @ArgumentList 2>&1 | ForEach-Object { "$_" })
+    return [pscustomobject]@{ ExitCode = $LASTEXITCODE; Output = (($lines -join ' ') -replace '\s+', ' ').Trim() }
+}
+
+function Get-PrivateKeyObject {
+    # .NET >= 4.6: RSACng for CNG keys, RSACryptoServiceProvider for CAPI keys; else CAPI only.
+    param([System.Security.Cryptography.X509Certificates.X509Certificate2] $Certificate)
+    if ($null -eq $RsaExtensions) { return $Certificate.PrivateKey }
+    $key = $RsaExtensions::GetRSAPrivateKey($Certificate)
+    if ($null -eq $key -and $null -ne $EcdsaExtensions) { $key = $EcdsaExtensions::GetECDsaPrivateKey($Certificate) }
+    return $key
+}
+
+function Get-KeyFilePath {
+    # The key file as gather.ps1 finds it: CNG under Crypto\Keys, CAPI under RSA\MachineKeys.
+    param([System.Security.Cryptography.X509Certificates.X509Certificate2] $Certificate)
+    if (-not $Certificate.HasPrivateKey) { throw ('The certificate {0} has no private key.' -f $Certificate.Thumbprint) }
+    $key = Get-PrivateKeyObject -Certificate $Certificate
+    try {
+        $cngKey = Get-OptionalProperty -InputObject $key -Name 'Key'
+        if ($cngKey -is [System.Security.Cryptography.CngKey]) {
+            if ([string] $cngKey.Provider.Provider -ne $SoftwareKsp) {
+                throw ('The key of {0} is in {1}: it has no file to grant access to.' -f $Certificate.Thumbprint, $cngKey.Provider.Provider)
+            }
+            $path = Join-Path -Path $env:ProgramData -ChildPath ('Microsoft\Crypto\Keys\' + $cngKey.UniqueName)
+        } elseif ($key -is [System.Security.Cryptography.ICspAsymmetricAlgorithm]) {
+            $container = [string] $key.CspKeyContainerInfo.UniqueKeyContainerName
+            $path = Join-Path -Path $env:ProgramData -ChildPath ('Microsoft\Crypto\RSA\MachineKeys\' + $container)
+        } else {
+            throw ('The key of {0} is neither a CNG nor a CAPI key.' -f $Certificate.Thumbprint)
+        }
+    } finally {
+        if ($key -is [System.IDisposable]) { $key.Dispose() }
+    }
+    if (-not (Test-Path -LiteralPath $path -PathType Leaf)) { throw ('Key file not found: ' + $path) }
+    return $path
+}
+
+function Test-AccountCanRead {
+    # True when an Allow rule for the account itself (by SID) includes reading the file.
+    param([string] $Path, [string] $Account)
+    try {
+        $sid = (New-Object System.Security.Principal.NTAccount($Account)).Translate([System.Security.Principal.SecurityIdentifier])
+    } catch {
+        return $false
+    }
+    foreach ($rule in @((Get-Acl -LiteralPath $Path).Access)) {
+        if ([string] $rule.AccessControlType -ne 'Allow') { continue }
+        $rights = [int] $rule.FileSystemRights
+        $canRead = (($rights -band 1) -ne 0) -or (($rights -band 0x10000000) -ne 0) -or ($rights -lt 0)
+        if (-not $canRead) { continue }
+        try {
+            $ruleSid = $rule.IdentityReference.Translate([System.Security.Principal.SecurityIdentifier])
+        } catch {
+            continue
+        }
+        if ($ruleSid.Value -eq $sid.Value) { return $true }
+    }
+    return $false
+}
+
+function Get-RecentErrorText {
+    # The first line of up to three Application-log errors since $Since ("Keyset does not exist").
+    param([datetime] $Since)
+    try {
+        $events = @(Get-WinEvent -FilterHashtable @{ LogName = 'Application'; Level = 2; StartTime = $Since } -MaxEvents 3)
+    } catch {
+        return ''
+    }
+    $lines = @($events | ForEach-Object { ([string] $_.Message -split "`r?`n")[0] })
+    return ($lines -join ' ')
+}
+
+function Import-IisModule {
+    if ($null -eq (Get-Module -Name WebAdministration)) { Import-Module -Name WebAdministration -Verbose:$false }
+}
+
+function Get-SslFlags {
+    # sslFlags is an integer on IIS 8+, sometimes rendered as flag names; absent on IIS 7.5.
+    param($Binding)
+    $value = Get-OptionalProperty -InputObject $Binding -Name 'sslFlags'
+    if ($null -eq $value -or "$value" -eq '') { return 0 }
+    $text = "$value"
+    if ($text -match '^\d+$') { return [int] $text }
+    if ($text -match 'Sni') { return 1 }
+    return 0
+}
+
+function Invoke-ImportPfx {
+    param($Action, $Before)
+    $Before.present = @($Action.thumbprints | Where-Object { Test-Path -LiteralPath (Join-Path -Path $StorePath -ChildPath $_) })
+    $index = [int] $Action.index
+    if ($index -lt 0 -or $index -ge $PfxFiles.Count) { throw ('-PfxFiles has no file number {0}.' -f $index) }
+    if ($null -eq $PfxPassword) { throw '-PfxPassword is needed to import a PFX file.' }
+    $temp = Join-Path -Path ([System.IO.Path]::GetTempPath()) -ChildPath ('cosdoc-certs-{0}-{1}.pfx' -f $RunId, $index)
+    try {
+        [System.IO.File]::WriteAllBytes($temp, [Convert]::FromBase64String($PfxFiles[$index]))
+        $imported = @(Import-PfxCertificate -FilePath $temp -CertStoreLocation $StorePath -Password $PfxPassword)
+    } finally {
+        if (Test-Path -LiteralPath $temp) { Remove-Item -LiteralPath $temp -Force }
+    }
+    $thumbprints = @($imported | ForEach-Object { ([string] $_.Thumbprint).ToUpperInvariant() })
+    $missing = @($Action.thumbprints | Where-Object { $thumbprints -notcontains ([string] $_).ToUpperInvariant() })
+    if ($missing.Count -gt 0) { throw ('The PFX file does not hold {0}.' -f ($missing -join ', ')) }
+    return 'imported ' + ($Action.thumbprints -join ', ')
+}
+
+function Invoke-WriteFile {
+    param($Action, $Before)
+    $path = [string] $Action.path
+    $Before.sha256 = Get-Sha256 -Path $path
+    if ($null -eq $Before.sha256) { throw ("Cannot find path '{0}' because it does not exist." -f $path) }
+    if ($Before.sha256 -ne ([string] $Action.expected_sha256).ToUpperInvariant()) {
+        throw ("'{0}' changed since planning; not overwritten." -f $path)
+    }
+    $content = [Convert]::FromBase64String([string] $Action.content_base64)
+    $backup = '{0}.cosdoc-certs-{1}.bak' -f $path, $RunId
+    Copy-Item -LiteralPath $path -Destination $backup -Force
+    # The backup may hold connection-string passwords: give it the original's ACL.
+    Set-Acl -LiteralPath $backup -AclObject (Get-Acl -LiteralPath $path)
+    $Before.backup = $backup
+    [System.IO.File]::WriteAllBytes($path, $content)
+    return ('wrote {0} bytes (backup {1})' -f $content.Length, $backup)
+}
+
+function Invoke-GrantRead {
+    param($Action, $Before)
+    $certificate = Get-Item -LiteralPath (Join-Path -Path $StorePath -ChildPath ([string] $Action.thumbprint))
+    $keyFile = Get-KeyFilePath -Certificate $certificate
+    $account = [string] $Action.account
+    $Before.key_file = $keyFile
+    $Before.could_read = Test-AccountCanRead -Path $keyFile -Account $account
+    $result = Invoke-Native -FilePath 'icacls.exe' -ArgumentList @($keyFile, '/grant', "${account}:(R)")
+    if ($result.ExitCode -ne 0) { throw ('icacls failed (exit code {0}): {1}' -f $result.ExitCode, $result.Output) }
+    return ('{0} may read {1}' -f $account, $keyFile)
+}
+
+function Get-HttpSysEntry {
+    # The http.sys entry of a binding: hostnameport for SNI, ipport otherwise (IPv6 in brackets).
+    param([string] $Binding, [bool] $Sni)
+    $match = [regex]::Match($Binding, '^(.*):(\d+):(.*)$')
+    if (-not $match.Success) { throw ("'{0}' is not ip:port:host." -f $Binding) }
+    $ip, $port, $hostName = $match.Groups[1].Value, $match.Groups[2].Value, $match.Groups[3].Value
+    if ($Sni) {
+        return [pscustomobject]@{ Argument = "hostnameport=${hostName}:$port"; Path = "IIS:\SslBindings\!$port!$hostName" }
+    }
+    if ($ip -eq '*' -or $ip -eq '') { $ip = '0.0.0.0' }
+    $netshIp = $ip
+    if ($ip.Contains(':')) { $netshIp = "[$ip]" }
+    return [pscustomobject]@{ Argument = "ipport=${netshIp}:$port"; Path = "IIS:\SslBindings\$ip!$port" }
+}
+
+function Invoke-SetBinding {
+    param($Action, $Before)
+    Import-IisModule
+    $site, $thumbprint = [string] $Action.site, ([string] $Action.thumbprint).ToUpperInvariant()
+    $binding = @(Get-WebBinding -Name $site -Protocol 'https' | Where-Object { $_.bindingInformation -eq $Action.binding })
+    if ($binding.Count -eq 0) { throw ("The site '{0}' has no binding '{1}'." -f $site, $Action.binding) }
+    if (-not (Test-Path -LiteralPath (Join-Path -Path $StorePath -ChildPath $thumbprint))) {
+        throw ("Cannot find path '{0}\{1}' because it does not exist." -f $StorePath, $thumbprint)
+    }
+    $entry = Get-HttpSysEntry -Binding ([string] $Action.binding) -Sni (((Get-SslFlags -Binding $binding[0]) -band 1) -eq 1)
+    $current = $null
+    if (Test-Path -LiteralPath $entry.Path) { $current = Get-OptionalProperty -InputObject (Get-Item -LiteralPath $entry.Path) -Name 'Thumbprint' }
+    if ($null -ne $current) { $Before.thumbprint = ([string] $current).ToUpperInvariant() }
+    if ($null -eq $current) {
+        $binding[0].AddSslCertificate($thumbprint, 'my')
+    } else {
+        $arguments = @('http', 'update', 'sslcert', $entry.Argument, "certhash=$thumbprint", "appid=$IisAppId", 'certstorename=MY')
+        $result = Invoke-Native -FilePath 'netsh.exe' -ArgumentList $arguments
+        if ($result.ExitCode -ne 0) { throw ('netsh http update sslcert failed (exit code {0}): {1}' -f $result.ExitCode, $result.Output) }
+    }
+    $now = [string] (Get-OptionalProperty -InputObject (Get-Item -LiteralPath $entry.Path) -Name 'Thumbprint')
+    if ($now.ToUpperInvariant() -ne $thumbprint) { throw ('{0} still serves {1}.' -f $entry.Argument, $now) }
+    return ('{0} {1} serves {2}' -f $site, $Action.binding, $thumbprint)
+}
+
+function Invoke-RestartService {
+    param($Action, $Before)
+    $service = Get-Service -Name ([string] $Action.name)
+    $Before.state = [string] $service.Status
+    $started = Get-Date
+    try {
+        Restart-Service -Name $service.Name -Force
+        $service.WaitForStatus('Running', [TimeSpan]::FromSeconds($ServiceTimeoutSeconds))
+        # A service that cannot open its certificate often stops right after starting.
+        Start-Sleep -Seconds $ServiceSettleSeconds
+        $service.Refresh()
+        if ($service.Status -ne 'Running') { throw ("Service '{0}' stopped right after starting." -f $service.Name) }
+    } catch {
+        throw (('{0} {1}' -f $_.Exception.Message, (Get-RecentErrorText -Since $started)).Trim())
+    }
+    return ('{0} is Running' -f $service.Name)
+}
+
+function Invoke-RecyclePool {
+    param($Action, $Before)
+    Import-IisModule
+    $name = [string] $Action.name
+    $Before.state = [string] (Get-WebAppPoolState -Name $name).Value
+    $started = Get-Date
+    if ($Before.state -eq 'Started') { Restart-WebAppPool -Name $name } else { Start-WebAppPool -Name $name }
+    $deadline = (Get-Date).AddSeconds($PoolTimeoutSeconds)
+    $state = [string] (Get-WebAppPoolState -Name $name).Value
+    while ($state -ne 'Started' -and (Get-Date) -lt $deadline) {
+        Start-Sleep -Milliseconds 500
+        $state = [string] (Get-WebAppPoolState -Name $name).Value
+    }
+    if ($state -ne 'Started') {
+        throw (("Application pool '{0}' is {1} after starting it. {2}" -f $name, $state, (Get-RecentErrorText -Since $started)).Trim())
+    }
+    $verb = 'started'
+    if ($Before.state -eq 'Started') { $verb = 'recycled' }
+    return ('{0} {1}, Started' -f $name, $verb)
+}
+
+function Invoke-RestoreFile {
+    param($Action, $Before)
+    $path, $backup = [string] $Action.path, [string] $Action.backup
+    $Before.sha256 = Get-Sha256 -Path $path
+    if (-not (Test-Path -LiteralPath $backup -PathType Leaf)) { return ('no backup {0}: {1} was not changed' -f $backup, $path) }
+    $expected = Get-OptionalProperty -InputObject $Action -Name 'expected_sha256'
+    if ($null -ne $expected) {
+        $accepted = @(([string] $expected).ToUpperInvariant(), (Get-Sha256 -Path $backup))
+        if ($accepted -notcontains $Before.sha256) {
+            throw ("'{0}' was changed after the run (SHA-256 {1}); not overwritten." -f $path, $Before.sha256)
+        }
+    }
+    [System.IO.File]::WriteAllBytes($path, [System.IO.File]::ReadAllBytes($backup))
+    $Before.restored = $true
+    return ('restored from {0}' -f $backup)
+}
+
+function Invoke-RemoveFile {
+    param($Action, $Before)
+    $path = [string] $Action.path
+    $Before.existed = Test-Path -LiteralPath $path -PathType Leaf
+    if (-not $Before.existed) { return 'not there' }
+    Remove-Item -LiteralPath $path -Force
+    return 'removed'
+}
+
+function New-Before {
+    # The "before" facts of an action, with their defaults until the action finds them out.
+    param([string] $Kind)
+    switch ($Kind) {
+        'import-pfx' { return [ordered]@{ present = @() } }
+        'write-file' { return [ordered]@{ sha256 = $null; backup = $null } }
+        'grant-read' { return [ordered]@{ key_file = $null; could_read = $false } }
+        'set-binding' { return [ordered]@{ thumbprint = $null } }
+        'restart-service' { return [ordered]@{ state = $null } }
+        'recycle-pool' { return [ordered]@{ state = $null } }
+        'restore-file' { return [ordered]@{ sha256 = $null; restored = $false } }
+        'remove-file' { return [ordered]@{ existed = $false } }
+    }
+    throw ("Unknown action '{0}'." -f $Kind)
+}
+
+function Invoke-Action {
+    param($Action, $Before)
+    switch ([string] $Action.action) {
+        'import-pfx' { return Invoke-ImportPfx -Action $Action -Before $Before }
+        'write-file' { return Invoke-WriteFile -Action $Action -Before $Before }
+        'grant-read' { return Invoke-GrantRead -Action $Action -Before $Before }
+        'set-binding' { return Invoke-SetBinding -Action $Action -Before $Before }
+        'restart-service' { return Invoke-RestartService -Action $Action -Before $Before }
+        'recycle-pool' { return Invoke-RecyclePool -Action $Action -Before $Before }
+        'restore-file' { return Invoke-RestoreFile -Action $Action -Before $Before }
+        'remove-file' { return Invoke-RemoveFile -Action $Action -Before $Before }
+    }
+    throw ("Unknown action '{0}'." -f $Action.action)
+}
+
+function New-Result {
+    param([int] $Index, $Action, [bool] $Ok, [string] $Message, $Before)
+    return [ordered]@{ index = $Index; action = [string] $Action.action; ok = $Ok; message = $Message; before = $Before }
+}
+
+function Find-ChangedFile {
+    # Before anything runs: the first write-file whose file no longer has the planned hash.
+    param($ActionList)
+    for ($index = 0; $index -lt $ActionList.Count; $index++) {
+        $action = $ActionList[$index]
+        if ([string] $action.action -ne 'write-file') { continue }
+        $current = Get-Sha256 -Path ([string] $action.path)
+        if ($current -eq ([string] $action.expected_sha256).ToUpperInvariant()) { continue }
+        $message = "Cannot find path '{0}' because it does not exist." -f $action.path
+        if ($null -ne $current) {
+            $message = "'{0}' changed since planning (SHA-256 {1}, expected {2}); nothing was changed." -f $action.path, $current, ([string] $action.expected_sha256).ToUpperInvariant()
+        }
+        return New-Result -Index $index -Action $action -Ok $false -Message $message -Before ([ordered]@{ sha256 = $current; backup = $null })
+    }
+    return $null
+}
+
+# foreach enumerates the parsed array (Windows PowerShell 5.1 emits it as one object).
+$actionList = New-Object System.Collections.Generic.List[object]
+foreach ($item in (ConvertFrom-Json -InputObject $Actions)) { $actionList.Add($item) }
+
+$results = New-Object System.Collections.Generic.List[object]
+$failedIndex = $null
+$refusal = Find-ChangedFile -ActionList $actionList
+if ($null -ne $refusal) {
+    $results.Add($refusal)
+    $failedIndex = $refusal.index
+} else {
+    for ($index = 0; $index -lt $actionList.Count; $index++) {
+        $action = $actionList[$index]
+        $before = New-Before -Kind ([string] $action.action)
+        try {
+            $message = [string] (Invoke-Action -Action $action -Before $before)
+            $results.Add((New-Result -Index $index -Action $action -Ok $true -Message $message -Before $before))
+        } catch {
+            $results.Add((New-Result -Index $index -Action $action -Ok $false -Message $_.Exception.Message -Before $before))
+            $failedIndex = $index
+            break
+        }
+    }
+}
+
+$completed = @($results | Where-Object { $_.ok }).Count
+$document = [ordered]@{
+    schema_version = $SchemaVersion
+    results        = $results.ToArray()
+    completed      = $completed
+    failed_index   = $failedIndex
+}
+ConvertTo-Json -InputObject $document -Depth 10 -Compress
