@@ -37,6 +37,7 @@ from cosdoc_certs.lab.scenarios import (
     LabCertificateFiles,
     LabCertificates,
     LabServer,
+    edit_settings,
     make_lab_certificates,
 )
 from cosdoc_certs.lab.twins.gather import gather_document
@@ -478,6 +479,15 @@ def _no_key(renewed: Renewed) -> CertificateBundle:
     return load_bundle_from_bytes([("pair.cer", pem)])
 
 
+def _two_signing(renewed: Renewed) -> CertificateBundle:
+    password = renewed.certificates.pfx_password.encode()
+    blobs = [
+        ("new.pfx", renewed.pfx("signing")),
+        ("old.pfx", to_pfx(renewed.certificates.current.signing, password)),
+    ]
+    return load_bundle_from_bytes(blobs, password)
+
+
 @pytest.mark.parametrize(
     ("make_bundle", "problem", "hint"),
     [
@@ -491,6 +501,7 @@ def _no_key(renewed: Renewed) -> CertificateBundle:
         pytest.param(_future_ssl, "is not valid until", "clocks", id="not-yet-valid"),
         pytest.param(_wrong_usage, "fits no CosDoc role", "signing and encryption", id="no-role"),
         pytest.param(_no_key, "has no private key", "PFX/P12", id="no-key"),
+        pytest.param(_two_signing, "2 certificates claim the signing role", "only", id="two"),
     ],
 )
 def test_unusable_files_are_refused(
@@ -542,3 +553,35 @@ def test_a_config_problem_outside_the_rotated_roles_is_no_reason_to_refuse(
     server.files.delete(server.service("Digihelse.Adressering").settings_file)
     plan = plan_windows(facts_of(server), renewed.bundle("ssl"), host=HOST)
     assert not [c for c in plan.actions if c.consumer == "Digihelse"]
+
+
+def test_a_certificate_in_the_store_with_its_key_needs_no_key_in_the_files(
+    build: Callable[[str], LabServer], renewed: Renewed
+) -> None:
+    server = build("default")
+    server.store.import_pfx(renewed.pfx("pair"), renewed.certificates.pfx_password)
+    plan = plan_windows(facts_of(server), _no_key(renewed), host=HOST)
+    assert not of_kind(plan, K.IMPORT_CERT)
+    assert len(of_kind(plan, K.EDIT_CONFIG_KEY)) == 6
+
+
+def test_a_lower_case_value_of_the_new_certificate_is_rewritten(
+    build: Callable[[str], LabServer], renewed: Renewed
+) -> None:
+    server = build("default")
+    bundle = renewed.bundle("pair", "ssl")
+    rotate_by_hand(server, plan_windows(facts_of(server), bundle, host=HOST), renewed)
+    settings = "C:\\inetpub\\CosDoc\\Drift\\Authentication\\appsettings.json"
+    lower = renewed.certificates.renewed_ssl.thumbprint.lower()
+    edit_settings(server, settings, {"SSLCertificateThumbprint": lower})
+    plan = plan_windows(facts_of(server), bundle, host=HOST)
+    assert kinds(plan) - Counter(noop=99) == Counter({"edit-config-key": 1, "recycle-pool": 1})
+    (edit,) = of_kind(plan, K.EDIT_CONFIG_KEY)
+    assert edit.details["edits"] == (
+        {
+            "path": "$.SSLCertificateThumbprint",
+            "role": "ssl",
+            "old": lower,
+            "new": lower.upper(),
+        },
+    )
