@@ -12,6 +12,7 @@ the customer, the key and what to write instead.
 
 from __future__ import annotations
 
+import getpass
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -115,7 +116,7 @@ class SvarutEntry:
         ssh = SshOptions(
             host=self.host,
             port=self.port,
-            username=self.user,
+            username=self.user or getpass.getuser(),
             known_hosts=self.known_hosts,
             pinned_host_key=self.host_key,
             client_keys=self.identities or None,

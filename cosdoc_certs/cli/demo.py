@@ -94,13 +94,10 @@ def run_demo(
     """Run the whole demo against a fresh lab; ``show`` prints each phase's result."""
     say = show or (lambda _: None)
     run = DemoRun(root=Path(tempfile.mkdtemp(prefix="cosdoc-demo-")) if keep else None)
-    lab = Lab(root=run.root)
-    try:
-        with _phase(run, "lab start"):
-            lab.start()
+    started = time.perf_counter()
+    with Lab(root=run.root) as lab:
+        run.phases["lab start"] = time.perf_counter() - started
         _rotate_and_roll_back(run, lab, say, progress)
-    finally:
-        lab.stop()
     return run
 
 
@@ -116,11 +113,14 @@ def _rotate_and_roll_back(
     with _phase(run, "load new certificates"):
         files = [info.pfx_files["pair"], info.pfx_files["ssl"]]
         bundle = load_bundle(files, info.pfx_password)
-    say(f"2. The renewed certificates ({', '.join(path.name for path in files)}):\n{bundle!r}")
+    say(
+        f"2. The renewed certificates the lab wrote to {files[0].parent} "
+        f"({', '.join(path.name for path in files)}):\n{bundle!r}"
+    )
+    lab.https.recorder.reset()
     with _phase(run, "plan"):
         run.plan = rotation.plan(target, bundle)
     say(f"3. The plan\n{run.plan.to_text()}")
-    lab.https.recorder.reset()
     if lab.svarut is not None:
         lab.svarut.commands.clear()
     say("4. Applying (no question asked: this is the lab)")
@@ -153,7 +153,7 @@ def _rotate_and_roll_back(
 
 
 def _round_trips(lab: Lab) -> dict[str, int]:
-    """Scripts run on the Windows endpoint and commands on the SvarUT host during apply+verify."""
+    """Windows scripts run from plan to verify; SvarUT host commands during apply and verify."""
     recorder = lab.https.recorder
     return {
         "windows_scripts": len(recorder.scripts),
@@ -188,9 +188,10 @@ def _summary(run: DemoRun) -> str:
     lines.append(f"  {'total':<22} {sum(run.phases.values()):6.2f} s")
     trips = run.round_trips
     lines.append(
-        f"  apply + verify: {trips.get('windows_scripts', 0)} PowerShell script call(s) "
-        f"({trips.get('windows_http_requests', 0)} WinRM requests) on the Windows server, "
-        f"{trips.get('svarut_commands', 0)} command(s) on the SvarUT host"
+        f"  round trips: {trips.get('windows_scripts', 0)} PowerShell script call(s) on the "
+        f"Windows server from plan to verify ({trips.get('windows_http_requests', 0)} WinRM "
+        f"requests); {trips.get('svarut_commands', 0)} command(s) on the SvarUT host in apply "
+        "and verify"
     )
     lines.append(
         "  result: rotation verified and rollback restored everything"

@@ -10,6 +10,7 @@ then verifies. Progress goes to stderr, results to stdout (``--json`` for script
 
 from __future__ import annotations
 
+import getpass
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -112,7 +113,7 @@ _INSTALLATION_OPTIONS = (
     ),
     click.option("--svarut-host", default=None, help="The SvarUT Linux host (SSH)."),
     click.option("--svarut-port", type=int, default=22, show_default=True, help="SSH port."),
-    click.option("--svarut-user", default=None, help="SSH user (default: as ssh would choose)."),
+    click.option("--svarut-user", default=None, help="SSH user (default: your local user name)."),
     click.option(
         "--svarut-known-hosts",
         type=click.Path(dir_okay=False),
@@ -270,7 +271,7 @@ def _svarut_target(given: dict[str, Any]) -> SvarutTarget:
     ssh = SshOptions(
         host=given["svarut_host"],
         port=given["svarut_port"],
-        username=given["svarut_user"],
+        username=given["svarut_user"] or getpass.getuser(),
         known_hosts=given["svarut_known_hosts"],
         pinned_host_key=given["svarut_host_key"],
         client_keys=tuple(given["svarut_identities"]) or None,
