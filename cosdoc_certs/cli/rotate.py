@@ -35,6 +35,7 @@ from cosdoc_certs.errors import InputError
 from cosdoc_certs.inventory import PASSWORDLESS_AUTHS, load_inventory
 from cosdoc_certs.svarut import SshOptions, SvarutTarget
 from cosdoc_certs.windows.connection import AUTH_METHODS, ConnectionOptions
+from cosdoc_certs.windows.verify import TlsAddress
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -230,14 +231,15 @@ def _from_inventory(
     if not (inventory and customer):
         raise InputError("--inventory and --customer go together", "pass both")
     context = click.get_current_context()
-    stray = sorted(
-        key
-        for key in given
-        if context.get_parameter_source(key) not in (None, ParameterSource.DEFAULT)
-    )
+    stray = [
+        param.opts[0]
+        for param in context.command.params
+        if param.name in given
+        and context.get_parameter_source(param.name) not in (None, ParameterSource.DEFAULT)
+    ]
     if stray:
         raise InputError(
-            f"--{stray[0].replace('_', '-')} cannot be combined with --inventory",
+            f"{stray[0]} cannot be combined with --inventory",
             "change the customer's entry in the inventory instead",
         )
     entry = load_inventory(inventory).customer(customer)
@@ -287,7 +289,7 @@ def _svarut_target(given: dict[str, Any]) -> SvarutTarget:
     )
 
 
-def _tls_address(pairs: tuple[str, ...]) -> rotation.TlsAddress | None:
+def _tls_address(pairs: tuple[str, ...]) -> TlsAddress | None:
     if not pairs:
         return None
     mapping = {}
