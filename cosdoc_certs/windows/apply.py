@@ -462,7 +462,7 @@ class _ActionFailed(Exception):
         assert failed is not None
         self.document = document
         self.problem = (
-            f"action {failed.index + 1} of {len(actions)} ({_describe(actions[failed.index])}) "
+            f"action {failed.index + 1} of {len(actions)}, {_describe(actions[failed.index])}, "
             f"failed: {failed.message}"
         )
         super().__init__(self.problem)
@@ -688,7 +688,8 @@ def _undo_actions(steps: Sequence[Mapping[str, Any]], *, in_run: bool) -> list[A
 
 def _undo(host: WindowsHost, journal: Journal, *, in_run: bool, say: Progress) -> str:
     """Run the undo actions in one call, re-gather and check; returns what was restored."""
-    steps = journal.steps_to_undo()
+    pending = journal.steps_to_undo()
+    steps = [step for step in pending if _may_have_changed(step)]
     actions = _undo_actions(steps, in_run=in_run)
     run_id = str(journal.context["run_id"])
     if actions:
@@ -703,7 +704,7 @@ def _undo(host: WindowsHost, journal: Journal, *, in_run: bool, say: Progress) -
             )
     say("gathering again to check that the original files are back")
     _check_restored(host, journal, steps)
-    for step in steps:
+    for step in pending:
         journal.mark(step["index"], StepStatus.UNDONE)
     files = sum(1 for step in steps if step["name"] == "write-file")
     bindings = sum(1 for step in steps if step["name"] == "set-binding")
@@ -711,6 +712,11 @@ def _undo(host: WindowsHost, journal: Journal, *, in_run: bool, say: Progress) -
         f"{files} config file(s) are byte-identical to before, {bindings} binding(s) back on "
         "their old certificate"
     )
+
+
+def _may_have_changed(step: Mapping[str, Any]) -> bool:
+    """False for a step that failed in a way that changes nothing (a failed binding...)."""
+    return not (step["status"] == StepStatus.FAILED and step["name"] in _NO_CHANGE_WHEN_FAILED)
 
 
 def _with_reconnect(host: WindowsHost, call: Callable[[], _T]) -> _T:
@@ -801,7 +807,7 @@ def rollback_windows(
             ) from None
     journal.finish(Outcome.ROLLED_BACK, f"rolled back on request: {undone}")
     backups = tuple(
-        str(step["details"]["backup"]) for step in steps if step["name"] == "write-file"
+        str(step["details"]["backup"]) for step in reversed(steps) if step["name"] == "write-file"
     )
     return WindowsApplyResult(journal.host, Outcome.ROLLED_BACK, journal.path, (), backups, undone)
 

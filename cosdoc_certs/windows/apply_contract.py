@@ -151,6 +151,19 @@ ACTION_TYPES: dict[str, type[Action]] = {
 }
 
 
+BEFORE_KEYS: dict[str, frozenset[str]] = {
+    "import-pfx": frozenset({"present"}),
+    "write-file": frozenset({"sha256", "backup"}),
+    "grant-read": frozenset({"key_file", "could_read"}),
+    "set-binding": frozenset({"thumbprint"}),
+    "restart-service": frozenset({"state"}),
+    "recycle-pool": frozenset({"state"}),
+    "restore-file": frozenset({"sha256", "restored"}),
+    "remove-file": frozenset({"existed"}),
+}
+"""The keys of each action's ``before`` object."""
+
+
 def backup_path(path: str, run_id: str) -> str:
     """Where ``write-file`` keeps the original of ``path``: beside it, named after the run."""
     return f"{path}.cosdoc-certs-{run_id}.bak"
@@ -289,4 +302,6 @@ def _result(data: Any, position: int) -> ActionResult:
         raise ApplyContractError(f"{where} needs an integer index, an action and a boolean ok")
     if not isinstance(message, str) or not isinstance(before, dict):
         raise ApplyContractError(f"{where} needs a message and a 'before' object")
+    if frozenset(before) != BEFORE_KEYS.get(action):
+        raise ApplyContractError(f"{where}: unknown action {action!r} or wrong 'before' keys")
     return ActionResult(index, action, ok, message, before)
