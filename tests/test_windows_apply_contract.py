@@ -1,0 +1,397 @@
+"""The apply contract, checked on both sides: the lab twin's documents and apply.ps1's text.
+
+The twin runs each action against a default lab installation (table-driven: action → ok,
+message, ``before``), and every document it writes must parse with the one contract in
+:mod:`cosdoc_certs.windows.apply_contract`. ``apply.ps1`` cannot run here, so its text is
+checked against the same contract: parameters, action names and ``before`` keys.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from asn1crypto import pkcs12
+
+from cosdoc_certs.certs import CertificateBundle, load_bundle
+from cosdoc_certs.certs.pkcs12 import parse_pfx
+from cosdoc_certs.lab.scenarios import (
+    LabCertificates,
+    LabServer,
+    default_installation,
+    make_lab_certificates,
+)
+from cosdoc_certs.lab.twins.apply import apply as twin_apply
+from cosdoc_certs.lab.winrm import ScriptCall
+from cosdoc_certs.windows.apply import legacy_pfx
+from cosdoc_certs.windows.apply_contract import (
+    ACTION_TYPES,
+    BEFORE_KEYS,
+    Action,
+    ApplyContractError,
+    ApplyDocument,
+    GrantRead,
+    ImportPfx,
+    RecyclePool,
+    RemoveFile,
+    RestartService,
+    RestoreFile,
+    SetBinding,
+    WriteFile,
+    action_to_dict,
+    actions_from_json,
+    actions_to_json,
+    backup_path,
+)
+
+SCRIPT = (
+    Path(__file__).resolve().parent.parent / "cosdoc_certs" / "windows" / "scripts" / "apply.ps1"
+)
+DIGIHELSE = "C:\\Program Files\\DIPS\\Digihelse.Adressering\\appsettings.json"
+PASSWORD = "one-time-Pa55"
+
+
+@pytest.fixture(scope="module")
+def certificates() -> LabCertificates:
+    return make_lab_certificates()
+
+
+@pytest.fixture(scope="module")
+def renewed(
+    certificates: LabCertificates, tmp_path_factory: pytest.TempPathFactory
+) -> CertificateBundle:
+    files = certificates.write_files(tmp_path_factory.mktemp("pfx"))
+    return load_bundle([files.pair_pfx, files.ssl_pfx], certificates.pfx_password.encode())
+
+
+@pytest.fixture
+def server(tmp_path: Path, certificates: LabCertificates) -> Iterator[LabServer]:
+    built = default_installation(tmp_path / "server", certificates=certificates)
+    yield built
+    built.close()
+
+
+@dataclass(frozen=True)
+class Case:
+    """Actions built from the server and bundle, and what the twin must answer."""
+
+    build: Callable[[LabServer, CertificateBundle], list[Action]]
+    ok: bool
+    message: str
+    before: dict[str, Any] | None = None
+
+
+def _sha(server: LabServer, path: str) -> str:
+    return hashlib.sha256(server.files.read(path)).hexdigest().upper()
+
+
+def _ssl(bundle: CertificateBundle) -> str:
+    assert bundle.ssl is not None
+    return bundle.ssl.thumbprint
+
+
+def _current_ssl(server: LabServer) -> str:
+    return server.certificates.current_ssl.thumbprint
+
+
+CASES = {
+    "import": Case(lambda s, b: [ImportPfx(0, (_ssl(b),))], True, "imported", {"present": []}),
+    "import-no-file": Case(lambda s, b: [ImportPfx(3, (_ssl(b),))], False, "no file number 3"),
+    "write": Case(
+        lambda s, b: [WriteFile(DIGIHELSE, base64.b64encode(b"{}").decode(), _sha(s, DIGIHELSE))],
+        True,
+        "wrote 2 bytes",
+    ),
+    "write-hash-changed": Case(
+        lambda s, b: [RestartService("KPR.Innsending"), WriteFile(DIGIHELSE, "e30=", "AB" * 32)],
+        False,
+        "changed since planning",
+        {"backup": None},
+    ),
+    "grant": Case(
+        lambda s, b: [GrantRead(_current_ssl(s), "DOMENE\\someone")],
+        True,
+        "DOMENE\\someone may read",
+    ),
+    "grant-unknown-certificate": Case(
+        lambda s, b: [GrantRead("AB" * 20, "DOMENE\\someone")], False, "Cannot find path"
+    ),
+    "bind-unknown-certificate": Case(
+        lambda s, b: [SetBinding("CosDoc Drift", "*:443:cosdoc.testkommune.no", "AB" * 20)],
+        False,
+        "A specified logon session does not exist",
+    ),
+    "bind-same": Case(
+        lambda s, b: [SetBinding("CosDoc Drift", "*:443:cosdoc.testkommune.no", _current_ssl(s))],
+        True,
+        "serves",
+    ),
+    "restart": Case(
+        lambda s, b: [RestartService("KPR.Innsending")], True, "Running", {"state": "Running"}
+    ),
+    "restart-unknown": Case(
+        lambda s, b: [RestartService("Nope")], False, "Cannot find any service with service name"
+    ),
+    "recycle": Case(
+        lambda s, b: [RecyclePool("Authentication Drift")], True, "recycled", {"state": "Started"}
+    ),
+    "restore-without-backup": Case(
+        lambda s, b: [RestoreFile(DIGIHELSE, DIGIHELSE + ".bak", "AB" * 32)],
+        True,
+        "was not changed",
+    ),
+    "remove-missing": Case(
+        lambda s, b: [RemoveFile("C:\\nothing.txt")], True, "not there", {"existed": False}
+    ),
+    "stops-at-first-failure": Case(
+        lambda s, b: [
+            RestartService("KPR.Innsending"),
+            RestartService("Nope"),
+            RestartService("KPR.Overvaker"),
+        ],
+        False,
+        "Cannot find any service",
+    ),
+}
+
+
+def _run(server: LabServer, actions: list[Action], pfx_files: list[bytes]) -> ApplyDocument:
+    call = ScriptCall(
+        "apply",
+        {
+            "Actions": actions_to_json(actions),
+            "RunId": "test",
+            "PfxFiles": [base64.b64encode(pfx).decode() for pfx in pfx_files],
+            "PfxPassword": PASSWORD,
+        },
+    )
+    result = twin_apply(server, call)
+    assert result.terminating_error is None
+    assert result.errors == []
+    (text,) = result.output
+    document = ApplyDocument.from_data(json.loads(text))
+    assert ApplyDocument.from_data(json.loads(document.to_json())) == document
+    return document
+
+
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+def test_the_twin_answers_each_action_within_the_contract(
+    server: LabServer, renewed: CertificateBundle, case: Case
+) -> None:
+    actions = case.build(server, renewed)
+    ssl = renewed.ssl
+    assert ssl is not None
+    document = _run(server, actions, [legacy_pfx(ssl, renewed.chain_for(ssl), PASSWORD.encode())])
+    last = document.results[-1]
+    assert last.ok is case.ok
+    assert case.message in last.message
+    if case.before is not None:
+        assert dict(last.before) == {**dict(last.before), **case.before}
+    for result in document.results:
+        assert set(result.before) == BEFORE_KEYS[result.action]
+    assert document.completed == sum(r.ok for r in document.results)
+    assert document.failed_index == (None if case.ok else last.index)
+
+
+def test_a_changed_file_stops_the_run_before_the_first_action(server: LabServer) -> None:
+    server.stop_service("KPR.Innsending")
+    document = _run(
+        server,
+        [RestartService("KPR.Innsending"), WriteFile(DIGIHELSE, "e30=", "AB" * 32)],
+        [],
+    )
+    assert (document.completed, document.failed_index) == (0, 1)
+    assert server.service("KPR.Innsending").state == "Stopped"
+
+
+def test_write_then_restore_round_trips_the_bytes_and_keeps_the_backup(server: LabServer) -> None:
+    original = server.files.read(DIGIHELSE)
+    new = base64.b64encode(b'{"x": 1}').decode()
+    written = _run(server, [WriteFile(DIGIHELSE, new, _sha(server, DIGIHELSE))], [])
+    backup = backup_path(DIGIHELSE, "test")
+    assert written.results[0].before == {"sha256": _sha_of(original), "backup": backup}
+    assert server.files.read(backup) == original
+    refused = _run(server, [RestoreFile(DIGIHELSE, backup, "AB" * 32)], [])
+    assert "changed after the run" in refused.results[0].message
+    restored = _run(server, [RestoreFile(DIGIHELSE, backup, _sha(server, DIGIHELSE))], [])
+    assert restored.results[0].before["restored"] is True
+    assert server.files.read(DIGIHELSE) == original
+    assert server.files.is_file(backup)
+
+
+def _sha_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest().upper()
+
+
+def test_a_grant_reports_whether_the_account_could_read_before(server: LabServer) -> None:
+    thumbprint = server.certificates.current.signing.thumbprint
+    first = _run(server, [GrantRead(thumbprint, "DOMENE\\new-account")], [])
+    again = _run(server, [GrantRead(thumbprint, "DOMENE\\new-account")], [])
+    assert first.results[0].before["could_read"] is False
+    assert again.results[0].before["could_read"] is True
+    assert str(first.results[0].before["key_file"]).startswith("C:\\ProgramData\\Microsoft\\Crypto")
+
+
+def test_a_stopped_pool_is_started_instead_of_recycled(server: LabServer) -> None:
+    server.stop_app_pool("kodeverk Drift")
+    document = _run(server, [RecyclePool("kodeverk Drift")], [])
+    assert document.results[0].before == {"state": "Stopped"}
+    assert "started" in document.results[0].message
+    assert server.app_pool("kodeverk Drift").state == "Started"
+
+
+def test_a_wrong_pfx_password_fails_like_windows(
+    server: LabServer, renewed: CertificateBundle
+) -> None:
+    ssl = renewed.ssl
+    assert ssl is not None
+    pfx = legacy_pfx(ssl, renewed.chain_for(ssl), b"another password")
+    document = _run(server, [ImportPfx(0, (ssl.thumbprint,))], [pfx])
+    assert document.results[0].message == "The specified network password is not correct."
+    assert server.store.find(ssl.thumbprint) is None
+    assert server.files.list_folder("C:\\Windows\\Temp") == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{}",
+        "not json",
+        '[{"action": "format-disk"}]',
+        '[{"action": "restart-service"}]',
+        '[{"action": "restart-service", "name": 3}]',
+        '[{"action": "restart-service", "name": "x", "force": true}]',
+        '[{"action": "import-pfx", "index": true, "thumbprints": []}]',
+    ],
+    ids=["object", "not-json", "unknown", "missing", "wrong-type", "extra-field", "bool-index"],
+)
+def test_malformed_actions_are_refused(text: str) -> None:
+    with pytest.raises(ApplyContractError):
+        actions_from_json(text)
+
+
+def test_every_action_round_trips_through_json() -> None:
+    actions: list[Action] = [
+        ImportPfx(0, ("A" * 40,)),
+        WriteFile("C:\\a.json", "e30=", "B" * 64),
+        GrantRead("A" * 40, "IIS AppPool\\x"),
+        SetBinding("site", "*:443:h", "A" * 40),
+        RestartService("s"),
+        RecyclePool("p"),
+        RestoreFile("C:\\a.json", "C:\\a.json.bak"),
+        RemoveFile("C:\\a.json.bak"),
+    ]
+    assert {type(action) for action in actions} == set(ACTION_TYPES.values())
+    assert actions_from_json(actions_to_json(actions)) == actions
+    assert "e30=" not in repr(actions[1])
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"schema_version": 2, "results": [], "completed": 0, "failed_index": None},
+        {"schema_version": 1, "results": {}, "completed": 0, "failed_index": None},
+        {"schema_version": 1, "results": [], "completed": "0", "failed_index": None},
+        {
+            "schema_version": 1,
+            "results": [
+                {"index": 0, "action": "remove-file", "ok": True, "message": "", "before": {}}
+            ],
+            "completed": 1,
+            "failed_index": None,
+        },
+    ],
+    ids=["schema", "results-object", "completed-text", "before-keys"],
+)
+def test_malformed_result_documents_are_refused(document: dict[str, Any]) -> None:
+    with pytest.raises(ApplyContractError):
+        ApplyDocument.from_data(document)
+
+
+# -- apply.ps1 against the same contract -----------------------------------------------------
+
+
+def _script() -> str:
+    return SCRIPT.read_text(encoding="utf-8")
+
+
+def test_apply_ps1_takes_the_contract_parameters() -> None:
+    parameters = re.search(r"param\((.*?)\n\)", _script(), re.DOTALL)
+    assert parameters is not None
+    assert re.findall(r"\$([A-Z]\w+)", parameters.group(1)) == [
+        "Actions",
+        "RunId",
+        "PfxFiles",
+        "PfxPassword",
+    ]
+    assert "[System.Security.SecureString] $PfxPassword" in parameters.group(1)
+
+
+def test_apply_ps1_knows_every_action_with_the_contract_before_keys() -> None:
+    befores = dict(re.findall(r"'([a-z-]+)' \{ return \[ordered\]@\{ ([^}]*) \} \}", _script()))
+    assert set(befores) == set(BEFORE_KEYS)
+    for action, body in befores.items():
+        assert set(re.findall(r"(\w+) =", body)) == BEFORE_KEYS[action], action
+    dispatched = set(re.findall(r"'([a-z-]+)' \{ return Invoke-\w+ -Action", _script()))
+    assert dispatched == set(ACTION_TYPES)
+
+
+def test_apply_ps1_writes_the_document_keys_and_names_backups_like_the_contract() -> None:
+    script = _script()
+    for key in ("schema_version", "results", "completed", "failed_index"):
+        assert re.search(rf"^\s+{key}\s+=", script, re.MULTILINE), key
+    assert "'{0}.cosdoc-certs-{1}.bak' -f $path, $RunId" in script
+    assert backup_path("C:\\x", "R") == "C:\\x.cosdoc-certs-R.bak"
+    assert "ConvertTo-Json -InputObject $document -Depth 10 -Compress" in script
+    field_names = {
+        name for kind in ACTION_TYPES.values() for name in action_to_dict(_example(kind))
+    }
+    for name in field_names - {"action"}:
+        assert (
+            f"$Action.{name}" in script or f"'{name}'" in script or f"$action.{name}" in script
+        ), name
+
+
+def _example(kind: type[Action]) -> Action:
+    examples: dict[type, Action] = {
+        ImportPfx: ImportPfx(0, ()),
+        WriteFile: WriteFile("p", "c", "h"),
+        GrantRead: GrantRead("t", "a"),
+        SetBinding: SetBinding("s", "b", "t"),
+        RestartService: RestartService("n"),
+        RecyclePool: RecyclePool("n"),
+        RestoreFile: RestoreFile("p", "b"),
+        RemoveFile: RemoveFile("p"),
+    }
+    return examples[kind]
+
+
+# -- the PFX apply builds ---------------------------------------------------------------------
+
+
+def test_the_pfx_is_3des_with_a_sha1_mac_and_imports_in_the_lab(
+    server: LabServer, renewed: CertificateBundle
+) -> None:
+    info = renewed.signing
+    assert info is not None
+    data = legacy_pfx(info, renewed.chain_for(info), PASSWORD.encode())
+    parsed = parse_pfx(data)
+    assert parsed.pfx["mac_data"]["mac"]["digest_algorithm"]["algorithm"].native == "sha1"
+    algorithms = set()
+    for content in parsed.authenticated_safe:
+        if content["content_type"].native == "encrypted_data":
+            encrypted = content["content"]["encrypted_content_info"]
+            algorithms.add(encrypted["content_encryption_algorithm"]["algorithm"].native)
+        else:
+            for bag in pkcs12.SafeContents.load(bytes(content["content"].native)):
+                algorithms.add(bag["bag_value"]["encryption_algorithm"]["algorithm"].native)
+    assert algorithms == {"pkcs12_sha1_tripledes_3key"}
+    assert server.store.import_pfx(data, PASSWORD) == [info.thumbprint]
+    assert server.store.get(info.thumbprint).has_private_key
