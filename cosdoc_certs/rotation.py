@@ -296,6 +296,9 @@ class RotationResult:
             "svarut": self.svarut.to_dict() if self.svarut else None,
         }
 
+    def __repr__(self) -> str:
+        return f"<RotationResult {self.target} {self.outcome}: run {self.run_id}>"
+
     def __str__(self) -> str:
         lines = [f"{self.target}: {self.outcome} — {self.message} (run {self.run_id})"]
         lines += [f"  {part}" for part in (self.windows, self.svarut) if part is not None]
