@@ -1,0 +1,213 @@
+# Pester 5 tests of apply.ps1 on a real Windows Server TEST machine (2016, 2019 or 2022).
+#
+# Run in an elevated Windows PowerShell 5.1 on a test VM — never on a customer's production
+# server: the tests add and remove short-lived self-signed certificates in
+# Cert:\LocalMachine\My, restart the Windows Time service (W32Time), and with IIS create and
+# delete an app pool "cosdoc-certs-pester" and a site "cosdoc-certs-pester" on port 44300.
+#
+#   Install-Module Pester -MinimumVersion 5.3 -Scope CurrentUser -SkipPublisherCheck
+#   Invoke-Pester -Path .\tests\windows\apply.Tests.ps1 -Output Detailed
+#
+# See docs/windows.md. The lab twin is checked against the same contract on the Python side
+# (tests/test_windows_apply_contract.py), so both answer alike.
+
+BeforeAll {
+    $script:ApplyPath = Join-Path -Path $PSScriptRoot -ChildPath '..\..\cosdoc_certs\windows\scripts\apply.ps1'
+
+    function Invoke-Apply {
+        # Runs apply.ps1 with the actions (hashtables) and returns the parsed result document.
+        param([object[]] $Actions, [string[]] $PfxFiles = @(), [System.Security.SecureString] $PfxPassword = $null)
+        $json = ConvertTo-Json -InputObject @($Actions) -Depth 5 -Compress
+        $arguments = @{ Actions = $json; RunId = 'pester'; PfxFiles = $PfxFiles }
+        if ($null -ne $PfxPassword) { $arguments.PfxPassword = $PfxPassword }
+        $output = @(& $script:ApplyPath @arguments)
+        $output.Count | Should -Be 1
+        $output[0] | Should -BeOfType [string]
+        return $output[0] | ConvertFrom-Json
+    }
+
+    function Get-FileSha256 {
+        param([string] $Path)
+        return (Get-FileHash -LiteralPath $Path -Algorithm SHA256).Hash
+    }
+
+    function New-TestCertificate {
+        # An exportable self-signed certificate with a CNG key, valid for two days.
+        param([string] $Name)
+        return New-SelfSignedCertificate -Subject "CN=$Name" -CertStoreLocation 'Cert:\LocalMachine\My' `
+            -Provider 'Microsoft Software Key Storage Provider' -KeyExportPolicy Exportable -NotAfter (Get-Date).AddDays(2)
+    }
+
+    function Remove-TestCertificate {
+        param([string] $Thumbprint)
+        $path = "Cert:\LocalMachine\My\$Thumbprint"
+        if (Test-Path -LiteralPath $path) { Remove-Item -LiteralPath $path -DeleteKey }
+    }
+}
+
+Describe 'apply.ps1 files: compare-and-swap, backup, restore' {
+    BeforeEach {
+        $script:File = Join-Path -Path $TestDrive -ChildPath 'appsettings.json'
+        $script:Original = [byte[]](0xEF, 0xBB, 0xBF) + [Text.Encoding]::UTF8.GetBytes("{`r`n  `"A`": `"1`"`r`n}`r`n")
+        [IO.File]::WriteAllBytes($script:File, $script:Original)
+        $script:New = [Text.Encoding]::UTF8.GetBytes('{"A": "2"}')
+    }
+
+    It 'writes the new bytes after a backup beside the file, and says so in one JSON document' {
+        $result = Invoke-Apply -Actions @(@{
+                action = 'write-file'; path = $script:File
+                content_base64 = [Convert]::ToBase64String($script:New); expected_sha256 = (Get-FileSha256 $script:File)
+            })
+        $result.schema_version | Should -Be 1
+        , $result.results | Should -BeOfType [object[]]
+        $result.completed | Should -Be 1
+        $result.failed_index | Should -BeNullOrEmpty
+        $result.results[0].ok | Should -BeTrue
+        $backup = "$($script:File).cosdoc-certs-pester.bak"
+        $result.results[0].before.backup | Should -Be $backup
+        ([IO.File]::ReadAllBytes($backup) -join ',') | Should -Be ($script:Original -join ',')
+        ([IO.File]::ReadAllBytes($script:File) -join ',') | Should -Be ($script:New -join ',')
+    }
+
+    It 'refuses a file whose hash changed since planning, before running any action' {
+        $result = Invoke-Apply -Actions @(
+            @{ action = 'remove-file'; path = (Join-Path $TestDrive 'other.txt') },
+            @{ action = 'write-file'; path = $script:File; content_base64 = 'e30='; expected_sha256 = ('AB' * 32) }
+        )
+        $result.completed | Should -Be 0
+        $result.failed_index | Should -Be 1
+        $result.results[0].message | Should -Match 'changed since planning'
+        ([IO.File]::ReadAllBytes($script:File) -join ',') | Should -Be ($script:Original -join ',')
+        Test-Path -LiteralPath "$($script:File).cosdoc-certs-pester.bak" | Should -BeFalse
+    }
+
+    It 'restores the original bytes from the backup, only over the expected bytes' {
+        $null = Invoke-Apply -Actions @(@{
+                action = 'write-file'; path = $script:File
+                content_base64 = [Convert]::ToBase64String($script:New); expected_sha256 = (Get-FileSha256 $script:File)
+            })
+        $backup = "$($script:File).cosdoc-certs-pester.bak"
+        $refused = Invoke-Apply -Actions @(@{ action = 'restore-file'; path = $script:File; backup = $backup; expected_sha256 = ('AB' * 32) })
+        $refused.results[0].ok | Should -BeFalse
+        $restored = Invoke-Apply -Actions @(@{ action = 'restore-file'; path = $script:File; backup = $backup; expected_sha256 = (Get-FileSha256 $script:File) })
+        $restored.results[0].ok | Should -BeTrue
+        $restored.results[0].before.restored | Should -BeTrue
+        ([IO.File]::ReadAllBytes($script:File) -join ',') | Should -Be ($script:Original -join ',')
+    }
+
+    It 'removes a file and reports whether it existed' {
+        $result = Invoke-Apply -Actions @(
+            @{ action = 'remove-file'; path = $script:File },
+            @{ action = 'remove-file'; path = $script:File }
+        )
+        $result.results[0].before.existed | Should -BeTrue
+        $result.results[1].before.existed | Should -BeFalse
+        Test-Path -LiteralPath $script:File | Should -BeFalse
+    }
+}
+
+Describe 'apply.ps1 certificates: import, key read grant' {
+    BeforeAll {
+        $script:Source = New-TestCertificate -Name 'cosdoc-certs pester import'
+        $script:Thumbprint = $script:Source.Thumbprint
+        $script:Password = ConvertTo-SecureString -String ([guid]::NewGuid().ToString()) -AsPlainText -Force
+        $pfxFile = Join-Path -Path $TestDrive -ChildPath 'import.pfx'
+        Export-PfxCertificate -Cert $script:Source -FilePath $pfxFile -Password $script:Password | Out-Null
+        $script:Pfx = [Convert]::ToBase64String([IO.File]::ReadAllBytes($pfxFile))
+        Remove-Item -LiteralPath $pfxFile
+        Remove-TestCertificate -Thumbprint $script:Thumbprint
+    }
+
+    AfterAll { Remove-TestCertificate -Thumbprint $script:Thumbprint }
+
+    It 'fails a wrong password like Import-PfxCertificate, importing nothing' {
+        $wrong = ConvertTo-SecureString -String 'not-the-password' -AsPlainText -Force
+        $result = Invoke-Apply -Actions @(@{ action = 'import-pfx'; index = 0; thumbprints = @($script:Thumbprint) }) -PfxFiles @($script:Pfx) -PfxPassword $wrong
+        $result.failed_index | Should -Be 0
+        $result.results[0].message | Should -Not -BeNullOrEmpty
+        Test-Path -LiteralPath "Cert:\LocalMachine\My\$($script:Thumbprint)" | Should -BeFalse
+    }
+
+    It 'imports the PFX into LocalMachine\My and leaves no temporary PFX file' {
+        $result = Invoke-Apply -Actions @(@{ action = 'import-pfx'; index = 0; thumbprints = @($script:Thumbprint) }) -PfxFiles @($script:Pfx) -PfxPassword $script:Password
+        $result.results[0].ok | Should -BeTrue
+        , $result.results[0].before.present | Should -BeOfType [object[]]
+        (Get-Item -LiteralPath "Cert:\LocalMachine\My\$($script:Thumbprint)").HasPrivateKey | Should -BeTrue
+        @(Get-ChildItem -Path ([IO.Path]::GetTempPath()) -Filter 'cosdoc-certs-pester-*.pfx').Count | Should -Be 0
+    }
+
+    It 'grants read on the key file and says whether the account could read before' {
+        $grant = @{ action = 'grant-read'; thumbprint = $script:Thumbprint; account = 'NT AUTHORITY\NETWORK SERVICE' }
+        $first = Invoke-Apply -Actions @($grant)
+        $first.results[0].ok | Should -BeTrue
+        $first.results[0].before.key_file | Should -BeLike "$env:ProgramData\Microsoft\Crypto\Keys\*"
+        $first.results[0].before.could_read | Should -BeFalse
+        $readers = @((Get-Acl -LiteralPath $first.results[0].before.key_file).Access | ForEach-Object { $_.IdentityReference.Value })
+        $readers | Should -Contain 'NT AUTHORITY\NETWORK SERVICE'
+        $second = Invoke-Apply -Actions @($grant)
+        $second.results[0].before.could_read | Should -BeTrue
+    }
+
+    It 'fails a grant for a certificate that is not in the store' {
+        $result = Invoke-Apply -Actions @(@{ action = 'grant-read'; thumbprint = ('AB' * 20); account = 'NT AUTHORITY\NETWORK SERVICE' })
+        $result.results[0].ok | Should -BeFalse
+    }
+}
+
+Describe 'apply.ps1 services: restart, stop at the first failure' {
+    It 'restarts a service and reports its state before' {
+        $result = Invoke-Apply -Actions @(@{ action = 'restart-service'; name = 'W32Time' })
+        $result.results[0].ok | Should -BeTrue
+        $result.results[0].before.state | Should -Not -BeNullOrEmpty
+        (Get-Service -Name 'W32Time').Status | Should -Be 'Running'
+    }
+
+    It 'stops at the first failure and runs nothing after it' {
+        $file = Join-Path -Path $TestDrive -ChildPath 'after.txt'
+        [IO.File]::WriteAllText($file, 'kept')
+        $result = Invoke-Apply -Actions @(
+            @{ action = 'restart-service'; name = 'cosdoc-certs-no-such-service' },
+            @{ action = 'remove-file'; path = $file }
+        )
+        $result.failed_index | Should -Be 0
+        @($result.results).Count | Should -Be 1
+        $result.results[0].message | Should -Match 'cosdoc-certs-no-such-service'
+        Test-Path -LiteralPath $file | Should -BeTrue
+    }
+}
+
+Describe 'apply.ps1 IIS: app pool and HTTPS binding' -Skip:($null -eq (Get-Module -ListAvailable -Name WebAdministration)) {
+    BeforeAll {
+        Import-Module WebAdministration
+        $script:Pool = 'cosdoc-certs-pester'
+        $script:Old = New-TestCertificate -Name 'cosdoc-certs pester old'
+        $script:New = New-TestCertificate -Name 'cosdoc-certs pester new'
+        New-WebAppPool -Name $script:Pool | Out-Null
+        New-Website -Name $script:Pool -Port 44300 -Ssl -PhysicalPath $TestDrive -ApplicationPool $script:Pool | Out-Null
+        (Get-WebBinding -Name $script:Pool -Protocol https).AddSslCertificate($script:Old.Thumbprint, 'my')
+    }
+
+    AfterAll {
+        if (Test-Path -LiteralPath 'IIS:\SslBindings\0.0.0.0!44300') { Remove-Item -LiteralPath 'IIS:\SslBindings\0.0.0.0!44300' }
+        Remove-Website -Name $script:Pool
+        Remove-WebAppPool -Name $script:Pool
+        Remove-TestCertificate -Thumbprint $script:Old.Thumbprint
+        Remove-TestCertificate -Thumbprint $script:New.Thumbprint
+    }
+
+    It 'starts a stopped pool instead of recycling it' {
+        Stop-WebAppPool -Name $script:Pool
+        $result = Invoke-Apply -Actions @(@{ action = 'recycle-pool'; name = $script:Pool })
+        $result.results[0].ok | Should -BeTrue
+        $result.results[0].before.state | Should -Be 'Stopped'
+        (Get-WebAppPoolState -Name $script:Pool).Value | Should -Be 'Started'
+    }
+
+    It 'rebinds the non-SNI binding and reports the previous certificate' {
+        $binding = (Get-WebBinding -Name $script:Pool -Protocol https).bindingInformation
+        $result = Invoke-Apply -Actions @(@{ action = 'set-binding'; site = $script:Pool; binding = $binding; thumbprint = $script:New.Thumbprint })
+        $result.results[0].ok | Should -BeTrue
+        $result.results[0].before.thumbprint | Should -Be $script:Old.Thumbprint
+        (Get-Item -LiteralPath 'IIS:\SslBindings\0.0.0.0!44300').Thumbprint | Should -Be $script:New.Thumbprint
+    }
+}
