@@ -40,14 +40,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from cosdoc_certs import svarut
 from cosdoc_certs._aio import run_sync
 from cosdoc_certs.certs import CertificateBundle
-from cosdoc_certs.consumers import COSDOC_CATALOG, Consumer
+from cosdoc_certs.consumers import COSDOC_CATALOG, Consumer, SvarutConsumer
 from cosdoc_certs.errors import ApplyError, CosDocCertsError, InputError
 from cosdoc_certs.facts import DEFAULT_WARN_DAYS, WindowsFacts
 from cosdoc_certs.findings import Severity, worst
 from cosdoc_certs.inventory import Customer
 from cosdoc_certs.journal import Journal, Outcome, StepStatus, latest_journal
-from cosdoc_certs.plan import Plan
+from cosdoc_certs.plan import Change, Plan
 from cosdoc_certs.status import StatusReport, gather, status
+from cosdoc_certs.svarut.planning import CONSUMER as SVARUT_CONSUMER
 from cosdoc_certs.tls import fetch_certificate
 from cosdoc_certs.windows.apply import WindowsApplyResult, apply_windows, rollback_windows
 from cosdoc_certs.windows.connection import (
@@ -167,7 +168,8 @@ class RotationPlan:
     """What rotating ``bundle`` into the installation changes, on each host.
 
     ``windows`` is the Windows engine's plan (with the facts it was made from), ``svarut``
-    the SvarUT plan; :attr:`plan` is both as one :class:`~cosdoc_certs.plan.Plan`.
+    the SvarUT plan; :attr:`plan` is both as one :class:`~cosdoc_certs.plan.Plan`. When
+    SvarUT is left alone, ``svarut_noop`` says why.
     """
 
     target: Target
@@ -175,15 +177,15 @@ class RotationPlan:
     windows: Plan | None
     windows_facts: WindowsFacts | None = field(repr=False)
     svarut: svarut.SvarutPlan | None
-    svarut_note: str | None = None
+    svarut_noop: Change | None = None
 
     @property
     def plan(self) -> Plan:
         """The whole installation's plan: the Windows changes, then the SvarUT ones."""
-        changes = (self.windows.changes if self.windows else ()) + (
-            self.svarut.plan.changes if self.svarut else ()
-        )
-        return Plan(changes, title=self.title)
+        windows = self.windows.changes if self.windows else ()
+        linux = self.svarut.plan.changes if self.svarut else ()
+        noop = (self.svarut_noop,) if self.svarut_noop else ()
+        return Plan(windows + linux + noop, title=self.title)
 
     @property
     def title(self) -> str:
@@ -204,14 +206,12 @@ class RotationPlan:
             "target": self.target.name,
             "windows_host": self.target.windows_host,
             "svarut_host": self.target.svarut.ssh.host if self.target.svarut else None,
-            "svarut_note": self.svarut_note,
             **self.plan.to_dict(),
         }
 
     def to_text(self) -> str:
         """The plan for a terminal, with diffs."""
-        text = self.plan.to_text()
-        return f"{text}\nSvarUT: {self.svarut_note}" if self.svarut_note else text
+        return self.plan.to_text()
 
     def __str__(self) -> str:
         return self.to_text()
@@ -232,25 +232,31 @@ async def plan_async(
 ) -> RotationPlan:
     """Gather the Windows server and the SvarUT host at once and plan the rotation."""
     windows = _in_thread(_plan_windows, target, bundle, now) if target.windows else _no_windows()
-    new_ssl, note = _new_ssl(target, bundle)
+    reason = _svarut_left_alone(target, bundle)
     svarut_plan = (
-        svarut.plan_async(target.svarut, new_ssl, today=now.date() if now else None)
-        if target.svarut and new_ssl
+        svarut.plan_async(
+            target.svarut,
+            svarut.NewCertificate.from_bundle(bundle),
+            today=now.date() if now else None,
+        )
+        if target.svarut and reason is None
         else _none()
     )
     (windows_plan, facts), splan = await asyncio.gather(windows, svarut_plan)
-    return RotationPlan(target, bundle, windows_plan, facts, splan, note)
+    host = target.svarut.ssh.host if target.svarut else "(no SvarUT host)"
+    noop = Change.noop(host, SVARUT_CONSUMER, reason) if reason else None
+    return RotationPlan(target, bundle, windows_plan, facts, splan, noop)
 
 
-def _new_ssl(
-    target: Target, bundle: CertificateBundle
-) -> tuple[svarut.NewCertificate | None, str | None]:
-    """The SSL certificate for SvarUT, or None and why SvarUT is left alone."""
+def _svarut_left_alone(target: Target, bundle: CertificateBundle) -> str | None:
+    """Why the SvarUT host is not part of this rotation (None when it is)."""
+    if not any(isinstance(consumer, SvarutConsumer) for consumer in target.consumers):
+        return None
     if target.svarut is None:
-        return None, None
+        return "no SvarUT host given; add --svarut-host, or use `cosdoc-certs svarut` later"
     if bundle.ssl is None:
-        return None, "the files hold no SSL certificate; the SvarUT host is left as it is"
-    return svarut.NewCertificate.from_bundle(bundle), None
+        return "the new files hold no SSL certificate"
+    return None
 
 
 def _plan_windows(
@@ -366,7 +372,6 @@ async def _windows_phase(
     assert facts is not None
     step = journal.register("windows", host=target.windows_host)
     windows_say = _prefixed("Windows", say)
-    windows_say(f"applying {len(wplan.actions)} change(s) to {target.windows_host}")
 
     def run() -> WindowsApplyResult:
         with target.open_windows() as host:
@@ -408,9 +413,10 @@ async def _svarut_phase(
         if windows_result is None:
             _finish_failed(journal, step, error, "the Windows server was not changed")
             raise
-        raise await _undo_windows_after(rplan, journal, step, error, windows_result, say) from (
-            error
-        )
+        failure = await _undo_windows_after(rplan, journal, step, error, windows_result, say)
+        if failure is error:  # Ctrl-C: both hosts restored, now stop
+            raise
+        raise failure from error
     journal.mark(step, StepStatus.DONE, journal=str(result.journal_path))
     return result
 

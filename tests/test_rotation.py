@@ -164,3 +164,28 @@ def test_rollback_refuses_another_installations_run(
     with pytest.raises(InputError, match="not on elsewhere"):
         rotation.rollback(other, result.journal_path)
     rotation.rollback(target, result.journal_path)
+
+
+@pytest.mark.parametrize(
+    ("with_svarut", "files", "reason"),
+    [
+        (False, ("pair", "ssl"), "no SvarUT host given"),
+        (True, ("pair",), "the new files hold no SSL certificate"),
+    ],
+)
+def test_a_svarut_host_left_alone_appears_as_a_noop_with_its_reason(
+    lab: Lab, with_svarut: bool, files: tuple[str, ...], reason: str
+) -> None:
+    info = lab.connection_info()
+    target = rotation.lab_target(info)
+    if not with_svarut:
+        target = rotation.Target(
+            "windows-only", windows=target.windows, tls_address=target.tls_address
+        )
+    bundle = load_bundle([info.pfx_files[name] for name in files], info.pfx_password)
+    rplan = rotation.plan(target, bundle)
+    assert rplan.svarut is None
+    (noop,) = [change for change in rplan.plan.changes if change.consumer == "SvarUT nginx"]
+    assert noop.is_noop
+    assert reason in (noop.noop_reason or "")
+    assert rplan.plan.actions  # the Windows part still rotates
