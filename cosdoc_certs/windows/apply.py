@@ -515,7 +515,7 @@ def _context(
             "service_patterns": service_patterns(consumers),
             "config_files": config_files(consumers),
         },
-        "plan": plan.to_dict(),
+        "plan": {"title": plan.title, "created": plan.created.isoformat()},
     }
 
 
