@@ -31,7 +31,7 @@ from cosdoc_certs.lab.certs import (
     not_yet_valid_window,
     to_pfx,
 )
-from cosdoc_certs.lab.model import CosDocServer
+from cosdoc_certs.lab.model import Binding, CosDocServer
 from cosdoc_certs.lab.scenarios import (
     SCENARIOS,
     LabCertificateFiles,
@@ -585,3 +585,20 @@ def test_a_lower_case_value_of_the_new_certificate_is_rewritten(
             "new": lower.upper(),
         },
     )
+
+
+def test_a_shared_non_sni_entry_is_rebound_once_and_says_so(
+    build: Callable[[str], LabServer], renewed: Renewed
+) -> None:
+    server = build("default")
+    current = renewed.certificates.current_ssl.thumbprint
+    server.site("CosDoc Test").bindings.append(Binding("https", "*", 443, "", 0, current))
+    plan = plan_windows(facts_of(server), renewed.bundle("ssl"), host=HOST)
+    shared = [c for c in of_kind(plan, K.REBIND_HTTPS) if not c.details["sni"]]
+    (change,) = shared
+    assert change.details["binding"] == "*:443:"
+    assert change.details["shared_with"] == ("*:443:",)
+    assert "shared by every site on it (also https *:443: (CosDoc Test))" in change.summary
+    rotate_by_hand(server, plan, renewed)
+    new = renewed.certificates.renewed_ssl.thumbprint
+    assert {b.thumbprint for _, b in server.bindings() if b.protocol == "https"} == {new}

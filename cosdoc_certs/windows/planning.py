@@ -217,7 +217,7 @@ class _Planner:
             self._noop(status.name, f"the files hold no {wanted} certificate to rotate to")
             return
         for instance in status.instances:
-            _refuse_config_problems(status, instance, roles)
+            _refuse_config_problems(status, consumer, instance, roles)
             uses = [u for u in status.uses if u.instance == instance and u.role in roles]
             self._config_instance(status.name, instance, uses)
 
@@ -519,9 +519,14 @@ class _Planner:
             )
 
 
-def _refuse_config_problems(status: ConsumerStatus, instance: str, roles: list[Role]) -> None:
+def _refuse_config_problems(
+    status: ConsumerStatus,
+    consumer: ServiceConsumer | IisConsumer,
+    instance: str,
+    roles: list[Role],
+) -> None:
     """ConfigFileError when the config of ``instance`` cannot be read or lacks a key to edit."""
-    keys = {key.path for key in getattr(status.consumer, "keys", ()) if key.role in roles}
+    keys = {key.path for key in consumer.keys if key.role in roles}
     for finding in status.findings:
         if finding.code not in _CONFIG_PROBLEMS:
             continue
