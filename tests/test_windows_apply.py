@@ -13,6 +13,8 @@ import base64
 import dataclasses
 import json
 import logging
+import os
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,7 @@ from cosdoc_certs.plan import Change, ChangeKind, Plan
 from cosdoc_certs.status import gather
 from cosdoc_certs.windows.apply import (
     PROTOCOL_LOGGERS,
+    SignalReceived,
     WindowsApplyResult,
     apply_windows,
     rollback_windows,
@@ -274,6 +277,21 @@ def test_ctrl_c_during_apply_rolls_back_then_stops(world: World) -> None:
         world.apply(progress=interrupt_when_done)
     _assert_restored(world, files, state)
     assert world.journal().outcome is Outcome.ROLLED_BACK
+
+
+def test_sigterm_during_apply_rolls_back_like_ctrl_c(world: World) -> None:
+    files, state = world.config_files(), world.state()
+    handler = signal.getsignal(signal.SIGTERM)
+
+    def terminate_when_done(message: str) -> None:
+        if message.startswith("all "):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(SignalReceived, match="SIGTERM"):
+        world.apply(progress=terminate_when_done)
+    _assert_restored(world, files, state)
+    assert world.journal().outcome is Outcome.ROLLED_BACK
+    assert signal.getsignal(signal.SIGTERM) == handler
 
 
 def test_wrong_pfx_password_fails_the_import_and_changes_nothing(world: World) -> None:
