@@ -1,10 +1,9 @@
-"""``export-public``, ``make-test-certs`` and ``demo``: files written, keys never leaked."""
+"""``export-public`` and ``make-test-certs``: files written, keys never leaked."""
 
 from __future__ import annotations
 
 import json
 import stat
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -135,17 +134,3 @@ def test_make_test_certs_never_replaces_files(tmp_path: Path) -> None:
     assert result.exit_code == 4
     assert "already has signing.p12" in result.stderr
     assert (tmp_path / "signing.p12").read_bytes() == b"the customer's real certificate"
-
-
-def test_demo_inspects_fresh_test_certificates() -> None:
-    before = set(Path(tempfile.gettempdir()).glob("cosdoc-certs-demo-*"))
-    result = CliRunner().invoke(main, ["demo"])
-    assert set(Path(tempfile.gettempdir()).glob("cosdoc-certs-demo-*")) == before
-    assert result.exit_code == 0, result.output
-    for shown in (
-        "signing (Non-Repudiation)",
-        "encryption / authentication",
-        "SSL",
-        "No findings.",
-    ):
-        assert shown in result.output
