@@ -171,7 +171,7 @@ def test_an_untrusted_winrm_certificate_says_to_pass_the_ca(lab: Lab) -> None:
 def test_an_unknown_script_is_refused_before_anything_is_sent(lab: Lab) -> None:
     with WindowsHost(_options(lab)) as host, pytest.raises(UnknownScriptError) as caught:
         host.run_script("no-such-script")
-    assert "known scripts: gather" in str(caught.value)
+    assert "gather" in str(caught.value).split("known scripts: ", 1)[1].split(", ")
 
 
 def test_a_failing_gather_reports_the_powershell_message(lab: Lab) -> None:
