@@ -225,7 +225,22 @@ def test_every_registered_command_loads_under_its_name(name: str) -> None:
     assert command.help
 
 
-def test_the_remoting_libraries_never_log_at_debug() -> None:
+@pytest.fixture
+def logger_levels() -> Iterator[None]:
+    names = ("cosdoc_certs", "pypsrp", "psrpcore", "asyncssh")
+    saved = {name: logging.getLogger(name).level for name in names}
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for name, value in saved.items():
+        logging.getLogger(name).setLevel(value)
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.mark.usefixtures("logger_levels")
+def test_verbose_logs_ours_but_the_remoting_libraries_never_at_debug() -> None:
+    logging.getLogger().setLevel(logging.DEBUG)  # even when the whole process logs DEBUG
     CliRunner().invoke(main, ["-vv", "inventory", "--help"])
     assert logging.getLogger("cosdoc_certs").getEffectiveLevel() == logging.DEBUG
     for name in ("pypsrp", "psrpcore"):

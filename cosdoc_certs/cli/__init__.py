@@ -49,7 +49,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 # Their DEBUG output shows raw PSRP messages, including the parameters' values.
 _QUIET_LIBRARIES = ("pypsrp", "psrpcore", "asyncssh")
-_VERBOSITY = {0: logging.WARNING, 1: logging.INFO}
+_VERBOSITY = {1: logging.INFO}
 
 
 class LazyGroup(click.Group):
@@ -87,11 +87,17 @@ class LazyGroup(click.Group):
 
 
 def configure_logging(verbose: int) -> None:
-    """Our loggers at WARNING, INFO (-v) or DEBUG (-vv); the remoting libraries never DEBUG."""
+    """With -v, our loggers at INFO (-vv: DEBUG) on stderr; the remoting libraries never DEBUG.
+
+    Without -v nothing is configured: Python's last-resort handler shows warnings only.
+    """
+    if not verbose:
+        return
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("cosdoc_certs").setLevel(_VERBOSITY.get(verbose, logging.DEBUG))
     for name in _QUIET_LIBRARIES:
-        logging.getLogger(name).setLevel(logging.WARNING)
+        logger = logging.getLogger(name)
+        logger.setLevel(max(logger.getEffectiveLevel(), logging.WARNING))
 
 
 @click.group(cls=LazyGroup, lazy=COMMANDS, epilog=EXIT_CODES_HELP)
