@@ -45,11 +45,13 @@ from cosdoc_certs.errors import ApplyError, CosDocCertsError, InputError
 from cosdoc_certs.facts import DEFAULT_WARN_DAYS, WindowsFacts
 from cosdoc_certs.findings import Severity, worst
 from cosdoc_certs.inventory import Customer
-from cosdoc_certs.journal import Journal, Outcome, StepStatus, latest_journal
+from cosdoc_certs.journal import Journal, Outcome, StepStatus, find_journals, latest_journal
 from cosdoc_certs.plan import Change, Plan
 from cosdoc_certs.status import StatusReport, gather, status
+from cosdoc_certs.svarut.apply import JOURNAL_KIND as SVARUT_JOURNAL_KIND
 from cosdoc_certs.svarut.planning import CONSUMER as SVARUT_CONSUMER
 from cosdoc_certs.tls import fetch_certificate
+from cosdoc_certs.windows.apply import JOURNAL_KIND as WINDOWS_JOURNAL_KIND
 from cosdoc_certs.windows.apply import WindowsApplyResult, apply_windows, rollback_windows
 from cosdoc_certs.windows.connection import (
     ConnectionOptions,
@@ -388,6 +390,7 @@ async def _windows_phase(
     try:
         result = await _in_thread(run)
     except BaseException as error:
+        _link_child(journal, step, journal_dir, WINDOWS_JOURNAL_KIND, target.windows_host)
         _finish_failed(journal, step, error, "the SvarUT host was not touched")
         raise
     journal.mark(step, StepStatus.DONE, journal=str(result.journal_path))
@@ -410,6 +413,7 @@ async def _svarut_phase(
             target.svarut, splan, journal_dir=journal_dir, progress=_prefixed("SvarUT", say)
         )
     except BaseException as error:
+        _link_child(journal, step, journal_dir, SVARUT_JOURNAL_KIND, target.svarut.ssh.host)
         if windows_result is None:
             _finish_failed(journal, step, error, "the Windows server was not changed")
             raise
@@ -462,6 +466,19 @@ async def _undo_windows_after(
         f"{rplan.target.name}: SvarUT failed, so both hosts were rolled back: {problem}",
         f"fix the cause and run apply again (run {journal.path.stem})",
     )
+
+
+def _link_child(
+    journal: Journal, step: int, journal_dir: Path | None, kind: str, host: str | None
+) -> None:
+    """Record in ``step`` the journal a failed host engine wrote during this run, if any."""
+    written = [
+        path
+        for path in find_journals(journal_dir, host=host, kind=kind)
+        if path.name > journal.path.name  # names start with their start time
+    ]
+    if written:
+        journal.mark(step, StepStatus.REGISTERED, journal=str(written[-1]))
 
 
 def _finish_failed(journal: Journal, step: int, error: BaseException, untouched: str) -> None:
@@ -587,36 +604,45 @@ async def rollback_async(
     say = progress or _quiet
     started = time.perf_counter()
     run = _journal_for(target, journal, journal_dir)
-    steps = {step["name"]: step for step in run.steps_to_undo()}
-    svarut_result = windows_result = None
+    results: dict[str, Any] = {}
     try:
-        if "svarut" in steps and steps["svarut"]["details"].get("journal"):
-            if target.svarut is None:
-                raise InputError(f"run {run.path.stem} changed SvarUT", "give --svarut-host too")
-            svarut_result = await svarut.rollback_async(
-                target.svarut,
-                steps["svarut"]["details"]["journal"],
-                progress=_prefixed("SvarUT", say),
-            )
-            run.mark(steps["svarut"]["index"], StepStatus.UNDONE)
-        if "windows" in steps and steps["windows"]["details"].get("journal"):
-            child = Journal.load(steps["windows"]["details"]["journal"])
-            windows_result = await _in_thread(_rollback_windows, target, child, say)
-            run.mark(steps["windows"]["index"], StepStatus.UNDONE)
+        for step in run.steps_to_undo():  # latest first: SvarUT, then Windows
+            child = _child_to_undo(step)
+            if child is not None:
+                results[step["name"]] = await _undo_child(target, step["name"], child, say)
+            run.mark(step["index"], StepStatus.UNDONE)
     except Exception as error:
         run.finish(Outcome.ROLLBACK_FAILED, f"rollback: {_problem(error)}")
         raise
-    message = "rolled back" if (svarut_result or windows_result) else "nothing left to undo"
+    message = "rolled back" if results else "nothing left to undo"
     run.finish(Outcome.ROLLED_BACK, message)
     return RotationResult(
         target.name,
         Outcome.ROLLED_BACK,
         run.path,
-        windows_result,
-        svarut_result,
+        results.get("windows"),
+        results.get("svarut"),
         message,
         time.perf_counter() - started,
     )
+
+
+def _child_to_undo(step: Mapping[str, Any]) -> Journal | None:
+    """The host journal of a run step, if that host still has something to undo."""
+    path = step["details"].get("journal")
+    if not path:
+        return None
+    child = Journal.load(path)
+    finished = (Outcome.ROLLED_BACK, Outcome.NOTHING_TO_DO)
+    return None if child.outcome in finished or not child.steps_to_undo() else child
+
+
+async def _undo_child(target: Target, name: str, child: Journal, say: Progress) -> Any:
+    if name == "svarut":
+        if target.svarut is None:
+            raise InputError(f"the run changed the SvarUT host {child.host}", "add --svarut-host")
+        return await svarut.rollback_async(target.svarut, child, progress=_prefixed("SvarUT", say))
+    return await _in_thread(_rollback_windows, target, child, say)
 
 
 def _rollback_windows(target: Target, child: Journal, say: Progress) -> WindowsApplyResult:

@@ -105,6 +105,10 @@ def test_svarut_failure_after_windows_success_rolls_both_back(
         ("windows", "undone"),
         ("svarut", "failed"),
     ]
+    assert all(Path(step["details"]["journal"]).is_file() for step in run.steps)
+    again = rotation.rollback(target, run.path)  # both hosts were restored already
+    assert again.message == "nothing left to undo"
+    assert before.differences(rotation.installation_status(target)) == []
 
 
 def test_windows_failure_leaves_svarut_untouched(
