@@ -402,13 +402,19 @@ class _Records(logging.Handler):
 
 @pytest.fixture
 def debug_records() -> Iterator[list[logging.LogRecord]]:
+    """Every log record at DEBUG, the protocol libraries' loggers included (as left unset)."""
     root = logging.getLogger()
     handler, level = _Records(), root.level
+    protocol = {name: logging.getLogger(name).level for name in PROTOCOL_LOGGERS}
+    for name in PROTOCOL_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET)
     root.addHandler(handler)
     root.setLevel(logging.DEBUG)
     yield handler.records
     root.removeHandler(handler)
     root.setLevel(level)
+    for name, saved in protocol.items():
+        logging.getLogger(name).setLevel(saved)
 
 
 def test_no_secret_reaches_a_log_journal_message_or_leftover_file(
