@@ -766,7 +766,11 @@ async def status_async(target: Target, *, warn_days: int = DEFAULT_WARN_DAYS) ->
 async def status_many_async(
     targets: Sequence[Target], *, warn_days: int = DEFAULT_WARN_DAYS
 ) -> list[InstallationStatus]:
-    """The status of every installation at once (one thread per Windows server)."""
+    """The status of every installation at once.
+
+    Gives the running loop a default executor of one thread per installation (up to
+    :data:`MAX_THREADS`), so every Windows server is read at the same time.
+    """
     loop = asyncio.get_running_loop()
     loop.set_default_executor(
         concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(len(targets), MAX_THREADS)))
