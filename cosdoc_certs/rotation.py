@@ -307,11 +307,18 @@ class RotationResult:
     def __repr__(self) -> str:
         return f"<RotationResult {self.target} {self.outcome}: run {self.run_id}>"
 
-    def __str__(self) -> str:
+    def to_text(self) -> str:
+        """The outcome; each Windows action, backup and manual step; SvarUT; the run journal."""
         lines = [f"{self.target}: {self.outcome} — {self.message} (run {self.run_id})"]
-        lines += [f"  {part}" for part in (self.windows, self.svarut) if part is not None]
-        lines.append(f"  journal {self.journal_path}")
+        if self.windows is not None:
+            lines += [f"  {line}" for line in self.windows.to_text().splitlines()]
+        if self.svarut is not None:
+            lines.append(f"  {self.svarut}")
+        lines.append(f"  run journal {self.journal_path}")
         return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.to_text()
 
 
 async def apply_async(
