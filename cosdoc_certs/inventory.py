@@ -42,6 +42,7 @@ __all__ = [
 ]
 
 PASSWORDLESS_AUTHS = frozenset({"kerberos", "certificate"})
+USER_AUTHS = frozenset({"basic", "ntlm"})
 _SECRET_KEYS = frozenset({"password", "pfx_password", "secret", "passphrase"})
 _LAYOUTS = ("single", "samdrift")
 
@@ -240,6 +241,8 @@ def _windows(table: Any, where: _Where) -> WindowsEntry:
             f"use one of {', '.join(AUTH_METHODS)}",
         )
     entry = WindowsEntry(**values)
+    if entry.auth in USER_AUTHS and entry.user is None:
+        raise InventoryError(f"{where.text}: auth {entry.auth} needs a user", 'add user = "..."')
     if entry.needs_password and not entry.password_env:
         raise InventoryError(
             f"{where.text}: user {entry.user} needs a password and no password_env is given",

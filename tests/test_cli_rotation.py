@@ -192,6 +192,7 @@ def test_inventory_status_reads_every_customer(lab: Lab, runner: CliRunner, tmp_
         (["plan", "--pfx", "README.md"], "no installation given"),
         (["verify", "--customer", "x"], "--inventory and --customer go together"),
         (["plan", "--host", "h", "--tls-endpoint", "nonsense", "--pfx", "README.md"], "IP:PORT"),
+        (["plan", "--host", "h", "--auth", "basic", "--pfx", "README.md"], "needs --user"),
     ],
 )
 def test_bad_options_give_one_line(arguments: list[str], message: str) -> None:
@@ -245,3 +246,20 @@ def test_verbose_logs_ours_but_the_remoting_libraries_never_at_debug() -> None:
     assert logging.getLogger("cosdoc_certs").getEffectiveLevel() == logging.DEBUG
     for name in ("pypsrp", "psrpcore"):
         assert logging.getLogger(name).getEffectiveLevel() > logging.DEBUG
+
+
+def test_an_unreachable_server_is_one_line_and_changes_nothing(
+    lab: Lab, runner: CliRunner, tmp_path: Path
+) -> None:
+    done = _run(
+        runner,
+        "apply",
+        *("--host", "127.0.0.1", "--port", "1", "--auth", "basic", "--insecure-http"),
+        *("--user", "lab-admin", "--winrm-password-env", WINRM_PASSWORD_ENV),
+        *_pfx(lab),
+        *("--yes", "--journal-dir", str(tmp_path)),
+    )
+    assert done.exit_code == 4, done.output
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "127.0.0.1:1" in done.stderr
+    assert not list(tmp_path.glob("*.json"))

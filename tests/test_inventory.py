@@ -35,9 +35,14 @@ def test_the_example_loads_with_paths_relative_to_it() -> None:
         ('[customers.a.windows]\nhost = "h"\npassword = "hunter2"', "passwords are never written"),
         ('[customers.a.windows]\nhost = "h"\nuser = "u"', "no password_env"),
         ('[customers.a.windows]\nhost = "h"\nauth = "magic"', "unknown auth 'magic'"),
+        ('[customers.a.windows]\nhost = "h"\nauth = "ntlm"', "auth ntlm needs a user"),
         ('[customers.a.windows]\nhost = "h"\nport = 70000', "port must be a port number"),
         ('[customers.a.windows]\nhost = "h"\nhttp = "yes"', "http must be true or false"),
-        ('[customers.a.windows]\nhost = "h"\nauth = "basic"\nhttp = true', "sends the password"),
+        (
+            '[customers.a.windows]\nhost = "h"\nauth = "basic"\nuser = "u"\npassword_env = "P"\n'
+            "http = true",
+            "sends the password",
+        ),
         ('[customers.a.windows]\nhost = "h"\ncolour = "red"', "unknown key 'colour'"),
         ('[customers.a.svarut]\nhost = "h"\nlayout = "triple"', "layout must be one of"),
         ('[customers.a.svarut]\nhost = "h"\nidentities = "k"', "identities must be a list"),

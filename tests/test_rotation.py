@@ -8,6 +8,7 @@ container exit after ``up -d``).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -193,3 +194,17 @@ def test_a_svarut_host_left_alone_appears_as_a_noop_with_its_reason(
     assert noop.is_noop
     assert reason in (noop.noop_reason or "")
     assert rplan.plan.actions  # the Windows part still rotates
+
+
+def test_plans_and_reports_render_for_notebooks(
+    target: rotation.Target, bundle: CertificateBundle, tmp_path: Path
+) -> None:
+    rplan = rotation.plan(target, bundle)
+    assert "<table>" in rplan._repr_html_()
+    assert repr(rplan).startswith("<RotationPlan testkommune: ")
+    result = rotation.apply(rplan, journal_dir=tmp_path)
+    assert repr(result) == f"<RotationResult testkommune applied: run {result.run_id}>"
+    report = rotation.verify(target, rplan)
+    assert report._repr_html_().startswith("<pre>testkommune: verified")
+    assert json.dumps(report.to_dict())
+    assert json.dumps(rplan.to_dict())

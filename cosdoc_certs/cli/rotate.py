@@ -32,7 +32,7 @@ from cosdoc_certs.cli._common import (
 from cosdoc_certs.cli.inspect import load_bundle_asking_password
 from cosdoc_certs.consumers import COSDOC_CATALOG, load_deviations
 from cosdoc_certs.errors import InputError
-from cosdoc_certs.inventory import PASSWORDLESS_AUTHS, load_inventory
+from cosdoc_certs.inventory import PASSWORDLESS_AUTHS, USER_AUTHS, load_inventory
 from cosdoc_certs.svarut import SshOptions, SvarutTarget
 from cosdoc_certs.windows.connection import AUTH_METHODS, ConnectionOptions
 from cosdoc_certs.windows.verify import TlsAddress
@@ -247,6 +247,8 @@ def _from_inventory(
 
 
 def _windows_options(given: dict[str, Any]) -> ConnectionOptions:
+    if given["auth"] in USER_AUTHS and not given["username"]:
+        raise InputError(f"--auth {given['auth']} needs --user", "add --user DOMAIN\\account")
     return ConnectionOptions(
         server=given["server"],
         port=given["port"],
