@@ -65,7 +65,7 @@ from cosdoc_certs.windows.apply_contract import (
     actions_to_json,
     backup_path,
 )
-from cosdoc_certs.windows.connection import HostUnreachableError, WindowsHost
+from cosdoc_certs.windows.connection import HostUnreachableError, WindowsHost, load_script
 from cosdoc_certs.windows.gather import GatherDocument
 
 __all__ = [
@@ -406,6 +406,7 @@ def apply_windows(
     say = progress or _quiet
     changes = _windows_changes(plan)
     host_name = changes[0].host if changes else (plan.hosts[0] if plan.hosts else "windows")
+    load_script(SCRIPT_NAME)  # a missing script is an install problem: say so before any journal
     run_id = _new_run_id()
     password = secrets.token_urlsafe(24)
     compiled = compile_windows_plan(

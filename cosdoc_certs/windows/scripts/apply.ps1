@@ -202,9 +202,12 @@ function Invoke-WriteFile {
     $content = [Convert]::FromBase64String([string] $Action.content_base64)
     $backup = '{0}.cosdoc-certs-{1}.bak' -f $path, $RunId
     Copy-Item -LiteralPath $path -Destination $backup -Force
-    # The backup may hold connection-string passwords: give it the original's ACL.
-    Set-Acl -LiteralPath $backup -AclObject (Get-Acl -LiteralPath $path)
     $Before.backup = $backup
+    # The backup may hold connection-string passwords: give it the original's access rules
+    # (the DACL only: writing another owner would need SeRestorePrivilege).
+    $acl = Get-Acl -LiteralPath $backup
+    $acl.SetSecurityDescriptorSddlForm((Get-Acl -LiteralPath $path).GetSecurityDescriptorSddlForm('Access'), 'Access')
+    Set-Acl -LiteralPath $backup -AclObject $acl
     [System.IO.File]::WriteAllBytes($path, $content)
     return ('wrote {0} bytes (backup {1})' -f $content.Length, $backup)
 }
