@@ -250,7 +250,9 @@ def test_a_dropped_connection_during_apply_is_rolled_back(world: World, before: 
     assert world.journal().outcome is Outcome.ROLLED_BACK
 
 
-def test_when_every_apply_pipeline_fails_the_journal_says_what_is_left(world: World) -> None:
+def test_when_every_apply_pipeline_fails_the_journal_says_what_is_left_and_rollback_retries(
+    world: World,
+) -> None:
     files = world.config_files()
     world.lab.faults.fail_pipeline("apply", "Remoting session broken")
     with pytest.raises(ApplyError) as raised:
@@ -264,6 +266,12 @@ def test_when_every_apply_pipeline_fails_the_journal_says_what_is_left(world: Wo
     assert str(journal.path) in str(error)
     assert len(journal.steps_to_undo()) == len(journal.steps)  # nothing known to be undone
     assert world.config_files() == files  # the pipeline never ran
+    world.lab.faults.clear()
+    with world.host() as host:
+        rolled = rollback_windows(host, Journal.load(journal.path))
+    assert rolled.outcome is Outcome.ROLLED_BACK
+    assert world.config_files() == files
+    assert "Stopped" not in world.state().values()
 
 
 def test_ctrl_c_during_apply_rolls_back_then_stops(world: World) -> None:
