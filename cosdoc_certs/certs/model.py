@@ -370,8 +370,8 @@ class CertificateBundle:
         for info in self.certificates:
             key = "key" if info.has_private_key else "no key"
             lines.append(
-                f"  {info.role or '?':<10} {info.issued_to:<30} {info.serial_number} "
-                f"until {info.not_after:%Y-%m-%d} {info.thumbprint} ({key})"
+                f"  {info.role or '?':<10} {info.issued_to:<24} thumbprint {info.thumbprint} "
+                f"serial {info.serial_number} valid to {info.not_after:%Y-%m-%d} ({key})"
             )
         lines.extend(f"  {finding}" for finding in self.findings)
         return "\n".join(lines)
