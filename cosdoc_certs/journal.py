@@ -21,7 +21,7 @@ import os
 import re
 import secrets
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -215,22 +215,44 @@ class Journal:
     # -- writing ---------------------------------------------------------------------------
     def register(self, name: str, **details: Any) -> int:
         """Record that step ``name`` is about to touch the host; returns its index."""
-        _check_no_secrets(details, name)
-        self._data["steps"].append(
-            {"name": name, "status": str(StepStatus.REGISTERED), "at": _now(), "details": details}
+        return self.register_many([(name, details)])[0]
+
+    def register_many(self, steps: Sequence[tuple[str, Mapping[str, Any]]]) -> list[int]:
+        """Record ``(name, details)`` steps about to be touched by one call, in one write.
+
+        Register-before-touch still holds: all of them are on disk before the call that
+        touches them starts. Returns their indexes.
+        """
+        for name, details in steps:
+            _check_no_secrets(details, name)
+        first = len(self._data["steps"])
+        at = _now()
+        self._data["steps"].extend(
+            {"name": name, "status": str(StepStatus.REGISTERED), "at": at, "details": dict(details)}
+            for name, details in steps
         )
         self._write()
-        return len(self._data["steps"]) - 1
+        return list(range(first, len(self._data["steps"])))
 
     def mark(self, index: int, status: StepStatus, *, error: str = "", **details: Any) -> None:
         """Set a step's status (and add details, e.g. hashes known only afterwards)."""
-        _check_no_secrets(details, f"step {index}")
-        step = self._data["steps"][index]
-        step["status"] = str(status)
-        step["details"].update(details)
-        step[f"{status}_at"] = _now()
-        if error:
-            step["error"] = error
+        self.mark_many([(index, status, error, details)])
+
+    def mark_many(self, marks: Sequence[tuple[int, StepStatus, str, Mapping[str, Any]]]) -> None:
+        """Set the status of several steps known at once (``(index, status, error, details)``).
+
+        For the results of one call that touched them all: one write instead of one each.
+        """
+        for index, _, _, details in marks:
+            _check_no_secrets(details, f"step {index}")
+        at = _now()
+        for index, status, error, details in marks:
+            step = self._data["steps"][index]
+            step["status"] = str(status)
+            step["details"].update(details)
+            step[f"{status}_at"] = at
+            if error:
+                step["error"] = error
         self._write()
 
     @contextmanager

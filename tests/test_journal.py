@@ -55,6 +55,35 @@ def test_steps_are_on_disk_before_and_after_the_touch(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*.tmp"))
 
 
+def test_steps_of_one_call_are_registered_and_marked_together(tmp_path: Path) -> None:
+    journal = _start(tmp_path)
+    indexes = journal.register_many([("write-file", {"file": "a.json"}), ("set-binding", {})])
+    assert indexes == [0, 1]
+    on_disk = Journal.load(journal.path)
+    assert [(s["name"], s["status"]) for s in on_disk.steps] == [
+        ("write-file", "registered"),
+        ("set-binding", "registered"),
+    ]
+    journal.mark_many(
+        [
+            (0, StepStatus.DONE, "", {"backup": "a.json.bak"}),
+            (1, StepStatus.FAILED, "no such site", {}),
+        ]
+    )
+    steps = Journal.load(journal.path).steps
+    assert [s["status"] for s in steps] == ["done", "failed"]
+    assert steps[0]["details"] == {"file": "a.json", "backup": "a.json.bak"}
+    assert steps[1]["error"] == "no such site"
+
+
+def test_a_secret_in_a_batch_records_none_of_it(tmp_path: Path) -> None:
+    journal = _start(tmp_path)
+    with pytest.raises(ValueError, match="journal"):
+        journal.register_many([("upload", {}), ("key", {"pem": "-----BEGIN PRIVATE KEY-----"})])
+    assert Journal.load(journal.path).steps == []
+    assert journal.steps == []
+
+
 @pytest.mark.parametrize(
     "secret",
     [b"bytes", "-----BEGIN PRIVATE KEY-----\nMII", {"nested": ["-----BEGIN RSA PRIVATE KEY-----"]}],

@@ -429,7 +429,7 @@ def apply_windows(
             message="nothing to do",
             manual_steps=compiled.manual_steps,
         )
-    indexes = [journal.register(step.action.action, **step.details) for step in compiled.steps]
+    indexes = journal.register_many([(step.action.action, step.details) for step in compiled.steps])
     try:
         with _interrupted_by_signals():
             say(f"applying {len(indexes)} action(s) on {host_name} in one call")
@@ -555,15 +555,22 @@ def _run_actions(
 
 
 def _record(journal: Journal, indexes: Sequence[int], document: ApplyDocument) -> None:
-    """Mark each registered step done, failed, or not run (nothing to undo)."""
+    """Mark each registered step done, failed, or not run (nothing to undo), in one write."""
+    marks: list[tuple[int, StepStatus, str, Mapping[str, Any]]] = []
     for position, index in enumerate(indexes):
         result = document.result_of(position)
         if result is None:
-            journal.mark(index, StepStatus.UNDONE, note="not run")
+            marks.append((index, StepStatus.UNDONE, "", {"note": "not run"}))
         elif result.ok:
-            journal.mark(index, StepStatus.DONE, before=dict(result.before), message=result.message)
+            before = dict(result.before)
+            marks.append(
+                (index, StepStatus.DONE, "", {"before": before, "message": result.message})
+            )
         else:
-            journal.mark(index, StepStatus.FAILED, error=result.message, before=dict(result.before))
+            marks.append(
+                (index, StepStatus.FAILED, result.message, {"before": dict(result.before)})
+            )
+    journal.mark_many(marks)
 
 
 def _backups(document: ApplyDocument) -> tuple[str, ...]:
@@ -705,8 +712,7 @@ def _undo(host: WindowsHost, journal: Journal, *, in_run: bool, say: Progress) -
             )
     say("gathering again to check that the original files are back")
     _check_restored(host, journal, steps)
-    for step in pending:
-        journal.mark(step["index"], StepStatus.UNDONE)
+    journal.mark_many([(step["index"], StepStatus.UNDONE, "", {}) for step in pending])
     files = sum(1 for step in steps if step["name"] == "write-file")
     bindings = sum(1 for step in steps if step["name"] == "set-binding")
     return (
