@@ -522,8 +522,10 @@ def _context(
 
 @contextmanager
 def _protocol_logs_quiet() -> Iterator[None]:
-    """Hold pypsrp's and psrpcore's loggers at INFO or above (DEBUG logs whole messages)."""
-    saved = [(logging.getLogger(name), logging.getLogger(name).level) for name in PROTOCOL_LOGGERS]
+    """Hold pypsrp's and psrpcore's loggers, children too, at INFO+ (DEBUG dumps messages)."""
+    saved = [
+        (logging.getLogger(name), logging.getLogger(name).level) for name in _protocol_loggers()
+    ]
     for protocol_logger, _ in saved:
         if protocol_logger.getEffectiveLevel() < logging.INFO:
             protocol_logger.setLevel(logging.INFO)
@@ -532,6 +534,16 @@ def _protocol_logs_quiet() -> Iterator[None]:
     finally:
         for protocol_logger, level in saved:
             protocol_logger.setLevel(level)
+
+
+def _protocol_loggers() -> list[str]:
+    """The protocol loggers and every child logger of theirs that exists (its own level counts)."""
+    children = [
+        name
+        for name in list(logging.root.manager.loggerDict)
+        if name.startswith(tuple(f"{parent}." for parent in PROTOCOL_LOGGERS))
+    ]
+    return [*PROTOCOL_LOGGERS, *children]
 
 
 def _run_actions(
