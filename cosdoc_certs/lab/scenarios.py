@@ -32,6 +32,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import os
 import secrets
 import tempfile
 from collections.abc import Callable
@@ -86,6 +87,11 @@ _CURRENT_LEFT = datetime.timedelta(days=40)  # the current certificates expire i
 _HOSTNAMES = (DRIFT_HOST, TEST_HOST)
 
 
+def _pfx_password() -> str:
+    """The renewed PFX files' password: ``$COSDOC_LAB_PFX_PASSWORD`` if set, else random."""
+    return os.environ.get(PFX_PASSWORD_ENV) or secrets.token_urlsafe(12)
+
+
 @dataclass(frozen=True)
 class Layout:
     """Where a customer installed things; a deviation from the usual is a different Layout."""
@@ -118,8 +124,8 @@ class LabCertificateFiles:
 class LabCertificates:
     """Every certificate of a lab installation: in the store now, and renewed ones to rotate to.
 
-    ``pfx_password`` protects the PFX files :meth:`write_files` writes (a fresh random value;
-    hidden from the repr).
+    ``pfx_password`` protects the PFX files :meth:`write_files` writes
+    (``$COSDOC_LAB_PFX_PASSWORD`` when set, else a fresh random value; hidden from the repr).
     """
 
     ca: TestCA
@@ -128,7 +134,7 @@ class LabCertificates:
     previous: EnterprisePair
     renewed: EnterprisePair
     renewed_ssl: Issued
-    pfx_password: str = field(repr=False, default_factory=lambda: secrets.token_urlsafe(12))
+    pfx_password: str = field(repr=False, default_factory=_pfx_password)
 
     def by_role(self, role: str) -> Issued:
         """The *current* certificate for ``role`` (``signing``, ``encryption`` or ``ssl``)."""
