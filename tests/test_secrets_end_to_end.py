@@ -1,0 +1,359 @@
+"""No secret reaches output, logs, journals, reprs, argv or leftover files — a whole rotation.
+
+Two runs of the whole product against the lab, searched for every secret it handles (the PFX
+password, the WinRM password, every private key as PEM, DER, base64 and its private numbers,
+and the connection-string passwords seeded in the lab's ``appsettings.json`` files):
+
+- ``cosdoc-certs -vv demo --keep`` as a subprocess with a known ``$COSDOC_LAB_PFX_PASSWORD``:
+  stdout, stderr, every file the run left (the kept lab, its own temp folder), and the
+  command line of every process it spawned;
+- the library (status, plan, apply, verify, rollback) with the caller's logging at DEBUG for
+  every logger, ``pypsrp``/``psrpcore``/``asyncssh`` included: every log record, the texts,
+  dicts and reprs of every result, the journals, the lab's files and the SvarUT host's
+  sandbox, where only the target key file (0600) may hold the new key.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from cosdoc_certs import rotation
+from cosdoc_certs.certs import load_bundle
+from cosdoc_certs.lab.runner import Lab
+from cosdoc_certs.lab.scenarios import PFX_PASSWORD_ENV
+
+KNOWN_PFX_PASSWORD = "Pfx-Secret-4711-kjempehemmelig"
+# Every logger a user might turn up, the remoting libraries' own children included.
+DEBUG_LOGGERS = (
+    "",
+    "cosdoc_certs",
+    "pypsrp",
+    "pypsrp.messages",
+    "pypsrp.wsman",
+    "pypsrp.powershell",
+    "pypsrp.serializer",
+    "psrpcore",
+    "psrpcore._base",
+    "asyncssh",
+)
+_CONNECTION_STRING_PASSWORD = re.compile(r"(?i)(?:password|pwd)\s*=\s*([^;\"]+)")
+
+
+@dataclass
+class Secrets:
+    """Named secret byte strings to search for."""
+
+    values: dict[str, bytes] = field(default_factory=dict)
+
+    def add(self, name: str, value: str | bytes) -> None:
+        """Remember ``value`` (text as UTF-8) under ``name``."""
+        data = value.encode("utf-8") if isinstance(value, str) else value
+        assert len(data) >= 8, f"{name} is too short to search for"
+        self.values[name] = data
+
+    def add_key(self, name: str, key: rsa.RSAPrivateKey) -> None:
+        """Remember a private key in every form it could leak as."""
+        for form in ("PKCS8", "TraditionalOpenSSL"):
+            private_format = getattr(serialization.PrivateFormat, form)
+            der = key.private_bytes(
+                serialization.Encoding.DER, private_format, serialization.NoEncryption()
+            )
+            pem = key.private_bytes(
+                serialization.Encoding.PEM, private_format, serialization.NoEncryption()
+            )
+            self.add(f"{name} DER {form}", der)
+            self.add(f"{name} base64 DER {form}", base64.b64encode(der))
+            # a line from the end of the PEM body: private numbers only, never the public key
+            self.add(f"{name} PEM line {form}", pem.splitlines()[-3])
+        numbers = key.private_numbers()
+        for part in ("d", "p", "q"):
+            value: int = getattr(numbers, part)
+            raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
+            self.add(f"{name} {part} raw", raw)
+            self.add(f"{name} {part} hex", raw.hex())
+            self.add(f"{name} {part} HEX", raw.hex().upper())
+            self.add(f"{name} {part} decimal", str(value))
+
+    def found_in(self, data: bytes) -> list[str]:
+        """The names of the secrets ``data`` holds."""
+        return [name for name, value in self.values.items() if value in data]
+
+    def without(self, *prefixes: str) -> Secrets:
+        """These secrets except those whose name starts with one of ``prefixes``."""
+        return Secrets({n: v for n, v in self.values.items() if not n.startswith(prefixes)})
+
+
+def _connection_string_passwords(server_root: Path) -> dict[str, str]:
+    found = {}
+    for path in server_root.rglob("appsettings.json"):
+        for value in _CONNECTION_STRING_PASSWORD.findall(path.read_text("utf-8-sig")):
+            found[f"connection-string password in {path.parent.name}"] = value.strip()
+    return found
+
+
+def _lab_secrets(lab: Lab, bundle_keys: Iterable[tuple[str, rsa.RSAPrivateKey]]) -> Secrets:
+    info = lab.connection_info()
+    secrets = Secrets()
+    secrets.add("WinRM password", info.password)
+    secrets.add("PFX password", info.pfx_password)
+    for name, key in bundle_keys:
+        secrets.add_key(f"new {name} key", key)
+    certificates = lab.server.certificates
+    current = {
+        "signing": certificates.current.signing,
+        "encryption": certificates.current.encryption,
+        "ssl": certificates.current_ssl,
+    }
+    for name, issued in current.items():
+        secrets.add_key(f"current {name} key", issued.private_key)
+    for name, value in _connection_string_passwords(lab.server.files.root).items():
+        secrets.add(name, value)
+    return secrets
+
+
+def _files(root: Path) -> Iterator[Path]:
+    return (path for path in sorted(root.rglob("*")) if path.is_file() and not path.is_symlink())
+
+
+# --- the library, with the caller's logging at DEBUG ------------------------------------------
+
+
+class _Capture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.texts: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.texts.append(f"{record.name}: {self.format(record)}")
+
+
+@pytest.fixture
+def debug_everywhere() -> Iterator[_Capture]:
+    """The caller set every logger to DEBUG (protocol libraries too) and captures them all."""
+    capture = _Capture()
+    capture.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    loggers = [logging.getLogger(name) for name in DEBUG_LOGGERS]
+    saved = [(each, each.level) for each in loggers]
+    root = logging.getLogger()
+    root.addHandler(capture)
+    for each in loggers:
+        each.setLevel(logging.DEBUG)
+    try:
+        yield capture
+    finally:
+        root.removeHandler(capture)
+        for each, level in saved:
+            each.setLevel(level)
+
+
+@pytest.fixture
+def private_tempdir(tmp_path: Path) -> Iterator[Path]:
+    """Temp files made during the test go to a folder of their own (to find leftovers)."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    saved = tempfile.tempdir
+    tempfile.tempdir = str(folder)
+    try:
+        yield folder
+    finally:
+        tempfile.tempdir = saved
+
+
+def test_library_rotation_at_debug_leaks_no_secret(
+    debug_everywhere: _Capture, private_tempdir: Path, tmp_path: Path
+) -> None:
+    outputs: dict[str, str] = {}
+    journals = tmp_path / "journals"
+    with Lab(root=tmp_path / "lab") as lab:
+        info = lab.connection_info()
+        target = rotation.lab_target(info, name="secrets-lab")
+        bundle = load_bundle([info.pfx_files["pair"], info.pfx_files["ssl"]], info.pfx_password)
+        keys = [(c.role.value, c.private_key) for c in bundle.certificates if c.private_key]
+        assert len(keys) == 3
+        secrets = _lab_secrets(lab, keys)
+        before = rotation.installation_status(target)
+        rplan = rotation.plan(target, bundle)
+        applied = rotation.apply(rplan, journal_dir=journals, progress=outputs.setdefault)
+        report = rotation.verify(target, rplan)
+        assert report.ok, report.to_text()
+        assert lab.svarut is not None
+        sandbox_after_apply = _sandbox_files(lab.svarut.sandbox)
+        rolled_back = rotation.rollback(target, applied.journal_path, journal_dir=journals)
+        after = rotation.installation_status(target)
+        assert before.differences(after) == []
+        for name, value in {
+            "info": info,
+            "bundle": bundle,
+            "target": target,
+            "status": before,
+            "plan": rplan,
+            "applied": applied,
+            "verify": report,
+            "rolled back": rolled_back,
+        }.items():
+            outputs[f"repr {name}"] = repr(value)
+            outputs[f"str {name}"] = str(value)
+            if hasattr(value, "to_dict"):
+                outputs[f"json {name}"] = json.dumps(value.to_dict(), default=str)
+            if hasattr(value, "_repr_html_"):
+                outputs[f"html {name}"] = value._repr_html_()
+        outputs["certificates"] = "\n".join(repr(c) for c in bundle.certificates)
+        outputs["plan text"] = rplan.to_text()
+        server_root = lab.server.files.root
+        sandbox_root = lab.svarut.sandbox
+    outputs["logs"] = "\n".join(debug_everywhere.texts)
+    assert "Packing PSRP message" in outputs["logs"]  # the caller's DEBUG reached pypsrp...
+    assert ">PfxFiles<" not in outputs["logs"]  # ...but not while apply.ps1 had the PFX files
+
+    leaks = {
+        where: found
+        for where, text in outputs.items()
+        if (found := secrets.found_in(str(text).encode("utf-8")))
+    }
+    assert leaks == {}
+
+    # The WinRM/PFX passwords and the keys are in no file; the connection-string passwords only
+    # in the server's own config files and the backups kept beside them.
+    no_config_passwords = secrets.without("connection-string")
+    file_leaks = {
+        str(path): found
+        for path in _files(tmp_path)
+        if not path.is_relative_to(sandbox_root)
+        and (
+            found := (
+                no_config_passwords if path.is_relative_to(server_root) else secrets
+            ).found_in(path.read_bytes())
+        )
+    }
+    assert file_leaks == {}
+    assert list(private_tempdir.iterdir()) == []
+    # The SvarUT host: the new key only in its target key file (0600), the old one only in its.
+    assert _key_holders(sandbox_after_apply, secrets) == {
+        _new_key_path(rplan): (0o600, "new ssl key"),
+        _ORIGINAL_KEY: (0o600, "current ssl key"),
+    }
+    assert _key_holders(_sandbox_files(sandbox_root), secrets) == {
+        _ORIGINAL_KEY: (0o600, "current ssl key")
+    }
+
+
+_ORIGINAL_KEY = "usr/containers/svarut/persistent/cert.rsa"
+
+
+def _new_key_path(rplan: rotation.RotationPlan) -> str:
+    assert rplan.svarut is not None
+    (key,) = [upload.path for upload in rplan.svarut.uploads if upload.mode == 0o600]
+    return key.lstrip("/")
+
+
+def _key_holders(
+    files: dict[str, tuple[int, bytes]], secrets: Secrets
+) -> dict[str, tuple[int, str]]:
+    """Which files hold which key (the secret's name up to "key"), and their modes."""
+    holders = {}
+    for path, (mode, data) in files.items():
+        found = {name.split(" key")[0] + " key" for name in secrets.found_in(data)}
+        assert not any("password" in name for name in found), (path, found)
+        if found:
+            (key,) = found
+            holders[path] = (mode, key)
+    return holders
+
+
+def _sandbox_files(sandbox: Path) -> dict[str, tuple[int, bytes]]:
+    return {
+        str(path.relative_to(sandbox)): (path.stat().st_mode & 0o777, path.read_bytes())
+        for path in _files(sandbox)
+    }
+
+
+# --- the CLI demo as a subprocess --------------------------------------------------------------
+
+
+def _descendants(pid: int) -> set[int]:
+    children: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            text = (task / "children").read_text()
+        except OSError:
+            continue
+        for child in map(int, text.split()):
+            children |= {child, *_descendants(child)}
+    return children
+
+
+def _watch_command_lines(pid: int, seen: dict[int, bytes], stop: threading.Event) -> None:
+    while not stop.wait(0.005):
+        for child in _descendants(pid):
+            try:
+                seen.setdefault(child, Path(f"/proc/{child}/cmdline").read_bytes())
+            except OSError:
+                continue
+
+
+def test_demo_subprocess_leaks_no_secret(tmp_path: Path) -> None:
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    environment = {**os.environ, PFX_PASSWORD_ENV: KNOWN_PFX_PASSWORD, "TMPDIR": str(temp)}
+    command = [sys.executable, "-m", "cosdoc_certs", "-vv", "demo", "--keep"]
+    process = subprocess.Popen(
+        command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    seen: dict[int, bytes] = {}
+    stop = threading.Event()
+    watcher = threading.Thread(target=_watch_command_lines, args=(process.pid, seen, stop))
+    watcher.start()
+    try:
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        stop.set()
+        watcher.join()
+    assert process.returncode == 0, stderr.decode()[-2000:]
+    kept = [folder for folder in temp.iterdir() if folder.name.startswith("cosdoc-demo-")]
+    assert len(kept) == 1, list(temp.iterdir())
+    lab_root = kept[0]
+    assert sorted(p.name for p in temp.iterdir()) == [lab_root.name]  # no other temp leftovers
+
+    secrets = Secrets()
+    secrets.add("PFX password", KNOWN_PFX_PASSWORD)
+    bundle = load_bundle(
+        [lab_root / "client" / "renewed-pair.pfx", lab_root / "client" / "renewed-ssl.pfx"],
+        KNOWN_PFX_PASSWORD,
+    )
+    for certificate in bundle.certificates:
+        if certificate.private_key is not None:
+            secrets.add_key(f"new {certificate.role.value} key", certificate.private_key)
+    for name, value in _connection_string_passwords(lab_root / "server").items():
+        secrets.add(name, value)
+    assert any(name.startswith("connection-string") for name in secrets.values)
+
+    assert secrets.found_in(stdout) == []
+    assert secrets.found_in(stderr) == []
+    assert [line for line in seen.values() if secrets.found_in(line)] == []
+    no_config_passwords = secrets.without("connection-string")
+    file_leaks = {
+        str(path): found
+        for path in _files(lab_root)
+        if (
+            found := (
+                no_config_passwords if path.is_relative_to(lab_root / "server") else secrets
+            ).found_in(path.read_bytes())
+        )
+    }
+    # After the rollback the SvarUT host holds its old key again: the new keys are nowhere.
+    assert file_leaks == {}
