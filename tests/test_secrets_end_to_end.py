@@ -32,10 +32,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from cosdoc_certs import rotation
+from cosdoc_certs import rotation, svarut
 from cosdoc_certs.certs import load_bundle
 from cosdoc_certs.lab.runner import Lab
 from cosdoc_certs.lab.scenarios import PFX_PASSWORD_ENV
+from cosdoc_certs.windows.connection import WindowsHost
 
 KNOWN_PFX_PASSWORD = "Pfx-Secret-4711-kjempehemmelig"
 # Every logger a user might turn up, the remoting libraries' own children included.
@@ -357,3 +358,42 @@ def test_demo_subprocess_leaks_no_secret(tmp_path: Path) -> None:
     }
     # After the rollback the SvarUT host holds its old key again: the new keys are nowhere.
     assert file_leaks == {}
+
+
+# --- reprs of everything that holds a secret ---------------------------------------------------
+
+
+def test_objects_holding_secrets_hide_them_in_repr_and_str() -> None:
+    with Lab() as lab:
+        info = lab.connection_info()
+        bundle = load_bundle([info.pfx_files["pair"], info.pfx_files["ssl"]], info.pfx_password)
+        keys = [(c.role.value, c.private_key) for c in bundle.certificates if c.private_key]
+        secrets = _lab_secrets(lab, keys)
+        target = rotation.lab_target(info)
+        rplan = rotation.plan(target, bundle)
+        assert rplan.svarut is not None
+        assert info.svarut is not None
+        holders = {
+            "ConnectionOptions": info.options(),
+            "WindowsHost": WindowsHost(info.options()),
+            "SshOptions": info.svarut.target().ssh,
+            "SvarutTarget": info.svarut.target(),
+            "Target": target,
+            "CertificateBundle": bundle,
+            "CertificateInfo": bundle.certificates,
+            "NewCertificate": svarut.load_new_certificate(
+                [info.pfx_files["ssl"]], info.pfx_password
+            ),
+            "SvarutPlan": rplan.svarut,
+            "Upload": rplan.svarut.uploads,
+            "Issued": lab.server.certificates.renewed_ssl,
+            "LabCertificates": lab.server.certificates,
+            "Lab": lab,
+        }
+        shown = {name: f"{value!r}\n{value}" for name, value in holders.items()}
+    assert {
+        name: found for name, text in shown.items() if (found := secrets.found_in(text.encode()))
+    } == {}
+    # The lab's ConnectionInfo hides its passwords in the repr; as_dict() shows them on purpose.
+    assert secrets.found_in(repr(info).encode()) == []
+    assert info.password in json.dumps(info.as_dict(), default=str)
