@@ -24,7 +24,12 @@ from cosdoc_certs.consumers import COSDOC_CATALOG, Consumer, load_deviations
 from cosdoc_certs.errors import InputError
 from cosdoc_certs.svarut.api import SvarutTarget
 from cosdoc_certs.svarut.connection import SshOptions
-from cosdoc_certs.windows.connection import AUTH_METHODS, ConnectionOptions
+from cosdoc_certs.windows.connection import (
+    AUTH_METHODS,
+    PASSWORDLESS_AUTHS,
+    USER_AUTHS,
+    ConnectionOptions,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -41,8 +46,6 @@ __all__ = [
     "parse_inventory",
 ]
 
-PASSWORDLESS_AUTHS = frozenset({"kerberos", "certificate"})
-USER_AUTHS = frozenset({"basic", "ntlm"})
 _SECRET_KEYS = frozenset({"password", "pfx_password", "secret", "passphrase"})
 _LAYOUTS = ("single", "samdrift")
 
@@ -251,6 +254,7 @@ def _windows(table: Any, where: _Where) -> WindowsEntry:
     try:
         ConnectionOptions(
             server=entry.host,
+            username=entry.user,
             auth=entry.auth,
             https=not entry.http,
             insecure_http=entry.insecure_http,

@@ -188,7 +188,7 @@ def test_a_failing_gather_reports_the_powershell_message(lab: Lab) -> None:
 def test_a_server_that_does_not_know_the_script_is_one_line_exit_4() -> None:
     with WinRMEndpoint(ScriptRegistry(), username="u", password="p") as endpoint:
         args = ["status", "--host", "127.0.0.1", "--port", str(endpoint.port), "--user", "u"]
-        args += ["--password-env", PASSWORD_ENV, "--auth", "basic", "--insecure-http"]
+        args += ["--winrm-password-env", PASSWORD_ENV, "--auth", "basic", "--insecure-http"]
         result = CliRunner().invoke(main, args, env={PASSWORD_ENV: "p"})
     assert result.exit_code == 4, result.output
     assert "gather failed on 127.0.0.1" in result.output
@@ -255,7 +255,7 @@ def _cli_args(lab: Lab, *extra: str) -> list[str]:
         str(info.https_port),
         "--user",
         info.username,
-        "--password-env",
+        "--winrm-password-env",
         PASSWORD_ENV,
         "--auth",
         "basic",
@@ -295,7 +295,7 @@ def test_cli_exit_code_follows_the_worst_finding(lab: Lab, tmp_path: Path) -> No
         ({PASSWORD_ENV: "wrong"}, {}, "refused the credentials"),
         ({}, {"--port": "free"}, "connection refused"),
         ({}, {"--host": "no-such-host.invalid"}, "cannot be resolved"),
-        ({}, {"--password-env": "COSDOC_TEST_UNSET_VARIABLE"}, "is not set"),
+        ({}, {"--winrm-password-env": "COSDOC_TEST_UNSET_VARIABLE"}, "is not set"),
         ({}, {"--consumers": "missing.toml"}, "cannot read the deviations file"),
     ],
 )

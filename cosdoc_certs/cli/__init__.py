@@ -7,24 +7,22 @@ even though the lab and the remoting clients are heavy to import.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 import click
 
 from cosdoc_certs import __version__
-from cosdoc_certs.cli._common import EXIT_CODES_HELP
+from cosdoc_certs.cli._common import EXIT_CODES_HELP, run_with_one_line_errors
 
 # name -> ("module[:attribute]" of the click command (default attribute `command`), the
-# one-line help `cosdoc-certs --help` shows; tests check it matches the command's own help)
+# one-line help `cosdoc-certs --help` shows; tests check it matches the command's own help),
+# in the runbook's order, which `cosdoc-certs --help` keeps
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("cosdoc_certs.cli.demo", "Rotate a whole installation in the built-in lab."),
     "inspect": ("cosdoc_certs.cli.inspect", "Show the certificates in PFX/P12, PEM or DER files."),
-    "export-public": (
-        "cosdoc_certs.cli.export_public",
-        "Write the public certificates as PEM/DER.",
-    ),
-    "make-test-certs": ("cosdoc_certs.cli.make_test_certs", "Write test certificates to a folder."),
     "status": ("cosdoc_certs.cli.status", "Show what every consumer uses and what is wrong."),
     "plan": (
         "cosdoc_certs.cli.rotate:plan_command",
@@ -42,9 +40,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "cosdoc_certs.cli.rotate:rollback_command",
         "Undo a rotation on every host it changed.",
     ),
-    "inventory": ("cosdoc_certs.cli.inventory", "Check an inventory; status of every customer."),
     "svarut": ("cosdoc_certs.cli.svarut", "The SvarUT host's nginx certificate over SSH."),
+    "inventory": ("cosdoc_certs.cli.inventory", "Check an inventory; status of every customer."),
+    "export-public": (
+        "cosdoc_certs.cli.export_public",
+        "Write the public certificates as PEM/DER.",
+    ),
+    "make-test-certs": ("cosdoc_certs.cli.make_test_certs", "Write test certificates to a folder."),
     "lab": ("cosdoc_certs.cli.lab", "Run a simulated CosDoc server on 127.0.0.1."),
+    "demo": ("cosdoc_certs.cli.demo", "Rotate a whole installation in the built-in lab."),
 }
 
 # Their DEBUG output shows raw PSRP messages, including the parameters' values.
@@ -73,6 +77,22 @@ class LazyGroup(click.Group):
         command = getattr(importlib.import_module(module_name), attribute or "command")
         self.add_command(command, cmd_name)
         return command  # type: ignore[no-any-return]
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """Run the command line; standalone, every error is one line on stderr (no usage dump)."""
+        run = functools.partial(
+            super().main, args, prog_name, complete_var, standalone_mode=False, **extra
+        )
+        if not standalone_mode:
+            return run()
+        run_with_one_line_errors(run)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """List the commands with their one-line help, without importing them."""

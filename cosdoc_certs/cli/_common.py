@@ -9,10 +9,11 @@ from __future__ import annotations
 import enum
 import functools
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -20,6 +21,8 @@ from cosdoc_certs.errors import CosDocCertsError, InputError
 from cosdoc_certs.findings import Severity
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+log = logging.getLogger(__name__)
 
 
 class ExitCode(enum.IntEnum):
@@ -32,12 +35,13 @@ class ExitCode(enum.IntEnum):
     FAILED = 4  # could not do it: bad input, unreachable host, refused credentials
     ROLLED_BACK = 5  # apply failed and the host was restored to its original state
     NEEDS_HUMAN = 6  # apply failed and the rollback failed too: read the journal
+    STOPPED = 130  # stopped by the user: "no" or Ctrl+C at a question, or Ctrl+C during a run
 
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok; 1 warnings found; 2 wrong usage; 3 problems found; "
     "4 could not do it (bad input, host unreachable); 5 apply failed and was rolled back; "
-    "6 apply and rollback failed."
+    "6 apply and rollback failed; 130 stopped by the user."
 )
 
 
@@ -64,24 +68,71 @@ def reports_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def read_password(password_env: str | None, prompt: str, *, required: bool = True) -> str | None:
+def run_with_one_line_errors(run: Callable[[], Any]) -> NoReturn:
+    """Run a click entry point (non-standalone) and exit; every failure is one stderr line.
+
+    Wrong options, a "no" or Ctrl+C at a question, Ctrl+C during a run and unexpected
+    errors each become one ``error: ...`` line with what to do, and their exit code. The
+    traceback of an unexpected error is logged (shown with -v).
+    """
+    try:
+        outcome = run()
+    except click.UsageError as error:
+        where = f" — see `{error.ctx.command_path} --help`" if error.ctx else ""
+        _fail(f"{error.format_message()}{where}", error.exit_code)
+    except click.ClickException as error:
+        _fail(error.format_message(), error.exit_code)
+    except click.Abort as error:
+        _fail(_stopped_message(error), ExitCode.STOPPED)
+    except Exception as error:  # the last line of defence against a traceback
+        log.info("unexpected error", exc_info=True)
+        _fail(
+            f"unexpected {type(error).__name__}: {error} — this is a bug in cosdoc-certs; "
+            "run again with -v to see where, and report it",
+            ExitCode.FAILED,
+        )
+    sys.exit(outcome if isinstance(outcome, int) else ExitCode.OK)
+
+
+def _stopped_message(error: click.Abort) -> str:
+    if isinstance(error.__cause__, KeyboardInterrupt):
+        return (
+            "stopped (Ctrl+C) — a run that had started changing a host restored it first "
+            "(see the lines above); check with `cosdoc-certs verify` or `status`"
+        )
+    return "stopped at the question — nothing was changed"
+
+
+def _fail(message: str, exit_code: int) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(exit_code)
+
+
+def read_password(
+    password_env: str | None,
+    prompt: str,
+    *,
+    required: bool = True,
+    option: str = "--password-env",
+) -> str | None:
     """A password from the environment variable ``password_env`` or a hidden prompt.
 
-    Passwords are never taken from argv (process lists show argv to every user).
+    Passwords are never taken from argv (process lists show argv to every user). ``option``
+    is the command-line option that names the variable, for the hints.
     """
     if password_env:
         value = os.environ.get(password_env)
         if value is None:
             raise InputError(
                 f"environment variable {password_env} is not set",
-                f"export {password_env}=... first, or leave out --password-env to be asked",
+                f"export {password_env}=... first, or leave out {option} to be asked",
             )
         return value
     if not sys.stdin.isatty():
         if required:
             raise InputError(
                 "a password is needed and there is no terminal to ask on",
-                "pass --password-env VAR with the password in that environment variable",
+                f"pass {option} VAR with the password in that environment variable",
             )
         return None
     value = click.prompt(prompt, hide_input=True, default="", show_default=False)

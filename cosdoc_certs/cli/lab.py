@@ -107,7 +107,7 @@ def _print_info(info: ConnectionInfo, scenario: str, *, kept: bool) -> None:
     echo(f"  export {_WINRM_PASSWORD_ENV}='{info.password}'")
     echo(
         f"  cosdoc-certs status --host {info.host} --port {info.https_port} --user "
-        f"{info.username} --auth basic --ca-bundle {info.ca_file} --password-env "
+        f"{info.username} --auth basic --ca-bundle {info.ca_file} --winrm-password-env "
         f"{_WINRM_PASSWORD_ENV}"
     )
     echo("")

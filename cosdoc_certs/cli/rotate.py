@@ -26,20 +26,18 @@ from cosdoc_certs.cli._common import (
     exit_code_for,
     json_option,
     password_env_option,
-    read_password,
     reports_errors,
 )
+from cosdoc_certs.cli._windows_options import connection_options, consumers_from, windows_options
 from cosdoc_certs.cli.inspect import load_bundle_asking_password
-from cosdoc_certs.consumers import COSDOC_CATALOG, load_deviations
 from cosdoc_certs.errors import InputError
-from cosdoc_certs.inventory import PASSWORDLESS_AUTHS, USER_AUTHS, load_inventory
+from cosdoc_certs.inventory import load_inventory
 from cosdoc_certs.svarut import SshOptions, SvarutTarget
-from cosdoc_certs.windows.connection import AUTH_METHODS, ConnectionOptions
 from cosdoc_certs.windows.verify import TlsAddress
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_INSTALLATION_OPTIONS = (
+_INVENTORY_OPTIONS = (
     click.option(
         "--inventory",
         type=click.Path(exists=True, dir_okay=False),
@@ -52,58 +50,8 @@ _INSTALLATION_OPTIONS = (
         help="A name for the installation in journals "
         "(default: the customer, else the Windows host).",
     ),
-    click.option("--host", "server", default=None, help="The CosDoc application server (WinRM)."),
-    click.option(
-        "--port", type=click.IntRange(1, 65535), help="WinRM port [5986 HTTPS, 5985 HTTP]."
-    ),
-    click.option(
-        "--user", "username", default=None, help="Account to connect as, e.g. DOMAIN\\admin."
-    ),
-    click.option(
-        "--winrm-password-env",
-        metavar="VAR",
-        default=None,
-        help="Read the WinRM password from this environment variable (else a prompt).",
-    ),
-    click.option(
-        "--auth",
-        type=click.Choice(AUTH_METHODS),
-        default="negotiate",
-        show_default=True,
-        help="WinRM authentication.",
-    ),
-    click.option(
-        "--ca-bundle",
-        type=click.Path(exists=True, dir_okay=False),
-        help="CA certificate(s) (PEM) to trust for the server's WinRM HTTPS certificate.",
-    ),
-    click.option(
-        "--http",
-        "plain_http",
-        is_flag=True,
-        help="Use HTTP with negotiate/kerberos/ntlm message encryption instead of HTTPS.",
-    ),
-    click.option(
-        "--insecure-http",
-        is_flag=True,
-        help="Plain HTTP, no encryption: the lab or a test VM only.",
-    ),
-    click.option(
-        "--client-cert",
-        type=click.Path(exists=True, dir_okay=False),
-        help="Client certificate (PEM) for --auth certificate.",
-    ),
-    click.option(
-        "--client-key",
-        type=click.Path(exists=True, dir_okay=False),
-        help="Its private key (PEM, unencrypted) for --auth certificate.",
-    ),
-    click.option(
-        "--consumers",
-        "deviations",
-        type=click.Path(dir_okay=False),
-        help="A TOML file of this customer's deviations from the CosDoc catalog.",
-    ),
+)
+_SVARUT_OPTIONS = (
     click.option(
         "--tls-endpoint",
         "tls_endpoints",
@@ -166,7 +114,10 @@ _INSTALLATION_OPTIONS = (
 
 
 def _installation_options(command: F) -> F:
-    for option in reversed(_INSTALLATION_OPTIONS):
+    for option in reversed(_SVARUT_OPTIONS):
+        command = option(command)
+    command = windows_options(host_required=False)(command)
+    for option in reversed(_INVENTORY_OPTIONS):
         command = option(command)
     return command
 
@@ -215,10 +166,10 @@ def target_from_options(options: dict[str, Any]) -> rotation.Target:
             "no installation given",
             "pass --host (and --svarut-host), or --inventory FILE --customer NAME",
         )
-    consumers = load_deviations(given["deviations"]) if given["deviations"] else COSDOC_CATALOG
+    consumers = consumers_from(given["deviations"])
     return rotation.Target(
         given["name"] or server or svarut_host,
-        windows=_windows_options(given) if server else None,
+        windows=connection_options(given) if server else None,
         svarut=_svarut_target(given) if svarut_host else None,
         consumers=consumers,
         tls_address=_tls_address(given["tls_endpoints"]),
@@ -244,31 +195,6 @@ def _from_inventory(
         )
     entry = load_inventory(inventory).customer(customer)
     return rotation.Target.from_customer(entry)
-
-
-def _windows_options(given: dict[str, Any]) -> ConnectionOptions:
-    if given["auth"] in USER_AUTHS and not given["username"]:
-        raise InputError(f"--auth {given['auth']} needs --user", "add --user DOMAIN\\account")
-    return ConnectionOptions(
-        server=given["server"],
-        port=given["port"],
-        username=given["username"],
-        password=_winrm_password(given["username"], given["auth"], given["winrm_password_env"]),
-        auth=given["auth"],
-        https=not given["plain_http"],
-        ca_bundle=given["ca_bundle"],
-        insecure_http=given["insecure_http"],
-        client_certificate=given["client_cert"],
-        client_key=given["client_key"],
-    )
-
-
-def _winrm_password(username: str | None, auth: str, password_env: str | None) -> str | None:
-    if password_env:
-        return read_password(password_env, "WinRM password")
-    if username is None or auth in PASSWORDLESS_AUTHS:
-        return None
-    return read_password(None, f"WinRM password for {username}")
 
 
 def _svarut_target(given: dict[str, Any]) -> SvarutTarget:

@@ -7,6 +7,7 @@ Progress goes to stderr, results to stdout (``--json`` for scripts).
 
 from __future__ import annotations
 
+import getpass
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -41,7 +42,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 _TARGET_OPTIONS = (
     click.option("--host", required=True, help="The SvarUT Linux host (name or address)."),
     click.option("--port", type=int, default=22, show_default=True, help="SSH port."),
-    click.option("--user", default=None, help="SSH user (default: as ssh would choose)."),
+    click.option("--user", default=None, help="SSH user (default: your local user name)."),
     click.option(
         "--known-hosts",
         type=click.Path(dir_okay=False),
@@ -108,7 +109,7 @@ def _target(options: dict[str, Any]) -> SvarutTarget:
     ssh = SshOptions(
         host=options.pop("host"),
         port=options.pop("port"),
-        username=options.pop("user"),
+        username=options.pop("user") or getpass.getuser(),
         known_hosts=options.pop("known_hosts"),
         pinned_host_key=options.pop("host_key"),
         client_keys=tuple(options.pop("identities")) or None,

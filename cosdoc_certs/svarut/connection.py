@@ -194,7 +194,7 @@ async def _open(
             asyncssh.connect(
                 options.host,
                 options.port,
-                username=options.username,
+                username=options.username or (),  # (): asyncssh's default, the local user
                 known_hosts=options._known_hosts(),
                 client_keys=list(options.client_keys) if options.client_keys else (),
                 tunnel=tunnel or (),

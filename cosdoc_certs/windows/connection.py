@@ -34,6 +34,8 @@ from cosdoc_certs.errors import InputError, RemoteError
 log = logging.getLogger(__name__)
 
 AUTH_METHODS = ("negotiate", "kerberos", "ntlm", "basic", "certificate")
+USER_AUTHS = frozenset({"basic", "ntlm"})  # cannot use the logged-on user's ticket
+PASSWORDLESS_AUTHS = frozenset({"kerberos", "certificate"})
 _MESSAGE_ENCRYPTING_AUTHS = frozenset({"negotiate", "kerberos", "ntlm"})
 _SCRIPT_NAME = re.compile(r"[A-Za-z0-9_-]+")
 _ACCESS_DENIED_FAULT = "5"
@@ -92,6 +94,8 @@ class ConnectionOptions:
             raise InputError(
                 f"unknown authentication {self.auth!r}", f"use one of {', '.join(AUTH_METHODS)}"
             )
+        if self.auth in USER_AUTHS and not self.username:
+            raise InputError(f"--auth {self.auth} needs --user", "add --user DOMAIN\\account")
         if self.read_timeout <= self.operation_timeout:
             raise InputError(
                 "read_timeout must be longer than operation_timeout",
