@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from cosdoc_certs import svarut
 from cosdoc_certs._aio import run_sync
+from cosdoc_certs._signals import StopRequest, stop_on_signals
 from cosdoc_certs.certs import CertificateBundle
 from cosdoc_certs.consumers import COSDOC_CATALOG, Consumer, SvarutConsumer
 from cosdoc_certs.errors import ApplyError, CosDocCertsError, InputError
@@ -327,9 +328,17 @@ async def apply_async(
     """Apply a plan: Windows, then SvarUT; a failure leaves every host as it was.
 
     Raises :class:`~cosdoc_certs.errors.ApplyError` when a phase failed (``rolled_back``
-    says whether every host was restored).
+    says whether every host was restored). Run in the main thread, SIGINT, SIGTERM and SIGHUP
+    stop it the same way: the host being changed is rolled back (and the Windows server too
+    during the SvarUT phase), then :class:`~cosdoc_certs._signals.SignalReceived` is raised.
     """
-    say = progress or _quiet
+    with stop_on_signals() as stop:
+        return await _apply_phases(rplan, journal_dir, progress or _quiet, stop)
+
+
+async def _apply_phases(
+    rplan: RotationPlan, journal_dir: Path | None, say: Progress, stop: StopRequest
+) -> RotationResult:
     started = time.perf_counter()
     target = rplan.target
     journal = Journal.start(
@@ -345,7 +354,7 @@ async def apply_async(
         windows_result = await _windows_phase(rplan, journal, journal_dir, say)
     svarut_result = None
     if rplan.svarut is not None:
-        svarut_result = await _svarut_phase(rplan, journal, journal_dir, say, windows_result)
+        svarut_result = await _svarut_phase(rplan, journal, journal_dir, say, windows_result, stop)
     message = _applied_message(windows_result, svarut_result)
     outcome = Outcome.APPLIED if windows_result or svarut_result else Outcome.NOTHING_TO_DO
     journal.finish(outcome, message)
@@ -410,14 +419,17 @@ async def _svarut_phase(
     journal_dir: Path | None,
     say: Progress,
     windows_result: WindowsApplyResult | None,
+    stop: StopRequest,
 ) -> svarut.RunResult:
     target, splan = rplan.target, rplan.svarut
     assert target.svarut is not None
     assert splan is not None
     step = journal.register("svarut", host=target.svarut.ssh.host)
     try:
-        result = await svarut.apply_async(
-            target.svarut, splan, journal_dir=journal_dir, progress=_prefixed("SvarUT", say)
+        result = await stop.guard(
+            svarut.apply_async(
+                target.svarut, splan, journal_dir=journal_dir, progress=_prefixed("SvarUT", say)
+            )
         )
     except BaseException as error:
         _link_child(journal, step, journal_dir, SVARUT_JOURNAL_KIND, target.svarut.ssh.host)
@@ -812,8 +824,11 @@ def _served(binding: BindingFact, address: TlsAddress) -> str:
 
 
 async def _in_thread(function: Callable[..., T], *args: Any) -> T:
-    """Run blocking PowerShell-remoting work in a thread of the loop's executor."""
-    return await asyncio.get_running_loop().run_in_executor(None, function, *args)
+    """Run blocking PowerShell-remoting work in a thread of the loop's executor.
+
+    The thread runs in a copy of the caller's context, so it sees the run's stop request.
+    """
+    return await asyncio.to_thread(function, *args)
 
 
 async def _none() -> None:

@@ -42,6 +42,7 @@ from typing import Any, TypeVar
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
+from cosdoc_certs._signals import SignalReceived, raise_if_stop_requested
 from cosdoc_certs.appsettings import AppSettings
 from cosdoc_certs.certs import CertificateBundle, CertificateInfo
 from cosdoc_certs.consumers import COSDOC_CATALOG, Consumer, config_files, service_patterns
@@ -98,10 +99,6 @@ _NO_CHANGE_WHEN_FAILED = frozenset({"import-pfx", "grant-read", "set-binding"})
 
 Progress = Callable[[str], None]
 _T = TypeVar("_T")
-
-
-class SignalReceived(KeyboardInterrupt):
-    """SIGTERM or SIGHUP arrived during apply: it is rolled back like Ctrl+C."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -595,9 +592,14 @@ def _backups(document: ApplyDocument) -> tuple[str, ...]:
 
 @contextmanager
 def _interrupted_by_signals() -> Iterator[None]:
-    """SIGTERM and SIGHUP raise :class:`SignalReceived` (main thread only), like Ctrl+C."""
+    """SIGTERM and SIGHUP raise :class:`SignalReceived`, like Ctrl+C.
+
+    In the main thread at once; in a worker thread (a rotation) when the block is done, if
+    the run's :func:`~cosdoc_certs._signals.stop_on_signals` noted one meanwhile.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
+        raise_if_stop_requested()
         return
 
     def interrupt(number: int, frame: FrameType | None) -> None:

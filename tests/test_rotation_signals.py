@@ -1,0 +1,146 @@
+"""Signals during a rotation: the host being changed is rolled back (both hosts during the
+SvarUT phase), then the run stops — although the Windows phase runs in a worker thread.
+
+One test sends SIGTERM to a real ``cosdoc-certs apply`` process while the lab holds its
+``apply`` pipeline open (the lab's slow-pipeline fault); one sends SIGINT to this process
+during the SvarUT phase of :func:`rotation.apply`. Real pypsrp, asyncssh and TLS throughout.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cosdoc_certs import rotation
+from cosdoc_certs._signals import SignalReceived
+from cosdoc_certs.certs import load_bundle
+from cosdoc_certs.journal import Journal, Outcome
+from cosdoc_certs.lab.runner import Lab
+
+pytestmark = pytest.mark.timeout(120)
+
+WINRM_PASSWORD_ENV = "LAB_WINRM_PASSWORD"
+PFX_PASSWORD_ENV = "LAB_PFX_PASSWORD"
+SLOW_APPLY_SECONDS = 2.0
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[Lab]:
+    with Lab(root=tmp_path / "lab") as running:
+        yield running
+
+
+def _state(lab: Lab) -> rotation.InstallationStatus:
+    return rotation.installation_status(rotation.lab_target(lab.connection_info()))
+
+
+def _apply_arguments(lab: Lab, journals: Path) -> list[str]:
+    info = lab.connection_info()
+    assert info.svarut is not None
+    endpoints = [f"--tls-endpoint={key}={value}" for key, value in info.tls_endpoints.items()]
+    return [
+        *("apply", "--yes", "--journal-dir", str(journals)),
+        *("--name", "testkommune", "--host", info.host, "--port", str(info.https_port)),
+        *("--user", info.username, "--auth", "basic", "--ca-bundle", str(info.ca_file)),
+        *("--winrm-password-env", WINRM_PASSWORD_ENV, *endpoints),
+        *("--svarut-host", info.svarut.host, "--svarut-port", str(info.svarut.ssh_port)),
+        *("--svarut-user", info.svarut.username, "--svarut-host-key", info.svarut.host_key),
+        *("--svarut-identity", str(info.svarut.client_key), "--svarut-layout", "single"),
+        *("--svarut-tls-port", str(info.svarut.tls_port)),
+        *("--pfx", str(info.pfx_files["pair"]), "--pfx", str(info.pfx_files["ssl"])),
+        *("--password-env", PFX_PASSWORD_ENV),
+    ]
+
+
+def _journals(folder: Path, kind: str) -> list[Journal]:
+    return [Journal.load(path) for path in sorted(folder.glob(f"*-{kind}-*.json"))]
+
+
+def _wait_for_line(process: subprocess.Popen[str], text: str) -> list[str]:
+    """Read the process's stderr until a line contains ``text``; the lines read."""
+    assert process.stderr is not None
+    lines: list[str] = []
+    while not any(text in line for line in lines):
+        line = process.stderr.readline()
+        assert line, f"the process ended before {text!r}: {''.join(lines)}"
+        lines.append(line)
+    return lines
+
+
+def test_sigterm_to_cosdoc_certs_apply_during_the_windows_call_restores_both_hosts(
+    lab: Lab, tmp_path: Path
+) -> None:
+    before = _state(lab)
+    info = lab.connection_info()
+    journals = tmp_path / "journals"
+    lab.faults.slow_pipeline("apply", SLOW_APPLY_SECONDS)
+    environment = {
+        **os.environ,
+        WINRM_PASSWORD_ENV: info.password,
+        PFX_PASSWORD_ENV: info.pfx_password,
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cosdoc_certs", *_apply_arguments(lab, journals)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment,
+    )
+    try:
+        read = _wait_for_line(process, "Windows: applying")
+        process.send_signal(signal.SIGTERM)  # the apply pipeline is being held open
+        lab.faults.clear()  # the rollback's own call runs at full speed
+        _, rest = process.communicate(timeout=90)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    stderr = "".join(read) + rest
+    assert process.returncode == 130, stderr  # stopped by a signal, after restoring
+    assert "rolling back" in stderr
+    assert "Traceback" not in stderr
+    assert before.differences(_state(lab)) == []
+    (windows,) = _journals(journals, "windows")
+    assert windows.outcome is Outcome.ROLLED_BACK
+    assert "SIGTERM" in windows.to_dict()["message"]
+    (run,) = _journals(journals, "rotation")
+    assert run.outcome is Outcome.ROLLED_BACK
+    assert [(step["name"], step["status"]) for step in run.steps] == [("windows", "failed")]
+    assert _journals(journals, "svarut") == []  # SvarUT was never touched
+
+
+def test_sigint_during_the_svarut_phase_restores_both_hosts_then_stops(
+    lab: Lab, tmp_path: Path
+) -> None:
+    target = rotation.lab_target(lab.connection_info(), name="testkommune")
+    info = lab.connection_info()
+    bundle = load_bundle([info.pfx_files["pair"], info.pfx_files["ssl"]], info.pfx_password)
+    before = rotation.installation_status(target)
+    handler = signal.getsignal(signal.SIGINT)
+    rplan = rotation.plan(target, bundle)
+
+    def interrupt_during_svarut(message: str) -> None:
+        if message.startswith("SvarUT: installing"):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(SignalReceived, match="SIGINT"):
+        rotation.apply(rplan, journal_dir=tmp_path, progress=interrupt_during_svarut)
+    assert signal.getsignal(signal.SIGINT) == handler
+    assert before.differences(rotation.installation_status(target)) == []
+    (svarut,) = _journals(tmp_path, "svarut")
+    assert svarut.outcome is Outcome.ROLLED_BACK
+    (windows,) = _journals(tmp_path, "windows")
+    assert windows.outcome is Outcome.ROLLED_BACK
+    (run,) = _journals(tmp_path, "rotation")
+    assert run.outcome is Outcome.ROLLED_BACK
+    assert [(step["name"], step["status"]) for step in run.steps] == [
+        ("windows", "undone"),
+        ("svarut", "failed"),
+    ]
