@@ -258,6 +258,8 @@ def _windows(table: Any, where: _Where) -> WindowsEntry:
             auth=entry.auth,
             https=not entry.http,
             insecure_http=entry.insecure_http,
+            client_certificate=entry.client_cert,
+            client_key=entry.client_key,
         )
     except InputError as error:
         raise InventoryError(f"{where.text}: {error.problem}", error.hint) from None

@@ -7,14 +7,20 @@ module; each case snapshots its files before and compares after.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from cosdoc_certs.cli import main
 from cosdoc_certs.lab.runner import ConnectionInfo, Lab
@@ -108,7 +114,36 @@ def _assert_one_clear_line(result: Result, case: Case) -> None:
     assert " — " in lines[0] or lines[0].startswith("error: "), lines[0]
 
 
-KNOWN_BUGS = [
+def _file(folder: Path, name: str, data: bytes = b"") -> str:
+    path = folder / name
+    path.write_bytes(data)
+    return str(path)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _status(i: ConnectionInfo, *extra: str) -> list[str]:
+    return ["status", *_windows(i), *extra]
+
+
+def _inventory(i: ConnectionInfo, folder: Path) -> str:
+    return _file(
+        folder,
+        "inventory.toml",
+        (
+            f'[customers.lab.windows]\nhost = "{i.host}"\nport = {i.https_port}\n'
+            f'user = "{i.username}"\nauth = "basic"\npassword_env = "{WINRM_PW}"\n'
+            f'ca_bundle = "{i.ca_file}"\n'
+        ).encode(),
+    )
+
+
+CASES = [
+    # the known bugs
     Case(
         "status --auth basic without --user",
         lambda i, _: ["status", "--host", i.host, "--port", str(i.https_port), "--auth", "basic"],
@@ -131,28 +166,163 @@ KNOWN_BUGS = [
         "status takes the WinRM password as --winrm-password-env, not --password-env",
         lambda i, _: ["status", "--host", i.host, "--password-env", WINRM_PW],
         2,
-        "--password-env",
+        "Did you mean '--winrm-password-env'",
     ),
+    # passwords
     Case(
         "status with --winrm-password-env naming an unset variable",
-        lambda i, _: [
-            "status",
-            *_windows(i)[:-1],
-            UNSET,
-        ],
+        lambda i, _: [*_status(i)[:-1], UNSET],
         4,
         f"{UNSET} is not set",
     ),
+    Case(
+        "status with a user, no password variable and no terminal",
+        lambda i, _: [*_status(i)[:-2]],
+        4,
+        "pass --winrm-password-env VAR",
+    ),
+    Case(
+        "plan with a PFX password variable that is not set",
+        lambda i, _: ["plan", *_installation(i), *_pfx(i)[:-1], UNSET],
+        4,
+        f"{UNSET} is not set",
+    ),
+    Case(
+        "plan with the wrong PFX password",
+        lambda i, _: ["plan", *_installation(i), *_pfx(i)],
+        4,
+        "wrong password",
+        env={PFX_PW: "not-the-password"},
+    ),
+    # files
+    Case(
+        "inspect a file that does not exist",
+        lambda i, d: ["inspect", str(d / "missing.pfx")],
+        4,
+        "does not exist",
+    ),
+    Case("inspect a folder", lambda i, d: ["inspect", str(d)], 4, "is a folder"),
+    Case(
+        "inspect an empty PFX",
+        lambda i, d: ["inspect", _file(d, "empty.pfx")],
+        4,
+        "is empty",
+    ),
+    Case(
+        "inspect --json of a file that is no certificate: stdout stays empty",
+        lambda i, d: ["inspect", "--json", _file(d, "junk.pfx", b"junk")],
+        4,
+        "is not a certificate file",
+    ),
+    Case(
+        "plan with a folder as --pfx",
+        lambda i, d: ["plan", *_installation(i), "--pfx", str(d)],
+        2,
+        "is a directory",
+    ),
+    Case(
+        "export-public where a folder is in the way of a file",
+        lambda i, d: [
+            "export-public",
+            str(i.pfx_files["ssl"]),
+            "--password-env",
+            PFX_PW,
+            "--out",
+            str((d / "out" / "ssl.cer").mkdir(parents=True) or d / "out"),
+        ],
+        4,
+        "cannot write",
+    ),
+    # WinRM connection
+    Case(
+        "status on a port where nothing listens",
+        lambda i, _: [*_status(i), "--port", str(_free_port())],
+        4,
+        "connection refused",
+    ),
+    Case(
+        "status --json with a CA bundle that is no certificate",
+        lambda i, d: [*_status(i), "--json", "--ca-bundle", _file(d, "ca.pem", b"junk")],
+        4,
+        "holds no PEM certificate",
+    ),
+    Case(
+        "status trusting the wrong CA",
+        lambda i, d: [*_status(i), "--ca-bundle", _file(d, "other.pem", _other_ca_pem())],
+        4,
+        "is not trusted",
+    ),
+    Case(
+        "status --auth certificate without a client certificate",
+        lambda i, _: ["status", "--host", i.host, "--auth", "certificate"],
+        4,
+        "--auth certificate needs the client certificate",
+    ),
+    Case(
+        "status with an empty --host",
+        lambda i, _: ["status", "--host", " ", "--port", str(i.https_port)],
+        4,
+        "no Windows server given",
+    ),
+    Case(
+        "status with a deviations file that is not TOML",
+        lambda i, d: [*_status(i), "--consumers", _file(d, "dev.toml", b"x = [")],
+        4,
+        "is not valid TOML",
+    ),
+    # inventories
+    Case(
+        "inventory check of a file that is not TOML",
+        lambda i, d: ["inventory", "check", _file(d, "inv.toml", b"[customers.a\n")],
+        4,
+        "is not valid TOML",
+    ),
+    Case(
+        "plan for a customer the inventory does not have",
+        lambda i, d: ["plan", "--inventory", _inventory(i, d), "--customer", "nobody", *_pfx(i)],
+        4,
+        "no customer 'nobody'",
+    ),
+    Case(
+        "inventory status of an unknown customer",
+        lambda i, d: ["inventory", "status", _inventory(i, d), "--customer", "nobody"],
+        4,
+        "no customer 'nobody'",
+    ),
+    # usage
+    Case("a command that does not exist", lambda i, _: ["rotate"], 2, "No such command"),
+    Case("plan without --pfx", lambda i, _: ["plan", *_installation(i)], 2, "--pfx"),
+    Case("plan without an installation", lambda i, _: ["plan", *_pfx(i)], 4, "no installation"),
 ]
 
 
-@pytest.mark.parametrize("case", KNOWN_BUGS, ids=lambda case: case.name)
+def _other_ca_pem() -> bytes:
+    """A self-signed CA the lab's WinRM certificate was not issued by."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Some other CA")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
 def test_bad_input_gives_one_clear_line(
     case: Case, info: ConnectionInfo, env: dict[str, str], tmp_path: Path
 ) -> None:
     before = _snapshot(Path(info.server_root).parent)
     result = _invoke(case.args(info, tmp_path), {**env, **case.env})
     _assert_one_clear_line(result, case)
+    assert result.stdout == "" or json.loads(result.stdout) is not None
     assert _snapshot(Path(info.server_root).parent) == before
 
 

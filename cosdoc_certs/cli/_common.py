@@ -79,7 +79,7 @@ def run_with_one_line_errors(run: Callable[[], Any]) -> NoReturn:
         outcome = run()
     except click.UsageError as error:
         where = f" — see `{error.ctx.command_path} --help`" if error.ctx else ""
-        _fail(f"{error.format_message()}{where}", error.exit_code)
+        _fail(f"{error.format_message().rstrip('.')}{where}", error.exit_code)
     except click.ClickException as error:
         _fail(error.format_message(), error.exit_code)
     except click.Abort as error:
@@ -125,7 +125,7 @@ def read_password(
         if value is None:
             raise InputError(
                 f"environment variable {password_env} is not set",
-                f"export {password_env}=... first, or leave out {option} to be asked",
+                f"export {password_env}=... first (or leave out {option})",
             )
         return value
     if not sys.stdin.isatty():
@@ -140,7 +140,7 @@ def read_password(
 
 
 def password_env_option(
-    help_text: str = "Read the password from this environment variable instead of prompting.",
+    help_text: str = "Read the PFX password from this environment variable instead of prompting.",
 ) -> Callable[[F], F]:
     """The ``--password-env VAR`` option shared by commands that open PFX files."""
     return click.option("--password-env", metavar="VAR", default=None, help=help_text)

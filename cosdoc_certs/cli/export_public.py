@@ -38,10 +38,20 @@ def export_public(
     for info in bundle.certificates:
         stem = _file_stem(bundle, info)
         pem_path, der_path = folder / f"{stem}.pem", folder / f"{stem}.cer"
-        pem_path.write_bytes(info.certificate.public_bytes(serialization.Encoding.PEM))
-        der_path.write_bytes(info.certificate.public_bytes(serialization.Encoding.DER))
+        _write(pem_path, info.certificate.public_bytes(serialization.Encoding.PEM))
+        _write(der_path, info.certificate.public_bytes(serialization.Encoding.DER))
         written.append((info, pem_path, der_path))
     return written
+
+
+def _write(path: Path, data: bytes) -> None:
+    try:
+        path.write_bytes(data)
+    except OSError as error:
+        raise InputError(
+            f"cannot write {path} ({error.strerror})",
+            "choose another folder with --out, or move what is in the way",
+        ) from None
 
 
 def _file_stem(bundle: CertificateBundle, info: CertificateInfo) -> str:

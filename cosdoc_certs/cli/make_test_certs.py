@@ -35,8 +35,18 @@ _GENERATED_PASSWORD_BYTES = 12
     "Protect the PFX files with the password in this environment variable "
     "(default: a generated password, printed once)."
 )
-@click.option("--organisation", default=DEFAULT_ORGANISATION, show_default=True)
-@click.option("--organisation-number", default=DEFAULT_ORGANISATION_NUMBER, show_default=True)
+@click.option(
+    "--organisation",
+    default=DEFAULT_ORGANISATION,
+    show_default=True,
+    help="The customer's name in the certificates' subject (O=).",
+)
+@click.option(
+    "--organisation-number",
+    default=DEFAULT_ORGANISATION_NUMBER,
+    show_default=True,
+    help="Its organisation number (the Buypass pair's serialNumber).",
+)
 @click.option(
     "--hostname",
     "hostnames",
@@ -57,7 +67,15 @@ def command(
     legacy: bool,
     force: bool,
 ) -> None:
-    """Write a test Buypass pair, an SSL certificate and the test CA into a folder."""
+    """Write a test Buypass pair, an SSL certificate and the test CA into a folder.
+
+    Issued by a throwaway test CA: for trying inspect, plan and apply on a test server or
+    the lab, never for production.
+
+    \b
+    Example:
+      cosdoc-certs make-test-certs --out ./test-certs --organisation "Testkommune"
+    """
     password = read_password(password_env, "PFX password") if password_env else None
     generated = password is None
     if password is None:

@@ -20,10 +20,12 @@ import logging
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import requests
+from cryptography import x509
 from pypsrp.complex_objects import ObjectMeta
 from pypsrp.exceptions import AuthenticationError, WinRMError, WinRMTransportError, WSManFaultError
 from pypsrp.powershell import PowerShell, RunspacePool
@@ -94,8 +96,17 @@ class ConnectionOptions:
             raise InputError(
                 f"unknown authentication {self.auth!r}", f"use one of {', '.join(AUTH_METHODS)}"
             )
+        if not self.server.strip():
+            raise InputError("no Windows server given", "pass --host with its name or address")
         if self.auth in USER_AUTHS and not self.username:
             raise InputError(f"--auth {self.auth} needs --user", "add --user DOMAIN\\account")
+        if self.auth == "certificate" and not (self.client_certificate and self.client_key):
+            raise InputError(
+                "--auth certificate needs the client certificate and its key",
+                "pass --client-cert FILE and --client-key FILE (PEM)",
+            )
+        if self.ca_bundle:
+            _check_ca_bundle(self.ca_bundle)
         if self.read_timeout <= self.operation_timeout:
             raise InputError(
                 "read_timeout must be longer than operation_timeout",
@@ -158,6 +169,25 @@ class ConnectionOptions:
         if self.insecure_http and self.auth not in _MESSAGE_ENCRYPTING_AUTHS:
             return "never"
         return "always"
+
+
+def _check_ca_bundle(path: str) -> None:
+    """Refuse a CA bundle that cannot be read or holds no PEM certificate."""
+    try:
+        data = Path(path).expanduser().read_bytes()
+    except OSError as error:
+        raise InputError(
+            f"cannot read the CA bundle {path} ({error.strerror})",
+            "check the --ca-bundle path",
+        ) from None
+    try:
+        x509.load_pem_x509_certificates(data)
+    except ValueError:
+        raise InputError(
+            f"the CA bundle {path} holds no PEM certificate",
+            "give the PEM file (-----BEGIN CERTIFICATE-----) of the CA that issued the "
+            "server's WinRM certificate",
+        ) from None
 
 
 PoolFactory = Callable[[ConnectionOptions], RunspacePool]
