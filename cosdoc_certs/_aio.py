@@ -2,16 +2,19 @@
 
 Jupyter already runs an event loop in the main thread, where ``asyncio.run`` refuses to
 start; :func:`run_sync` then runs the coroutine on a fresh loop in a worker thread.
+:func:`synchronous` makes the plain twin of an ``..._async`` function with it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+import functools
+from collections.abc import Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -22,3 +25,18 @@ def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(coroutine)
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(asyncio.run, coroutine).result()
+
+
+def synchronous(
+    function: Callable[P, Coroutine[Any, Any, T]], name: str | None = None
+) -> Callable[P, T]:
+    """The plain twin of ``function`` (same arguments, run by :func:`run_sync`)."""
+
+    @functools.wraps(function)
+    def call(*args: P.args, **kwargs: P.kwargs) -> T:
+        return run_sync(function(*args, **kwargs))
+
+    call.__name__ = name or function.__name__.removesuffix("_async")
+    call.__qualname__ = call.__name__
+    call.__doc__ = f"Synchronous :func:`{function.__name__}`: {function.__doc__ or ''}".strip()
+    return call

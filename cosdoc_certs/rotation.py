@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from cosdoc_certs import svarut
-from cosdoc_certs._aio import run_sync
+from cosdoc_certs._aio import synchronous
 from cosdoc_certs._signals import StopRequest, stop_on_signals
 from cosdoc_certs.certs import CertificateBundle
 from cosdoc_certs.consumers import COSDOC_CATALOG, Consumer, SvarutConsumer
@@ -851,50 +851,9 @@ def _problem(error: BaseException) -> str:
 # -- synchronous wrappers --------------------------------------------------------------------
 
 
-def plan(
-    target: Target, bundle: CertificateBundle, *, now: dt.datetime | None = None
-) -> RotationPlan:
-    """Synchronous :func:`plan_async`."""
-    return run_sync(plan_async(target, bundle, now=now))
-
-
-def apply(
-    rplan: RotationPlan, *, journal_dir: Path | None = None, progress: Progress | None = None
-) -> RotationResult:
-    """Synchronous :func:`apply_async`."""
-    return run_sync(apply_async(rplan, journal_dir=journal_dir, progress=progress))
-
-
-def verify(
-    target: Target,
-    run: RotationPlan | Journal | Path | str | None = None,
-    *,
-    journal_dir: Path | None = None,
-) -> RotationVerifyReport:
-    """Synchronous :func:`verify_async`."""
-    return run_sync(verify_async(target, run, journal_dir=journal_dir))
-
-
-def rollback(
-    target: Target,
-    journal: Journal | Path | str | None = None,
-    *,
-    journal_dir: Path | None = None,
-    progress: Progress | None = None,
-) -> RotationResult:
-    """Synchronous :func:`rollback_async`."""
-    return run_sync(rollback_async(target, journal, journal_dir=journal_dir, progress=progress))
-
-
-def installation_status(
-    target: Target, *, warn_days: int = DEFAULT_WARN_DAYS
-) -> InstallationStatus:
-    """Synchronous :func:`status_async`."""
-    return run_sync(status_async(target, warn_days=warn_days))
-
-
-def status_many(
-    targets: Sequence[Target], *, warn_days: int = DEFAULT_WARN_DAYS
-) -> list[InstallationStatus]:
-    """Synchronous :func:`status_many_async`."""
-    return run_sync(status_many_async(targets, warn_days=warn_days))
+plan = synchronous(plan_async)
+apply = synchronous(apply_async)
+verify = synchronous(verify_async)
+rollback = synchronous(rollback_async)
+installation_status = synchronous(status_async, "installation_status")
+status_many = synchronous(status_many_async)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
-from cosdoc_certs._aio import run_sync
+from cosdoc_certs._aio import synchronous
 from cosdoc_certs.errors import RemoteError
 from cosdoc_certs.thumbprints import normalize_thumbprint, thumbprint_of_der
 
@@ -150,26 +150,6 @@ def _mismatch(
     )
 
 
-def wait_for_certificate(
-    host: str,
-    port: int = 443,
-    *,
-    expected_thumbprint: str,
-    server_name: str | None = None,
-    timeout: float = 30.0,
-) -> ServedCertificate:
-    """Poll until ``host:port`` serves ``expected_thumbprint``; RemoteError after ``timeout``."""
-    return run_sync(
-        wait_for_certificate_async(
-            host,
-            port,
-            expected_thumbprint=expected_thumbprint,
-            server_name=server_name,
-            timeout=timeout,
-        )
-    )
-
-
 async def wait_for_certificate_async(
     host: str,
     port: int = 443,
@@ -197,3 +177,6 @@ async def wait_for_certificate_async(
             raise _mismatch(host, port, expected, last, error)
         await asyncio.sleep(pause)
         pause = min(pause * 2, _MAX_PAUSE)
+
+
+wait_for_certificate = synchronous(wait_for_certificate_async)

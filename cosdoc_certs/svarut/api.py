@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-from cosdoc_certs._aio import run_sync
+from cosdoc_certs._aio import synchronous
 from cosdoc_certs.certs.load import load_bundle
 from cosdoc_certs.errors import InputError
 from cosdoc_certs.journal import Journal, Outcome, latest_journal
@@ -173,38 +173,8 @@ def _journal_for(
     return run
 
 
-def status(target: SvarutTarget) -> SvarutFacts:
-    """Synchronous :func:`status_async`."""
-    return run_sync(status_async(target))
-
-
-def plan(target: SvarutTarget, new: NewCertificate, *, today: date | None = None) -> SvarutPlan:
-    """Synchronous :func:`plan_async`."""
-    return run_sync(plan_async(target, new, today=today))
-
-
-def apply(
-    target: SvarutTarget,
-    splan: SvarutPlan,
-    *,
-    journal_dir: Path | None = None,
-    progress: Progress | None = None,
-) -> RunResult:
-    """Synchronous :func:`apply_async`."""
-    return run_sync(apply_async(target, splan, journal_dir=journal_dir, progress=progress))
-
-
-def verify(target: SvarutTarget, expected_thumbprint: str | None) -> VerifyReport:
-    """Synchronous :func:`verify_async`."""
-    return run_sync(verify_async(target, expected_thumbprint))
-
-
-def rollback(
-    target: SvarutTarget,
-    journal: Journal | Path | str | None = None,
-    *,
-    journal_dir: Path | None = None,
-    progress: Progress | None = None,
-) -> RunResult:
-    """Synchronous :func:`rollback_async`."""
-    return run_sync(rollback_async(target, journal, journal_dir=journal_dir, progress=progress))
+status = synchronous(status_async)
+plan = synchronous(plan_async)
+apply = synchronous(apply_async)
+verify = synchronous(verify_async)
+rollback = synchronous(rollback_async)
