@@ -1,0 +1,236 @@
+"""The docs' Python examples run, as a reader would run them against the lab; their links resolve.
+
+Every ```python block of README.md and docs/*.md is listed in :data:`DOCS` (a new block fails
+:func:`test_every_python_block_is_listed` until it is). A doc's blocks run in order in one
+namespace, like cells of a notebook, in a folder holding the files the examples name (the
+lab's PFX files under those names) and with the environment variables they read. Where an
+example names a customer's server, the lab's values are substituted, as the docs tell the
+reader to do; each substitution must still match the doc's text. A block is skipped only
+when it is a fragment that cannot run by itself, with the reason given.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cosdoc_certs.lab.runner import Lab
+from cosdoc_certs.windows.verify import endpoint_map
+
+REPO = Path(__file__).resolve().parent.parent
+_PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+_LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+_LAB_HOST = "info.host"
+_LAB_OPTIONS = "info.options()"
+_LAB_SVARUT = "info.svarut.target()"
+# The lab's HTTPS bindings listen on other ports than 443: verify is told where (docs/windows.md).
+_LAB_TLS = "verify_windows(host, {plan}, tls_address=endpoint_map(info.tls_endpoints))"
+
+
+@dataclass(frozen=True)
+class DocRun:
+    """How a doc's examples run against the lab: substitutions, fragments skipped, a check."""
+
+    substitutions: tuple[tuple[str, str], ...] = ()
+    skip: dict[int, str] = field(default_factory=dict)
+    check: Callable[[dict[str, Any]], None] = lambda namespace: None
+    blocks: int = 0
+    order: tuple[int, ...] = ()  # when the sections are not in the order a reader runs them
+
+
+def _check_api(namespace: dict[str, Any]) -> None:
+    assert namespace["result"].outcome.value == "applied"  # the lab block's own rotation
+    assert namespace["lab"].https.recorder.script_names
+
+
+def _check_status(namespace: dict[str, Any]) -> None:
+    assert "thumbprint-invisible-char" in namespace["report"].codes()
+
+
+def _check_windows(namespace: dict[str, Any]) -> None:
+    assert namespace["report"].ok, namespace["report"].to_text()
+    assert namespace["result"].outcome.value == "rolled-back"
+
+
+def _check_svarut(namespace: dict[str, Any]) -> None:
+    assert namespace["report"].ok
+    assert "serves" in namespace["plan"].to_text() or namespace["plan"].plan.changes
+
+
+DOCS: dict[str, DocRun] = {
+    "docs/api.md": DocRun(
+        blocks=7,
+        substitutions=(
+            (
+                'target = rotation.Target.from_customer(load_inventory("kunder.toml")'
+                '.customer("testkommune"))',
+                'target = rotation.Target.from_customer(load_inventory("kunder.toml")'
+                '.customer("testkommune"))\ntarget = rotation.lab_target(info)',
+            ),
+            ("report = status(options)", f"options = {_LAB_OPTIONS}\nreport = status(options)"),
+            (
+                'svarut.SvarutTarget(svarut.SshOptions("svarut01.kommune.no", username="drift"))',
+                _LAB_SVARUT,
+            ),
+            ("verify_windows(host, wplan)", _LAB_TLS.format(plan="wplan")),
+        ),
+        check=_check_api,
+    ),
+    "docs/appsettings.md": DocRun(blocks=1),
+    "docs/certificates.md": DocRun(blocks=1),
+    "docs/lab.md": DocRun(blocks=1),
+    "docs/lab-protocol.md": DocRun(
+        blocks=2,
+        skip={1: "a fragment: how the previous block's endpoint gets TLS (Ellipsis placeholders)"},
+    ),
+    "docs/status.md": DocRun(
+        blocks=1,
+        substitutions=(
+            (
+                r'ConnectionOptions("cosdoc-app01", username="KOMMUNE\\drift-admin", password=pw)',
+                _LAB_OPTIONS,
+            ),
+        ),
+        check=_check_status,
+    ),
+    "docs/svarut.md": DocRun(
+        blocks=2,
+        substitutions=(
+            (
+                'svarut.SvarutTarget(svarut.SshOptions("svarut01.kommune.no", username="drift"))',
+                _LAB_SVARUT,
+            ),
+            ('Path("/tmp/svarut-lab")', 'Path("svarut-lab")'),
+        ),
+        check=_check_svarut,
+    ),
+    "docs/windows.md": DocRun(
+        blocks=5,
+        order=(0, 1, 3, 2, 4),  # the page describes verify before apply
+        substitutions=(
+            (
+                r'ConnectionOptions("cosdoc-app01", username="KOMMUNE\\adm", password=pw)',
+                _LAB_OPTIONS,
+            ),
+            ('"cosdoc-app01"', _LAB_HOST),
+            ("verify_windows(host, plan)", _LAB_TLS.format(plan="plan")),
+        ),
+        check=_check_windows,
+    ),
+}
+
+
+def _python_blocks(doc: str) -> list[str]:
+    return _PYTHON_BLOCK.findall((REPO / doc).read_text(encoding="utf-8"))
+
+
+def test_every_python_block_is_listed() -> None:
+    docs = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    found = {
+        str(path.relative_to(REPO)): len(blocks)
+        for path in docs
+        if (blocks := _python_blocks(str(path.relative_to(REPO))))
+    }
+    assert found == {doc: run.blocks for doc, run in DOCS.items()}
+
+
+@pytest.fixture
+def reader_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """A running lab and a folder with the files and variables the examples name."""
+    with Lab(root=tmp_path / "lab") as lab:
+        info = lab.connection_info()
+        folder = tmp_path / "reader"
+        folder.mkdir()
+        names = {
+            "pair": ("pair.pfx", "buypass-pair.pfx"),
+            "ssl": ("ssl.pfx", "ssl-2026.pfx"),
+            "signing": ("signering.p12",),
+            "encryption": ("kryptering.p12",),
+        }
+        for role, copies in names.items():
+            for name in copies:
+                shutil.copy(info.pfx_files[role], folder / name)
+        shutil.copy(REPO / "docs" / "inventory.example.toml", folder / "kunder.toml")
+        shutil.copy(REPO / "docs" / "deviations.example.toml", folder)
+        (folder / "ca").mkdir()
+        for name in ("tk-root.pem", "ca/testkommune-root.pem"):  # the customer's CA file
+            shutil.copy(info.ca_file, folder / name)
+        (folder / "tests").symlink_to(REPO / "tests")
+        monkeypatch.chdir(folder)
+        monkeypatch.setenv("PFX_PW", info.pfx_password)
+        monkeypatch.setenv("WINRM_PW", info.password)
+        monkeypatch.setenv("TESTKOMMUNE_WINRM_PASSWORD", info.password)
+        monkeypatch.setenv("COSDOC_CERTS_JOURNAL_DIR", str(tmp_path / "journals"))
+        current_ssl = lab.server.certificates.current_ssl
+        yield {
+            "endpoint_map": endpoint_map,
+            "info": info,
+            "password": info.pfx_password,
+            "options": info.options(),
+            "old_cert_pem": current_ssl.cert_pem() + current_ssl.chain_pem(),
+            "old_key_pem": current_ssl.key_pem(),
+        }
+
+
+def _substituted(doc: str, block: str, run: DocRun) -> str:
+    for old, new in run.substitutions:
+        block = block.replace(old, new)
+    return block
+
+
+@pytest.mark.parametrize("doc", sorted(DOCS))
+def test_python_examples_run_against_the_lab(doc: str, reader_folder: dict[str, Any]) -> None:
+    run = DOCS[doc]
+    blocks = _python_blocks(doc)
+    text = "\n".join(blocks)
+    unmatched = [old for old, _ in run.substitutions if old not in text]
+    assert unmatched == [], "the doc changed: update the substitutions"
+    namespace = dict(reader_folder)
+    for index in run.order or range(len(blocks)):
+        code = compile(_substituted(doc, blocks[index], run), f"{doc} block {index}", "exec")
+        if index in run.skip:
+            continue
+        exec(code, namespace)  # noqa: S102 -- the docs' own examples
+    run.check(namespace)
+
+
+def _links(doc: Path) -> Iterator[str]:
+    text = re.sub(r"```.*?```", "", doc.read_text(encoding="utf-8"), flags=re.S)
+    for target in _LINK.findall(text):
+        if not re.match(r"[a-z]+:", target):
+            yield target
+
+
+def test_links_between_docs_resolve() -> None:
+    broken = []
+    for doc in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        for target in _links(doc):
+            path, _, anchor = target.partition("#")
+            resolved = (doc.parent / path).resolve() if path else doc
+            if not resolved.exists():
+                broken.append(f"{doc.name}: {target}")
+            elif anchor and resolved.suffix == ".md":
+                headings = {
+                    _anchor(line.lstrip("#").strip())
+                    for line in resolved.read_text(encoding="utf-8").splitlines()
+                    if line.startswith("#")
+                }
+                if anchor not in headings:
+                    broken.append(f"{doc.name}: {target} (no such heading)")
+    assert broken == []
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    kept = re.sub(r"[^\w\- ]", "", heading.lower())
+    return kept.replace(" ", "-")
+
+
+def test_link_extraction_finds_the_readme_links() -> None:
+    assert {"docs/runbook.md", "docs/api.md", "docs/lab.md"} <= set(_links(REPO / "README.md"))
