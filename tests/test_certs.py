@@ -35,16 +35,6 @@ Blobs = list[tuple[str, bytes]]
 
 
 @pytest.fixture(scope="module")
-def ca() -> lab.TestCA:
-    return lab.make_test_ca()
-
-
-@pytest.fixture(scope="module")
-def pair(ca: lab.TestCA) -> lab.EnterprisePair:
-    return lab.make_enterprise_pair(ca)
-
-
-@pytest.fixture(scope="module")
 def ssl(ca: lab.TestCA) -> lab.Issued:
     return lab.make_ssl_certificate(ca)
 

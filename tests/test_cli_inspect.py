@@ -25,16 +25,6 @@ ENV = "COSDOC_TEST_PFX_PASSWORD"
 NOW = datetime.datetime.now(datetime.timezone.utc)
 
 
-@pytest.fixture(scope="module")
-def ca() -> lab.TestCA:
-    return lab.make_test_ca()
-
-
-@pytest.fixture(scope="module")
-def pair(ca: lab.TestCA) -> lab.EnterprisePair:
-    return lab.make_enterprise_pair(ca)
-
-
 @pytest.fixture
 def pair_pfx(tmp_path: Path, pair: lab.EnterprisePair) -> Path:
     path = tmp_path / "virksomhet.p12"

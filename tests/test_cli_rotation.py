@@ -25,12 +25,6 @@ PFX_PASSWORD_ENV = "LAB_PFX_PASSWORD"
 
 
 @pytest.fixture
-def lab(tmp_path: Path) -> Iterator[Lab]:
-    with Lab(root=tmp_path / "lab") as running:
-        yield running
-
-
-@pytest.fixture
 def runner(lab: Lab) -> CliRunner:
     info = lab.connection_info()
     return CliRunner(env={WINRM_PASSWORD_ENV: info.password, PFX_PASSWORD_ENV: info.pfx_password})

@@ -22,16 +22,6 @@ PASSWORD = b"Test-passord-1"
 needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
 
 
-@pytest.fixture(scope="module")
-def ca() -> lab.TestCA:
-    return lab.make_test_ca()
-
-
-@pytest.fixture(scope="module")
-def pair(ca: lab.TestCA) -> lab.EnterprisePair:
-    return lab.make_enterprise_pair(ca)
-
-
 def _openssl(*args: str, data: bytes) -> str:
     environment = {**os.environ, "PFX_PASSWORD": PASSWORD.decode()}
     result = subprocess.run(

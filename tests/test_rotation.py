@@ -9,7 +9,6 @@ container exit after ``up -d``).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,12 +20,6 @@ from cosdoc_certs.journal import Journal, Outcome
 from cosdoc_certs.lab.runner import Lab
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-def lab(tmp_path: Path) -> Iterator[Lab]:
-    with Lab(root=tmp_path / "lab") as running:
-        yield running
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,12 +27,6 @@ pytestmark = pytest.mark.timeout(120)
 WINRM_PASSWORD_ENV = "LAB_WINRM_PASSWORD"
 PFX_PASSWORD_ENV = "LAB_PFX_PASSWORD"
 SLOW_APPLY_SECONDS = 2.0
-
-
-@pytest.fixture
-def lab(tmp_path: Path) -> Iterator[Lab]:
-    with Lab(root=tmp_path / "lab") as running:
-        yield running
 
 
 def _state(lab: Lab) -> rotation.InstallationStatus:
