@@ -120,7 +120,6 @@ class Journal:
     ) -> Journal:
         """Create the journal of a new run (``kind`` is e.g. ``svarut``) and write it."""
         folder = directory or default_journal_dir()
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         started = datetime.now(timezone.utc)
         stamp = f"{started:%Y%m%dT%H%M%S.%f}Z"  # sortable: latest_journal() relies on it
         run_id = f"{stamp}-{kind}-{_safe_name(host)}-{secrets.token_hex(3)}"
@@ -142,7 +141,15 @@ class Journal:
         }
         _check_no_secrets(data["context"], "context")
         journal = cls(folder / f"{run_id}.json", data)
-        journal._write()
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            journal._write()
+        except OSError as error:
+            raise InputError(
+                f"cannot write a journal in {folder} ({error.strerror})",
+                "pass --journal-dir with a folder you can write to "
+                "(or set COSDOC_CERTS_JOURNAL_DIR)",
+            ) from None
         logger.info("journal %s started", journal.path)
         return journal
 

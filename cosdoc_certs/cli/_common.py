@@ -97,9 +97,11 @@ def run_with_one_line_errors(run: Callable[[], Any]) -> NoReturn:
 def _stopped_message(error: click.Abort) -> str:
     if isinstance(error.__cause__, KeyboardInterrupt):
         return (
-            "stopped (Ctrl+C) — a run that had started changing a host restored it first "
-            "(see the lines above); check with `cosdoc-certs verify` or `status`"
+            "stopped by Ctrl+C — apply and rollback restore what they had changed before they "
+            "stop (see the lines above); check with `cosdoc-certs status`"
         )
+    if isinstance(error.__context__, (KeyboardInterrupt, EOFError)) and sys.stderr.isatty():
+        click.echo(err=True)  # the question's line was left open
     return "stopped at the question — nothing was changed"
 
 
