@@ -1,4 +1,4 @@
-"""The docs' Python examples run, as a reader would run them against the lab; their links resolve.
+"""The docs' examples run, as a reader would run them against the lab; their links resolve.
 
 Every ```python block of README.md and docs/*.md is listed in :data:`DOCS` (a new block fails
 :func:`test_every_python_block_is_listed` until it is). A doc's blocks run in order in one
@@ -7,12 +7,19 @@ lab's PFX files under those names) and with the environment variables they read.
 example names a customer's server, the lab's values are substituted, as the docs tell the
 reader to do; each substitution must still match the doc's text. A block is skipped only
 when it is a fragment that cannot run by itself, with the reason given.
+
+The runbook's command lines (inspect, plan, apply, verify, rollback) run in bash against a
+``cosdoc-certs lab --json`` subprocess, with the placeholders of its lab section filled in.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -234,3 +241,95 @@ def _anchor(heading: str) -> str:
 
 def test_link_extraction_finds_the_readme_links() -> None:
     assert {"docs/runbook.md", "docs/api.md", "docs/lab.md"} <= set(_links(REPO / "README.md"))
+
+
+# --- the runbook's command lines, against `cosdoc-certs lab --json` -----------------------------
+
+_SH_BLOCK = re.compile(r"^```sh\n(.*?)^```", re.S | re.M)
+RUNBOOK_STEPS = ("inspect", "plan", "apply", "verify", "rollback")
+_ASKS_FIRST = ("apply", "rollback")  # without a terminal these need --yes, as the runbook says
+
+
+@pytest.fixture
+def lab_process(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """`cosdoc-certs lab --json` running as a subprocess; its JSON document."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cosdoc_certs", "lab", "--json", "--root", str(tmp_path / "lab")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert process.stdout is not None
+    text = ""
+    try:
+        for line in process.stdout:
+            text += line
+            if line.startswith("}"):
+                break
+        yield json.loads(text)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _lab_placeholders(lab: dict[str, Any]) -> dict[str, str]:
+    svarut = lab["svarut"]
+    return {
+        "<password>": lab["password"],
+        "<pfx password>": lab["pfx_password"],
+        "<https port>": str(lab["https_port"]),
+        "<CA file>": lab["ca_file"],
+        "<real port>": lab["tls_endpoints"]["*:443"].rpartition(":")[2],
+        "<ssh port>": str(svarut["ssh_port"]),
+        "<client key>": svarut["client_key"],
+        "<host key>": svarut["host_key"],
+        "<TLS port>": str(svarut["tls_port"]),
+        "<pair PFX>": lab["pfx_files"]["pair"],
+        "<ssl PFX>": lab["pfx_files"]["ssl"],
+    }
+
+
+def _runbook_commands() -> tuple[str, dict[str, str]]:
+    """The lab block (defines ``I``) and each step's command line, by subcommand."""
+    blocks = _SH_BLOCK.findall((REPO / "docs" / "runbook.md").read_text(encoding="utf-8"))
+    (lab_block,) = [block for block in blocks if "<pfx password>" in block]
+    steps = {}
+    for block in blocks:
+        words = block.split()
+        if words[:1] == ["cosdoc-certs"] and words[1] in RUNBOOK_STEPS and "${I[@]}" in block:
+            steps[words[1]] = block.strip()
+        elif words[:2] == ["cosdoc-certs", "inspect"]:
+            steps["inspect"] = block.strip()
+    return lab_block, steps
+
+
+def test_runbook_commands_run_against_the_lab(lab_process: dict[str, Any], tmp_path: Path) -> None:
+    lab_block, steps = _runbook_commands()
+    assert sorted(steps) == sorted(RUNBOOK_STEPS)
+    for placeholder, value in _lab_placeholders(lab_process).items():
+        assert placeholder in lab_block
+        lab_block = lab_block.replace(placeholder, value)
+    folder = tmp_path / "consultant"
+    folder.mkdir()
+    shutil.copy(lab_process["pfx_files"]["pair"], folder / "signing+encryption.pfx")
+    shutil.copy(lab_process["pfx_files"]["ssl"], folder / "ssl.pfx")
+    environment = {
+        **os.environ,
+        "PFX_PW": lab_process["pfx_password"],
+        "COSDOC_CERTS_JOURNAL_DIR": str(tmp_path / "journals"),
+    }
+    for step in ("lab", *RUNBOOK_STEPS):
+        command = steps.get(step, "")
+        if step in _ASKS_FIRST:
+            command = command.replace('${I[@]}"', '${I[@]}" --yes', 1)
+        script = f"set -e\n{lab_block}\n{command}\n" if step != "lab" else lab_block
+        completed = subprocess.run(
+            ["bash", "-c", script],
+            cwd=folder,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert completed.returncode == 0, f"{step}: {completed.stdout[-1500:]}{completed.stderr}"
