@@ -6,6 +6,8 @@ keys of the pair, so this module works on the bags themselves (with asn1crypto):
 the password against the MAC (RFC 7292 appendix B) so that a wrong password is told apart
 from a damaged file, reads every key bag (each decrypted by ``cryptography`` from a PFX
 holding that bag alone), and merges the bags of several PFX files into one with a fresh MAC.
+:func:`serialize_pfx` is the one way the project writes a one-key PFX (AES-256, or 3DES/SHA-1
+for Windows before Server 2016 1709).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from asn1crypto import cms, core, pkcs12
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs12 as crypto_pkcs12
 
@@ -279,3 +282,40 @@ def merge_pfx(blobs: Sequence[bytes], password: bytes, *, hash_name: str = "sha2
         content_infos.extend(parsed.authenticated_safe)
     logger.debug("merging %d PFX files", len(blobs))
     return build_pfx(content_infos, password, hash_name=hash_name)
+
+
+def serialize_pfx(
+    key: crypto_pkcs12.PKCS12PrivateKeyTypes,
+    certificate: x509.Certificate,
+    chain: Sequence[x509.Certificate],
+    password: bytes,
+    *,
+    name: bytes,
+    legacy: bool = False,
+    kdf_rounds: int | None = None,
+) -> bytes:
+    """A PFX of ``key``, ``certificate`` and ``chain`` named ``name``, protected by ``password``.
+
+    AES-256/PBKDF2 with a SHA-256 MAC; ``legacy=True`` gives 3DES with a SHA-1 MAC, which
+    every Windows can import. An empty password gives an unencrypted PFX.
+    """
+    return crypto_pkcs12.serialize_key_and_certificates(
+        name, key, certificate, list(chain) or None, _encryption(password, legacy, kdf_rounds)
+    )
+
+
+def _encryption(
+    password: bytes, legacy: bool, kdf_rounds: int | None
+) -> serialization.KeySerializationEncryption:
+    if not password:
+        return serialization.NoEncryption()
+    builder = serialization.PrivateFormat.PKCS12.encryption_builder()
+    if kdf_rounds is not None:
+        builder = builder.kdf_rounds(kdf_rounds)
+    if legacy:
+        builder = builder.key_cert_algorithm(crypto_pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC)
+        builder = builder.hmac_hash(hashes.SHA1())  # noqa: S303 -- what old Windows reads
+    else:
+        builder = builder.key_cert_algorithm(crypto_pkcs12.PBES.PBESv2SHA256AndAES256CBC)
+        builder = builder.hmac_hash(hashes.SHA256())
+    return builder.build(password)

@@ -30,11 +30,10 @@ from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from cosdoc_certs.certs.model import name_text
-from cosdoc_certs.certs.pkcs12 import merge_pfx
+from cosdoc_certs.certs.pkcs12 import merge_pfx, serialize_pfx
 from cosdoc_certs.errors import CosDocCertsError, InputError
 from cosdoc_certs.thumbprints import thumbprint_of_der
 
@@ -317,13 +316,13 @@ def to_pfx(
     AES-256/PBKDF2 with a SHA-256 MAC by default; ``legacy=True`` gives 3DES with a SHA-1 MAC,
     which Windows before Server 2016 (1709) needs. An empty password gives an unencrypted PFX.
     """
-    friendly_name = name if name is not None else _friendly_name(issued.certificate)
-    return pkcs12.serialize_key_and_certificates(
-        friendly_name,
+    return serialize_pfx(
         issued.private_key,
         issued.certificate,
-        list(issued.chain) if include_chain else None,
-        _pfx_encryption(password, legacy=legacy),
+        issued.chain if include_chain else (),
+        password,
+        name=name if name is not None else _friendly_name(issued.certificate),
+        legacy=legacy,
     )
 
 
@@ -461,19 +460,6 @@ def _write_private(path: Path, data: bytes) -> None:
     with os.fdopen(descriptor, "wb") as file:
         file.write(data)
     path.chmod(0o600)
-
-
-def _pfx_encryption(password: bytes, *, legacy: bool) -> serialization.KeySerializationEncryption:
-    if not password:
-        return serialization.NoEncryption()
-    builder = serialization.PrivateFormat.PKCS12.encryption_builder()
-    if legacy:
-        builder = builder.key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC)
-        builder = builder.hmac_hash(hashes.SHA1())  # noqa: S303 -- what old Windows reads
-    else:
-        builder = builder.key_cert_algorithm(pkcs12.PBES.PBESv2SHA256AndAES256CBC)
-        builder = builder.hmac_hash(hashes.SHA256())
-    return builder.build(password)
 
 
 def _friendly_name(certificate: x509.Certificate) -> bytes:

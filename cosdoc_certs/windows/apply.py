@@ -39,12 +39,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
 
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.serialization import pkcs12
-
 from cosdoc_certs._signals import SignalReceived, raise_if_stop_requested
 from cosdoc_certs.appsettings import AppSettings
 from cosdoc_certs.certs import CertificateBundle, CertificateInfo
+from cosdoc_certs.certs.pkcs12 import serialize_pfx
 from cosdoc_certs.consumers import COSDOC_CATALOG, Consumer, config_files, service_patterns
 from cosdoc_certs.errors import ApplyError, CosDocCertsError, InputError
 from cosdoc_certs.facts import WindowsFacts
@@ -193,19 +191,14 @@ def legacy_pfx(info: CertificateInfo, chain: Sequence[Any], password: bytes) -> 
             f"the bundle has no private key for {info.label}",
             "load the PFX of that certificate (with its key), not only the certificate",
         )
-    encryption = (
-        serialization.PrivateFormat.PKCS12.encryption_builder()
-        .kdf_rounds(_PFX_ITERATIONS)
-        .key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC)
-        .hmac_hash(hashes.SHA1())  # noqa: S303 -- what Windows before 1709 can import
-        .build(password)
-    )
-    return pkcs12.serialize_key_and_certificates(
-        info.thumbprint.encode("ascii"),
+    return serialize_pfx(
         info.private_key,  # type: ignore[arg-type]  # PKCS12-capable keys only in a bundle
         info.certificate,
-        list(chain) or None,
-        encryption,
+        chain,
+        password,
+        name=info.thumbprint.encode("ascii"),
+        legacy=True,
+        kdf_rounds=_PFX_ITERATIONS,
     )
 
 
