@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from cosdoc_certs import rotation, svarut
 from cosdoc_certs.certs import load_bundle
+from cosdoc_certs.envfile import parse_env
 from cosdoc_certs.lab.runner import Lab
 from cosdoc_certs.lab.scenarios import PFX_PASSWORD_ENV
 from cosdoc_certs.windows.connection import WindowsHost
@@ -124,7 +125,20 @@ def _lab_secrets(lab: Lab, bundle_keys: Iterable[tuple[str, rsa.RSAPrivateKey]])
         secrets.add_key(f"current {name} key", issued.private_key)
     for name, value in _connection_string_passwords(lab.server.files.root).items():
         secrets.add(name, value)
+    assert lab.svarut is not None
+    for name, value in _env_passwords(lab.svarut.sandbox).items():
+        secrets.add(name, value)
     return secrets
+
+
+def _env_passwords(sandbox: Path) -> dict[str, str]:
+    """The passwords in the SvarUT host's prod.env (the plan shows a diff of that file)."""
+    found = {}
+    for path in sandbox.rglob("prod.env"):
+        for key, value in parse_env(path.read_bytes()).values().items():
+            if value and re.search(r"(?i)password|secret", key):
+                found[f"prod.env password {key}"] = value
+    return found
 
 
 def _files(root: Path) -> Iterator[Path]:
@@ -268,7 +282,8 @@ def _key_holders(
     """Which files hold which key (the secret's name up to "key"), and their modes."""
     holders = {}
     for path, (mode, data) in files.items():
-        found = {name.split(" key")[0] + " key" for name in secrets.found_in(data)}
+        own = secrets.without("prod.env") if "prod.env" in path else secrets  # its own values
+        found = {name.split(" key")[0] + " key" for name in own.found_in(data)}
         assert not any("password" in name for name in found), (path, found)
         if found:
             (key,) = found
@@ -339,20 +354,27 @@ def test_demo_subprocess_leaks_no_secret(tmp_path: Path) -> None:
     for certificate in bundle.certificates:
         if certificate.private_key is not None:
             secrets.add_key(f"new {certificate.role.value} key", certificate.private_key)
-    for name, value in _connection_string_passwords(lab_root / "server").items():
+    config_passwords = {
+        **_connection_string_passwords(lab_root / "server"),
+        **_env_passwords(lab_root / "svarut" / "host"),
+    }
+    for name, value in config_passwords.items():
         secrets.add(name, value)
     assert any(name.startswith("connection-string") for name in secrets.values)
+    assert any(name.startswith("prod.env") for name in secrets.values)
 
     assert secrets.found_in(stdout) == []
     assert secrets.found_in(stderr) == []
     assert [line for line in seen.values() if secrets.found_in(line)] == []
-    no_config_passwords = secrets.without("connection-string")
+    # Config passwords stay in the hosts' own config files (and the backups beside them).
+    no_config_passwords = secrets.without("connection-string", "prod.env")
+    hosts = (lab_root / "server", lab_root / "svarut" / "host")
     file_leaks = {
         str(path): found
         for path in _files(lab_root)
         if (
             found := (
-                no_config_passwords if path.is_relative_to(lab_root / "server") else secrets
+                no_config_passwords if any(map(path.is_relative_to, hosts)) else secrets
             ).found_in(path.read_bytes())
         )
     }
