@@ -13,7 +13,6 @@ are refused.
 
 from __future__ import annotations
 
-import enum
 import getpass
 import json
 import logging
@@ -27,6 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from cosdoc_certs._enums import TextEnum
 from cosdoc_certs.errors import InputError
 
 __all__ = [
@@ -44,7 +44,7 @@ JOURNAL_FORMAT = "cosdoc-certs-journal/1"
 _SECRET_MARKERS = ("PRIVATE KEY", "ENCRYPTED KEY")
 
 
-class Outcome(str, enum.Enum):
+class Outcome(TextEnum):
     """How a run ended (``running`` while it is in progress or if it crashed)."""
 
     RUNNING = "running"
@@ -53,20 +53,14 @@ class Outcome(str, enum.Enum):
     ROLLED_BACK = "rolled-back"
     ROLLBACK_FAILED = "rollback-failed"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class StepStatus(str, enum.Enum):
+class StepStatus(TextEnum):
     """Where a step is: registered before the touch, then done, failed or undone."""
 
     REGISTERED = "registered"
     DONE = "done"
     FAILED = "failed"
     UNDONE = "undone"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 def default_journal_dir() -> Path:

@@ -10,7 +10,6 @@ file names, hashes and the before/after values of the settings that change.
 
 from __future__ import annotations
 
-import enum
 import html
 import json
 from collections.abc import Iterable, Mapping
@@ -19,10 +18,12 @@ from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import Any
 
+from cosdoc_certs._enums import TextEnum
+
 __all__ = ["Change", "ChangeKind", "Plan"]
 
 
-class ChangeKind(str, enum.Enum):
+class ChangeKind(TextEnum):
     """What a change does; the value is the stable name used in JSON and journals."""
 
     NOOP = "noop"
@@ -38,9 +39,6 @@ class ChangeKind(str, enum.Enum):
     UPLOAD_FILES = "upload-files"
     SET_ENV = "set-env"
     RESTART_COMPOSE = "restart-compose"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 def _frozen(value: Any) -> Any:

@@ -9,7 +9,6 @@ with their roles and keys, the chain, and the findings about them.
 from __future__ import annotations
 
 import datetime
-import enum
 import html
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,20 +21,18 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from cosdoc_certs._enums import TextEnum
 from cosdoc_certs.errors import InputError
 from cosdoc_certs.findings import Finding, Severity, worst
 from cosdoc_certs.thumbprints import thumbprint_of_der
 
 
-class Role(str, enum.Enum):
+class Role(TextEnum):
     """What a certificate is for in a CosDoc installation."""
 
     SIGNING = "signing"
     ENCRYPTION = "encryption"
     SSL = "ssl"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 ROLE_DESCRIPTIONS = {
