@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cosdoc_certs import rotation, svarut
 from cosdoc_certs.certs import load_bundle
 from cosdoc_certs.envfile import parse_env
+from cosdoc_certs.errors import ApplyError
 from cosdoc_certs.lab.runner import Lab
 from cosdoc_certs.lab.scenarios import PFX_PASSWORD_ENV
 from cosdoc_certs.windows.connection import WindowsHost
@@ -419,3 +420,54 @@ def test_objects_holding_secrets_hide_them_in_repr_and_str() -> None:
     # The lab's ConnectionInfo hides its passwords in the repr; as_dict() shows them on purpose.
     assert secrets.found_in(repr(info).encode()) == []
     assert info.password in json.dumps(info.as_dict(), default=str)
+
+
+# --- failures: no secret in the error, no key left behind ---------------------------------------
+
+
+def _svarut_container_exits(lab: Lab) -> None:
+    """The SvarUT container exits after the restart: SvarUT, then Windows, are rolled back."""
+    assert lab.svarut is not None
+    lab.svarut.faults.container_exits = True
+
+
+def _windows_apply_refused(lab: Lab) -> None:
+    """Every apply.ps1 call ends with a terminating error: the undo call too."""
+    lab.faults.fail_pipeline("apply", "Access is denied.")
+
+
+@pytest.mark.parametrize(
+    ("fault", "restored"), [(_svarut_container_exits, True), (_windows_apply_refused, False)]
+)
+def test_failed_rotation_leaks_no_secret_and_leaves_no_key(
+    fault: Callable[[Lab], None],
+    restored: bool,
+    debug_everywhere: _Capture,
+    private_tempdir: Path,
+    tmp_path: Path,
+) -> None:
+    with Lab(root=tmp_path / "lab") as lab:
+        info = lab.connection_info()
+        target = rotation.lab_target(info)
+        bundle = load_bundle([info.pfx_files["pair"], info.pfx_files["ssl"]], info.pfx_password)
+        keys = [(c.role.value, c.private_key) for c in bundle.certificates if c.private_key]
+        secrets = _lab_secrets(lab, keys)
+        rplan = rotation.plan(target, bundle)
+        fault(lab)
+        with pytest.raises(ApplyError) as failure:
+            rotation.apply(rplan, journal_dir=tmp_path / "journals")
+        assert failure.value.rolled_back is restored
+        assert lab.svarut is not None
+        sandbox = lab.svarut.sandbox
+        staged = [path for path in (sandbox / "tmp").rglob("*")]
+    shown = f"{failure.value}\n{failure.value.hint}\n" + "\n".join(debug_everywhere.texts)
+    assert secrets.found_in(shown.encode()) == []
+    journals = {
+        path.name: secrets.found_in(path.read_bytes()) for path in _files(tmp_path / "journals")
+    }
+    assert journals
+    assert all(found == [] for found in journals.values())
+    assert staged == []  # the private staging folder went, key and all
+    new_key = secrets.values["new ssl key PEM line PKCS8"]
+    assert not any(new_key in path.read_bytes() for path in _files(sandbox))
+    assert list(private_tempdir.iterdir()) == []
