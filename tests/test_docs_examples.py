@@ -26,7 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from cosdoc_certs.cli import main
 from cosdoc_certs.lab.runner import Lab
 from cosdoc_certs.windows.verify import endpoint_map
 
@@ -333,3 +335,43 @@ def test_runbook_commands_run_against_the_lab(lab_process: dict[str, Any], tmp_p
             check=False,
         )
         assert completed.returncode == 0, f"{step}: {completed.stdout[-1500:]}{completed.stderr}"
+
+
+# --- every option the docs name exists ----------------------------------------------------------
+
+_NOT_OURS = {
+    "--strict": "mypy",
+    "--rounds": "a benchmark script",
+    "--runs": "a benchmark script",
+    "--env-file": "docker compose",
+    "--format": "docker compose ps",
+}
+_COMMANDS = (
+    (),
+    ("demo",),
+    ("lab",),
+    ("status",),
+    ("plan",),
+    ("apply",),
+    ("verify",),
+    ("rollback",),
+    ("inspect",),
+    ("export-public",),
+    ("make-test-certs",),
+    ("inventory", "check"),
+    ("inventory", "status"),
+    *(("svarut", name) for name in ("status", "plan", "apply", "verify", "rollback")),
+)
+
+
+def test_every_option_the_docs_name_exists() -> None:
+    runner = CliRunner()
+    helps = "".join(runner.invoke(main, [*command, "--help"]).output for command in _COMMANDS)
+    known = set(re.findall(r"--[a-z][a-z0-9-]+", helps))
+    assert len(known) > 40
+    named = {
+        str(doc.relative_to(REPO)): set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]+", doc.read_text()))
+        for doc in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    }
+    unknown = {doc: sorted(options - known - set(_NOT_OURS)) for doc, options in named.items()}
+    assert {doc: options for doc, options in unknown.items() if options} == {}
