@@ -34,7 +34,12 @@ from jsonpath_ng.parser import JsonPathParser
 
 from cosdoc_certs.errors import ConfigFileError, ThumbprintError
 from cosdoc_certs.findings import Finding, Severity
-from cosdoc_certs.thumbprints import THUMBPRINT_LENGTH, is_invisible, normalize_thumbprint
+from cosdoc_certs.thumbprints import (
+    THUMBPRINT_LENGTH,
+    is_invisible,
+    normalize_thumbprint,
+    show_invisible,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -294,7 +299,7 @@ def edit_diff(before: bytes, after: bytes, *, source: str, context: int = 0) -> 
         n=context,
         lineterm="",
     )
-    return "\n".join(_show_invisible(line) for line in diff)
+    return "\n".join(show_invisible(line) for line in diff)
 
 
 class _Parser:
@@ -718,7 +723,3 @@ def _looks_secret(node: _Node) -> bool:
 
 def _display_lines(data: bytes) -> list[str]:
     return re.split(r"\r\n|\r|\n", data.removeprefix(_BOM).decode("utf-8"))
-
-
-def _show_invisible(line: str) -> str:
-    return "".join(f"<U+{ord(char):04X}>" if is_invisible(char) else char for char in line)

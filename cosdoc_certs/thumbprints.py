@@ -28,6 +28,11 @@ def is_invisible(char: str) -> bool:
     return unicodedata.category(char) == "Cf"
 
 
+def show_invisible(value: str) -> str:
+    """``value`` with each invisible character written as ``<U+200E>`` so a person sees it."""
+    return "".join(f"<U+{ord(char):04X}>" if is_invisible(char) else char for char in value)
+
+
 def normalize_thumbprint(value: str) -> str:
     """Return ``value`` as 40 upper-case hex digits, or raise :class:`ThumbprintError`.
 

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cosdoc_certs import ThumbprintError, normalize_thumbprint, thumbprint_of_der
+from cosdoc_certs.thumbprints import show_invisible
 
 CLEAN = "3F2504E04F8941D39A0C0305E82C3301A1B2C3D4"
 hex_thumbprints = st.text(alphabet="0123456789abcdefABCDEF", min_size=40, max_size=40)
@@ -70,3 +71,15 @@ def test_result_is_always_40_upper_hex_or_an_error(text: str) -> None:
 @given(st.binary(max_size=200))
 def test_thumbprint_of_der_is_upper_sha1(der: bytes) -> None:
     assert thumbprint_of_der(der) == hashlib.sha1(der, usedforsecurity=False).hexdigest().upper()
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("\u200eAB 12", "<U+200E>AB 12"),
+        ("AB\ufeff\u200f", "AB<U+FEFF><U+200F>"),
+        ("plain: æøå", "plain: æøå"),
+    ],
+)
+def test_show_invisible_names_each_invisible_character(value: str, shown: str) -> None:
+    assert show_invisible(value) == shown

@@ -53,7 +53,7 @@ from cosdoc_certs.facts import (
     served_thumbprint,
 )
 from cosdoc_certs.plan import Change, ChangeKind, Plan
-from cosdoc_certs.thumbprints import is_invisible
+from cosdoc_certs.thumbprints import show_invisible
 from cosdoc_certs.windows.gather import BindingFact, IisFacts
 
 __all__ = ["STORE", "http_sys_entry", "plan_windows", "short_thumbprint"]
@@ -291,7 +291,7 @@ class _Planner:
             {
                 "path": use.setting,
                 "role": use.role.value,
-                "old": _shown(use.configured or ""),
+                "old": show_invisible(use.configured or ""),
                 "new": self.new[use.role].thumbprint,
             }
             for use in uses
@@ -543,11 +543,6 @@ def _already_uses(instance: str, uses: Sequence[CertificateUse]) -> str:
     accounts = sorted({use.account for use in uses if use.account})
     readable = f", and {' and '.join(accounts)} can read the keys" if accounts else ""
     return f"{instance} already uses {named}{readable}"
-
-
-def _shown(value: str) -> str:
-    """A configured value with invisible characters made visible (``<U+200E>``)."""
-    return "".join(f"<U+{ord(char):04X}>" if is_invisible(char) else char for char in value)
 
 
 def _pool_state(iis: IisFacts | None, pool: str) -> str:

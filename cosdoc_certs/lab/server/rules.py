@@ -31,7 +31,7 @@ from cosdoc_certs.lab.server.uses import (
     CertificateUse,
     ThumbprintLookup,
 )
-from cosdoc_certs.thumbprints import is_invisible
+from cosdoc_certs.thumbprints import show_invisible
 
 if TYPE_CHECKING:
     from cosdoc_certs.lab.model import AppPool, CosDocServer, WindowsService
@@ -125,7 +125,7 @@ def _setting_problem(
     if entry is None:
         return (
             "System.InvalidOperationException: Cannot find certificate with thumbprint "
-            f"'{_visible(value)}' ({key}) in LocalMachine\\My."
+            f"'{show_invisible(value)}' ({key}) in LocalMachine\\My."
         )
     return _certificate_problem(server, setting, key, entry, account)
 
@@ -167,8 +167,3 @@ def _certificate_problem(
 
 def _nibble(char: str) -> int:
     return int(char, 16) if char in string.hexdigits else _INVALID_NIBBLE
-
-
-def _visible(value: str) -> str:
-    """``value`` with invisible characters written as ``<U+200E>`` so a person can see them."""
-    return "".join(f"<U+{ord(char):04X}>" if is_invisible(char) else char for char in value)
