@@ -375,3 +375,21 @@ def test_every_option_the_docs_name_exists() -> None:
     }
     unknown = {doc: sorted(options - known - set(_NOT_OURS)) for doc, options in named.items()}
     assert {doc: options for doc, options in unknown.items() if options} == {}
+
+
+def test_svarut_lab_commands_run_against_the_lab(lab_process: dict[str, Any]) -> None:
+    blocks = _SH_BLOCK.findall((REPO / "docs" / "svarut.md").read_text(encoding="utf-8"))
+    (block,) = [block for block in blocks if "<ssh port>" in block]
+    for placeholder, value in _lab_placeholders(lab_process).items():
+        block = block.replace(placeholder, value)
+    assert "<" not in block
+    completed = subprocess.run(
+        ["bash", "-c", f"set -e\n{block}"],
+        env={**os.environ, "COSDOC_LAB_PFX_PASSWORD": lab_process["pfx_password"]},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "[restart-compose]" in completed.stdout
