@@ -393,3 +393,21 @@ def test_svarut_lab_commands_run_against_the_lab(lab_process: dict[str, Any]) ->
     )
     assert completed.returncode == 0, completed.stderr
     assert "[restart-compose]" in completed.stdout
+
+
+def test_status_kerberos_line_against_the_basic_only_lab_says_what_to_fix(
+    lab_process: dict[str, Any],
+) -> None:
+    blocks = _SH_BLOCK.findall((REPO / "docs" / "status.md").read_text(encoding="utf-8"))
+    (line,) = [line for block in blocks for line in block.splitlines() if "kerberos" in line]
+    line = line.replace(
+        "cosdoc-app01.kommune.local", f"127.0.0.1 --port {lab_process['http_port']}"
+    )
+    completed = subprocess.run(
+        ["bash", "-c", line], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert completed.returncode == 4
+    assert completed.stderr.startswith("error: 127.0.0.1:")
+    assert "the logged-on user" in completed.stderr
+    assert "Traceback" not in completed.stderr
+    assert "None" not in completed.stderr

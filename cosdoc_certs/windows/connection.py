@@ -214,6 +214,10 @@ class WindowsHost:
         state = "open" if self._pool is not None else "closed"
         return f"WindowsHost({self.options.address}, user={self.options.username!r}, {state})"
 
+    @property
+    def _who(self) -> str:
+        return repr(self.options.username) if self.options.username else "the logged-on user"
+
     def __enter__(self) -> WindowsHost:
         self.open()
         return self
@@ -283,7 +287,7 @@ class WindowsHost:
             yield
         except AuthenticationError:
             raise CredentialsError(
-                f"{self.options.address} refused the credentials of {self.options.username!r}",
+                f"{self.options.address} refused the credentials of {self._who}",
                 "check the user name (DOMAIN\\user) and password, and the --auth method",
             ) from None
         except WSManFaultError as fault:
