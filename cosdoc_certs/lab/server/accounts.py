@@ -40,11 +40,6 @@ def canonical_account(name: str) -> str:
     return _ALIASES.get(name.strip().casefold(), name.strip())
 
 
-def same_account(first: str, second: str) -> bool:
-    """True if both names denote the same account (aliases and case ignored)."""
-    return canonical_account(first).casefold() == canonical_account(second).casefold()
-
-
 def can_read(account: str, readers: Iterable[str]) -> bool:
     """True if ``account`` is in ``readers`` itself or through one of the modelled groups."""
     wanted = canonical_account(account).casefold()
