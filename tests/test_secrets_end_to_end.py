@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -34,10 +35,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from cosdoc_certs import rotation, svarut
 from cosdoc_certs.certs import load_bundle
+from cosdoc_certs.certs.load import load_bundle_from_bytes
 from cosdoc_certs.envfile import parse_env
 from cosdoc_certs.errors import ApplyError
+from cosdoc_certs.lab.certs import to_rc2_40_pfx
 from cosdoc_certs.lab.runner import Lab
-from cosdoc_certs.lab.scenarios import PFX_PASSWORD_ENV
+from cosdoc_certs.lab.scenarios import PFX_PASSWORD_ENV, make_lab_certificates
 from cosdoc_certs.windows.connection import WindowsHost
 
 KNOWN_PFX_PASSWORD = "Pfx-Secret-4711-kjempehemmelig"
@@ -471,3 +474,32 @@ def test_failed_rotation_leaks_no_secret_and_leaves_no_key(
     new_key = secrets.values["new ssl key PEM line PKCS8"]
     assert not any(new_key in path.read_bytes() for path in _files(sandbox))
     assert list(private_tempdir.iterdir()) == []
+
+
+# --- argv of the processes we spawn --------------------------------------------------------------
+
+
+def test_openssl_gets_the_key_and_password_only_on_stdin_and_in_its_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real openssl, behind a wrapper on PATH that records its command line first."""
+    real = shutil.which("openssl")
+    if real is None:
+        pytest.skip("openssl is not installed (the RC2-40 PFX needs it)")
+    wrapper = tmp_path / "bin" / "openssl"
+    wrapper.parent.mkdir()
+    argv_log = tmp_path / "argv"
+    wrapper.write_text(f'#!/bin/sh\nprintf "%s\\n" "$0" "$@" > {argv_log}\nexec {real} "$@"\n')
+    wrapper.chmod(0o700)
+    monkeypatch.setenv("PATH", f"{wrapper.parent}{os.pathsep}{os.environ['PATH']}")
+    issued = make_lab_certificates().renewed_ssl
+    password = b"Rc2-Pfx-Secret-0815"
+    pfx = to_rc2_40_pfx(issued, password)
+    bundle = load_bundle_from_bytes([("ssl.pfx", pfx)], password)
+    assert bundle.ssl.thumbprint == issued.thumbprint  # openssl really made the PFX
+    secrets = Secrets()
+    secrets.add("PFX password", password)
+    secrets.add_key("ssl key", issued.private_key)
+    command_line = argv_log.read_bytes()
+    assert command_line.startswith(str(wrapper).encode())
+    assert secrets.found_in(command_line) == []
