@@ -233,6 +233,9 @@ def test_library_rotation_at_debug_leaks_no_secret(
                 outputs[f"html {name}"] = value._repr_html_()
         outputs["certificates"] = "\n".join(repr(c) for c in bundle.certificates)
         outputs["plan text"] = rplan.to_text()
+        assert lab.svarut is not None
+        assert lab.svarut.commands  # every command line the SvarUT host ran (its argv)
+        outputs["SvarUT command lines"] = "\n".join(map(str, lab.svarut.commands))
         server_root = lab.server.files.root
         sandbox_root = lab.svarut.sandbox
     outputs["logs"] = "\n".join(debug_everywhere.texts)
