@@ -67,7 +67,7 @@ def classify(certificate: x509.Certificate) -> Role | None:
     return next(iter(roles)) if len(roles) == 1 else None
 
 
-def role_findings(info: CertificateInfo) -> list[Finding]:
+def _role_findings(info: CertificateInfo) -> list[Finding]:
     """Findings about a leaf that fits no role or several."""
     roles = roles_of(info.certificate)
     if not roles:
@@ -93,7 +93,7 @@ def role_findings(info: CertificateInfo) -> list[Finding]:
     return []
 
 
-def certificate_findings(
+def _certificate_findings(
     info: CertificateInfo, now: datetime.datetime, warn_days: int = DEFAULT_WARN_DAYS
 ) -> list[Finding]:
     """Validity, key and signature findings about one leaf certificate."""
@@ -122,7 +122,7 @@ def certificate_findings(
         findings.append(
             Finding("sha1-signature", Severity.WARNING, "signed with SHA-1", info.label)
         )
-    return findings + role_findings(info)
+    return findings + _role_findings(info)
 
 
 def validity_findings(
@@ -158,7 +158,7 @@ def bundle_findings(
     """Findings about each leaf, the chain, and the roles the bundle as a whole covers."""
     findings: list[Finding] = []
     for info in bundle.certificates:
-        findings.extend(certificate_findings(info, now, warn_days))
+        findings.extend(_certificate_findings(info, now, warn_days))
         findings.extend(_chain_findings(bundle, info))
     for certificate in bundle.chain:
         label = f"CA certificate {name_text(certificate.subject)}"

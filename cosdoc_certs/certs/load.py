@@ -90,7 +90,7 @@ def load_bundle_from_bytes(
     if secret is not None and b"\x00" in secret:
         raise InputError("the password contains a NUL character", "type the password again")
     files = [read_certificate_file(name, data, secret) for name, data in named_blobs]
-    return assemble_bundle(files, now=now or utc_now(), warn_days=warn_days)
+    return _assemble_bundle(files, now=now or utc_now(), warn_days=warn_days)
 
 
 def read_certificate_file(source: str, data: bytes, password: bytes | None) -> FileContents:
@@ -118,7 +118,7 @@ def read_certificate_file(source: str, data: bytes, password: bytes | None) -> F
     return contents
 
 
-def assemble_bundle(
+def _assemble_bundle(
     files: Sequence[FileContents], *, now: datetime.datetime, warn_days: int = DEFAULT_WARN_DAYS
 ) -> CertificateBundle:
     """Deduplicate certificates, match keys, classify roles and compute findings."""

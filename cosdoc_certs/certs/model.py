@@ -79,7 +79,7 @@ def thumbprint_of(certificate: x509.Certificate) -> str:
     return thumbprint_of_der(certificate.public_bytes(serialization.Encoding.DER))
 
 
-def serial_hex(certificate: x509.Certificate) -> str:
+def _serial_hex(certificate: x509.Certificate) -> str:
     """The serial number as Windows shows it: the DER integer's bytes in upper-case hex."""
     number = certificate.serial_number
     return number.to_bytes((number.bit_length() + 8) // 8, "big").hex().upper()
@@ -130,7 +130,7 @@ def is_ca(certificate: x509.Certificate) -> bool:
         return False
 
 
-def key_usage_labels(usage: x509.KeyUsage | None) -> tuple[str, ...]:
+def _key_usage_labels(usage: x509.KeyUsage | None) -> tuple[str, ...]:
     """Key Usage flags with the names the Windows certificate dialog uses."""
     if usage is None:
         return ()
@@ -174,7 +174,7 @@ class CertificateInfo:
     @property
     def serial_number(self) -> str:
         """The serial number in hex as Windows shows it."""
-        return serial_hex(self.certificate)
+        return _serial_hex(self.certificate)
 
     @property
     def organisation_number(self) -> str | None:
@@ -199,7 +199,7 @@ class CertificateInfo:
     @property
     def key_usage(self) -> tuple[str, ...]:
         """Key Usage flags, Windows names."""
-        return key_usage_labels(key_usage_of(self.certificate))
+        return _key_usage_labels(key_usage_of(self.certificate))
 
     @property
     def extended_key_usage(self) -> tuple[str, ...]:

@@ -35,7 +35,7 @@ _MAC_ITERATIONS = 2048
 _HASH_NAMES = {"sha1": "sha1", "sha256": "sha256", "sha384": "sha384", "sha512": "sha512"}
 
 
-def bmp_password(password: bytes | None) -> bytes:
+def _bmp_password(password: bytes | None) -> bytes:
     """The password as RFC 7292 wants it for key derivation: UTF-16BE plus two zero bytes.
 
     ``None`` (no password at all) becomes the empty string of bytes, as OpenSSL does.
@@ -45,7 +45,7 @@ def bmp_password(password: bytes | None) -> bytes:
     return password.decode("utf-8").encode("utf-16-be") + b"\x00\x00"
 
 
-def pkcs12_kdf(
+def _pkcs12_kdf(
     hash_name: str, password: bytes, salt: bytes, iterations: int, key_id: int, length: int
 ) -> bytes:
     """The PKCS#12 key derivation of RFC 7292 appendix B.2 (``password`` already BMP-encoded)."""
@@ -82,7 +82,7 @@ def _mac_of(
 ) -> bytes:
     """The HMAC that protects a PFX's authenticated safe."""
     size = hashlib.new(hash_name).digest_size
-    key = pkcs12_kdf(hash_name, bmp_password(password), salt, iterations, _MAC_KEY_ID, size)
+    key = _pkcs12_kdf(hash_name, _bmp_password(password), salt, iterations, _MAC_KEY_ID, size)
     return hmac.new(key, content, hash_name).digest()
 
 

@@ -256,7 +256,7 @@ def app_pool_account(pool: str, identity_type: str, user_name: str) -> str:
     return _WELL_KNOWN_POOL_IDENTITIES.get(kind, f"IIS AppPool\\{pool}")
 
 
-def format_date(value: dt.datetime) -> str:
+def _format_date(value: dt.datetime) -> str:
     """A date as the document writes it (UTC, seconds)."""
     return value.astimezone(dt.timezone.utc).strftime(DATE_FORMAT)
 
@@ -345,5 +345,5 @@ def _encode(value: Any) -> Any:
     if isinstance(value, bytes):
         return base64.b64encode(value).decode("ascii")
     if isinstance(value, dt.datetime):
-        return format_date(value)
+        return _format_date(value)
     return value

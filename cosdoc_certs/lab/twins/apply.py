@@ -90,11 +90,11 @@ def apply(server: CosDocServer, call: ScriptCall) -> ScriptResult:
         str(parameters.get("PfxPassword") or ""),
     )
     with server.lock:
-        document = run_actions(run, actions)
+        document = _run_actions(run, actions)
     return ScriptResult(output=[document.to_json()])
 
 
-def run_actions(run: _Run, actions: list[Action]) -> ApplyDocument:
+def _run_actions(run: _Run, actions: list[Action]) -> ApplyDocument:
     """Check every write-file's hash, then run the actions in order up to the first failure."""
     refused = _preflight(run.server, actions)
     if refused is not None:

@@ -223,7 +223,7 @@ class ShellSession:
         elif isinstance(event, CreatePipelineEvent):
             self._on_create_pipeline(self._pipelines[event.pipeline_id])
         elif isinstance(event, PipelineInputEvent):
-            self._pipelines[event.pipeline_id].input.append(to_python(event.data))
+            self._pipelines[event.pipeline_id].input.append(_to_python(event.data))
         elif isinstance(event, EndOfPipelineInputEvent):
             self._start(self._pipelines[event.pipeline_id])
         elif isinstance(event, GetCommandMetadataEvent):
@@ -239,7 +239,7 @@ class ShellSession:
             CommandSpec(
                 text=str(cmd.command_text),
                 is_script=bool(cmd.is_script),
-                parameters=tuple((name, to_python(value)) for name, value in cmd.parameters),
+                parameters=tuple((name, _to_python(value)) for name, value in cmd.parameters),
                 end_of_statement=bool(cmd.end_of_statement),
             )
             for cmd in getattr(metadata, "commands", [])
@@ -347,7 +347,7 @@ def _take(queue: deque[bytes], budget: int) -> bytes:
 def _write(server: ServerPipeline, result: ScriptResult, as_text: bool) -> None:
     output = as_text_lines(result.output) if as_text else result.output
     for value in output:
-        server.write_output(to_powershell(value))
+        server.write_output(_to_powershell(value))
     for message in result.warnings:
         server.write_warning(message)
     for message in result.errors:
@@ -386,7 +386,7 @@ def _exception(message: str, dotnet_type: str) -> NETException:
     return exception
 
 
-def to_python(value: Any) -> Any:
+def _to_python(value: Any) -> Any:
     """Turn a value psrpcore deserialised into plain Python (str, int, bool, bytes, list, dict).
 
     A SecureString (sent after ``RunspacePool.exchange_keys()``) arrives decrypted, as str.
@@ -406,17 +406,17 @@ _TO_PYTHON: tuple[tuple[type | tuple[type, ...], Callable[[Any], Any]], ...] = (
     (int, int),
     (float, float),
     ((bytes, bytearray), bytes),
-    (dict, lambda d: {to_python(k): to_python(v) for k, v in d.items()}),
-    ((list, tuple), lambda items: [to_python(v) for v in items]),
+    (dict, lambda d: {_to_python(k): _to_python(v) for k, v in d.items()}),
+    ((list, tuple), lambda items: [_to_python(v) for v in items]),
 )
 
 
-def to_powershell(value: Any) -> Any:
+def _to_powershell(value: Any) -> Any:
     """Prepare a handler's output value for psrpcore (floats as Double, containers deep)."""
     if isinstance(value, float):
         return PSDouble(value)
     if isinstance(value, dict):
-        return {k: to_powershell(v) for k, v in value.items()}
+        return {k: _to_powershell(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [to_powershell(v) for v in value]
+        return [_to_powershell(v) for v in value]
     return value
