@@ -96,12 +96,30 @@ class Secrets:
             self.add(f"{name} {part} decimal", str(value))
 
     def found_in(self, data: bytes) -> list[str]:
-        """The names of the secrets ``data`` holds."""
+        """The names of the secrets ``data`` holds, also inside base64 in it (two levels deep)."""
+        data = _with_base64_decoded(data, depth=2)
         return [name for name, value in self.values.items() if value in data]
 
     def without(self, *prefixes: str) -> Secrets:
         """These secrets except those whose name starts with one of ``prefixes``."""
         return Secrets({n: v for n, v in self.values.items() if not n.startswith(prefixes)})
+
+
+_BASE64_RUN = re.compile(rb"[A-Za-z0-9+/]{40,}={0,2}")
+
+
+def _with_base64_decoded(data: bytes, depth: int) -> bytes:
+    """``data`` followed by the decoding of every long base64 run in it (and in those)."""
+    decoded = []
+    for run in _BASE64_RUN.findall(data):
+        try:
+            decoded.append(base64.b64decode(run[: len(run) // 4 * 4]))
+        except ValueError:
+            continue
+    inner = b"\n".join(decoded)
+    if depth > 1 and inner:
+        inner = _with_base64_decoded(inner, depth - 1)
+    return data + b"\n" + inner
 
 
 def _connection_string_passwords(server_root: Path) -> dict[str, str]:

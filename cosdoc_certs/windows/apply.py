@@ -18,7 +18,8 @@ whose config was restored), then a gather proves the original bytes are back and
 finished run from its journal, refusing when a file was changed by hand since.
 
 While ``apply.ps1`` runs, the ``pypsrp`` and ``psrpcore`` loggers are held at INFO or
-above: at DEBUG pypsrp logs whole WS-Management messages, which carry the PFX files.
+above (by :class:`~cosdoc_certs.windows.connection.WindowsHost`, for every script): at DEBUG
+pypsrp logs whole messages, which carry the PFX files and the config files.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ from cosdoc_certs.windows.apply_contract import (
     actions_to_json,
     backup_path,
 )
+from cosdoc_certs.windows.connection import PROTOCOL_LOGGERS as PROTOCOL_LOGGERS
 from cosdoc_certs.windows.connection import HostUnreachableError, WindowsHost, load_script
 from cosdoc_certs.windows.gather import GatherDocument
 
@@ -90,7 +92,6 @@ PHASES = (
     ChangeKind.RECYCLE_POOL,
 )
 """The order in which apply runs the kinds of Windows changes."""
-PROTOCOL_LOGGERS = ("pypsrp", "psrpcore")
 _PFX_ITERATIONS = 2048
 # A failed action of these kinds changed nothing (a failed write-file: unless it made a backup).
 _NO_CHANGE_WHEN_FAILED = frozenset({"import-pfx", "grant-read", "set-binding"})
@@ -510,32 +511,6 @@ def _context(
     }
 
 
-@contextmanager
-def _protocol_logs_quiet() -> Iterator[None]:
-    """Hold pypsrp's and psrpcore's loggers, children too, at INFO+ (DEBUG dumps messages)."""
-    saved = [
-        (logging.getLogger(name), logging.getLogger(name).level) for name in _protocol_loggers()
-    ]
-    for protocol_logger, _ in saved:
-        if protocol_logger.getEffectiveLevel() < logging.INFO:
-            protocol_logger.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        for protocol_logger, level in saved:
-            protocol_logger.setLevel(level)
-
-
-def _protocol_loggers() -> list[str]:
-    """The protocol loggers and every child logger of theirs that exists (its own level counts)."""
-    children = [
-        name
-        for name in list(logging.root.manager.loggerDict)
-        if name.startswith(tuple(f"{parent}." for parent in PROTOCOL_LOGGERS))
-    ]
-    return [*PROTOCOL_LOGGERS, *children]
-
-
 def _run_actions(
     host: WindowsHost,
     actions: Sequence[Action],
@@ -549,10 +524,9 @@ def _run_actions(
         "RunId": run_id,
         "PfxFiles": [base64.b64encode(pfx).decode("ascii") for pfx in pfx_files],
     }
-    with _protocol_logs_quiet():
-        if pfx_files:
-            parameters["PfxPassword"] = host.secure_string(password)
-        data = host.run_script(SCRIPT_NAME, **parameters)
+    if pfx_files:
+        parameters["PfxPassword"] = host.secure_string(password)
+    data = host.run_script(SCRIPT_NAME, **parameters)
     return ApplyDocument.from_data(data)
 
 

@@ -35,6 +35,9 @@ from cosdoc_certs.errors import InputError, RemoteError
 
 log = logging.getLogger(__name__)
 
+PROTOCOL_LOGGERS = ("pypsrp", "psrpcore")
+"""Loggers that dump whole PSRP messages at DEBUG: held at INFO+ while a script runs."""
+
 AUTH_METHODS = ("negotiate", "kerberos", "ntlm", "basic", "certificate")
 USER_AUTHS = frozenset({"basic", "ntlm"})  # cannot use the logged-on user's ticket
 PASSWORDLESS_AUTHS = frozenset({"kerberos", "certificate"})
@@ -258,7 +261,7 @@ class WindowsHost:
             raise RemoteError(
                 f"no open session on {self.options.address}", "use WindowsHost as a context manager"
             )
-        with self._remote_errors("exchange a session key"):
+        with self._remote_errors("exchange a session key"), protocol_logs_quiet():
             self._pool.exchange_keys()
         return self._pool.serialize(value, ObjectMeta("SS"))
 
@@ -276,7 +279,7 @@ class WindowsHost:
         log.debug(
             "running %s on %s (parameters: %s)", name, self.options.address, sorted(parameters)
         )
-        with self._remote_errors(f"run {name}"):
+        with self._remote_errors(f"run {name}"), protocol_logs_quiet():
             output = shell.invoke()
         _raise_for_errors(name, self.options.address, shell)
         return _parse_output(name, output)
@@ -314,6 +317,32 @@ class WindowsHost:
                 f"PowerShell remoting on {self.options.address} failed to {doing}: {error}",
                 "try again; if it persists, check the server's WinRM event log",
             ) from None
+
+
+@contextmanager
+def protocol_logs_quiet() -> Iterator[None]:
+    """Hold the protocol loggers, children too, at INFO or above for the block.
+
+    At DEBUG pypsrp and psrpcore log every message whole: the config files gather reads (with
+    their connection-string passwords) and the PFX files apply imports.
+    """
+    children = [
+        name
+        for name in list(logging.root.manager.loggerDict)
+        if name.startswith(tuple(f"{parent}." for parent in PROTOCOL_LOGGERS))
+    ]
+    saved = [
+        (logging.getLogger(name), logging.getLogger(name).level)
+        for name in (*PROTOCOL_LOGGERS, *children)
+    ]
+    for protocol_logger, _ in saved:
+        if protocol_logger.getEffectiveLevel() < logging.INFO:
+            protocol_logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        for protocol_logger, level in saved:
+            protocol_logger.setLevel(level)
 
 
 @functools.cache
