@@ -10,7 +10,12 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import os
+import pty
+import select
 import socket
+import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from cosdoc_certs.cli import main
+from cosdoc_certs.journal import Journal, Outcome
 from cosdoc_certs.lab.runner import ConnectionInfo, Lab
 
 pytestmark = pytest.mark.timeout(120)
@@ -289,11 +295,85 @@ CASES = [
         4,
         "no customer 'nobody'",
     ),
+    # changing the installation
+    Case(
+        "apply without a terminal and without --yes",
+        lambda i, _: ["apply", *_installation(i), *_pfx(i)],
+        4,
+        "no terminal to confirm on",
+    ),
+    Case(
+        "apply --json with a journal folder that cannot be written",
+        lambda i, d: [
+            "apply",
+            *_installation(i),
+            *_pfx(i),
+            "--yes",
+            "--json",
+            "--journal-dir",
+            str(Path(_file(d, "a-file")) / "journals"),
+        ],
+        4,
+        "cannot write a journal",
+    ),
+    Case(
+        "svarut apply with a journal folder that cannot be written",
+        lambda i, d: [
+            *("svarut", "apply", *_ssh(i), "--pfx", str(i.pfx_files["ssl"])),
+            *("--password-env", PFX_PW, "--yes"),
+        ],
+        4,
+        "cannot write a journal",
+        env={"COSDOC_CERTS_JOURNAL_DIR": "/proc/no-journals-here"},
+    ),
+    Case(
+        "rollback when no run was journaled",
+        lambda i, _: ["rollback", *_installation(i), "--yes"],
+        4,
+        "no journal for",
+    ),
+    Case(
+        "rollback with a corrupt journal",
+        lambda i, d: [
+            *("rollback", *_installation(i), "--yes"),
+            *("--journal", _file(d, "run.json", b'{"kind": "rot')),
+        ],
+        4,
+        "cannot read the journal",
+    ),
+    Case(
+        "verify with a journal of another installation",
+        lambda i, d: ["verify", *_installation(i), "--journal", _foreign_journal(d)],
+        4,
+        "not on 127.0.0.1",
+    ),
+    Case(
+        "svarut rollback with the journal of another host",
+        lambda i, d: [
+            *("svarut", "rollback", *_ssh(i), "--yes"),
+            *("--journal", _foreign_journal(d, kind="svarut")),
+        ],
+        4,
+        "is the journal of elsewhere.example",
+    ),
     # usage
     Case("a command that does not exist", lambda i, _: ["rotate"], 2, "No such command"),
     Case("plan without --pfx", lambda i, _: ["plan", *_installation(i)], 2, "--pfx"),
     Case("plan without an installation", lambda i, _: ["plan", *_pfx(i)], 4, "no installation"),
 ]
+
+
+def _foreign_journal(folder: Path, kind: str = "rotation") -> str:
+    """A finished run's journal, written for a host that is not the lab."""
+    journal = Journal.start(
+        kind=kind,
+        host="elsewhere.example",
+        old_thumbprint=None,
+        new_thumbprint=None,
+        directory=folder / "foreign",
+    )
+    journal.finish(Outcome.APPLIED)
+    return str(journal.path)
 
 
 def _other_ca_pem() -> bytes:
@@ -320,9 +400,11 @@ def test_bad_input_gives_one_clear_line(
     case: Case, info: ConnectionInfo, env: dict[str, str], tmp_path: Path
 ) -> None:
     before = _snapshot(Path(info.server_root).parent)
-    result = _invoke(case.args(info, tmp_path), {**env, **case.env})
+    args = case.args(info, tmp_path)
+    result = _invoke(args, {**env, **case.env})
     _assert_one_clear_line(result, case)
-    assert result.stdout == "" or json.loads(result.stdout) is not None
+    if "--json" in args:
+        assert result.stdout == "" or json.loads(result.stdout) is not None
     assert _snapshot(Path(info.server_root).parent) == before
 
 
@@ -351,3 +433,61 @@ def test_the_group_help_lists_the_commands_in_runbook_order() -> None:
     ]
     runbook = ["inspect", "status", "plan", "apply", "verify", "rollback"]
     assert listed[: len(runbook)] == runbook
+
+
+@pytest.mark.parametrize(
+    ("command", "question", "keys"),
+    [
+        ("apply", b"Apply this plan", b"\x03"),
+        ("apply", b"Apply this plan", b"n\r"),
+        ("rollback", b"Roll back", b"\x03"),
+        ("status", b"WinRM password for", b"\x03"),
+    ],
+)
+def test_stopping_at_a_question_on_a_terminal_changes_nothing(
+    command: str, question: bytes, keys: bytes, info: ConnectionInfo, env: dict[str, str]
+) -> None:
+    arguments = {
+        "apply": [*_installation(info), *_pfx(info)],
+        "rollback": [*_installation(info)],
+        "status": _windows(info)[:-2],  # no password variable: asked on the terminal
+    }[command]
+    before = _snapshot(Path(info.server_root).parent)
+    text, exit_code = _on_a_terminal([command, *arguments], env, question, keys)
+    assert exit_code == 130, text
+    assert "Traceback" not in text
+    assert "error: stopped at the question — nothing was changed" in text
+    assert _snapshot(Path(info.server_root).parent) == before
+
+
+def _on_a_terminal(
+    arguments: list[str], env: dict[str, str], question: bytes, keys: bytes
+) -> tuple[str, int]:
+    """Run the command on a pseudo-terminal, answer ``question`` with ``keys``."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: cosdoc-certs with the pty as its controlling terminal
+        command = [sys.executable, "-m", "cosdoc_certs", *arguments]
+        os.execve(sys.executable, command, {**os.environ, **env, "COLUMNS": "200"})  # noqa: S606
+    transcript = _read_until(fd, question)
+    time.sleep(0.5)  # as a person would: a key sent before the read starts waits for the next
+    os.write(fd, keys)
+    transcript += _read_until(fd, None)
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return transcript.decode(errors="replace"), os.waitstatus_to_exitcode(status)
+
+
+def _read_until(fd: int, marker: bytes | None, timeout: float = 60.0) -> bytes:
+    data = b""
+    while marker is None or marker not in data:
+        ready, _, _ = select.select([fd], [], [], timeout)
+        if not ready:
+            raise AssertionError(f"timed out; got {data!r}")
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
