@@ -29,7 +29,7 @@ from cryptography.x509.oid import NameOID
 
 from cosdoc_certs.cli import main
 from cosdoc_certs.journal import Journal, Outcome
-from cosdoc_certs.lab.runner import ConnectionInfo, Lab
+from cosdoc_certs.lab.runner import ConnectionInfo, Lab, SvarutInfo
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -73,6 +73,11 @@ def _windows(info: ConnectionInfo) -> list[str]:
         *("--host", info.host, "--port", str(info.https_port), "--user", info.username),
         *("--auth", "basic", "--ca-bundle", str(info.ca_file), "--winrm-password-env", WINRM_PW),
     ]
+
+
+def _svarut(info: ConnectionInfo) -> SvarutInfo:
+    assert info.svarut is not None
+    return info.svarut
 
 
 def _ssh(info: ConnectionInfo, prefix: str = "--") -> list[str]:
@@ -275,6 +280,44 @@ CASES = [
         lambda i, d: [*_status(i), "--consumers", _file(d, "dev.toml", b"x = [")],
         4,
         "is not valid TOML",
+    ),
+    # SSH
+    Case(
+        "svarut status with a known_hosts file that is not text",
+        lambda i, d: [
+            *("svarut", "status", "--host", i.host, "--port", str(_svarut(i).ssh_port)),
+            *("--identity", str(_svarut(i).client_key)),
+            *("--known-hosts", _file(d, "known_hosts", b"\x82\xff\x00binary")),
+        ],
+        4,
+        "is not a text file",
+    ),
+    Case(
+        "svarut status with an --identity that is not a private key",
+        lambda i, _: [
+            *("svarut", "status", "--host", i.host, "--port", str(_svarut(i).ssh_port)),
+            *("--host-key", _svarut(i).host_key, "--identity", str(i.pfx_files["ssl"])),
+        ],
+        4,
+        "cannot use the SSH private key",
+    ),
+    Case(
+        "svarut status with a port out of range",
+        lambda i, _: ["svarut", "status", "--host", i.host, "--port", "70000"],
+        2,
+        "is not in the range",
+    ),
+    Case(
+        "plan with a SvarUT TLS port out of range",
+        lambda i, _: ["plan", *_installation(i), "--svarut-tls-port", "0", *_pfx(i)],
+        2,
+        "is not in the range",
+    ),
+    Case(
+        "lab --root under a file",
+        lambda i, d: ["lab", "--root", str(Path(_file(d, "a-file")) / "lab")],
+        4,
+        "cannot create the folder",
     ),
     # inventories
     Case(

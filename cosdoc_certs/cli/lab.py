@@ -10,6 +10,7 @@ from types import FrameType
 import click
 
 from cosdoc_certs.cli._common import echo_json, json_option, reports_errors
+from cosdoc_certs.errors import InputError
 from cosdoc_certs.lab.runner import ConnectionInfo, Lab
 from cosdoc_certs.lab.scenarios import SCENARIOS
 
@@ -43,7 +44,7 @@ def command(scenario: str, root: Path | None, as_json: bool) -> None:
     document (for scripts that start the lab as a subprocess). SIGINT or SIGTERM stop it.
     """
     if root is not None:
-        root.mkdir(parents=True, exist_ok=True)
+        _make_folder(root)
     stop = threading.Event()
     with Lab(scenario=scenario, root=root) as lab:
         previous = _stop_on_signals(stop)
@@ -58,6 +59,16 @@ def command(scenario: str, root: Path | None, as_json: bool) -> None:
         finally:
             _restore_signals(previous)
     click.echo("lab stopped", err=True)
+
+
+def _make_folder(root: Path) -> None:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(
+            f"cannot create the folder {root} ({error.strerror})",
+            "choose a folder you can write to with --root",
+        ) from None
 
 
 def _stop_on_signals(stop: threading.Event) -> dict[int, object]:

@@ -61,7 +61,13 @@ _SVARUT_OPTIONS = (
         "`cosdoc-certs lab` prints the lab's).",
     ),
     click.option("--svarut-host", default=None, help="The SvarUT Linux host (SSH)."),
-    click.option("--svarut-port", type=int, default=22, show_default=True, help="SSH port."),
+    click.option(
+        "--svarut-port",
+        type=click.IntRange(1, 65535),
+        default=22,
+        show_default=True,
+        help="SSH port.",
+    ),
     click.option("--svarut-user", default=None, help="SSH user (default: your local user name)."),
     click.option(
         "--svarut-known-hosts",
@@ -104,7 +110,7 @@ _SVARUT_OPTIONS = (
     ),
     click.option(
         "--svarut-tls-port",
-        type=int,
+        type=click.IntRange(1, 65535),
         default=443,
         show_default=True,
         help="TLS port of SvarUT's nginx.",

@@ -41,7 +41,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _TARGET_OPTIONS = (
     click.option("--host", required=True, help="The SvarUT Linux host (name or address)."),
-    click.option("--port", type=int, default=22, show_default=True, help="SSH port."),
+    click.option(
+        "--port", type=click.IntRange(1, 65535), default=22, show_default=True, help="SSH port."
+    ),
     click.option("--user", default=None, help="SSH user (default: your local user name)."),
     click.option(
         "--known-hosts",
@@ -73,7 +75,13 @@ _TARGET_OPTIONS = (
         "--root", default=None, metavar="PATH", help="The compose folder, if not standard."
     ),
     click.option("--tls-host", default=None, help="Host for the TLS check (default: --host)."),
-    click.option("--tls-port", type=int, default=443, show_default=True, help="TLS port of nginx."),
+    click.option(
+        "--tls-port",
+        type=click.IntRange(1, 65535),
+        default=443,
+        show_default=True,
+        help="TLS port of nginx.",
+    ),
     click.option("--server-name", default=None, help="SNI name for the TLS check."),
 )
 

@@ -205,6 +205,17 @@ async def _open(
         )
     except (OSError, asyncssh.Error, asyncio.TimeoutError) as error:
         raise _connect_error(options, error) from error
+    except asyncssh.KeyImportError as error:
+        raise InputError(
+            f"cannot use the SSH private key for {options.label}: {error}",
+            "give an unencrypted OpenSSH/PEM private key with --identity, or leave it out "
+            "to use ssh-agent and ~/.ssh",
+        ) from None
+    except UnicodeDecodeError:
+        raise InputError(
+            f"the known_hosts file {options.known_hosts} is not a text file",
+            "give an OpenSSH known_hosts file, or pin the key with --host-key",
+        ) from None
 
 
 async def connect(options: SshOptions) -> SvarutConnection:
