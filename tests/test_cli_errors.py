@@ -467,15 +467,22 @@ def test_status_reads_the_winrm_password_from_winrm_password_env(
     assert json.loads(result.stdout)["consumers"]
 
 
-def test_the_group_help_lists_the_commands_in_runbook_order() -> None:
-    result = CliRunner().invoke(main, ["--help"])
+@pytest.mark.parametrize(
+    ("group", "order"),
+    [
+        ([], ["inspect", "status", "plan", "apply", "verify", "rollback"]),
+        (["svarut"], ["status", "plan", "apply", "verify", "rollback"]),
+        (["inventory"], ["check", "status"]),
+    ],
+)
+def test_group_help_lists_the_commands_in_runbook_order(group: list[str], order: list[str]) -> None:
+    result = CliRunner().invoke(main, [*group, "--help"])
     listed = [
         line.split()[0]
         for line in result.stdout.split("Commands:")[1].splitlines()
         if line.startswith("  ") and not line.startswith("   ")
     ]
-    runbook = ["inspect", "status", "plan", "apply", "verify", "rollback"]
-    assert listed[: len(runbook)] == runbook
+    assert listed[: len(order)] == order
 
 
 @pytest.mark.parametrize(

@@ -45,6 +45,14 @@ EXIT_CODES_HELP = (
 )
 
 
+class OrderedGroup(click.Group):
+    """A command group whose help lists its commands in the order they were added."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """The commands in the order they were added (the order of the work)."""
+        return list(self.commands)
+
+
 def exit_code_for(severity: Severity | None) -> ExitCode:
     """The exit code a check command returns for the worst finding it made."""
     if severity is Severity.ERROR:

@@ -13,19 +13,34 @@ import sys
 import click
 
 from cosdoc_certs import rotation
-from cosdoc_certs.cli._common import echo_json, exit_code_for, json_option, reports_errors
+from cosdoc_certs.cli._common import (
+    OrderedGroup,
+    echo_json,
+    exit_code_for,
+    json_option,
+    reports_errors,
+)
 from cosdoc_certs.facts import DEFAULT_WARN_DAYS
 from cosdoc_certs.inventory import Customer, load_inventory
 
 _FILE = click.argument("inventory", type=click.Path(exists=True, dir_okay=False))
 
 
-@click.group("inventory")
+@click.group("inventory", cls=OrderedGroup)
 def command() -> None:
-    """Check an inventory of customers and their hosts; the status of every customer at once."""
+    """Check an inventory of customers and their hosts; the status of every customer at once.
+
+    The inventory is a TOML file (see docs/inventory.example.toml); plan, apply, verify and
+    rollback take it too, with --inventory FILE --customer NAME.
+
+    \b
+    Example:
+      cosdoc-certs inventory check ~/kunder.toml
+      cosdoc-certs inventory status ~/kunder.toml --json
+    """
 
 
-@command.command("check")
+@command.command("check", short_help="Validate the inventory; list each customer's hosts.")
 @_FILE
 @json_option
 @reports_errors
@@ -44,7 +59,7 @@ def check_command(inventory: str, as_json: bool) -> None:
         )
 
 
-@command.command("status")
+@command.command("status", short_help="The status of every customer at once.")
 @_FILE
 @click.option("--customer", "customers", multiple=True, help="Only these customers (repeatable).")
 @click.option(

@@ -274,6 +274,12 @@ def plan_command(
     Reads the Windows server and the SvarUT host at once and prints every change (with the
     diffs of the config files) and every consumer that needs nothing, with its reason.
     Changes nothing.
+
+    \b
+    Example:
+      export PFX_PW=... TESTKOMMUNE_WINRM_PASSWORD=...
+      cosdoc-certs plan --inventory kunder.toml --customer testkommune \\
+          --pfx signing+encryption.pfx --pfx ssl.pfx --password-env PFX_PW
     """
     target = target_from_options(options)
     bundle = load_bundle_asking_password(list(pfx_files), password_env)
@@ -301,8 +307,15 @@ def apply_command(
 ) -> None:
     """Rotate the installation: Windows, then SvarUT; verify; roll back every host on failure.
 
-    Shows the plan and asks first. If the SvarUT part fails after the Windows part
-    succeeded, the Windows server is rolled back too (exit 5; 6 if a rollback failed).
+    Shows the plan and asks first (in scripts, with no terminal: review `plan`, then pass
+    --yes). If the SvarUT part fails after the Windows part succeeded, the Windows server
+    is rolled back too (exit 5; 6 if a rollback failed). Every step is journaled for
+    `rollback`.
+
+    \b
+    Example:
+      cosdoc-certs apply --inventory kunder.toml --customer testkommune \\
+          --pfx signing+encryption.pfx --pfx ssl.pfx --password-env PFX_PW
     """
     target = target_from_options(options)
     bundle = load_bundle_asking_password(list(pfx_files), password_env)
@@ -334,6 +347,10 @@ def verify_command(
     Re-reads both hosts and checks what the run planned: each config value holds its new
     thumbprint, services run, app pools are started, and every HTTPS binding and the SvarUT
     endpoint serve the new certificate in a real TLS handshake. Exit code by findings.
+
+    \b
+    Example:
+      cosdoc-certs verify --inventory kunder.toml --customer testkommune
     """
     target = target_from_options(options)
     report = rotation.verify(target, journal, journal_dir=journal_dir)
@@ -353,7 +370,15 @@ def verify_command(
 def rollback_command(
     journal: Path | None, journal_dir: Path | None, yes: bool, as_json: bool, **options: Any
 ) -> None:
-    """Undo a run on every host it changed (SvarUT first, then Windows) from its journal."""
+    """Undo a run on every host it changed (SvarUT first, then Windows) from its journal.
+
+    Uses the latest run on the installation unless --journal names one; asks first
+    (--yes without a terminal). Backups stay on the hosts.
+
+    \b
+    Example:
+      cosdoc-certs rollback --inventory kunder.toml --customer testkommune
+    """
     target = target_from_options(options)
     _confirm(f"Roll back the last rotation of {target.name}?", yes, "cosdoc-certs verify")
     result = rotation.rollback(

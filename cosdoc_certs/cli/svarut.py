@@ -17,6 +17,7 @@ import click
 from rich.console import Console
 
 from cosdoc_certs.cli._common import (
+    OrderedGroup,
     echo_json,
     exit_code_for,
     json_option,
@@ -159,7 +160,7 @@ def _confirm(question: str, yes: bool) -> None:
     click.confirm(question, abort=True, err=True)
 
 
-@click.group("svarut")
+@click.group("svarut", cls=OrderedGroup)
 def command() -> None:
     """The SvarUT host's nginx SSL certificate over SSH: status, plan, apply, verify, rollback.
 
@@ -169,12 +170,19 @@ def command() -> None:
     """
 
 
-@command.command("status")
+@command.command(
+    "status", short_help="Show prod.env's files, the served certificate, the containers."
+)
 @_target_options
 @json_option
 @reports_errors
 def status_command(as_json: bool, **options: Any) -> None:
-    """Show the layout, the files prod.env names, the served certificate and the containers."""
+    """Show the layout, the files prod.env names, the served certificate and the containers.
+
+    \b
+    Example:
+      cosdoc-certs svarut status --host svarut01.kommune.no --user drift
+    """
     facts = status(_target(options))
     if as_json:
         echo_json(facts.to_dict())
@@ -182,7 +190,7 @@ def status_command(as_json: bool, **options: Any) -> None:
         click.echo(facts.to_text())
 
 
-@command.command("plan")
+@command.command("plan", short_help="Show what apply would change (changes nothing).")
 @_target_options
 @_pfx_option(required=True)
 @password_env_option()
@@ -199,7 +207,9 @@ def plan_command(
         click.echo(splan.to_text())
 
 
-@command.command("apply")
+@command.command(
+    "apply", short_help="Install the new certificate, restart, verify; roll back on failure."
+)
 @_target_options
 @_pfx_option(required=True)
 @password_env_option()
@@ -215,7 +225,16 @@ def apply_command(
     as_json: bool,
     **options: Any,
 ) -> None:
-    """Install the new certificate, restart nginx and verify; roll back on any failure."""
+    """Install the new certificate, restart nginx and verify; roll back on any failure.
+
+    Shows the plan and asks first (--yes without a terminal).
+
+    \b
+    Example:
+      export PFX_PW=...
+      cosdoc-certs svarut apply --host svarut01.kommune.no --user drift \\
+          --pfx ssl-2026.pfx --password-env PFX_PW
+    """
     target = _target(options)
     splan = plan(target, _new_certificate(pfx_files, password_env))
     if not as_json:
@@ -229,7 +248,7 @@ def apply_command(
         click.echo(str(result))
 
 
-@command.command("verify")
+@command.command("verify", short_help="Check the served certificate, the containers and prod.env.")
 @_target_options
 @click.option("--thumbprint", default=None, help="The thumbprint that should be served.")
 @_pfx_option(required=False)
@@ -254,7 +273,7 @@ def verify_command(
     sys.exit(exit_code_for(worst(report.findings)))
 
 
-@command.command("rollback")
+@command.command("rollback", short_help="Undo an apply from its journal.")
 @_target_options
 @click.option(
     "--journal",
