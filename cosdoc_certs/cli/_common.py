@@ -13,9 +13,11 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
+from rich.console import Console
 
 from cosdoc_certs.errors import CosDocCertsError, InputError
 from cosdoc_certs.findings import Severity
@@ -154,6 +156,39 @@ def password_env_option(
 ) -> Callable[[F], F]:
     """The ``--password-env VAR`` option shared by commands that open PFX files."""
     return click.option("--password-env", metavar="VAR", default=None, help=help_text)
+
+
+def journal_dir_option(command: F) -> F:
+    """The ``--journal-dir DIR`` option of the commands that write or read run journals."""
+    return click.option(
+        "--journal-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Where journals are kept (default $COSDOC_CERTS_JOURNAL_DIR or ~/.local/state).",
+    )(command)
+
+
+def confirm_change(question: str, yes: bool, review: str) -> None:
+    """Ask before changing hosts; refuse without a terminal unless ``--yes``."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise InputError(
+            "this changes the installation and there is no terminal to confirm on",
+            f"review `{review}` first, then run again with --yes",
+        )
+    click.confirm(question, abort=True, err=True)
+
+
+def progress_printer(as_json: bool) -> Callable[[str], None]:
+    """Progress lines on stderr (silent with --json)."""
+    err = Console(stderr=True)
+
+    def show(message: str) -> None:
+        if not as_json:
+            err.print(f"  • {message}", highlight=False, soft_wrap=True, markup=False)
+
+    return show
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")

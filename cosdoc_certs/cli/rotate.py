@@ -18,14 +18,16 @@ from typing import Any, TypeVar
 
 import click
 from click.core import ParameterSource
-from rich.console import Console
 
 from cosdoc_certs import rotation
 from cosdoc_certs.cli._common import (
+    confirm_change,
     echo_json,
     exit_code_for,
+    journal_dir_option,
     json_option,
     password_env_option,
+    progress_printer,
     reports_errors,
 )
 from cosdoc_certs.cli._windows_options import connection_options, consumers_from, windows_options
@@ -147,16 +149,7 @@ def _journal_options(command: F) -> F:
         default=None,
         help="The run's journal (default: the latest run on this installation).",
     )(command)
-    return _journal_dir_option(command)
-
-
-def _journal_dir_option(command: F) -> F:
-    return click.option(
-        "--journal-dir",
-        type=click.Path(file_okay=False, path_type=Path),
-        default=None,
-        help="Where journals are kept (default $COSDOC_CERTS_JOURNAL_DIR or ~/.local/state).",
-    )(command)
+    return journal_dir_option(command)
 
 
 def target_from_options(options: dict[str, Any]) -> rotation.Target:
@@ -238,29 +231,6 @@ def _tls_address(pairs: tuple[str, ...]) -> TlsAddress | None:
     return rotation.endpoint_map(mapping)
 
 
-def progress_printer(as_json: bool) -> Callable[[str], None]:
-    """Progress lines on stderr (silent with --json)."""
-    err = Console(stderr=True)
-
-    def show(message: str) -> None:
-        if not as_json:
-            err.print(f"  • {message}", highlight=False, soft_wrap=True, markup=False)
-
-    return show
-
-
-def _confirm(question: str, yes: bool, review: str) -> None:
-    """Ask before changing hosts; refuse without a terminal unless ``--yes``."""
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        raise InputError(
-            "this changes the installation and there is no terminal to confirm on",
-            f"review `{review}` first, then run again with --yes",
-        )
-    click.confirm(question, abort=True, err=True)
-
-
 @click.command("plan")
 @_installation_options
 @_pfx_options
@@ -294,7 +264,7 @@ def plan_command(
 @_installation_options
 @_pfx_options
 @click.option("--yes", is_flag=True, help="Do not ask before changing the installation.")
-@_journal_dir_option
+@journal_dir_option
 @json_option
 @reports_errors
 def apply_command(
@@ -323,7 +293,7 @@ def apply_command(
     if not as_json:
         click.echo(rplan.to_text())
     if not rplan.is_empty:
-        _confirm(f"Apply this plan to {target.name}?", yes, "cosdoc-certs plan")
+        confirm_change(f"Apply this plan to {target.name}?", yes, "cosdoc-certs plan")
     result = rotation.apply(rplan, journal_dir=journal_dir, progress=progress_printer(as_json))
     report = rotation.verify(target, rplan)
     if as_json:
@@ -380,7 +350,7 @@ def rollback_command(
       cosdoc-certs rollback --inventory kunder.toml --customer testkommune
     """
     target = target_from_options(options)
-    _confirm(f"Roll back the last rotation of {target.name}?", yes, "cosdoc-certs verify")
+    confirm_change(f"Roll back the last rotation of {target.name}?", yes, "cosdoc-certs verify")
     result = rotation.rollback(
         target, journal, journal_dir=journal_dir, progress=progress_printer(as_json)
     )

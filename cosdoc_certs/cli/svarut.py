@@ -14,18 +14,19 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from rich.console import Console
 
 from cosdoc_certs.cli._common import (
     OrderedGroup,
+    confirm_change,
     echo_json,
     exit_code_for,
+    journal_dir_option,
     json_option,
     password_env_option,
+    progress_printer,
     reports_errors,
 )
 from cosdoc_certs.cli.inspect import load_bundle_asking_password
-from cosdoc_certs.errors import InputError
 from cosdoc_certs.findings import worst
 from cosdoc_certs.svarut import (
     NewCertificate,
@@ -93,15 +94,6 @@ def _target_options(command: F) -> F:
     return command
 
 
-def _journal_dir_option(command: F) -> F:
-    return click.option(
-        "--journal-dir",
-        type=click.Path(file_okay=False, path_type=Path),
-        default=None,
-        help="Where journals are kept (default $COSDOC_CERTS_JOURNAL_DIR or ~/.local/state).",
-    )(command)
-
-
 def _pfx_option(required: bool) -> Callable[[F], F]:
     return click.option(
         "--pfx",
@@ -136,28 +128,6 @@ def _target(options: dict[str, Any]) -> SvarutTarget:
 
 def _new_certificate(pfx_files: tuple[Path, ...], password_env: str | None) -> NewCertificate:
     return NewCertificate.from_bundle(load_bundle_asking_password(list(pfx_files), password_env))
-
-
-def _progress(as_json: bool) -> Callable[[str], None]:
-    err = Console(stderr=True)
-
-    def show(message: str) -> None:
-        if not as_json:
-            err.print(f"  • {message}", highlight=False, soft_wrap=True)
-
-    return show
-
-
-def _confirm(question: str, yes: bool) -> None:
-    """Ask before changing a host; refuse without a terminal unless ``--yes``."""
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        raise InputError(
-            "this changes the host and there is no terminal to confirm on",
-            "review `cosdoc-certs svarut plan` first, then run again with --yes",
-        )
-    click.confirm(question, abort=True, err=True)
 
 
 @click.group("svarut", cls=OrderedGroup)
@@ -214,7 +184,7 @@ def plan_command(
 @_pfx_option(required=True)
 @password_env_option()
 @click.option("--yes", is_flag=True, help="Do not ask before changing the host.")
-@_journal_dir_option
+@journal_dir_option
 @json_option
 @reports_errors
 def apply_command(
@@ -240,8 +210,8 @@ def apply_command(
     if not as_json:
         click.echo(splan.to_text())
     if not splan.is_empty:
-        _confirm(f"Apply this plan to {target.ssh.host}?", yes)
-    result = apply(target, splan, journal_dir=journal_dir, progress=_progress(as_json))
+        confirm_change(f"Apply this plan to {target.ssh.host}?", yes, "cosdoc-certs svarut plan")
+    result = apply(target, splan, journal_dir=journal_dir, progress=progress_printer(as_json))
     if as_json:
         echo_json({"plan": splan.to_dict(), "result": result.to_dict()})
     else:
@@ -282,7 +252,7 @@ def verify_command(
     help="The journal of the run to undo (default: the latest for --host).",
 )
 @click.option("--yes", is_flag=True, help="Do not ask before changing the host.")
-@_journal_dir_option
+@journal_dir_option
 @json_option
 @reports_errors
 def rollback_command(
@@ -290,8 +260,10 @@ def rollback_command(
 ) -> None:
     """Undo an apply: point prod.env back, remove the new files, restart, verify the old cert."""
     target = _target(options)
-    _confirm(f"Roll back the last rotation on {target.ssh.host}?", yes)
-    result = rollback(target, journal, journal_dir=journal_dir, progress=_progress(as_json))
+    confirm_change(
+        f"Roll back the last rotation on {target.ssh.host}?", yes, "cosdoc-certs svarut verify"
+    )
+    result = rollback(target, journal, journal_dir=journal_dir, progress=progress_printer(as_json))
     if as_json:
         echo_json(result.to_dict())
     else:

@@ -103,11 +103,6 @@ class ConnectionOptions:
             raise InputError("no Windows server given", "pass --host with its name or address")
         if self.auth in USER_AUTHS and not self.username:
             raise InputError(f"--auth {self.auth} needs --user", "add --user DOMAIN\\account")
-        if self.auth == "certificate" and not (self.client_certificate and self.client_key):
-            raise InputError(
-                "--auth certificate needs the client certificate and its key",
-                "pass --client-cert FILE and --client-key FILE (PEM)",
-            )
         if self.ca_bundle:
             _check_ca_bundle(self.ca_bundle)
         if self.read_timeout <= self.operation_timeout:
@@ -115,8 +110,15 @@ class ConnectionOptions:
                 "read_timeout must be longer than operation_timeout",
                 "WinRM long-polls for operation_timeout seconds; give read_timeout more",
             )
-        if self.uses_tls:
-            return
+        if not self.uses_tls:
+            self._check_plain_http()
+        if self.auth == "certificate" and not (self.client_certificate and self.client_key):
+            raise InputError(
+                "--auth certificate needs the client certificate and its key",
+                "pass --client-cert FILE and --client-key FILE (PEM)",
+            )
+
+    def _check_plain_http(self) -> None:
         if self.auth == "certificate":
             raise InputError("certificate authentication needs HTTPS", "leave out --insecure-http")
         if self.auth not in _MESSAGE_ENCRYPTING_AUTHS and not self.insecure_http:
