@@ -34,14 +34,17 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from cosdoc_certs import rotation, svarut
-from cosdoc_certs.certs import load_bundle
+from cosdoc_certs.certs import CertificateBundle, load_bundle
 from cosdoc_certs.certs.load import load_bundle_from_bytes
 from cosdoc_certs.envfile import parse_env
 from cosdoc_certs.errors import ApplyError
 from cosdoc_certs.lab.certs import to_rc2_40_pfx
-from cosdoc_certs.lab.runner import Lab
+from cosdoc_certs.lab.runner import ConnectionInfo, Lab
 from cosdoc_certs.lab.scenarios import PFX_PASSWORD_ENV, make_lab_certificates
+from cosdoc_certs.status import gather
+from cosdoc_certs.windows.apply import CompiledPlan, compile_windows_plan
 from cosdoc_certs.windows.connection import WindowsHost
+from cosdoc_certs.windows.planning import plan_windows
 
 KNOWN_PFX_PASSWORD = "Pfx-Secret-4711-kjempehemmelig"
 # Every logger a user might turn up, the remoting libraries' own children included.
@@ -436,6 +439,7 @@ def test_objects_holding_secrets_hide_them_in_repr_and_str() -> None:
             "Issued": lab.server.certificates.renewed_ssl,
             "LabCertificates": lab.server.certificates,
             "Lab": lab,
+            "CompiledPlan": _compiled_windows_plan(info, bundle),
         }
         shown = {name: f"{value!r}\n{value}" for name, value in holders.items()}
     assert {
@@ -444,6 +448,16 @@ def test_objects_holding_secrets_hide_them_in_repr_and_str() -> None:
     # The lab's ConnectionInfo hides its passwords in the repr; as_dict() shows them on purpose.
     assert secrets.found_in(repr(info).encode()) == []
     assert info.password in json.dumps(info.as_dict(), default=str)
+
+
+def _compiled_windows_plan(info: ConnectionInfo, bundle: CertificateBundle) -> CompiledPlan:
+    """What apply sends: the actions (config files as base64) and the PFX files."""
+    with WindowsHost(info.options()) as host:
+        facts = gather(host)
+    wplan = plan_windows(facts, bundle, host=info.host)
+    compiled = compile_windows_plan(wplan, bundle, facts, run_id="r", pfx_password=b"pfx-pw-42")
+    assert any(step.action.action == "write-file" for step in compiled.steps)
+    return compiled
 
 
 # --- failures: no secret in the error, no key left behind ---------------------------------------
