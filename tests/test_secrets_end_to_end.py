@@ -538,3 +538,47 @@ def test_openssl_gets_the_key_and_password_only_on_stdin_and_in_its_environment(
     command_line = argv_log.read_bytes()
     assert command_line.startswith(str(wrapper).encode())
     assert secrets.found_in(command_line) == []
+
+
+# --- a wrong password is never echoed ------------------------------------------------------------
+
+WRONG_PASSWORD = "Wrong-But-Secret-Passw0rd-77"
+_PFX_PASSWORD_FROM_ENV = ("--password-env", "WRONG")
+
+
+def _windows_options(info: ConnectionInfo, password_env: str) -> list[str]:
+    return [
+        *("--host", info.host, "--port", str(info.https_port), "--user", info.username),
+        *("--auth", "basic", "--ca-bundle", str(info.ca_file)),
+        *("--winrm-password-env", password_env),
+    ]
+
+
+WRONG_PASSWORD_CASES: dict[str, Callable[[ConnectionInfo], list[str]]] = {
+    "inspect, wrong PFX password": lambda info: [
+        *("inspect", str(info.pfx_files["ssl"]), *_PFX_PASSWORD_FROM_ENV)
+    ],
+    "plan, wrong PFX password": lambda info: [
+        *("plan", *_windows_options(info, "GOOD"), "--pfx", str(info.pfx_files["pair"])),
+        *_PFX_PASSWORD_FROM_ENV,
+    ],
+    "status, wrong WinRM password": lambda info: ["status", *_windows_options(info, "WRONG")],
+}
+
+
+@pytest.mark.parametrize("case", sorted(WRONG_PASSWORD_CASES))
+def test_a_wrong_password_is_refused_without_echoing_it(case: str) -> None:
+    with Lab() as lab:
+        info = lab.connection_info()
+        completed = subprocess.run(
+            [sys.executable, "-m", "cosdoc_certs", "-vv", *WRONG_PASSWORD_CASES[case](info)],
+            env={**os.environ, "WRONG": WRONG_PASSWORD, "GOOD": info.password},
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+    assert completed.returncode == 4, completed.stderr
+    assert b"Traceback" not in completed.stderr
+    assert WRONG_PASSWORD.encode() not in completed.stdout + completed.stderr
+    expected = b"refused the credentials" if "WinRM" in case else b"wrong password for"
+    assert expected in completed.stderr
