@@ -9,8 +9,14 @@ and the connection-string passwords seeded in the lab's ``appsettings.json`` fil
   command line of every process it spawned;
 - the library (status, plan, apply, verify, rollback) with the caller's logging at DEBUG for
   every logger, ``pypsrp``/``psrpcore``/``asyncssh`` included: every log record, the texts,
-  dicts and reprs of every result, the journals, the lab's files and the SvarUT host's
-  sandbox, where only the target key file (0600) may hold the new key.
+  dicts and reprs of every result, the journals, the SvarUT host's command lines, the lab's
+  files and the SvarUT host's sandbox, where only the target key file (0600) may hold the
+  new key.
+
+Base64 in what is searched is decoded first (PSRP messages and config files travel as
+base64). Further: the repr and str of every object holding a secret; failed rotations (the
+error, logs and journals; no staged or new key left on the host); openssl's command line;
+and a wrong PFX or WinRM password refused without being echoed.
 """
 
 from __future__ import annotations
