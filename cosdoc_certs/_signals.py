@@ -5,7 +5,7 @@ rotation's Windows phase, a blocking PowerShell-remoting call) cannot be interru
 stands. A run that uses workers wraps itself in :func:`stop_on_signals` in the main thread (as
 certbot's error handler does around its phases): a signal only *requests* a stop. Worker code
 obeys at its next safe point with :func:`raise_if_stop_requested` (after its remote call
-returned, so its journal is complete), and native-async work started with
+returned, so its journal is complete), and native-async work awaited through
 :meth:`StopRequest.guard` is cancelled at once. Either way :class:`SignalReceived` is raised
 where the engine's rollback catches it, so every host is restored as for Ctrl+C, then the run
 stops. Further signals while that happens are logged, not obeyed.
@@ -22,7 +22,13 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
-__all__ = ["SignalReceived", "StopRequest", "raise_if_stop_requested", "stop_on_signals"]
+__all__ = [
+    "SignalReceived",
+    "StopRequest",
+    "guarded",
+    "raise_if_stop_requested",
+    "stop_on_signals",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -71,19 +77,36 @@ class StopRequest:
             raise SignalReceived(f"signal {self._signal}")
 
     async def guard(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        """Run ``coroutine`` as a task a stop request cancels; then raise SignalReceived."""
+        """Await ``coroutine`` in this task, which a stop request cancels; then SignalReceived.
+
+        The coroutine runs in the calling task (not a task of its own), so its clean-up on
+        cancellation, and any exception it raises, reach the caller's handlers as before.
+        """
         if self.requested:
             coroutine.close()
             self.raise_if_requested()
-        task = asyncio.ensure_future(coroutine)
+        task = asyncio.current_task()
+        assert task is not None, "guard() runs inside a task"
         self._tasks.add(task)
         try:
-            return await task
+            return await coroutine
         except asyncio.CancelledError:
+            if not self.requested:
+                raise
+            if hasattr(task, "uncancel"):  # Python 3.11+: the cancellation is handled here
+                task.uncancel()
             self.raise_if_requested()
             raise
         finally:
             self._tasks.discard(task)
+
+
+async def guarded(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Await ``coroutine`` stopping on signals, unless an outer run already guards it."""
+    if _CURRENT.get() is not None:
+        return await coroutine
+    with stop_on_signals() as stop:
+        return await stop.guard(coroutine)
 
 
 def raise_if_stop_requested() -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from cosdoc_certs import rotation
+from cosdoc_certs import rotation, svarut
 from cosdoc_certs._signals import SignalReceived
 from cosdoc_certs.certs import load_bundle
 from cosdoc_certs.journal import Journal, Outcome
@@ -131,6 +131,56 @@ def test_sigint_during_the_svarut_phase_restores_both_hosts_then_stops(
     assert svarut.outcome is Outcome.ROLLED_BACK
     (windows,) = _journals(tmp_path, "windows")
     assert windows.outcome is Outcome.ROLLED_BACK
+    (run,) = _journals(tmp_path, "rotation")
+    assert run.outcome is Outcome.ROLLED_BACK
+    assert [(step["name"], step["status"]) for step in run.steps] == [
+        ("windows", "undone"),
+        ("svarut", "failed"),
+    ]
+
+
+def test_sigterm_during_a_svarut_only_apply_restores_the_host_then_stops(
+    lab: Lab, tmp_path: Path
+) -> None:
+    info = lab.connection_info()
+    target = rotation.lab_target(info).svarut
+    assert target is not None
+    new = svarut.load_new_certificate([info.pfx_files["ssl"]], info.pfx_password)
+    before = svarut.status(target)
+    splan = svarut.plan(target, new)
+    handler = signal.getsignal(signal.SIGTERM)
+
+    def terminate_while_installing(message: str) -> None:
+        if message.startswith("installing"):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(SignalReceived, match="SIGTERM"):
+        svarut.apply(target, splan, journal_dir=tmp_path, progress=terminate_while_installing)
+    assert signal.getsignal(signal.SIGTERM) == handler
+    after = svarut.status(target)
+    assert after.served_thumbprint == before.served_thumbprint
+    assert after.current_thumbprint == before.current_thumbprint
+    (journal,) = _journals(tmp_path, "svarut")
+    assert journal.outcome is Outcome.ROLLED_BACK
+
+
+def test_keyboard_interrupt_raised_during_the_svarut_phase_restores_both_hosts(
+    lab: Lab, tmp_path: Path
+) -> None:
+    target = rotation.lab_target(lab.connection_info(), name="testkommune")
+    info = lab.connection_info()
+    bundle = load_bundle([info.pfx_files["pair"], info.pfx_files["ssl"]], info.pfx_password)
+    before = rotation.installation_status(target)
+
+    def interrupt_during_svarut(message: str) -> None:
+        if message.startswith("SvarUT: installing"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        rotation.apply(
+            rotation.plan(target, bundle), journal_dir=tmp_path, progress=interrupt_during_svarut
+        )
+    assert before.differences(rotation.installation_status(target)) == []
     (run,) = _journals(tmp_path, "rotation")
     assert run.outcome is Outcome.ROLLED_BACK
     assert [(step["name"], step["status"]) for step in run.steps] == [

@@ -15,6 +15,7 @@ from datetime import date
 from pathlib import Path
 
 from cosdoc_certs._aio import synchronous
+from cosdoc_certs._signals import guarded
 from cosdoc_certs.certs.load import load_bundle
 from cosdoc_certs.errors import InputError
 from cosdoc_certs.journal import Journal, Outcome, latest_journal
@@ -114,13 +115,19 @@ async def apply_async(
     journal_dir: Path | None = None,
     progress: Progress | None = None,
 ) -> RunResult:
-    """Apply a plan made by :func:`plan_async`; rolls back and raises ApplyError on failure."""
-    return await apply_plan(
-        target.connect,
-        splan,
-        journal_dir=journal_dir,
-        progress=progress,
-        restart_timeout=target.restart_timeout,
+    """Apply a plan made by :func:`plan_async`; rolls back and raises ApplyError on failure.
+
+    Run in the main thread, SIGINT, SIGTERM and SIGHUP roll it back too, then raise
+    :class:`~cosdoc_certs._signals.SignalReceived`.
+    """
+    return await guarded(
+        apply_plan(
+            target.connect,
+            splan,
+            journal_dir=journal_dir,
+            progress=progress,
+            restart_timeout=target.restart_timeout,
+        )
     )
 
 
