@@ -7,6 +7,16 @@ that may hold connection strings).
 
 from __future__ import annotations
 
+import re
+
+# ``Password=…``/``Pwd=…`` in connection strings, env lines and JSON, as remote output may echo them
+_PASSWORD_VALUE = re.compile(r"""(?i)(password|pwd)("?\s*[=:]\s*)("[^"]*"|'[^']*'|[^;,"'}\r\n]+)""")
+
+
+def hide_passwords(text: str) -> str:
+    """``text`` (remote output for a message) with the value of every ``Password=…`` hidden."""
+    return _PASSWORD_VALUE.sub(r"\1\2<hidden>", text)
+
 
 class CosDocCertsError(Exception):
     """Base of every error this package raises on purpose.

@@ -43,13 +43,14 @@ from cosdoc_certs import rotation, svarut
 from cosdoc_certs.certs import CertificateBundle, load_bundle
 from cosdoc_certs.certs.load import load_bundle_from_bytes
 from cosdoc_certs.envfile import parse_env
-from cosdoc_certs.errors import ApplyError
+from cosdoc_certs.errors import ApplyError, hide_passwords
 from cosdoc_certs.lab.certs import to_rc2_40_pfx
 from cosdoc_certs.lab.runner import ConnectionInfo, Lab
 from cosdoc_certs.lab.scenarios import PFX_PASSWORD_ENV, make_lab_certificates
-from cosdoc_certs.status import gather
+from cosdoc_certs.status import gather, status
 from cosdoc_certs.windows.apply import CompiledPlan, compile_windows_plan
-from cosdoc_certs.windows.connection import WindowsHost
+from cosdoc_certs.windows.apply_contract import SCHEMA_VERSION, ApplyDocument
+from cosdoc_certs.windows.connection import ScriptError, WindowsHost
 from cosdoc_certs.windows.planning import plan_windows
 
 KNOWN_PFX_PASSWORD = "Pfx-Secret-4711-kjempehemmelig"
@@ -588,3 +589,52 @@ def test_a_wrong_password_is_refused_without_echoing_it(case: str) -> None:
     assert WRONG_PASSWORD.encode() not in completed.stdout + completed.stderr
     expected = b"refused the credentials" if "WinRM" in case else b"wrong password for"
     assert expected in completed.stderr
+
+
+# --- remote output in messages: a password it quotes is hidden ----------------------------------
+
+HIDDEN_PASSWORDS = [
+    ("Server=db;User Id=sa;Password=Hemmelig-42;Encrypt=true", "Hemmelig-42"),
+    ("Login failed. Data Source=db01;pwd = Hemmelig 42", "Hemmelig 42"),
+    ('{"ConnectionString": "x", "Password": "Hemmelig-42"}', "Hemmelig-42"),
+    ("DB_PASSWORD='Hemmelig # 42' is not valid", "Hemmelig # 42"),
+    ("invalid interpolation: PASSWORD=Hemmelig-42,port=5432", "Hemmelig-42"),
+]
+
+
+@pytest.mark.parametrize(("text", "secret"), HIDDEN_PASSWORDS)
+def test_hide_passwords_hides_the_value_and_keeps_the_rest(text: str, secret: str) -> None:
+    shown = hide_passwords(text)
+    assert secret not in shown
+    assert "<hidden>" in shown
+    assert shown.split("<hidden>")[0] == text.split(secret)[0].rstrip("'\"")
+
+
+def test_hide_passwords_leaves_ordinary_messages_alone() -> None:
+    for text in ("The specified network password is not correct.", "Keyset does not exist"):
+        assert hide_passwords(text) == text
+
+
+def test_a_powershell_error_quoting_a_connection_string_hides_its_password() -> None:
+    with Lab() as lab:
+        secrets = _lab_secrets(lab, [])
+        password = next(v for n, v in secrets.values.items() if n.startswith("connection"))
+        quoted = f"Format of the initialization string: Server=db;Password={password.decode()};"
+        lab.faults.fail_pipeline("gather", quoted)
+        with pytest.raises(ScriptError) as failure:
+            status(lab.connection_info().options())
+    assert "initialization string: Server=db;Password=<hidden>;" in str(failure.value)
+    assert secrets.found_in(str(failure.value).encode()) == []
+
+
+def test_an_apply_result_quoting_a_password_hides_it() -> None:
+    result = {"index": 0, "action": "restart-service", "ok": False, "before": {"state": "Running"}}
+    document = ApplyDocument.from_data(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "results": [{**result, "message": "Service 'X' stopped. Password=Hemmelig-42;"}],
+            "completed": 0,
+            "failed_index": 0,
+        }
+    )
+    assert document.results[0].message == "Service 'X' stopped. Password=<hidden>;"

@@ -23,7 +23,7 @@ from typing import Protocol, TypeVar
 
 import asyncssh
 
-from cosdoc_certs.errors import InputError, RemoteError
+from cosdoc_certs.errors import InputError, RemoteError, hide_passwords
 
 __all__ = [
     "CommandResult",
@@ -303,7 +303,7 @@ class SvarutConnection:
         if check and not result.ok:
             raise RemoteError(
                 f"{self.host}: `{shlex.join(argv)}` failed (exit {result.returncode}): "
-                f"{stderr.splitlines()[-1] if stderr else 'no message'}",
+                f"{hide_passwords(stderr.splitlines()[-1]) if stderr else 'no message'}",
                 "see the message; fix the host or run the step by hand",
             )
         return result

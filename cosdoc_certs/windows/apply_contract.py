@@ -38,7 +38,7 @@ import typing
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from cosdoc_certs.errors import RemoteError
+from cosdoc_certs.errors import RemoteError, hide_passwords
 
 SCHEMA_VERSION = 1
 SCRIPT_NAME = "apply"
@@ -304,4 +304,4 @@ def _result(data: Any, position: int) -> ActionResult:
         raise ApplyContractError(f"{where} needs a message and a 'before' object")
     if frozenset(before) != BEFORE_KEYS.get(action):
         raise ApplyContractError(f"{where}: unknown action {action!r} or wrong 'before' keys")
-    return ActionResult(index, action, ok, message, before)
+    return ActionResult(index, action, ok, hide_passwords(message), before)

@@ -31,7 +31,7 @@ from pypsrp.exceptions import AuthenticationError, WinRMError, WinRMTransportErr
 from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.wsman import WSMan
 
-from cosdoc_certs.errors import InputError, RemoteError
+from cosdoc_certs.errors import InputError, RemoteError, hide_passwords
 
 log = logging.getLogger(__name__)
 
@@ -382,7 +382,7 @@ def _record_message(record: Any) -> str:
     exception = getattr(record, "exception", None)
     properties = getattr(exception, "adapted_properties", None) or {}
     message = properties.get("Message") or str(record) or getattr(record, "message", "")
-    return " ".join(str(message).split())
+    return hide_passwords(" ".join(str(message).split()))
 
 
 def _parse_output(name: str, output: list[Any]) -> Any:
