@@ -13,7 +13,9 @@ import json
 import os
 import pty
 import select
+import signal
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -541,3 +543,34 @@ def _read_until(fd: int, marker: bytes | None, timeout: float = 60.0) -> bytes:
             break
         data += chunk
     return data
+
+
+def test_the_command_the_lab_prints_runs_verbatim(tmp_path: Path) -> None:
+    lab = subprocess.Popen(
+        [sys.executable, "-m", "cosdoc_certs", "lab"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert lab.stdout is not None
+        lines: list[str] = []
+        while not lines or lines[-1] not in ("", "Press Ctrl+C to stop.\n"):  # "": it ended
+            lines.append(lab.stdout.readline())
+        tried = lines[lines.index("Try:\n") + 1 :]
+        script = "".join(tried[: tried.index("\n")])
+        script = script.replace("cosdoc-certs", f"{sys.executable} -m cosdoc_certs")
+        done = subprocess.run(
+            ["bash", "-c", script],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 3, done.stderr  # the lab's seeded invisible character
+        assert "Traceback" not in done.stderr
+    finally:
+        lab.send_signal(signal.SIGINT)
+        lab.communicate(timeout=30)
