@@ -410,15 +410,16 @@ CASES = [
 
 def _foreign_journal(folder: Path, kind: str = "rotation") -> str:
     """A finished run's journal, written for a host that is not the lab."""
+    return str(_finished_run(folder / "foreign", "elsewhere.example", kind))
+
+
+def _finished_run(folder: Path, host: str, kind: str = "rotation") -> Path:
+    """The journal of a finished run on ``host`` that changed nothing, in ``folder``."""
     journal = Journal.start(
-        kind=kind,
-        host="elsewhere.example",
-        old_thumbprint=None,
-        new_thumbprint=None,
-        directory=folder / "foreign",
+        kind=kind, host=host, old_thumbprint=None, new_thumbprint=None, directory=folder
     )
     journal.finish(Outcome.APPLIED)
-    return str(journal.path)
+    return journal.path
 
 
 def _other_ca_pem() -> bytes:
@@ -504,6 +505,8 @@ def test_stopping_at_a_question_on_a_terminal_changes_nothing(
         "rollback": [*_installation(info)],
         "status": _windows(info)[:-2],  # no password variable: asked on the terminal
     }[command]
+    if command == "rollback":  # a finished run on the lab to be asked about
+        _finished_run(Path(env["COSDOC_CERTS_JOURNAL_DIR"]), info.host)
     before = _snapshot(Path(info.server_root).parent)
     text, exit_code = _on_a_terminal([command, *arguments], env, question, keys)
     assert exit_code == 130, text

@@ -21,6 +21,7 @@ from rich.console import Console
 
 from cosdoc_certs.errors import CosDocCertsError, InputError
 from cosdoc_certs.findings import Severity
+from cosdoc_certs.journal import Journal, latest_journal
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -178,6 +179,25 @@ def confirm_change(question: str, yes: bool, review: str) -> None:
             f"review `{review}` first, then run again with --yes",
         )
     click.confirm(question, abort=True, err=True)
+
+
+def journal_to_undo(
+    journal: Path | None, journal_dir: Path | None, *, host: str, kind: str
+) -> Journal:
+    """The run a rollback would undo (``journal``, else the latest ``kind`` run on ``host``).
+
+    Read before asking, so a missing or unreadable journal is reported first and the question
+    names the run.
+    """
+    if journal is not None:
+        return Journal.load(journal)
+    return latest_journal(journal_dir, host=host, kind=kind)
+
+
+def rollback_question(run: Journal) -> str:
+    """The confirmation question naming the run a rollback undoes."""
+    started = run.to_dict().get("started", "?")
+    return f"Roll back the run of {run.host} started {started} ({run.outcome}, {run.path.name})?"
 
 
 def progress_printer(as_json: bool) -> Callable[[str], None]:

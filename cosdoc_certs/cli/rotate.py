@@ -25,10 +25,12 @@ from cosdoc_certs.cli._common import (
     echo_json,
     exit_code_for,
     journal_dir_option,
+    journal_to_undo,
     json_option,
     password_env_option,
     progress_printer,
     reports_errors,
+    rollback_question,
 )
 from cosdoc_certs.cli._windows_options import connection_options, consumers_from, windows_options
 from cosdoc_certs.cli.inspect import load_bundle_asking_password
@@ -350,10 +352,9 @@ def rollback_command(
       cosdoc-certs rollback --inventory kunder.toml --customer testkommune
     """
     target = target_from_options(options)
-    confirm_change(f"Roll back the last rotation of {target.name}?", yes, "cosdoc-certs verify")
-    result = rotation.rollback(
-        target, journal, journal_dir=journal_dir, progress=progress_printer(as_json)
-    )
+    run = journal_to_undo(journal, journal_dir, host=target.name, kind=rotation.JOURNAL_KIND)
+    confirm_change(rollback_question(run), yes, "cosdoc-certs verify")
+    result = rotation.rollback(target, run, progress=progress_printer(as_json))
     if as_json:
         echo_json(result.to_dict())
     else:

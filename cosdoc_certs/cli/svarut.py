@@ -21,10 +21,12 @@ from cosdoc_certs.cli._common import (
     echo_json,
     exit_code_for,
     journal_dir_option,
+    journal_to_undo,
     json_option,
     password_env_option,
     progress_printer,
     reports_errors,
+    rollback_question,
 )
 from cosdoc_certs.cli.inspect import load_bundle_asking_password
 from cosdoc_certs.findings import worst
@@ -38,6 +40,7 @@ from cosdoc_certs.svarut import (
     status,
     verify,
 )
+from cosdoc_certs.svarut.apply import JOURNAL_KIND as SVARUT_JOURNAL_KIND
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -260,10 +263,9 @@ def rollback_command(
 ) -> None:
     """Undo an apply: point prod.env back, remove the new files, restart, verify the old cert."""
     target = _target(options)
-    confirm_change(
-        f"Roll back the last rotation on {target.ssh.host}?", yes, "cosdoc-certs svarut verify"
-    )
-    result = rollback(target, journal, journal_dir=journal_dir, progress=progress_printer(as_json))
+    run = journal_to_undo(journal, journal_dir, host=target.ssh.host, kind=SVARUT_JOURNAL_KIND)
+    confirm_change(rollback_question(run), yes, "cosdoc-certs svarut verify")
+    result = rollback(target, run, progress=progress_printer(as_json))
     if as_json:
         echo_json(result.to_dict())
     else:
