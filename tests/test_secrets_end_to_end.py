@@ -470,22 +470,33 @@ def _compiled_windows_plan(info: ConnectionInfo, bundle: CertificateBundle) -> C
 # --- failures: no secret in the error, no key left behind ---------------------------------------
 
 
-def _svarut_container_exits(lab: Lab) -> None:
+def _svarut_container_exits(lab: Lab, rplan: rotation.RotationPlan) -> None:
     """The SvarUT container exits after the restart: SvarUT, then Windows, are rolled back."""
     assert lab.svarut is not None
     lab.svarut.faults.container_exits = True
 
 
-def _windows_apply_refused(lab: Lab) -> None:
+def _new_key_file_blocked(lab: Lab, rplan: rotation.RotationPlan) -> None:
+    """A folder where the new key goes: `install` fails with the key staged, the undo too."""
+    assert lab.svarut is not None
+    (lab.svarut.sandbox / _new_key_path(rplan)).mkdir()
+
+
+def _windows_apply_refused(lab: Lab, rplan: rotation.RotationPlan) -> None:
     """Every apply.ps1 call ends with a terminating error: the undo call too."""
     lab.faults.fail_pipeline("apply", "Access is denied.")
 
 
 @pytest.mark.parametrize(
-    ("fault", "restored"), [(_svarut_container_exits, True), (_windows_apply_refused, False)]
+    ("fault", "restored"),
+    [
+        (_svarut_container_exits, True),
+        (_new_key_file_blocked, False),
+        (_windows_apply_refused, False),
+    ],
 )
 def test_failed_rotation_leaks_no_secret_and_leaves_no_key(
-    fault: Callable[[Lab], None],
+    fault: Callable[[Lab, rotation.RotationPlan], None],
     restored: bool,
     debug_everywhere: _Capture,
     private_tempdir: Path,
@@ -498,7 +509,7 @@ def test_failed_rotation_leaks_no_secret_and_leaves_no_key(
         keys = [(c.role.value, c.private_key) for c in bundle.certificates if c.private_key]
         secrets = _lab_secrets(lab, keys)
         rplan = rotation.plan(target, bundle)
-        fault(lab)
+        fault(lab, rplan)
         with pytest.raises(ApplyError) as failure:
             rotation.apply(rplan, journal_dir=tmp_path / "journals")
         assert failure.value.rolled_back is restored
@@ -512,9 +523,11 @@ def test_failed_rotation_leaks_no_secret_and_leaves_no_key(
     }
     assert journals
     assert all(found == [] for found in journals.values())
-    assert staged == []  # the private staging folder went, key and all
+    assert staged == []  # the private staging folder went, key and all, even if the undo failed
     new_key = secrets.values["new ssl key PEM line PKCS8"]
-    assert not any(new_key in path.read_bytes() for path in _files(sandbox))
+    assert not any(new_key in path.read_bytes() for path in _files(sandbox / "tmp"))
+    if restored:
+        assert not any(new_key in path.read_bytes() for path in _files(sandbox))
     assert list(private_tempdir.iterdir()) == []
 
 

@@ -357,7 +357,9 @@ async def undo(
     """
     tell = say or _quiet
     layout, edited, restarted = _layout_of(journal), False, False
-    for step in journal.steps_to_undo():
+    # The staged copies (the key among them) go first: nothing depends on them, and a later
+    # step that fails must not leave them behind.
+    for step in sorted(journal.steps_to_undo(), key=lambda step: step["name"] != "stage"):
         name, details = step["name"], step["details"]
         if name == "edit-env":
             tell(f"putting {details['path']} back from {details['backup']}")
