@@ -167,6 +167,12 @@ def command(
 
     The password is asked for only when a file needs one (or read from --password-env VAR).
     Exit code 0 when all is well, 1 with warnings, 3 with problems (expired, wrong usage...).
+    Run it on the files from Buypass before anything else: it tells which file holds the
+    signing and encryption pair and which the SSL certificate.
+
+    \b
+    Example:
+      cosdoc-certs inspect signing+encryption.pfx ssl.pfx
     """
     bundle = load_bundle_asking_password(files, password_env, warn_days=warn_days)
     if as_json:
