@@ -266,6 +266,12 @@ CASES = [
         "is not trusted",
     ),
     Case(
+        "status over HTTPS to the HTTP port",
+        lambda i, _: [*_status(i), "--port", str(i.http_port)],
+        4,
+        "does not answer HTTPS",
+    ),
+    Case(
         "status --auth certificate without a client certificate",
         lambda i, _: ["status", "--host", i.host, "--auth", "certificate"],
         4,

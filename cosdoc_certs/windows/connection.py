@@ -195,6 +195,20 @@ def _check_ca_bundle(path: str) -> None:
         ) from None
 
 
+def _tls_error(address: str, error: requests.exceptions.SSLError) -> HostUnreachableError:
+    """A port that does not speak TLS, or a server certificate that is not trusted."""
+    if "WRONG_VERSION_NUMBER" in str(error):
+        return HostUnreachableError(
+            f"{address} does not answer HTTPS",
+            "check --port (WinRM HTTPS is 5986); for an HTTP listener pass --http",
+        )
+    return HostUnreachableError(
+        f"the TLS certificate of {address} is not trusted ({_reason(error)})",
+        "pass --ca-bundle with the CA that issued the WinRM certificate, "
+        "and connect with the name the certificate was issued to",
+    )
+
+
 PoolFactory = Callable[[ConnectionOptions], RunspacePool]
 
 
@@ -300,11 +314,7 @@ class WindowsHost:
         except WinRMTransportError as error:
             raise _http_error(self.options.address, doing, error) from None
         except requests.exceptions.SSLError as error:
-            raise HostUnreachableError(
-                f"the TLS certificate of {self.options.address} is not trusted ({_reason(error)})",
-                "pass --ca-bundle with the CA that issued the WinRM certificate, "
-                "and connect with the name the certificate was issued to",
-            ) from None
+            raise _tls_error(self.options.address, error) from None
         except requests.exceptions.Timeout:
             raise HostUnreachableError(
                 f"{self.options.address} did not answer in time while trying to {doing}",
