@@ -246,6 +246,18 @@ CASES = [
         4,
         "cannot write",
     ),
+    Case(
+        "make-test-certs with an empty organisation",
+        lambda i, d: ["make-test-certs", "--out", str(d / "certs"), "--organisation", ""],
+        2,
+        "give 1 to 64 characters",
+    ),
+    Case(
+        "make-test-certs with a host name that is no DNS name",
+        lambda i, d: ["make-test-certs", "--out", str(d / "certs"), "--hostname", "a b"],
+        2,
+        "is not a DNS name",
+    ),
     # WinRM connection
     Case(
         "status on a port where nothing listens",

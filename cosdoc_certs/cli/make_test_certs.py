@@ -7,6 +7,7 @@ certificate (PFX, and PEM certificate + key for nginx) and the test CA, all issu
 
 from __future__ import annotations
 
+import re
 import secrets
 from pathlib import Path
 
@@ -21,6 +22,27 @@ from cosdoc_certs.lab.certs import (
 )
 
 _GENERATED_PASSWORD_BYTES = 12
+_MAX_NAME_ATTRIBUTE = 64  # X.520 upper bound for O, CN and serialNumber
+_DNS_NAME = re.compile(
+    r"(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+)
+
+
+def _subject_text(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """A subject attribute: 1 to 64 characters."""
+    if not 1 <= len(value.strip()) <= _MAX_NAME_ATTRIBUTE:
+        raise click.BadParameter(f"give 1 to {_MAX_NAME_ATTRIBUTE} characters, not {value!r}")
+    return value.strip()
+
+
+def _dns_names(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> tuple[str, ...]:
+    """DNS names for the SSL certificate, e.g. cosdoc.testkommune.no or *.testkommune.no."""
+    for value in values:
+        if len(value) > 253 or not _DNS_NAME.fullmatch(value):
+            raise click.BadParameter(f"{value!r} is not a DNS name (e.g. cosdoc.testkommune.no)")
+    return values
 
 
 @click.command("make-test-certs")
@@ -39,12 +61,14 @@ _GENERATED_PASSWORD_BYTES = 12
     "--organisation",
     default=DEFAULT_ORGANISATION,
     show_default=True,
+    callback=_subject_text,
     help="The customer's name in the certificates' subject (O=).",
 )
 @click.option(
     "--organisation-number",
     default=DEFAULT_ORGANISATION_NUMBER,
     show_default=True,
+    callback=_subject_text,
     help="Its organisation number (the Buypass pair's serialNumber).",
 )
 @click.option(
@@ -53,6 +77,7 @@ _GENERATED_PASSWORD_BYTES = 12
     multiple=True,
     default=DEFAULT_HOSTNAMES,
     show_default=True,
+    callback=_dns_names,
     help="DNS name for the SSL certificate (repeat for more).",
 )
 @click.option("--legacy", is_flag=True, help="3DES/SHA-1 PFX files, for Windows before 2016.")
