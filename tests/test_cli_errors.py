@@ -595,3 +595,16 @@ def test_the_command_the_lab_prints_runs_verbatim(tmp_path: Path) -> None:
     finally:
         lab.send_signal(signal.SIGINT)
         lab.communicate(timeout=30)
+
+
+def test_inventory_status_reads_the_others_when_one_customer_lacks_its_password(
+    info: ConnectionInfo, env: dict[str, str], tmp_path: Path
+) -> None:
+    good = Path(_inventory(info, tmp_path)).read_text(encoding="utf-8")
+    lacking = good.replace("customers.lab", "customers.other").replace(WINRM_PW, UNSET)
+    inventory = _file(tmp_path, "two.toml", (good + lacking).encode())
+    result = _invoke(["inventory", "status", inventory, "--json"], {**env})
+    assert result.exit_code == 3, result.output
+    by_customer = {row["target"]: row for row in json.loads(result.stdout)}
+    assert by_customer["lab"]["errors"] == []
+    assert f"{UNSET}" in by_customer["other"]["errors"][0]

@@ -20,6 +20,7 @@ from cosdoc_certs.cli._common import (
     json_option,
     reports_errors,
 )
+from cosdoc_certs.errors import CosDocCertsError
 from cosdoc_certs.facts import DEFAULT_WARN_DAYS
 from cosdoc_certs.inventory import Customer, load_inventory
 
@@ -80,14 +81,31 @@ def status_command(
     """
     loaded = load_inventory(inventory)
     chosen = [loaded.customer(name) for name in customers] or list(loaded.customers)
-    targets = [rotation.Target.from_customer(customer) for customer in chosen]
-    results = rotation.status_many(targets, warn_days=warn_days)
+    targets, unusable = _targets(chosen)
+    read = iter(rotation.status_many(list(targets.values()), warn_days=warn_days))
+    results = [unusable[c.name] if c.name in unusable else next(read) for c in chosen]
     if as_json:
         echo_json([result.to_dict() for result in results])
     else:
         for result in results:
             click.echo(result.summary())
     sys.exit(exit_code_for(max((r.worst for r in results if r.worst is not None), default=None)))
+
+
+def _targets(
+    chosen: list[Customer],
+) -> tuple[dict[str, rotation.Target], dict[str, rotation.InstallationStatus]]:
+    """Each customer's target; a customer that cannot be reached as given (e.g. its password
+    variable is not set) becomes a status with that error, so the others are still read."""
+    targets, unusable = {}, {}
+    for customer in chosen:
+        try:
+            targets[customer.name] = rotation.Target.from_customer(customer)
+        except CosDocCertsError as error:
+            unusable[customer.name] = rotation.InstallationStatus(
+                customer.name, None, {}, None, (str(error),)
+            )
+    return targets, unusable
 
 
 def _row(customer: Customer) -> dict[str, str | None]:
