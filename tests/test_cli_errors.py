@@ -608,3 +608,20 @@ def test_inventory_status_reads_the_others_when_one_customer_lacks_its_password(
     by_customer = {row["target"]: row for row in json.loads(result.stdout)}
     assert by_customer["lab"]["errors"] == []
     assert f"{UNSET}" in by_customer["other"]["errors"][0]
+
+
+def test_an_ascii_locale_still_prints_the_tables(info: ConnectionInfo, env: dict[str, str]) -> None:
+    environment = {
+        key: value for key, value in os.environ.items() if not key.startswith(("LC_", "PYTHON"))
+    }
+    environment.update(env, LC_ALL="C", LANG="C")
+    done = subprocess.run(
+        [sys.executable, "-m", "cosdoc_certs", "inspect", *_pfx(info)[1:2], *_pfx(info)[4:]],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        env=environment,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "«" in done.stdout.decode("utf-8")  # the test pair's friendly name

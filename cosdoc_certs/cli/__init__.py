@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from cosdoc_certs import __version__
-from cosdoc_certs.cli._common import EXIT_CODES_HELP, run_with_one_line_errors
+from cosdoc_certs.cli._common import EXIT_CODES_HELP, run_with_one_line_errors, use_utf8_output
 
 # name -> ("module[:attribute]" of the click command (default attribute `command`), the
 # one-line help `cosdoc-certs --help` shows; tests check it matches the command's own help),
@@ -92,6 +92,7 @@ class LazyGroup(click.Group):
         )
         if not standalone_mode:
             return run()
+        use_utf8_output()
         run_with_one_line_errors(run)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import io
 import json
 import logging
 import os
@@ -77,6 +78,18 @@ def reports_errors(command: F) -> F:
             sys.exit(error.exit_code)
 
     return wrapper  # type: ignore[return-value]
+
+
+def use_utf8_output() -> None:
+    """Write UTF-8 on stdout and stderr even under an ASCII locale (LC_ALL=C, cron, CI).
+
+    Names, thumbprint notes and tables hold non-ASCII text; an ASCII stream would fail on
+    the first of them. JSON stays valid UTF-8 for the program that reads it.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
+        if encoding != "utf8" and isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(encoding="utf-8")
 
 
 def run_with_one_line_errors(run: Callable[[], Any]) -> NoReturn:
