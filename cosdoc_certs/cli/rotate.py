@@ -10,7 +10,6 @@ then verifies. Progress goes to stderr, results to stdout (``--json`` for script
 
 from __future__ import annotations
 
-import getpass
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -32,11 +31,11 @@ from cosdoc_certs.cli._common import (
     reports_errors,
     rollback_question,
 )
+from cosdoc_certs.cli._svarut_options import svarut_target_from, svarut_target_options
 from cosdoc_certs.cli._windows_options import connection_options, consumers_from, windows_options
 from cosdoc_certs.cli.inspect import load_bundle_asking_password
 from cosdoc_certs.errors import InputError
 from cosdoc_certs.inventory import load_inventory
-from cosdoc_certs.svarut import SshOptions, SvarutTarget
 from cosdoc_certs.windows.verify import TlsAddress
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -55,7 +54,7 @@ _INVENTORY_OPTIONS = (
         "(default: the customer, else the Windows host).",
     ),
 )
-_SVARUT_OPTIONS = (
+_TLS_OPTIONS = (
     click.option(
         "--tls-endpoint",
         "tls_endpoints",
@@ -64,68 +63,13 @@ _SVARUT_OPTIONS = (
         help="Where to check a binding's TLS if not at the server (repeatable; "
         "`cosdoc-certs lab` prints the lab's).",
     ),
-    click.option("--svarut-host", default=None, help="The SvarUT Linux host (SSH)."),
-    click.option(
-        "--svarut-port",
-        type=click.IntRange(1, 65535),
-        default=22,
-        show_default=True,
-        help="SSH port.",
-    ),
-    click.option("--svarut-user", default=None, help="SSH user (default: your local user name)."),
-    click.option(
-        "--svarut-known-hosts",
-        type=click.Path(dir_okay=False),
-        default=None,
-        help="known_hosts file for the SvarUT host key (default ~/.ssh/known_hosts).",
-    ),
-    click.option(
-        "--svarut-host-key",
-        default=None,
-        metavar="KEY",
-        help="Accept exactly this SSH host public key instead of known_hosts.",
-    ),
-    click.option(
-        "--svarut-identity",
-        "svarut_identities",
-        multiple=True,
-        type=click.Path(exists=True, dir_okay=False),
-        help="Private key file for the SSH login (repeatable).",
-    ),
-    click.option(
-        "--svarut-jump", default=None, metavar="[USER@]HOST[:PORT]", help="SSH jump host."
-    ),
-    click.option(
-        "--svarut-layout",
-        type=click.Choice(["single", "samdrift"]),
-        default=None,
-        help="single: /usr/containers/svarut; samdrift: /usr/containers/nginx (default: detect).",
-    ),
-    click.option(
-        "--svarut-root",
-        default=None,
-        metavar="PATH",
-        help="The SvarUT compose folder, if not standard.",
-    ),
-    click.option(
-        "--svarut-tls-host",
-        default=None,
-        help="Host for SvarUT's TLS check (default: --svarut-host).",
-    ),
-    click.option(
-        "--svarut-tls-port",
-        type=click.IntRange(1, 65535),
-        default=443,
-        show_default=True,
-        help="TLS port of SvarUT's nginx.",
-    ),
-    click.option("--svarut-server-name", default=None, help="SNI name for SvarUT's TLS check."),
 )
 
 
 def _installation_options(command: F) -> F:
-    for option in reversed(_SVARUT_OPTIONS):
+    for option in reversed(_TLS_OPTIONS):
         command = option(command)
+    command = svarut_target_options("svarut-", host_required=False)(command)
     command = windows_options(host_required=False)(command)
     for option in reversed(_INVENTORY_OPTIONS):
         command = option(command)
@@ -171,7 +115,7 @@ def target_from_options(options: dict[str, Any]) -> rotation.Target:
     return rotation.Target(
         given["name"] or server or svarut_host,
         windows=connection_options(given) if server else None,
-        svarut=_svarut_target(given) if svarut_host else None,
+        svarut=svarut_target_from(given, "svarut-") if svarut_host else None,
         consumers=consumers,
         tls_address=_tls_address(given["tls_endpoints"]),
     )
@@ -196,26 +140,6 @@ def _from_inventory(
         )
     entry = load_inventory(inventory).customer(customer)
     return rotation.Target.from_customer(entry)
-
-
-def _svarut_target(given: dict[str, Any]) -> SvarutTarget:
-    ssh = SshOptions(
-        host=given["svarut_host"],
-        port=given["svarut_port"],
-        username=given["svarut_user"] or getpass.getuser(),
-        known_hosts=given["svarut_known_hosts"],
-        pinned_host_key=given["svarut_host_key"],
-        client_keys=tuple(given["svarut_identities"]) or None,
-        jump_host=given["svarut_jump"],
-    )
-    return SvarutTarget(
-        ssh,
-        layout=given["svarut_layout"],
-        root=given["svarut_root"],
-        tls_host=given["svarut_tls_host"],
-        tls_port=given["svarut_tls_port"],
-        server_name=given["svarut_server_name"],
-    )
 
 
 def _tls_address(pairs: tuple[str, ...]) -> TlsAddress | None:

@@ -7,7 +7,6 @@ Progress goes to stderr, results to stdout (``--json`` for scripts).
 
 from __future__ import annotations
 
-import getpass
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -28,12 +27,11 @@ from cosdoc_certs.cli._common import (
     reports_errors,
     rollback_question,
 )
+from cosdoc_certs.cli._svarut_options import svarut_target_from, svarut_target_options
 from cosdoc_certs.cli.inspect import load_bundle_asking_password
 from cosdoc_certs.findings import worst
 from cosdoc_certs.svarut import (
     NewCertificate,
-    SshOptions,
-    SvarutTarget,
     apply,
     plan,
     rollback,
@@ -44,58 +42,6 @@ from cosdoc_certs.svarut.apply import JOURNAL_KIND as SVARUT_JOURNAL_KIND
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_TARGET_OPTIONS = (
-    click.option("--host", required=True, help="The SvarUT Linux host (name or address)."),
-    click.option(
-        "--port", type=click.IntRange(1, 65535), default=22, show_default=True, help="SSH port."
-    ),
-    click.option("--user", default=None, help="SSH user (default: your local user name)."),
-    click.option(
-        "--known-hosts",
-        type=click.Path(dir_okay=False),
-        default=None,
-        help="known_hosts file to check the host key against (default ~/.ssh/known_hosts).",
-    ),
-    click.option(
-        "--host-key",
-        default=None,
-        metavar="KEY",
-        help="Accept exactly this host public key ('ssh-ed25519 AAAA...') instead of known_hosts.",
-    ),
-    click.option(
-        "--identity",
-        "identities",
-        multiple=True,
-        type=click.Path(exists=True, dir_okay=False),
-        help="Private key file for the login (repeatable; default: ssh-agent and ~/.ssh keys).",
-    ),
-    click.option("--jump", default=None, metavar="[USER@]HOST[:PORT]", help="SSH jump host."),
-    click.option(
-        "--layout",
-        type=click.Choice(["single", "samdrift"]),
-        default=None,
-        help="single: /usr/containers/svarut; samdrift: /usr/containers/nginx (default: detect).",
-    ),
-    click.option(
-        "--root", default=None, metavar="PATH", help="The compose folder, if not standard."
-    ),
-    click.option("--tls-host", default=None, help="Host for the TLS check (default: --host)."),
-    click.option(
-        "--tls-port",
-        type=click.IntRange(1, 65535),
-        default=443,
-        show_default=True,
-        help="TLS port of nginx.",
-    ),
-    click.option("--server-name", default=None, help="SNI name for the TLS check."),
-)
-
-
-def _target_options(command: F) -> F:
-    for option in reversed(_TARGET_OPTIONS):
-        command = option(command)
-    return command
-
 
 def _pfx_option(required: bool) -> Callable[[F], F]:
     return click.option(
@@ -105,27 +51,6 @@ def _pfx_option(required: bool) -> Callable[[F], F]:
         required=required,
         type=click.Path(exists=True, dir_okay=False, path_type=Path),
         help="The new SSL certificate: PFX/P12 with its key (repeat to add chain PEM/CER files).",
-    )
-
-
-def _target(options: dict[str, Any]) -> SvarutTarget:
-    """A target from the shared options (removed from ``options``)."""
-    ssh = SshOptions(
-        host=options.pop("host"),
-        port=options.pop("port"),
-        username=options.pop("user") or getpass.getuser(),
-        known_hosts=options.pop("known_hosts"),
-        pinned_host_key=options.pop("host_key"),
-        client_keys=tuple(options.pop("identities")) or None,
-        jump_host=options.pop("jump"),
-    )
-    return SvarutTarget(
-        ssh,
-        layout=options.pop("layout"),
-        root=options.pop("root"),
-        tls_host=options.pop("tls_host"),
-        tls_port=options.pop("tls_port"),
-        server_name=options.pop("server_name"),
     )
 
 
@@ -146,7 +71,7 @@ def command() -> None:
 @command.command(
     "status", short_help="Show prod.env's files, the served certificate, the containers."
 )
-@_target_options
+@svarut_target_options()
 @json_option
 @reports_errors
 def status_command(as_json: bool, **options: Any) -> None:
@@ -156,7 +81,7 @@ def status_command(as_json: bool, **options: Any) -> None:
     Example:
       cosdoc-certs svarut status --host svarut01.kommune.no --user drift
     """
-    facts = status(_target(options))
+    facts = status(svarut_target_from(options))
     if as_json:
         echo_json(facts.to_dict())
     else:
@@ -164,7 +89,7 @@ def status_command(as_json: bool, **options: Any) -> None:
 
 
 @command.command("plan", short_help="Show what apply would change (changes nothing).")
-@_target_options
+@svarut_target_options()
 @_pfx_option(required=True)
 @password_env_option()
 @json_option
@@ -173,7 +98,7 @@ def plan_command(
     pfx_files: tuple[Path, ...], password_env: str | None, as_json: bool, **options: Any
 ) -> None:
     """Show what apply would change on the host (changes nothing)."""
-    splan = plan(_target(options), _new_certificate(pfx_files, password_env))
+    splan = plan(svarut_target_from(options), _new_certificate(pfx_files, password_env))
     if as_json:
         echo_json(splan.to_dict())
     else:
@@ -183,7 +108,7 @@ def plan_command(
 @command.command(
     "apply", short_help="Install the new certificate, restart, verify; roll back on failure."
 )
-@_target_options
+@svarut_target_options()
 @_pfx_option(required=True)
 @password_env_option()
 @click.option("--yes", is_flag=True, help="Do not ask before changing the host.")
@@ -208,7 +133,7 @@ def apply_command(
       cosdoc-certs svarut apply --host svarut01.kommune.no --user drift \\
           --pfx ssl-2026.pfx --password-env PFX_PW
     """
-    target = _target(options)
+    target = svarut_target_from(options)
     splan = plan(target, _new_certificate(pfx_files, password_env))
     if not as_json:
         click.echo(splan.to_text())
@@ -222,7 +147,7 @@ def apply_command(
 
 
 @command.command("verify", short_help="Check the served certificate, the containers and prod.env.")
-@_target_options
+@svarut_target_options()
 @click.option("--thumbprint", default=None, help="The thumbprint that should be served.")
 @_pfx_option(required=False)
 @password_env_option()
@@ -238,7 +163,7 @@ def verify_command(
     """Check the served certificate (by TLS), the containers and prod.env; exit code by findings."""
     if pfx_files and not thumbprint:
         thumbprint = _new_certificate(pfx_files, password_env).thumbprint
-    report = verify(_target(options), thumbprint)
+    report = verify(svarut_target_from(options), thumbprint)
     if as_json:
         echo_json(report.to_dict())
     else:
@@ -247,7 +172,7 @@ def verify_command(
 
 
 @command.command("rollback", short_help="Undo an apply from its journal.")
-@_target_options
+@svarut_target_options()
 @click.option(
     "--journal",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -262,7 +187,7 @@ def rollback_command(
     journal: Path | None, yes: bool, journal_dir: Path | None, as_json: bool, **options: Any
 ) -> None:
     """Undo an apply: point prod.env back, remove the new files, restart, verify the old cert."""
-    target = _target(options)
+    target = svarut_target_from(options)
     run = journal_to_undo(journal, journal_dir, host=target.ssh.host, kind=SVARUT_JOURNAL_KIND)
     confirm_change(rollback_question(run), yes, "cosdoc-certs svarut verify")
     result = rollback(target, run, progress=progress_printer(as_json))
