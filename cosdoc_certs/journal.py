@@ -201,6 +201,12 @@ class Journal:
         """The steps in the order they were registered (copies)."""
         return [dict(step) for step in self._data["steps"]]
 
+    @property
+    def undoable(self) -> bool:
+        """True when the run changed something that has not been rolled back yet."""
+        finished = (Outcome.NOTHING_TO_DO, Outcome.ROLLED_BACK)
+        return self.outcome not in finished and bool(self.steps_to_undo())
+
     def steps_to_undo(self) -> list[dict[str, Any]]:
         """Registered, done or failed steps (not yet undone), latest first."""
         return [
@@ -316,14 +322,25 @@ def find_journals(
 
 
 def latest_journal(
-    directory: Path | None = None, *, host: str | None = None, kind: str | None = None
+    directory: Path | None = None,
+    *,
+    host: str | None = None,
+    kind: str | None = None,
+    undoable: bool = False,
 ) -> Journal:
-    """The newest journal for ``host`` and ``kind``, or an :class:`InputError`."""
-    found = find_journals(directory, host=host, kind=kind)
+    """The newest journal for ``host`` and ``kind``, or an :class:`InputError`.
+
+    With ``undoable``, the newest run that changed something not yet rolled back: runs that
+    had nothing to do, and runs already rolled back, are passed over.
+    """
+    found = [Journal.load(path) for path in find_journals(directory, host=host, kind=kind)]
+    if undoable:
+        found = [journal for journal in found if journal.undoable]
     if not found:
         where = directory or default_journal_dir()
+        what = "run to roll back" if undoable else "journal"
         raise InputError(
-            f"no journal{' for ' + host if host else ''} in {where}",
+            f"no {what}{' for ' + host if host else ''} in {where}",
             "pass --journal PATH, or set COSDOC_CERTS_JOURNAL_DIR to the folder apply used",
         )
-    return Journal.load(found[-1])
+    return found[-1]

@@ -356,7 +356,7 @@ async def _apply_phases(
     if rplan.svarut is not None:
         svarut_result = await _svarut_phase(rplan, journal, journal_dir, say, windows_result, stop)
     message = _applied_message(windows_result, svarut_result)
-    outcome = Outcome.APPLIED if windows_result or svarut_result else Outcome.NOTHING_TO_DO
+    outcome = Outcome.APPLIED if _changed(windows_result, svarut_result) else Outcome.NOTHING_TO_DO
     journal.finish(outcome, message)
     return RotationResult(
         target.name,
@@ -367,6 +367,16 @@ async def _apply_phases(
         message,
         time.perf_counter() - started,
     )
+
+
+def _changed(
+    windows_result: WindowsApplyResult | None, svarut_result: svarut.RunResult | None
+) -> bool:
+    """True when a host was changed (a SvarUT host already serving the certificate was not)."""
+    svarut_changed = (
+        svarut_result is not None and svarut_result.outcome is not Outcome.NOTHING_TO_DO
+    )
+    return windows_result is not None or svarut_changed
 
 
 def _journal_context(rplan: RotationPlan) -> dict[str, Any]:
@@ -622,7 +632,7 @@ async def rollback_async(
     """Undo a finished run on every host it changed, SvarUT first (default: the latest run)."""
     say = progress or _quiet
     started = time.perf_counter()
-    run = _journal_for(target, journal, journal_dir)
+    run = _journal_for(target, journal, journal_dir, undoable=True)
     results: dict[str, Any] = {}
     try:
         for step in run.steps_to_undo():  # latest first: SvarUT, then Windows
@@ -670,14 +680,18 @@ def _rollback_windows(target: Target, child: Journal, say: Progress) -> WindowsA
 
 
 def _journal_for(
-    target: Target, journal: Journal | Path | str | None, journal_dir: Path | None
+    target: Target,
+    journal: Journal | Path | str | None,
+    journal_dir: Path | None,
+    *,
+    undoable: bool = False,
 ) -> Journal:
     if isinstance(journal, Journal):
         run = journal
     elif journal is not None:
         run = Journal.load(journal)
     else:
-        run = latest_journal(journal_dir, host=target.name, kind=JOURNAL_KIND)
+        run = latest_journal(journal_dir, host=target.name, kind=JOURNAL_KIND, undoable=undoable)
     if run.kind != JOURNAL_KIND:
         raise InputError(
             f"{run.path} is a {run.kind} journal, not a rotation run",

@@ -201,3 +201,19 @@ def test_plans_and_reports_render_for_notebooks(
     assert report._repr_html_().startswith("<pre>testkommune: verified")
     assert json.dumps(report.to_dict())
     assert json.dumps(rplan.to_dict())
+
+
+def test_rollback_without_journal_skips_runs_that_changed_nothing(
+    lab: Lab, target: rotation.Target, bundle: CertificateBundle, tmp_path: Path
+) -> None:
+    before = rotation.installation_status(target)
+    rotated = rotation.apply(rotation.plan(target, bundle), journal_dir=tmp_path)
+    again = rotation.apply(rotation.plan(target, bundle), journal_dir=tmp_path)
+    assert again.outcome is Outcome.NOTHING_TO_DO, str(again)
+
+    undone = rotation.rollback(target, journal_dir=tmp_path)
+    assert undone.journal_path == rotated.journal_path
+    assert undone.message == "rolled back"
+    assert before.differences(rotation.installation_status(target)) == []
+    with pytest.raises(InputError, match="no run to roll back"):
+        rotation.rollback(target, journal_dir=tmp_path)  # the rotation is undone already

@@ -197,14 +197,14 @@ def confirm_change(question: str, yes: bool, review: str) -> None:
 def journal_to_undo(
     journal: Path | None, journal_dir: Path | None, *, host: str, kind: str
 ) -> Journal:
-    """The run a rollback would undo (``journal``, else the latest ``kind`` run on ``host``).
+    """The run a rollback would undo (``journal``, else the latest undoable run on ``host``).
 
     Read before asking, so a missing or unreadable journal is reported first and the question
     names the run.
     """
     if journal is not None:
         return Journal.load(journal)
-    return latest_journal(journal_dir, host=host, kind=kind)
+    return latest_journal(journal_dir, host=host, kind=kind, undoable=True)
 
 
 def rollback_question(run: Journal) -> str:

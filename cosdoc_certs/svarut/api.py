@@ -169,7 +169,7 @@ def _journal_for(
     elif journal is not None:
         run = Journal.load(journal)
     else:
-        run = latest_journal(journal_dir, host=target.ssh.host, kind=JOURNAL_KIND)
+        run = latest_journal(journal_dir, host=target.ssh.host, kind=JOURNAL_KIND, undoable=True)
     if run.kind != JOURNAL_KIND:
         raise InputError(f"{run.path} is a {run.kind} journal", "give a SvarUT journal")
     if run.host != target.ssh.host:
