@@ -393,7 +393,7 @@ CASES = [
         "rollback when no run was journaled",
         lambda i, _: ["rollback", *_installation(i), "--yes"],
         4,
-        "no journal for",
+        "no run to roll back for",
     ),
     Case(
         "rollback with a corrupt journal",
@@ -432,10 +432,12 @@ def _foreign_journal(folder: Path, kind: str = "rotation") -> str:
 
 
 def _finished_run(folder: Path, host: str, kind: str = "rotation") -> Path:
-    """The journal of a finished run on ``host`` that changed nothing, in ``folder``."""
+    """The journal of a finished run on ``host`` with one done step and no host journal."""
     journal = Journal.start(
         kind=kind, host=host, old_thumbprint=None, new_thumbprint=None, directory=folder
     )
+    with journal.step("windows"):
+        pass
     journal.finish(Outcome.APPLIED)
     return journal.path
 
