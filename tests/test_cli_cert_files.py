@@ -133,4 +133,6 @@ def test_make_test_certs_never_replaces_files(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["make-test-certs", "--out", str(tmp_path)])
     assert result.exit_code == 4
     assert "already has signing.p12" in result.stderr
+    assert "--force" in result.stderr
+    assert "overwrite=True" not in result.stderr
     assert (tmp_path / "signing.p12").read_bytes() == b"the customer's real certificate"

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from asn1crypto import pkcs12 as asn1_pkcs12
@@ -176,3 +177,11 @@ def _key_bag_algorithms(blob: bytes) -> list[str]:
             if bag["bag_id"].native == "pkcs8_shrouded_key_bag":
                 algorithms.append(bag["bag_value"]["encryption_algorithm"]["algorithm"].native)
     return algorithms
+
+
+def test_write_test_files_names_the_overwrite_argument(tmp_path: Path) -> None:
+    (tmp_path / "signing.p12").write_bytes(b"the customer's real certificate")
+    with pytest.raises(lab.TestFilesExistError, match="pass overwrite=True") as caught:
+        lab.write_test_files(tmp_path, b"pw")
+    assert caught.value.existing == ("signing.p12",)
+    assert (tmp_path / "signing.p12").read_bytes() == b"the customer's real certificate"

@@ -14,10 +14,12 @@ from pathlib import Path
 import click
 
 from cosdoc_certs.cli._common import password_env_option, read_password, reports_errors
+from cosdoc_certs.errors import InputError
 from cosdoc_certs.lab.certs import (
     DEFAULT_HOSTNAMES,
     DEFAULT_ORGANISATION,
     DEFAULT_ORGANISATION_NUMBER,
+    TestFilesExistError,
     write_test_files,
 )
 
@@ -105,15 +107,20 @@ def command(
     generated = password is None
     if password is None:
         password = secrets.token_urlsafe(_GENERATED_PASSWORD_BYTES)
-    files = write_test_files(
-        folder,
-        password.encode("utf-8"),
-        organisation=organisation,
-        organisation_number=organisation_number,
-        hostnames=hostnames,
-        legacy=legacy,
-        overwrite=force,
-    )
+    try:
+        files = write_test_files(
+            folder,
+            password.encode("utf-8"),
+            organisation=organisation,
+            organisation_number=organisation_number,
+            hostnames=hostnames,
+            legacy=legacy,
+            overwrite=force,
+        )
+    except TestFilesExistError as error:
+        raise InputError(
+            error.problem, "choose an empty folder for test certificates, or pass --force"
+        ) from None
     for path in files.paths():
         click.echo(str(path))
     if generated:

@@ -88,6 +88,18 @@ class OpenSSLUnavailableError(CosDocCertsError):
     """The ``openssl`` program needed for an RC2-40 PFX is not installed."""
 
 
+class TestFilesExistError(InputError):
+    """The folder already has test files of these names (``existing``); none was replaced."""
+
+    def __init__(self, folder: Path, existing: Sequence[str]) -> None:
+        self.folder = folder
+        self.existing = tuple(existing)
+        super().__init__(
+            f"{folder} already has {', '.join(self.existing)}",
+            "choose an empty folder for test certificates (or pass overwrite=True)",
+        )
+
+
 @dataclass(frozen=True)
 class Issued:
     """A certificate, its private key and the certificates that issued it (leaf excluded)."""
@@ -431,10 +443,7 @@ def write_test_files(
     targets = {field_name: folder / name for field_name, name in TEST_FILE_NAMES.items()}
     existing = [path.name for path in targets.values() if path.exists()]
     if existing and not overwrite:
-        raise InputError(
-            f"{folder} already has {', '.join(existing)}",
-            "choose an empty folder for test certificates (or allow overwriting)",
-        )
+        raise TestFilesExistError(folder, existing)
     ca = ca or make_test_ca()
     pair = make_enterprise_pair(ca, organisation, organisation_number)
     ssl = make_ssl_certificate(ca, hostnames)
