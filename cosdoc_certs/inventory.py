@@ -16,7 +16,7 @@ import getpass
 import os
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -138,12 +138,17 @@ class SvarutEntry:
 
 @dataclass(frozen=True)
 class Customer:
-    """One customer's installation: Windows server, SvarUT host, deviations file."""
+    """One customer's installation: Windows server, SvarUT host, deviations file.
+
+    ``tls_endpoints`` maps an HTTPS binding (``"*:443"``, ``"10.0.0.5:443"``) to the
+    ``"host:port"`` its TLS check connects to, where NAT or port mapping puts it elsewhere.
+    """
 
     name: str
     windows: WindowsEntry | None = None
     svarut: SvarutEntry | None = None
     consumers_file: Path | None = None
+    tls_endpoints: Mapping[str, str] = field(default_factory=dict)
 
     def consumers(self) -> tuple[Consumer, ...]:
         """The CosDoc catalog with this customer's deviations applied."""
@@ -221,7 +226,8 @@ class _Where:
 
 def _customer(name: str, table: Any, where: _Where) -> Customer:
     _require_table(table, where)
-    _only_keys(table, {"windows", "svarut", "consumers"}, where.text, "see the example inventory")
+    known = {"windows", "svarut", "consumers", "tls_endpoints"}
+    _only_keys(table, known, where.text, "see the example inventory")
     windows = _windows(table["windows"], where.inside("windows")) if "windows" in table else None
     svarut = _svarut(table["svarut"], where.inside("svarut")) if "svarut" in table else None
     if windows is None and svarut is None:
@@ -230,10 +236,36 @@ def _customer(name: str, table: Any, where: _Where) -> Customer:
             f"add [customers.{name}.windows] with host = ...",
         )
     consumers = _path(table["consumers"], where, "consumers") if "consumers" in table else None
-    customer = Customer(name, windows, svarut, Path(consumers) if consumers else None)
+    endpoints = _endpoints(table.get("tls_endpoints", {}), where)
+    customer = Customer(name, windows, svarut, Path(consumers) if consumers else None, endpoints)
     if customer.consumers_file is not None:
         customer.consumers()  # a bad deviations file fails now, naming that file
     return customer
+
+
+def _endpoints(table: Any, where: _Where) -> dict[str, str]:
+    """``tls_endpoints``: each ``"IP:PORT"`` binding (``*`` for all) → ``"HOST:PORT"``."""
+    example = 'tls_endpoints = { "*:443" = "gateway.example.no:8443" }'
+    if not isinstance(table, dict):
+        raise InventoryError(f"{where.text}: tls_endpoints must be a table", example)
+    for binding, address in table.items():
+        if not _is_address(binding):
+            raise InventoryError(
+                f"{where.text}: tls_endpoints key {binding!r} is not IP:PORT",
+                f'name an HTTPS binding as "*:443" or "10.0.0.5:443"; {example}',
+            )
+        if not isinstance(address, str) or not _is_address(address):
+            raise InventoryError(
+                f"{where.text}: tls_endpoints[{binding!r}] = {address!r} is not HOST:PORT",
+                f"write where that binding's TLS handshake connects; {example}",
+            )
+    return dict(table)
+
+
+def _is_address(text: str) -> bool:
+    """True for ``host:port`` with a non-empty host and a port number."""
+    host, _, port = text.rpartition(":")
+    return bool(host.strip()) and port.isdigit() and 1 <= int(port) <= 65535
 
 
 def _windows(table: Any, where: _Where) -> WindowsEntry:

@@ -133,12 +133,16 @@ class Target:
 
     @classmethod
     def from_customer(cls, customer: Customer, *, password: str | None = None) -> Target:
-        """The target of an inventory customer (the WinRM password from its env var)."""
+        """The target of an inventory customer (the WinRM password from its env var).
+
+        The customer's ``tls_endpoints`` say where each HTTPS binding's TLS check connects.
+        """
         return cls(
             customer.name,
             windows=customer.windows.options(password) if customer.windows else None,
             svarut=customer.svarut.target() if customer.svarut else None,
             consumers=customer.consumers(),
+            tls_address=endpoint_map(customer.tls_endpoints) if customer.tls_endpoints else None,
         )
 
     @property

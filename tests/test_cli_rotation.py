@@ -16,6 +16,7 @@ from click.testing import CliRunner, Result
 
 from cosdoc_certs import rotation
 from cosdoc_certs.cli import COMMANDS, main
+from cosdoc_certs.inventory import load_inventory
 from cosdoc_certs.lab.runner import Lab
 
 pytestmark = pytest.mark.timeout(120)
@@ -178,6 +179,27 @@ def test_inventory_status_reads_every_customer(lab: Lab, runner: CliRunner, tmp_
         "lab",
         "svarut-only",
     ]
+
+
+def test_an_inventory_customer_says_where_its_tls_endpoints_are(
+    lab: Lab, runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    info = lab.connection_info()
+    path = _lab_inventory(lab, tmp_path)
+    pairs = "".join(f'"{binding}" = "{real}"\n' for binding, real in info.tls_endpoints.items())
+    path.write_text(f"{path.read_text()}\n[customers.lab.tls_endpoints]\n{pairs}")
+    monkeypatch.setenv(WINRM_PASSWORD_ENV, info.password)
+    customer = load_inventory(path).customer("lab")
+    served = rotation.installation_status(rotation.Target.from_customer(customer)).served
+    assert served == rotation.installation_status(rotation.lab_target(info)).served
+    assert served
+    assert all(len(thumbprint) == 40 for thumbprint in served.values()), served
+    mixed = _run(
+        runner, "plan", "--inventory", str(path), "--customer", "lab", *_pfx(lab),
+        "--tls-endpoint", "*:443=127.0.0.1:1",
+    )  # fmt: skip
+    assert mixed.exit_code == 4
+    assert "tls_endpoints" in mixed.stderr
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ import pytest
 
 from cosdoc_certs import rotation
 from cosdoc_certs.inventory import InventoryError, load_inventory, parse_inventory
+from cosdoc_certs.windows.gather import BindingFact
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "docs" / "inventory.example.toml"
 
@@ -23,6 +24,7 @@ def test_the_example_loads_with_paths_relative_to_it() -> None:
     fjord = inventory.customer("fjordkommune")
     assert fjord.consumers_file == EXAMPLE.parent / "deviations.example.toml"
     assert "KPR" not in {c.name for c in fjord.consumers()}
+    assert fjord.tls_endpoints == {"*:443": "cosdoc.fjordkommune.no:8443"}
 
 
 @pytest.mark.parametrize(
@@ -47,6 +49,23 @@ def test_the_example_loads_with_paths_relative_to_it() -> None:
         ('[customers.a.svarut]\nhost = "h"\nlayout = "triple"', "layout must be one of"),
         ('[customers.a.svarut]\nhost = "h"\nidentities = "k"', "identities must be a list"),
         ("[customers.a.windows\nhost = 1", "is not valid TOML"),
+        (GOOD_WINDOWS + '[customers.a]\ntls_endpoints = "*:443"', "tls_endpoints must be a table"),
+        (
+            GOOD_WINDOWS + '[customers.a.tls_endpoints]\n"443" = "gw:8443"',
+            "tls_endpoints key '443' is not IP:PORT",
+        ),
+        (
+            GOOD_WINDOWS + '[customers.a.tls_endpoints]\n"*:443" = "gw"',
+            "tls_endpoints['*:443'] = 'gw' is not HOST:PORT",
+        ),
+        (
+            GOOD_WINDOWS + '[customers.a.tls_endpoints]\n"*:443" = "gw:99999"',
+            "is not HOST:PORT",
+        ),
+        (
+            GOOD_WINDOWS + '[customers.a.tls_endpoints]\n"*:https" = "gw:443"',
+            "tls_endpoints key '*:https' is not IP:PORT",
+        ),
     ],
 )
 def test_mistakes_are_named_with_where_they_are(text: str, problem: str) -> None:
@@ -74,3 +93,23 @@ def test_the_password_comes_from_the_named_environment_variable(
     assert target.windows is not None
     assert target.windows.password == "s3cret"
     assert "s3cret" not in repr(target)
+
+
+def test_tls_endpoints_say_where_each_binding_is_reached(monkeypatch: pytest.MonkeyPatch) -> None:
+    text = GOOD_WINDOWS + (
+        '[customers.a.tls_endpoints]\n"*:443" = "gw.example:8443"\n'
+        '"10.0.0.5:444" = "127.0.0.1:9444"\n'
+    )
+    customer = parse_inventory(text, Path("inv.toml")).customer("a")
+    assert customer.tls_endpoints == {"*:443": "gw.example:8443", "10.0.0.5:444": "127.0.0.1:9444"}
+    monkeypatch.setenv("A_PW", "s3cret")
+    target = rotation.Target.from_customer(customer)
+    assert target.tls_address is not None
+    assert target.tls_address(_binding("*:443:")) == ("gw.example", 8443)
+    assert target.tls_address(_binding("10.0.0.5:444:cosdoc.example")) == ("127.0.0.1", 9444)
+    plain = rotation.Target.from_customer(parse_inventory(GOOD_WINDOWS, Path("i")).customer("a"))
+    assert plain.tls_address is None  # the Windows server's name and the binding's port
+
+
+def _binding(information: str) -> BindingFact:
+    return BindingFact("Default Web Site", information, 0, "", "My")

@@ -121,6 +121,11 @@ def target_from_options(options: dict[str, Any]) -> rotation.Target:
     )
 
 
+_TLS_ENDPOINTS_HINT = (
+    'write tls_endpoints = { "IP:PORT" = "HOST:PORT" } in the customer\'s inventory entry instead'
+)
+
+
 def _from_inventory(
     inventory: str | None, customer: str | None, given: dict[str, Any]
 ) -> rotation.Target:
@@ -136,7 +141,9 @@ def _from_inventory(
     if stray:
         raise InputError(
             f"{stray[0]} cannot be combined with --inventory",
-            "change the customer's entry in the inventory instead",
+            _TLS_ENDPOINTS_HINT
+            if stray[0] == "--tls-endpoint"
+            else "change the customer's entry in the inventory instead",
         )
     entry = load_inventory(inventory).customer(customer)
     return rotation.Target.from_customer(entry)
