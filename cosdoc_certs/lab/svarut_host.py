@@ -7,7 +7,9 @@ commands the SvarUT code sends — ``sudo -n``, ``cat``, ``ls``, ``stat``, ``ins
 ``rm`` and ``docker compose`` — against that sandbox. Its ``docker compose up -d`` reads
 prod.env like compose does and serves *real* TLS on 127.0.0.1 with the files prod.env names
 (a Python ``ssl`` server standing in for the nginx container); a key that does not match its
-certificate makes the container exit, as nginx does.
+certificate makes the container exit, as nginx does. Anything else (lists, pipes, unknown
+commands, a folder as the target of ``install``) is answered as a shell would: an error
+status and a line on stderr, and the connection stays up.
 
 Faults for tests: sudo that wants a password, and a container that exits after ``up -d``.
 It runs everything as the current user, so it is not a substitute for the real sshd tests.
@@ -220,9 +222,10 @@ class LabSvarutHost:
 
     # -- the SSH side ------------------------------------------------------------------------
     async def _process(self, process: asyncssh.SSHServerProcess[bytes]) -> None:
-        argv = tuple(shlex.split(process.command or ""))
-        self.commands.append(argv)
+        """Answer one command: its output and exit 0, or a shell-like error and status."""
         try:
+            argv = _simple_command(process.command or "")
+            self.commands.append(argv)
             output = await self._execute(argv)
         except _CommandError as error:
             process.stderr.write(f"{error}\n".encode())
@@ -245,8 +248,13 @@ class LabSvarutHost:
             raise _CommandError("empty command", 2)
         handler = getattr(self, f"_cmd_{argv[0]}", None)
         if handler is None:
-            raise _CommandError(f"{argv[0]}: command not found", 127)
-        return await handler(list(argv[1:]), cwd)  # type: ignore[no-any-return]
+            raise _CommandError(f"sh: {argv[0]}: not found", 127)
+        try:
+            return await handler(list(argv[1:]), cwd)  # type: ignore[no-any-return]
+        except (ValueError, IndexError):  # operands the stand-in does not take
+            raise _CommandError(f"{argv[0]}: unsupported operands in the lab", 2) from None
+        except OSError as error:  # the sandbox path is not shown: it is no host path
+            raise _CommandError(f"{argv[0]}: {error.strerror}") from None
 
     def _local(self, path: str, cwd: str) -> Path:
         """Map a host path (absolute or relative to ``cwd``) into the sandbox, never outside."""
@@ -291,9 +299,12 @@ class LabSvarutHost:
 
     async def _cmd_install(self, args: list[str], cwd: str) -> bytes:
         mode = int(args[args.index("-m") + 1], 8)
-        source, target = (self._local(p, cwd) for p in self._operands(args))
+        source_path, target_path = self._operands(args)
+        source, target = self._local(source_path, cwd), self._local(target_path, cwd)
         if not source.is_file():
-            raise self._missing(str(source), "install")
+            raise self._missing(source_path, "install")
+        if target.is_dir():  # the stand-in installs files only, never into a folder
+            raise _CommandError(f"install: {target_path}: Is a directory")
         target.unlink(missing_ok=True)
         target.touch(mode=0o600)
         target.chmod(mode)
@@ -380,6 +391,44 @@ class LabSvarutHost:
             logger.info("lab nginx refuses %s/%s: %s", cert, key, error)
             return None
         return context
+
+
+_SHELL_OPERATORS = frozenset(";&|<>()`")
+
+
+def _simple_command(command: str) -> tuple[str, ...]:
+    """The words of ``command``, or a shell-like error for what the lab does not run.
+
+    The lab runs one simple command per call, as the SvarUT code sends them (quoted words):
+    lists, pipes, redirections and subshells are answered with exit status 2.
+    """
+    try:
+        words = tuple(shlex.split(command))
+    except ValueError:
+        raise _CommandError("sh: Syntax error: Unterminated quoted string", 2) from None
+    operator = _unquoted_operator(command)
+    if operator:
+        raise _CommandError(f"sh: {operator!r} is not supported by the lab SvarUT host", 2)
+    return words
+
+
+def _unquoted_operator(command: str) -> str:
+    """The first shell operator outside quotes (``;``, ``&&``, ``|``...), or ``""``."""
+    quote = ""
+    escaped = False
+    for index, char in enumerate(command):
+        if escaped:
+            escaped = False
+        elif char == "\\" and quote != "'":
+            escaped = True
+        elif quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in _SHELL_OPERATORS:
+            doubled = command[index : index + 2] == char * 2 and char in ";&|<>"
+            return char * 2 if doubled else char
+    return ""
 
 
 async def _close_after_handshake(

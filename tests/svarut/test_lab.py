@@ -7,6 +7,7 @@ ownership and real sudo).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import json
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
+import asyncssh
 import pytest
 from click.testing import CliRunner
 from cryptography import x509
@@ -479,3 +481,40 @@ def test_unreachable_host_fails_before_any_journal(
     with pytest.raises(RemoteError, match=r"^cannot connect to svarut@127\.0\.0\.1:\d+"):
         svarut.apply(lab.target(), splan, journal_dir=journal_dir)
     assert not journal_dir.exists()
+
+
+@pytest.mark.parametrize(
+    ("command", "status", "message"),
+    [
+        (
+            "sudo -n -- install -m 600 -- /usr/containers/svarut/prod.env /usr/containers/svarut",
+            1,
+            "install: /usr/containers/svarut: Is a directory",
+        ),
+        ("cat /usr/containers/svarut/prod.env; ls /", 2, "sh: ';' is not supported"),
+        ("ls / && ls /usr", 2, "sh: '&&' is not supported"),
+        ("ls / | cat", 2, "sh: '|' is not supported"),
+        ("cat '/usr/containers", 2, "sh: Syntax error: Unterminated quoted string"),
+        ("cat /usr/containers/svarut/prod.env /etc/hosts", 2, "cat: unsupported operands"),
+        ("frobnicate --now", 127, "sh: frobnicate: not found"),
+    ],
+)
+def test_unsupported_commands_get_an_error_and_the_connection_stays(
+    lab: LabSvarutHost, command: str, status: int, message: str
+) -> None:
+    async def run_both() -> tuple[asyncssh.SSHCompletedProcess, asyncssh.SSHCompletedProcess]:
+        async with asyncssh.connect(
+            "127.0.0.1",
+            lab.ssh_port,
+            username=lab.ssh_options().username,
+            client_keys=[str(lab.client_key_path)],
+            known_hosts=asyncssh.import_known_hosts(f"[127.0.0.1]:{lab.ssh_port} {lab.host_key}"),
+        ) as connection:
+            refused = await connection.run(command, check=False, timeout=10)
+            after = await connection.run("ls /", check=False, timeout=10)
+            return refused, after
+
+    refused, after = asyncio.run(run_both())
+    assert refused.exit_status == status
+    assert message in str(refused.stderr)
+    assert after.exit_status == 0  # the same connection still answers
