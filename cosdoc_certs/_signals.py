@@ -38,7 +38,14 @@ _CURRENT: ContextVar[StopRequest | None] = ContextVar("cosdoc_certs_stop_request
 
 
 class SignalReceived(KeyboardInterrupt):
-    """SIGTERM or SIGHUP (or SIGINT in a guarded run) arrived: roll back like Ctrl+C, then stop."""
+    """SIGTERM or SIGHUP (or SIGINT in a guarded run) arrived: roll back like Ctrl+C, then stop.
+
+    ``signal_name`` is the signal's name (``SIGTERM``...), for the stop message.
+    """
+
+    def __init__(self, signal_name: str) -> None:
+        super().__init__(f"signal {signal_name}")
+        self.signal_name = signal_name
 
 
 def _stop_signals() -> list[signal.Signals]:
@@ -74,7 +81,7 @@ class StopRequest:
     def raise_if_requested(self) -> None:
         """Raise :class:`SignalReceived` if a stop was requested."""
         if self.requested:
-            raise SignalReceived(f"signal {self._signal}")
+            raise SignalReceived(self._signal)
 
     async def guard(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Await ``coroutine`` in this task, which a stop request cancels; then SignalReceived.

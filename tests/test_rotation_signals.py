@@ -97,6 +97,8 @@ def test_sigterm_to_cosdoc_certs_apply_during_the_windows_call_restores_both_hos
             process.wait()
     stderr = "".join(read) + rest
     assert process.returncode == 130, stderr  # stopped by a signal, after restoring
+    assert "error: stopped by SIGTERM — " in stderr
+    assert "Ctrl+C" not in stderr
     assert "rolling back" in stderr
     assert "Traceback" not in stderr
     assert before.differences(_state(lab)) == []

@@ -20,6 +20,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 from rich.console import Console
 
+from cosdoc_certs._signals import SignalReceived
 from cosdoc_certs.errors import CosDocCertsError, InputError
 from cosdoc_certs.findings import Severity
 from cosdoc_certs.journal import Journal, latest_journal
@@ -121,12 +122,19 @@ def run_with_one_line_errors(run: Callable[[], Any]) -> NoReturn:
 def _stopped_message(error: click.Abort) -> str:
     if isinstance(error.__cause__, KeyboardInterrupt):
         return (
-            "stopped by Ctrl+C — apply and rollback restore what they had changed before they "
-            "stop (see the lines above); check with `cosdoc-certs status`"
+            f"stopped by {_signal_text(error.__cause__)} — apply and rollback restore what "
+            "they had changed before they stop (see the lines above); check with "
+            "`cosdoc-certs status`"
         )
     if isinstance(error.__context__, (KeyboardInterrupt, EOFError)) and sys.stderr.isatty():
         click.echo(err=True)  # the question's line was left open
     return "stopped at the question — nothing was changed"
+
+
+def _signal_text(interrupt: KeyboardInterrupt) -> str:
+    """The signal that stopped the run: ``SIGTERM``, ``SIGHUP``, or Ctrl+C for SIGINT."""
+    name = interrupt.signal_name if isinstance(interrupt, SignalReceived) else "SIGINT"
+    return "Ctrl+C (SIGINT)" if name == "SIGINT" else name
 
 
 def _fail(message: str, exit_code: int) -> NoReturn:

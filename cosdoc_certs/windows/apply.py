@@ -570,7 +570,7 @@ def _interrupted_by_signals() -> Iterator[None]:
         return
 
     def interrupt(number: int, frame: FrameType | None) -> None:
-        raise SignalReceived(f"signal {signal.Signals(number).name}")
+        raise SignalReceived(signal.Signals(number).name)
 
     numbers = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
     previous = {number: signal.signal(number, interrupt) for number in numbers}
