@@ -11,8 +11,6 @@ import datetime
 import hashlib
 import json
 import os
-import pty
-import select
 import signal
 import socket
 import subprocess
@@ -28,6 +26,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from terminal import Terminal
 
 from cosdoc_certs.cli import main
 from cosdoc_certs.journal import Journal, Outcome
@@ -539,33 +538,12 @@ def _on_a_terminal(
     arguments: list[str], env: dict[str, str], question: bytes, keys: bytes
 ) -> tuple[str, int]:
     """Run the command on a pseudo-terminal, answer ``question`` with ``keys``."""
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: cosdoc-certs with the pty as its controlling terminal
-        command = [sys.executable, "-m", "cosdoc_certs", *arguments]
-        os.execve(sys.executable, command, {**os.environ, **env, "COLUMNS": "200"})  # noqa: S606
-    transcript = _read_until(fd, question)
+    terminal = Terminal(arguments, env)
+    terminal.read_until(question)
     time.sleep(0.5)  # as a person would: a key sent before the read starts waits for the next
-    os.write(fd, keys)
-    transcript += _read_until(fd, None)
-    _, status = os.waitpid(pid, 0)
-    os.close(fd)
-    return transcript.decode(errors="replace"), os.waitstatus_to_exitcode(status)
-
-
-def _read_until(fd: int, marker: bytes | None, timeout: float = 60.0) -> bytes:
-    data = b""
-    while marker is None or marker not in data:
-        ready, _, _ = select.select([fd], [], [], timeout)
-        if not ready:
-            raise AssertionError(f"timed out; got {data!r}")
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:  # the child closed the terminal
-            break
-        if not chunk:
-            break
-        data += chunk
-    return data
+    terminal.type(keys)
+    exit_code = terminal.finish()
+    return terminal.transcript.decode(errors="replace"), exit_code
 
 
 def test_the_command_the_lab_prints_runs_verbatim(tmp_path: Path) -> None:

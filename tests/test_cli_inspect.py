@@ -5,9 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import pty
 import re
-import select
 import shutil
 import subprocess
 import sys
@@ -16,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from terminal import Terminal
 
 from cosdoc_certs.cli import main
 from cosdoc_certs.lab import certs as lab
@@ -215,38 +214,16 @@ def test_wrong_password_in_a_real_process(pair_pfx: Path) -> None:
 
 def test_hidden_prompt_on_a_terminal(pair_pfx: Path) -> None:
     """The password is asked on the terminal, not echoed, asked again when wrong."""
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: cosdoc-certs with the pty as its controlling terminal
-        command = [sys.executable, "-m", "cosdoc_certs", "inspect", str(pair_pfx)]
-        environment = {**os.environ, "COLUMNS": "200"}
-        os.execve(sys.executable, command, environment)  # noqa: S606 -- no shell involved
-    transcript = _read_until(fd, b"PFX password")
-    os.write(fd, b"Feil-Passord\n")
-    transcript += _read_until(fd, b"try again")
-    transcript += _read_until(fd, b"PFX password")
-    os.write(fd, PASSWORD.encode() + b"\n")
-    transcript += _read_until(fd, None)
-    _, status = os.waitpid(pid, 0)
-    os.close(fd)
-    text = re.sub(r"\x1b\[[0-9;]*m", "", transcript.decode(errors="replace"))
-    assert os.waitstatus_to_exitcode(status) == 0, text
+    terminal = Terminal(["inspect", str(pair_pfx)])
+    terminal.read_until(b"PFX password")
+    terminal.type(b"Feil-Passord\n")
+    terminal.read_until(b"try again")
+    terminal.read_until(b"PFX password")
+    terminal.type(PASSWORD.encode() + b"\n")
+    exit_code = terminal.finish()
+    text = re.sub(r"\x1b\[[0-9;]*m", "", terminal.transcript.decode(errors="replace"))
+    assert exit_code == 0, text
     assert "signing (Non-Repudiation)" in text
     assert "wrong password for" in text
     assert PASSWORD not in text
     assert "Feil-Passord" not in text
-
-
-def _read_until(fd: int, marker: bytes | None, timeout: float = 30.0) -> bytes:
-    data = b""
-    while marker is None or marker not in data:
-        ready, _, _ = select.select([fd], [], [], timeout)
-        if not ready:
-            raise AssertionError(f"timed out; got {data!r}")
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:  # the child closed the terminal
-            break
-        if not chunk:
-            break
-        data += chunk
-    return data
