@@ -44,7 +44,7 @@ from cosdoc_certs.consumers import (
     ThumbprintKey,
 )
 from cosdoc_certs.errors import ConfigFileError, ThumbprintError
-from cosdoc_certs.findings import Finding, Severity, worst
+from cosdoc_certs.findings import DEFAULT_WARN_DAYS, Finding, Severity, worst
 from cosdoc_certs.thumbprints import normalize_thumbprint
 from cosdoc_certs.windows.gather import (
     ApplicationFact,
@@ -58,7 +58,6 @@ from cosdoc_certs.windows.gather import (
 
 log = logging.getLogger(__name__)
 
-DEFAULT_WARN_DAYS = 30
 _WILDCARD_IPS = frozenset({"*", "", "0.0.0.0", "::", "[::]"})  # noqa: S104 -- binding notation
 _ACCOUNT_ALIASES = {
     "localsystem": "nt authority\\system",

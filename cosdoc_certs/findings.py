@@ -11,6 +11,9 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+DEFAULT_WARN_DAYS = 30
+"""How many days before expiry a certificate is reported as expiring, unless told otherwise."""
+
 
 class Severity(enum.IntEnum):
     """How bad a finding is; ordered so ``max()`` gives the worst."""

@@ -43,8 +43,8 @@ from cosdoc_certs._signals import StopRequest, stop_on_signals
 from cosdoc_certs.certs import CertificateBundle
 from cosdoc_certs.consumers import COSDOC_CATALOG, Consumer, SvarutConsumer
 from cosdoc_certs.errors import ApplyError, CosDocCertsError, InputError
-from cosdoc_certs.facts import DEFAULT_WARN_DAYS, WindowsFacts
-from cosdoc_certs.findings import Severity, worst
+from cosdoc_certs.facts import WindowsFacts
+from cosdoc_certs.findings import DEFAULT_WARN_DAYS, Severity, worst
 from cosdoc_certs.inventory import Customer
 from cosdoc_certs.journal import Journal, Outcome, StepStatus, find_journals, latest_journal
 from cosdoc_certs.plan import Change, Plan

@@ -22,13 +22,12 @@ from rich.table import Table
 
 from cosdoc_certs.consumers import COSDOC_CATALOG, Consumer, config_files, service_patterns
 from cosdoc_certs.facts import (
-    DEFAULT_WARN_DAYS,
     CertificateUse,
     ConsumerStatus,
     WindowsFacts,
     diagnose,
 )
-from cosdoc_certs.findings import Finding, Severity, worst
+from cosdoc_certs.findings import DEFAULT_WARN_DAYS, Finding, Severity, worst
 from cosdoc_certs.windows.connection import (
     ConnectionOptions,
     PoolFactory,

@@ -8,7 +8,7 @@ their private keys and the findings a person should act on (expired, wrong usage
 
 from __future__ import annotations
 
-from cosdoc_certs.certs.classify import DEFAULT_WARN_DAYS, classify, roles_of
+from cosdoc_certs.certs.classify import classify, roles_of
 from cosdoc_certs.certs.load import (
     FileContents,
     load_bundle,
@@ -17,6 +17,7 @@ from cosdoc_certs.certs.load import (
 )
 from cosdoc_certs.certs.model import CertificateBundle, CertificateInfo, Role
 from cosdoc_certs.certs.pkcs12 import PasswordRequiredError, WrongPasswordError
+from cosdoc_certs.findings import DEFAULT_WARN_DAYS
 
 __all__ = [
     "DEFAULT_WARN_DAYS",

@@ -29,10 +29,9 @@ from cosdoc_certs.certs.model import (
     key_usage_of,
     name_text,
 )
-from cosdoc_certs.findings import Finding, Severity
+from cosdoc_certs.findings import DEFAULT_WARN_DAYS, Finding, Severity
 
 MIN_RSA_BITS = 2048
-DEFAULT_WARN_DAYS = 30
 _PAIR = (Role.SIGNING, Role.ENCRYPTION)
 
 

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs7
 
-from cosdoc_certs.certs.classify import DEFAULT_WARN_DAYS, bundle_findings, classify
+from cosdoc_certs.certs.classify import bundle_findings, classify
 from cosdoc_certs.certs.model import (
     CertificateBundle,
     CertificateInfo,
@@ -40,7 +40,7 @@ from cosdoc_certs.certs.pkcs12 import (
     read_pfx,
 )
 from cosdoc_certs.errors import CertificateLoadError, InputError
-from cosdoc_certs.findings import Finding, Severity
+from cosdoc_certs.findings import DEFAULT_WARN_DAYS, Finding, Severity
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from rich.console import Console
 
 from cosdoc_certs._signals import SignalReceived
 from cosdoc_certs.errors import CosDocCertsError, InputError
-from cosdoc_certs.findings import Severity
+from cosdoc_certs.findings import DEFAULT_WARN_DAYS, Severity
 from cosdoc_certs.journal import Journal, latest_journal
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -231,6 +231,14 @@ def progress_printer(as_json: bool) -> Callable[[str], None]:
 
     return show
 
+
+warn_days_option = click.option(
+    "--warn-days",
+    type=click.IntRange(0),
+    default=DEFAULT_WARN_DAYS,
+    show_default=True,
+    help="Warn about certificates that expire within this many days.",
+)
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 

@@ -35,6 +35,7 @@ from cosdoc_certs.cli._common import (
     password_env_option,
     read_password,
     reports_errors,
+    warn_days_option,
 )
 from cosdoc_certs.findings import Severity
 
@@ -151,13 +152,7 @@ def _findings_of(bundle: CertificateBundle, info: CertificateInfo) -> str:
 @click.command("inspect")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @password_env_option()
-@click.option(
-    "--warn-days",
-    type=click.IntRange(min=0),
-    default=DEFAULT_WARN_DAYS,
-    show_default=True,
-    help="Warn about certificates that expire within this many days.",
-)
+@warn_days_option
 @json_option
 @reports_errors
 def command(

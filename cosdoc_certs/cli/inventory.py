@@ -19,9 +19,9 @@ from cosdoc_certs.cli._common import (
     exit_code_for,
     json_option,
     reports_errors,
+    warn_days_option,
 )
 from cosdoc_certs.errors import CosDocCertsError
-from cosdoc_certs.facts import DEFAULT_WARN_DAYS
 from cosdoc_certs.inventory import Customer, load_inventory
 
 _FILE = click.argument("inventory", type=click.Path(exists=True, dir_okay=False))
@@ -63,13 +63,7 @@ def check_command(inventory: str, as_json: bool) -> None:
 @command.command("status", short_help="The status of every customer at once.")
 @_FILE
 @click.option("--customer", "customers", multiple=True, help="Only these customers (repeatable).")
-@click.option(
-    "--warn-days",
-    type=click.IntRange(0),
-    default=DEFAULT_WARN_DAYS,
-    show_default=True,
-    help="Warn about certificates expiring within this many days.",
-)
+@warn_days_option
 @json_option
 @reports_errors
 def status_command(

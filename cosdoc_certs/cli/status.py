@@ -14,9 +14,14 @@ from typing import Any
 import click
 from rich.console import Console
 
-from cosdoc_certs.cli._common import echo_json, exit_code_for, json_option, reports_errors
+from cosdoc_certs.cli._common import (
+    echo_json,
+    exit_code_for,
+    json_option,
+    reports_errors,
+    warn_days_option,
+)
 from cosdoc_certs.cli._windows_options import connection_options, consumers_from, windows_options
-from cosdoc_certs.facts import DEFAULT_WARN_DAYS
 from cosdoc_certs.status import status
 
 _MIN_PIPE_WIDTH = 160
@@ -24,13 +29,7 @@ _MIN_PIPE_WIDTH = 160
 
 @click.command("status")
 @windows_options(host_required=True)
-@click.option(
-    "--warn-days",
-    type=click.IntRange(0),
-    default=DEFAULT_WARN_DAYS,
-    show_default=True,
-    help="Warn about certificates expiring within this many days.",
-)
+@warn_days_option
 @json_option
 @reports_errors
 def command(deviations: str | None, warn_days: int, as_json: bool, **given: Any) -> None:
