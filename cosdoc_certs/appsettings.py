@@ -551,10 +551,18 @@ def _single_step(expression: jsonpath.JSONPath) -> Segment | None:
         fields = expression.fields
         return str(fields[0]) if len(fields) == 1 and fields[0] != "*" else None
     if isinstance(expression, jsonpath.Index):
-        indices = getattr(expression, "indices", None) or (expression.index,)  # jsonpath-ng < 1.7
+        indices = _index_values(expression)
         if len(indices) == 1 and isinstance(indices[0], int) and indices[0] >= 0:
             return int(indices[0])
     return None
+
+
+def _index_values(expression: object) -> tuple[object, ...]:
+    """The indexes of a ``[n]`` step: ``indices`` from jsonpath-ng 1.7, ``index`` before."""
+    indices = getattr(expression, "indices", None)
+    if indices is None:
+        indices = (getattr(expression, "index", None),)
+    return tuple(indices)
 
 
 def _bad_path(path: str, problem: str) -> ConfigFileError:
