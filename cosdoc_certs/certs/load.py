@@ -20,10 +20,10 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs7
 
+from cosdoc_certs.certs import keys
 from cosdoc_certs.certs.classify import bundle_findings, classify
 from cosdoc_certs.certs.model import (
     CertificateBundle,
@@ -207,14 +207,16 @@ def _read_pem(source: str, data: bytes, password: bytes | None) -> FileContents:
 def _load_pem_key(source: str, block: bytes, password: bytes | None) -> PrivateKeyTypes:
     encrypted = block.startswith(b"-----BEGIN ENCRYPTED") or b"Proc-Type: 4,ENCRYPTED" in block
     if not encrypted:
-        return serialization.load_pem_private_key(block, None)
+        return keys.load_pem_key(block, None)
     if not password:
         raise PasswordRequiredError(
             f"the private key in {source} is protected by a password",
             "give its password (you will be asked, or use --password-env VAR)",
         )
     try:
-        return serialization.load_pem_private_key(block, password)
+        return keys.load_pem_key(block, password)
+    except keys.DamagedKeyError:
+        raise
     except ValueError:
         raise WrongPasswordError(
             f"wrong password for the private key in {source}",
@@ -252,7 +254,7 @@ def _der_certificate(data: bytes) -> list[x509.Certificate]:
 
 
 def _der_key(data: bytes) -> PrivateKeyTypes:
-    return serialization.load_der_private_key(data, None)
+    return keys.load_der_key(data, None)
 
 
 def _as_contents(source: str, found: list[x509.Certificate] | PrivateKeyTypes) -> FileContents:

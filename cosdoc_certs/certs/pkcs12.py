@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs12 as crypto_pkcs12
 
+from cosdoc_certs.certs import keys
 from cosdoc_certs.errors import CertificateLoadError
 
 logger = logging.getLogger(__name__)
@@ -154,13 +155,15 @@ def read_pfx(data: bytes, password: bytes | None, source: str) -> PfxContents:
     """All certificates and **all** private keys of the PFX ``data`` (named ``source``).
 
     The password is checked against the MAC first; without one, no password and the empty
-    password are tried. Certificates are decrypted by ``cryptography`` (AES, 3DES, RC2-40);
-    private keys are read bag by bag, so a PFX holding both Buypass keys yields both.
+    password are tried. The file is opened once: its key bags are decrypted one by one (so a
+    PFX holding both Buypass keys yields both) and everything else is read by
+    ``cryptography`` (AES, 3DES, RC2-40) from the same file without those bags.
     """
     parsed = parse_pfx(data)
     used = _password_that_opens(parsed, password, source)
+    key_bags, rest = _split_key_bags(parsed)
     try:
-        loaded = crypto_pkcs12.load_pkcs12(data, used)
+        loaded = crypto_pkcs12.load_pkcs12(build_pfx(rest, used, iterations=1), used)
     except (ValueError, UnsupportedAlgorithm) as error:
         raise CertificateLoadError(
             f"{source}: the PFX opens with the password but its content cannot be read",
@@ -169,10 +172,8 @@ def read_pfx(data: bytes, password: bytes | None, source: str) -> PfxContents:
     certificates = [entry.certificate for entry in loaded.additional_certs]
     if loaded.cert is not None:
         certificates.insert(0, loaded.cert.certificate)
-    keys = list(_keys_in_bags(parsed, used, source))
-    if loaded.key is not None and not any(
-        key.public_key() == loaded.key.public_key() for key in keys
-    ):
+    keys = [_load_key_bag(bag, used, source) for bag in key_bags]
+    if loaded.key is not None:  # a key bag inside encrypted contents (rare writers)
         keys.insert(0, loaded.key)
     return PfxContents(tuple(certificates), tuple(keys))
 
@@ -196,35 +197,56 @@ def _password_that_opens(parsed: ParsedPfx, password: bytes | None, source: str)
     )
 
 
-def _keys_in_bags(parsed: ParsedPfx, password: bytes | None, source: str) -> list[PrivateKeyTypes]:
-    """The private keys in the PFX's unencrypted contents (where PFX writers put key bags)."""
-    keys: list[PrivateKeyTypes] = []
+def _split_key_bags(parsed: ParsedPfx) -> tuple[list[pkcs12.SafeBag], list[cms.ContentInfo]]:
+    """The key bags of the PFX's unencrypted contents, and its contents without them.
+
+    PFX writers put key bags (already encrypted on their own) in unencrypted contents and
+    certificates in password-encrypted contents; the latter are passed on untouched.
+    """
+    key_bags: list[pkcs12.SafeBag] = []
+    rest: list[cms.ContentInfo] = []
     for info in parsed.authenticated_safe:
-        if info["content_type"].native == "data":
-            contents = pkcs12.SafeContents.load(bytes(info["content"].native))
-            keys.extend(_keys_in(contents, password, source))
-    return keys
+        if info["content_type"].native != "data":
+            rest.append(info)
+            continue
+        contents = pkcs12.SafeContents.load(bytes(info["content"].native))
+        kept = _without_key_bags(contents, key_bags)
+        if len(kept):
+            rest.append(_data_content(kept.dump()))
+    return key_bags, rest
 
 
-def _keys_in(
-    contents: pkcs12.SafeContents, password: bytes | None, source: str
-) -> list[PrivateKeyTypes]:
-    keys: list[PrivateKeyTypes] = []
+def _without_key_bags(
+    contents: pkcs12.SafeContents, key_bags: list[pkcs12.SafeBag]
+) -> pkcs12.SafeContents:
+    """``contents`` without its key bags (nested ones too), which are added to ``key_bags``."""
+    kept = []
     for bag in contents:
         kind = bag["bag_id"].native
-        if kind == "safe_contents":
-            keys.extend(_keys_in(bag["bag_value"], password, source))
-        elif kind in ("key_bag", "pkcs8_shrouded_key_bag"):
-            keys.append(_load_key_bag(bag, password, source))
-    return keys
+        if kind in ("key_bag", "pkcs8_shrouded_key_bag"):
+            key_bags.append(bag)
+        elif kind == "safe_contents":
+            nested = _without_key_bags(bag["bag_value"], key_bags)
+            kept.append(pkcs12.SafeBag({"bag_id": "safe_contents", "bag_value": nested}))
+        else:
+            kept.append(bag.copy())
+    return pkcs12.SafeContents(kept)
 
 
 def _load_key_bag(bag: pkcs12.SafeBag, password: bytes | None, source: str) -> PrivateKeyTypes:
-    """Decrypt one key bag by handing ``cryptography`` a PFX that holds only that bag.
+    """Decrypt one key bag: directly as (encrypted) PKCS#8, else as a PFX holding it alone.
 
-    Its PKCS#12 reader then does what it does for any PFX (PBES2, 3DES, RC2, empty
-    passwords); it simply never sees the other key.
+    The direct way serves PBES2 (AES) and 3DES bags; ``cryptography``'s PKCS#12 reader
+    covers the rest (RC2-40, empty passwords). A key whose parts do not fit is an error.
     """
+    encrypted = bag["bag_id"].native == "pkcs8_shrouded_key_bag"
+    der = bag["bag_value"].untag().dump(force=True)
+    try:
+        return keys.load_der_key(der, password if encrypted else None)
+    except keys.DamagedKeyError:
+        raise _undecryptable_key(source) from None
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        pass
     contents = pkcs12.SafeContents([bag.copy()]).dump()
     single = build_pfx([_data_content(contents)], password, hash_name="sha256", iterations=1)
     try:
@@ -232,11 +254,15 @@ def _load_key_bag(bag: pkcs12.SafeBag, password: bytes | None, source: str) -> P
     except (ValueError, TypeError, UnsupportedAlgorithm):
         key = None
     if key is None:
-        raise CertificateLoadError(
-            f"{source}: a private key in the PFX cannot be decrypted",
-            "export the PFX again with its private key (AES-256 or 3DES encryption)",
-        )
+        raise _undecryptable_key(source)
     return key
+
+
+def _undecryptable_key(source: str) -> CertificateLoadError:
+    return CertificateLoadError(
+        f"{source}: a private key in the PFX cannot be decrypted",
+        "export the PFX again with its private key (AES-256 or 3DES encryption)",
+    )
 
 
 def _data_content(content: bytes) -> cms.ContentInfo:
