@@ -9,8 +9,11 @@ that are expired, not yet valid, of the wrong usage, weak or SHA-1 signed. PFX f
 AES-256 encrypted, legacy 3DES/SHA-1 (old Windows), legacy RC2-40 (through ``openssl`` when
 present), and as one PFX holding both keys of the pair.
 
-:func:`default_ca` caches one CA per process (making a CA costs two RSA keys); tests that
-need isolation call :func:`make_test_ca`.
+:func:`default_ca` caches one CA per process; it and every leaf it issues take their RSA
+keys from a fixed set of published test keys (``lab/test-keys.pem``, see
+:mod:`cosdoc_certs.lab.test_keys`), so that the lab starts in milliseconds instead of spending
+half a second making keys. :func:`make_test_ca` makes fresh keys for everything it issues:
+``make-test-certs`` and tests that need isolation use it.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cosdoc_certs.certs.model import name_text
 from cosdoc_certs.certs.pkcs12 import merge_pfx, serialize_pfx
 from cosdoc_certs.errors import CosDocCertsError, InputError
+from cosdoc_certs.lab import test_keys
 from cosdoc_certs.thumbprints import thumbprint_of_der
 
 logger = logging.getLogger(__name__)
@@ -150,6 +154,7 @@ class TestCA:
 
     root: Issued
     intermediate: Issued
+    published_keys: bool = field(default=False, compare=False)
 
     def root_pem(self) -> bytes:
         """The root certificate as PEM (the trust anchor for TLS checks)."""
@@ -172,8 +177,11 @@ class TestCA:
         key_size: int = _KEY_SIZE,
         sha1_signature: bool = False,
     ) -> Issued:
-        """A leaf certificate signed by the intermediate, with a fresh RSA key."""
-        key = _new_key(key_size)
+        """A leaf certificate signed by the intermediate, with its own RSA key.
+
+        The key is fresh, or for a CA made with ``published_keys`` the next published test key.
+        """
+        key = _next_key(key_size, self.published_keys)
         builder = _builder(
             subject, self.intermediate.certificate.subject, key, not_before, not_after
         )
@@ -198,25 +206,33 @@ class TestCA:
         return Issued(certificate, key, self.chain())
 
 
-def make_test_ca() -> TestCA:
-    """A fresh test root and intermediate ("Buypass Class 3 CA 3 (TEST)")."""
-    root_key = _new_key(_KEY_SIZE)
+def make_test_ca(*, published_keys: bool = False) -> TestCA:
+    """A test root and intermediate ("Buypass Class 3 CA 3 (TEST)") with fresh keys.
+
+    ``published_keys=True``: the CA and every leaf it issues use the published test keys
+    (fast; for the lab only, never for certificates that leave it).
+    """
+    root_key = _next_key(_KEY_SIZE, published_keys)
     root_name = _ca_name(ROOT_NAME)
     root_cert = _ca_certificate(root_name, root_name, root_key, root_key, path_length=1)
-    intermediate_key = _new_key(_KEY_SIZE)
+    intermediate_key = _next_key(_KEY_SIZE, published_keys)
     intermediate_cert = _ca_certificate(
         _ca_name(INTERMEDIATE_NAME), root_name, intermediate_key, root_key, path_length=0
     )
     return TestCA(
         root=Issued(root_cert, root_key),
         intermediate=Issued(intermediate_cert, intermediate_key, (root_cert,)),
+        published_keys=published_keys,
     )
 
 
 @functools.lru_cache(maxsize=1)
 def default_ca() -> TestCA:
-    """One test CA per process, for callers that do not care which CA issues their leaves."""
-    return make_test_ca()
+    """One test CA per process, for the lab and callers that do not care which CA issues.
+
+    It uses the published test keys: its certificates are for the lab alone.
+    """
+    return make_test_ca(published_keys=True)
 
 
 def enterprise_subject(organisation: str, organisation_number: str) -> x509.Name:
@@ -484,7 +500,9 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 
 
-def _new_key(key_size: int) -> rsa.RSAPrivateKey:
+def _next_key(key_size: int, published: bool) -> rsa.RSAPrivateKey:
+    if published and key_size == test_keys.KEY_SIZE:
+        return test_keys.next_key()
     return rsa.generate_private_key(public_exponent=65537, key_size=key_size)
 
 
