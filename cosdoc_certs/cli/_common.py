@@ -15,15 +15,15 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
-from rich.console import Console
 
-from cosdoc_certs._signals import SignalReceived
 from cosdoc_certs.errors import CosDocCertsError, InputError
 from cosdoc_certs.findings import DEFAULT_WARN_DAYS, Severity
-from cosdoc_certs.journal import Journal, latest_journal
+
+if TYPE_CHECKING:  # imported where used: `cosdoc-certs --help` needs neither rich nor asyncio
+    from cosdoc_certs.journal import Journal
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -133,7 +133,7 @@ def _stopped_message(error: click.Abort) -> str:
 
 def _signal_text(interrupt: KeyboardInterrupt) -> str:
     """The signal that stopped the run: ``SIGTERM``, ``SIGHUP``, or Ctrl+C for SIGINT."""
-    name = interrupt.signal_name if isinstance(interrupt, SignalReceived) else "SIGINT"
+    name = getattr(interrupt, "signal_name", "SIGINT")  # _signals.SignalReceived names its signal
     return "Ctrl+C (SIGINT)" if name == "SIGINT" else name
 
 
@@ -210,9 +210,11 @@ def journal_to_undo(
     Read before asking, so a missing or unreadable journal is reported first and the question
     names the run.
     """
+    from cosdoc_certs import journal as journal_module
+
     if journal is not None:
-        return Journal.load(journal)
-    return latest_journal(journal_dir, host=host, kind=kind, undoable=True)
+        return journal_module.Journal.load(journal)
+    return journal_module.latest_journal(journal_dir, host=host, kind=kind, undoable=True)
 
 
 def rollback_question(run: Journal) -> str:
@@ -223,6 +225,8 @@ def rollback_question(run: Journal) -> str:
 
 def progress_printer(as_json: bool) -> Callable[[str], None]:
     """Progress lines on stderr (silent with --json)."""
+    from rich.console import Console
+
     err = Console(stderr=True)
 
     def show(message: str) -> None:
