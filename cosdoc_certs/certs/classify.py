@@ -13,6 +13,7 @@ A certificate that fits none of them, or more than one, gets no role and a findi
 from __future__ import annotations
 
 import datetime
+import functools
 from collections.abc import Iterable, Sequence
 
 from cryptography import x509
@@ -35,6 +36,7 @@ MIN_RSA_BITS = 2048
 _PAIR = (Role.SIGNING, Role.ENCRYPTION)
 
 
+@functools.lru_cache(maxsize=1024)  # the doctor asks per consumer, setting and binding
 def roles_of(certificate: x509.Certificate) -> frozenset[Role]:
     """Every role ``certificate`` fits (empty for CA certificates)."""
     if is_ca(certificate):

@@ -9,6 +9,7 @@ with their roles and keys, the chain, and the findings about them.
 from __future__ import annotations
 
 import datetime
+import functools
 import html
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -74,6 +75,7 @@ def utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 
 
+@functools.lru_cache(maxsize=1024)  # asked for again and again while a host's facts are read
 def thumbprint_of(certificate: x509.Certificate) -> str:
     """The Windows thumbprint of ``certificate``."""
     return thumbprint_of_der(certificate.public_bytes(serialization.Encoding.DER))

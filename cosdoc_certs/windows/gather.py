@@ -28,6 +28,7 @@ import base64
 import binascii
 import dataclasses
 import datetime as dt
+import functools
 import json
 import ntpath
 import re
@@ -295,14 +296,21 @@ def _decode(kind: Any, value: Any, where: str) -> Any:
 def _decode_object(kind: Any, value: Any, where: str) -> Any:
     if not isinstance(value, dict):
         raise GatherContractError(f"{where} must be an object, got {_json_type(value)}")
-    hints = typing.get_type_hints(kind)
     arguments = {}
-    for field in dataclasses.fields(kind):
-        key = _camel(field.name)
+    for name, key, hint in _fields_of(kind):
         if key not in value:
             raise GatherContractError(f"{where}.{key} is missing")
-        arguments[field.name] = _decode(hints[field.name], value[key], f"{where}.{key}")
+        arguments[name] = _decode(hint, value[key], f"{where}.{key}")
     return kind(**arguments)
+
+
+@functools.cache
+def _fields_of(kind: Any) -> tuple[tuple[str, str, Any], ...]:
+    """Each field of the dataclass ``kind``: name, JSON key, type hint (resolved once)."""
+    hints = typing.get_type_hints(kind)
+    return tuple(
+        (field.name, _camel(field.name), hints[field.name]) for field in dataclasses.fields(kind)
+    )
 
 
 def _decode_scalar(kind: Any, value: Any, where: str) -> Any:
