@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 from cosdoc_certs.appsettings import AppSettings
 from cosdoc_certs.certs import Role
+from cosdoc_certs.certs.providers import KeyApi
 from cosdoc_certs.errors import ConfigFileError, InputError
 
 if sys.version_info >= (3, 11):
@@ -54,7 +55,9 @@ class ServiceConsumer:
     """Windows services whose names match ``service_pattern`` (``*`` and ``?`` wildcards).
 
     Each matching service has its own ``config_file``, relative to its install folder (the
-    folder of the executable in the service's ``PathName``).
+    folder of the executable in the service's ``PathName``). ``key_api`` says which key
+    providers it can use (:class:`~cosdoc_certs.certs.providers.KeyApi`; ``capi`` for a .NET
+    Framework service that uses ``X509Certificate2.PrivateKey``).
     """
 
     kind: ClassVar[str] = "service"
@@ -62,6 +65,7 @@ class ServiceConsumer:
     service_pattern: str
     keys: tuple[ThumbprintKey, ...]
     config_file: str = DEFAULT_CONFIG_FILE
+    key_api: KeyApi = KeyApi.ANY
 
     @property
     def roles(self) -> tuple[Role, ...]:
@@ -76,7 +80,8 @@ class IisConsumer:
     ``application`` matches an application whose path ends in that name (``/Authentication``)
     or the root of a site whose name contains it; ``environment`` matches sites whose name
     contains it, case-insensitively («Drift» matches «CosDoc Drift»). An empty environment
-    matches every site. ``config_file`` is relative to the application's physical path.
+    matches every site. ``config_file`` is relative to the application's physical path;
+    ``key_api`` as for :class:`ServiceConsumer`.
     """
 
     kind: ClassVar[str] = "iis"
@@ -85,6 +90,7 @@ class IisConsumer:
     keys: tuple[ThumbprintKey, ...]
     environment: str = "Drift"
     config_file: str = DEFAULT_CONFIG_FILE
+    key_api: KeyApi = KeyApi.ANY
 
     @property
     def roles(self) -> tuple[Role, ...]:
@@ -364,6 +370,16 @@ def _layout(value: Any, where: str) -> str:
     return str(value)
 
 
+def _key_api(value: Any, where: str) -> KeyApi:
+    try:
+        return KeyApi(value)
+    except ValueError:
+        raise DeviationsError(
+            f"{where} is {value!r}",
+            "use any (GetRSAPrivateKey), capi (.NET Framework PrivateKey) or cng (RSACng)",
+        ) from None
+
+
 def _keys(value: Any, where: str) -> tuple[ThumbprintKey, ...]:
     if not isinstance(value, list) or not value:
         raise DeviationsError(
@@ -393,6 +409,7 @@ _CONVERTERS: dict[str, Callable[[Any, str], Any]] = {
     "layout": _layout,
     "host": _text,
     "environment": _environment,
+    "key_api": _key_api,
 }
 
 

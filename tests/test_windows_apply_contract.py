@@ -22,6 +22,7 @@ from asn1crypto import pkcs12
 
 from cosdoc_certs.certs import CertificateBundle, load_bundle
 from cosdoc_certs.certs.pkcs12 import parse_pfx
+from cosdoc_certs.certs.providers import ENHANCED_RSA_AES
 from cosdoc_certs.lab.scenarios import (
     LabCertificates,
     LabServer,
@@ -40,6 +41,7 @@ from cosdoc_certs.windows.apply_contract import (
     GrantRead,
     ImportPfx,
     RecyclePool,
+    RemoveAuthority,
     RemoveFile,
     RestartService,
     RestoreFile,
@@ -280,6 +282,7 @@ def test_malformed_actions_are_refused(text: str) -> None:
 def test_every_action_round_trips_through_json() -> None:
     actions: list[Action] = [
         ImportPfx(0, ("A" * 40,)),
+        ImportPfx(1, ("A" * 40,), "Microsoft Software Key Storage Provider", ("MIIB",)),
         WriteFile("C:\\a.json", "e30=", "B" * 64),
         GrantRead("A" * 40, "IIS AppPool\\x"),
         SetBinding("site", "*:443:h", "A" * 40),
@@ -287,6 +290,7 @@ def test_every_action_round_trips_through_json() -> None:
         RecyclePool("p"),
         RestoreFile("C:\\a.json", "C:\\a.json.bak"),
         RemoveFile("C:\\a.json.bak"),
+        RemoveAuthority("C" * 40),
     ]
     assert {type(action) for action in actions} == set(ACTION_TYPES.values())
     assert actions_from_json(actions_to_json(actions)) == actions
@@ -369,6 +373,7 @@ def _example(kind: type[Action]) -> Action:
         RecyclePool: RecyclePool("n"),
         RestoreFile: RestoreFile("p", "b"),
         RemoveFile: RemoveFile("p"),
+        RemoveAuthority: RemoveAuthority("t"),
     }
     return examples[kind]
 
@@ -381,7 +386,7 @@ def test_the_pfx_is_3des_with_a_sha1_mac_and_imports_in_the_lab(
 ) -> None:
     info = renewed.signing
     assert info is not None
-    data = legacy_pfx(info, renewed.chain_for(info), PASSWORD.encode())
+    data = legacy_pfx(info, (), PASSWORD.encode(), provider=ENHANCED_RSA_AES)
     parsed = parse_pfx(data)
     assert parsed.pfx["mac_data"]["mac"]["digest_algorithm"]["algorithm"].native == "sha1"
     algorithms = set()
@@ -394,4 +399,5 @@ def test_the_pfx_is_3des_with_a_sha1_mac_and_imports_in_the_lab(
                 algorithms.add(bag["bag_value"]["encryption_algorithm"]["algorithm"].native)
     assert algorithms == {"pkcs12_sha1_tripledes_3key"}
     assert server.store.import_pfx(data, PASSWORD) == [info.thumbprint]
+    assert server.store.get(info.thumbprint).key_provider == ENHANCED_RSA_AES
     assert server.store.get(info.thumbprint).has_private_key

@@ -40,6 +40,7 @@ from cosdoc_certs.lab.scenarios import (
     edit_settings,
     make_lab_certificates,
 )
+from cosdoc_certs.lab.server.store import DEFAULT_PROVIDERS
 from cosdoc_certs.lab.twins.gather import gather_document
 from cosdoc_certs.plan import Change, ChangeKind, Plan
 from cosdoc_certs.windows.planning import plan_windows
@@ -342,7 +343,7 @@ def test_a_certificate_already_imported_is_granted_only_where_needed(
     server.store.import_pfx(
         renewed.pfx("pair"),
         renewed.certificates.pfx_password,
-        key_storage=key_storage,  # type: ignore[arg-type]
+        default_provider=DEFAULT_PROVIDERS[key_storage],
     )
     server.store.grant_read(new.signing.thumbprint, "DOMENE\\svc-digihelse")
     server.store.grant_read(new.encryption.thumbprint, "BUILTIN\\IIS_IUSRS")

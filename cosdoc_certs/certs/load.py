@@ -57,11 +57,19 @@ Password = str | bytes | None
 
 @dataclass(frozen=True)
 class FileContents:
-    """What one file held."""
+    """What one file held; ``key_providers`` parallel to ``private_keys`` (PFX attribute)."""
 
     source: str
     certificates: tuple[x509.Certificate, ...] = ()
     private_keys: tuple[PrivateKeyTypes, ...] = ()
+    key_providers: tuple[str | None, ...] = ()
+
+    def provider_of(self, key: PrivateKeyTypes) -> str | None:
+        """The Windows provider the file names for ``key`` (None when it names none)."""
+        for index, candidate in enumerate(self.private_keys):
+            if candidate is key and index < len(self.key_providers):
+                return self.key_providers[index]
+        return None
 
 
 def load_bundle(
@@ -130,6 +138,9 @@ def _assemble_bundle(
         names = ", ".join(contents.source for contents in files)
         raise CertificateLoadError(f"none of the files holds a certificate: {names}", _FORMATS_HINT)
     keys = [(key, contents.source) for contents in files for key in contents.private_keys]
+    providers = {
+        id(key): contents.provider_of(key) for contents in files for key in contents.private_keys
+    }
     leaves: list[CertificateInfo] = []
     chain: list[x509.Certificate] = []
     for certificate, source in certificates.values():
@@ -137,7 +148,10 @@ def _assemble_bundle(
             chain.append(certificate)
         else:
             key = _key_for(certificate, keys)
-            leaves.append(CertificateInfo(certificate, key, source, classify(certificate)))
+            provider = providers.get(id(key)) if key is not None else None
+            leaves.append(
+                CertificateInfo(certificate, key, source, classify(certificate), provider)
+            )
     leaves.sort(key=lambda info: _ROLE_ORDER[info.role])
     bundle = CertificateBundle(tuple(leaves), tuple(chain))
     findings = bundle_findings(bundle, now, warn_days)
@@ -231,7 +245,7 @@ def _read_der(source: str, data: bytes, password: bytes | None) -> FileContents:
         pass
     else:
         pfx = read_pfx(data, password, source)
-        return FileContents(source, pfx.certificates, pfx.private_keys)
+        return FileContents(source, pfx.certificates, pfx.private_keys, pfx.key_providers)
     if _looks_like_pfx(data):
         raise CertificateLoadError(
             f"{source} looks like a PFX file but is damaged (truncated or altered)",

@@ -141,12 +141,16 @@ def _key_usage_labels(usage: x509.KeyUsage | None) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class CertificateInfo:
-    """One leaf certificate, its private key if one was found, where it came from, its role."""
+    """One leaf certificate, its private key if one was found, where it came from, its role.
+
+    ``key_provider`` is the Windows provider the key's PFX names ("Microsoft CSP Name"), if any.
+    """
 
     certificate: x509.Certificate
     private_key: PrivateKeyTypes | None = field(default=None, repr=False, compare=False)
     source: str = ""
     role: Role | None = None
+    key_provider: str | None = None
 
     @property
     def thumbprint(self) -> str:

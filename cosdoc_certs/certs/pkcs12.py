@@ -5,9 +5,11 @@ and it cannot write a PFX holding two keys. Customers' Buypass files sometimes h
 keys of the pair, so this module works on the bags themselves (with asn1crypto): it checks
 the password against the MAC (RFC 7292 appendix B) so that a wrong password is told apart
 from a damaged file, reads every key bag (each decrypted by ``cryptography`` from a PFX
-holding that bag alone), and merges the bags of several PFX files into one with a fresh MAC.
-:func:`serialize_pfx` is the one way the project writes a one-key PFX (AES-256, or 3DES/SHA-1
-for Windows before Server 2016 1709).
+holding that bag alone) with the provider its "Microsoft CSP Name" attribute names, and merges
+the bags of several PFX files into one with a fresh MAC. :func:`serialize_pfx` is the one way
+the project writes a one-key PFX (AES-256, or 3DES/SHA-1 for Windows before Server 2016 1709),
+with that attribute when a provider is given (``cryptography`` cannot write it), so that
+Windows' import puts the key into the provider chosen for it.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ logger = logging.getLogger(__name__)
 
 _MAC_KEY_ID = 3
 _MAC_ITERATIONS = 2048
+CSP_NAME_OID = "1.3.6.1.4.1.311.17.1"
+"""The key bag attribute naming the Windows provider of the key ("Microsoft CSP Name")."""
+_KEY_BAGS = ("key_bag", "pkcs8_shrouded_key_bag")
 _HASH_NAMES = {"sha1": "sha1", "sha256": "sha256", "sha384": "sha384", "sha512": "sha512"}
 
 
@@ -145,10 +150,14 @@ class WrongPasswordError(CertificateLoadError):
 
 @dataclass(frozen=True)
 class PfxContents:
-    """Every certificate and every private key in a PFX."""
+    """Every certificate and every private key in a PFX, with the provider each key bag names.
+
+    ``key_providers[i]`` is the "Microsoft CSP Name" of ``private_keys[i]`` (None without one).
+    """
 
     certificates: tuple[x509.Certificate, ...]
     private_keys: tuple[PrivateKeyTypes, ...]
+    key_providers: tuple[str | None, ...] = ()
 
 
 def read_pfx(data: bytes, password: bytes | None, source: str) -> PfxContents:
@@ -173,9 +182,11 @@ def read_pfx(data: bytes, password: bytes | None, source: str) -> PfxContents:
     if loaded.cert is not None:
         certificates.insert(0, loaded.cert.certificate)
     keys = [_load_key_bag(bag, used, source) for bag in key_bags]
+    providers = [csp_name_of(bag) for bag in key_bags]
     if loaded.key is not None:  # a key bag inside encrypted contents (rare writers)
         keys.insert(0, loaded.key)
-    return PfxContents(tuple(certificates), tuple(keys))
+        providers.insert(0, None)
+    return PfxContents(tuple(certificates), tuple(keys), tuple(providers))
 
 
 def _password_that_opens(parsed: ParsedPfx, password: bytes | None, source: str) -> bytes | None:
@@ -223,7 +234,7 @@ def _without_key_bags(
     kept = []
     for bag in contents:
         kind = bag["bag_id"].native
-        if kind in ("key_bag", "pkcs8_shrouded_key_bag"):
+        if kind in _KEY_BAGS:
             key_bags.append(bag)
         elif kind == "safe_contents":
             nested = _without_key_bags(bag["bag_value"], key_bags)
@@ -231,6 +242,30 @@ def _without_key_bags(
         else:
             kept.append(bag.copy())
     return pkcs12.SafeContents(kept)
+
+
+def csp_name_of(bag: pkcs12.SafeBag) -> str | None:
+    """The provider a key bag's "Microsoft CSP Name" attribute names, or None."""
+    for attribute in bag["bag_attributes"]:
+        if attribute["type"].dotted == CSP_NAME_OID and len(attribute["values"]):
+            value = core.BMPString.load(attribute["values"][0].dump()).native
+            return str(value).strip("\x00") or None
+    return None
+
+
+def _with_csp_name(bag: pkcs12.SafeBag, provider: str) -> pkcs12.SafeBag:
+    """A copy of the key bag ``bag`` whose "Microsoft CSP Name" is ``provider`` (replaced)."""
+    attributes = [a.copy() for a in bag["bag_attributes"] if a["type"].dotted != CSP_NAME_OID]
+    attributes.append(
+        pkcs12.Attribute({"type": CSP_NAME_OID, "values": [core.BMPString(provider)]})
+    )
+    return pkcs12.SafeBag(
+        {
+            "bag_id": bag["bag_id"].native,
+            "bag_value": bag["bag_value"].copy(),
+            "bag_attributes": attributes,
+        }
+    )
 
 
 def _load_key_bag(bag: pkcs12.SafeBag, password: bytes | None, source: str) -> PrivateKeyTypes:
@@ -319,15 +354,40 @@ def serialize_pfx(
     name: bytes,
     legacy: bool = False,
     kdf_rounds: int | None = None,
+    provider: str | None = None,
 ) -> bytes:
     """A PFX of ``key``, ``certificate`` and ``chain`` named ``name``, protected by ``password``.
 
     AES-256/PBKDF2 with a SHA-256 MAC; ``legacy=True`` gives 3DES with a SHA-1 MAC, which
-    every Windows can import. An empty password gives an unencrypted PFX.
+    every Windows can import. An empty password gives an unencrypted PFX. ``provider`` puts
+    the "Microsoft CSP Name" attribute into the key bag: Windows imports the key there.
     """
-    return crypto_pkcs12.serialize_key_and_certificates(
+    data = crypto_pkcs12.serialize_key_and_certificates(
         name, key, certificate, list(chain) or None, _encryption(password, legacy, kdf_rounds)
     )
+    if provider is None:
+        return data
+    hash_name = "sha1" if legacy and password else "sha256"
+    rounds = kdf_rounds if kdf_rounds is not None else _MAC_ITERATIONS
+    return _name_key_provider(data, password, provider, hash_name, rounds)
+
+
+def _name_key_provider(
+    data: bytes, password: bytes, provider: str, hash_name: str, iterations: int
+) -> bytes:
+    """``data`` with every key bag naming ``provider``, and a fresh MAC over the new contents."""
+    parsed = parse_pfx(data)
+    infos = []
+    for info in parsed.authenticated_safe:
+        if info["content_type"].native == "data":
+            contents = pkcs12.SafeContents.load(bytes(info["content"].native))
+            bags = [
+                _with_csp_name(b, provider) if b["bag_id"].native in _KEY_BAGS else b.copy()
+                for b in contents
+            ]
+            info = _data_content(pkcs12.SafeContents(bags).dump())
+        infos.append(info)
+    return build_pfx(infos, password or None, hash_name=hash_name, iterations=iterations)
 
 
 def _encryption(

@@ -3,7 +3,9 @@
 :func:`apply_windows` compiles the plan's Windows changes into the ordered actions of
 ``apply.ps1`` (see :mod:`cosdoc_certs.windows.apply_contract`): import the new certificates
 (PFX files built here from the bundle, 3DES/SHA-1 so that older servers can import them,
-with a one-time password sent as a SecureString), write the edited config files
+with a one-time password sent as a SecureString; each holds only the leaf and its key, the
+key bag naming the key provider the plan chose, and the intermediate CAs travel apart, for
+``LocalMachine\\CA``), write the edited config files
 (compare-and-swap on SHA-256, the original kept as ``<file>.cosdoc-certs-<run>.bak`` beside
 it), grant key read, rebind HTTPS, then restart the services and recycle the pools — one
 pipeline for the whole run.
@@ -40,9 +42,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
 
+from cryptography.hazmat.primitives.serialization import Encoding
+
 from cosdoc_certs._signals import SignalReceived, raise_if_stop_requested
 from cosdoc_certs.appsettings import AppSettings
 from cosdoc_certs.certs import CertificateBundle, CertificateInfo
+from cosdoc_certs.certs.model import is_ca
 from cosdoc_certs.certs.pkcs12 import serialize_pfx
 from cosdoc_certs.consumers import COSDOC_CATALOG, Consumer, config_files, service_patterns
 from cosdoc_certs.errors import ApplyError, CosDocCertsError, InputError
@@ -58,6 +63,7 @@ from cosdoc_certs.windows.apply_contract import (
     GrantRead,
     ImportPfx,
     RecyclePool,
+    RemoveAuthority,
     RestartService,
     RestoreFile,
     SetBinding,
@@ -185,8 +191,17 @@ class WindowsApplyResult:
 # -- compiling a plan ------------------------------------------------------------------------
 
 
-def legacy_pfx(info: CertificateInfo, chain: Sequence[Any], password: bytes) -> bytes:
-    """A PFX of ``info`` with its key and ``chain``, 3DES/SHA-1: importable on every Windows."""
+def legacy_pfx(
+    info: CertificateInfo,
+    chain: Sequence[Any],
+    password: bytes,
+    *,
+    provider: str | None = None,
+) -> bytes:
+    """A PFX of ``info`` with its key and ``chain``, 3DES/SHA-1: importable on every Windows.
+
+    ``provider`` names the Windows key provider in the key bag ("Microsoft CSP Name").
+    """
     if info.private_key is None:
         raise InputError(
             f"the bundle has no private key for {info.label}",
@@ -200,6 +215,7 @@ def legacy_pfx(info: CertificateInfo, chain: Sequence[Any], password: bytes) -> 
         name=info.thumbprint.encode("ascii"),
         legacy=True,
         kdf_rounds=_PFX_ITERATIONS,
+        provider=provider,
     )
 
 
@@ -220,7 +236,8 @@ def compile_windows_plan(
             if kind is ChangeKind.IMPORT_CERT:
                 steps.append(_import_step(change, bundle, len(pfx_files)))
                 info = _certificate(bundle, change)
-                pfx_files.append(legacy_pfx(info, bundle.chain_for(info), pfx_password))
+                provider = change.details.get("key_provider")
+                pfx_files.append(legacy_pfx(info, (), pfx_password, provider=provider))
             else:
                 steps.append(_STEP_BUILDERS[kind](change, facts, run_id))
     manual = tuple(c.summary for c in changes if c.kind is ChangeKind.MANUAL_STEP)
@@ -251,9 +268,20 @@ def _certificate(bundle: CertificateBundle, change: Change) -> CertificateInfo:
 
 
 def _import_step(change: Change, bundle: CertificateBundle, index: int) -> Step:
+    """Import the leaf (the PFX holds only it and its key); its intermediates go to the CA store."""
     info = _certificate(bundle, change)
-    details = {"thumbprint": info.thumbprint, "role": change.details.get("role")}
-    return Step(ImportPfx(index, (info.thumbprint,)), details)
+    provider = change.details.get("key_provider")
+    intermediates = [ca for ca in bundle.chain_for(info) if ca.issuer != ca.subject and is_ca(ca)]
+    authorities = tuple(
+        base64.b64encode(ca.public_bytes(Encoding.DER)).decode("ascii") for ca in intermediates
+    )
+    details = {
+        "thumbprint": info.thumbprint,
+        "role": change.details.get("role"),
+        "key_provider": provider,
+    }
+    action = ImportPfx(index, (info.thumbprint,), str(provider) if provider else None, authorities)
+    return Step(action, details)
 
 
 def _sha256(data: bytes) -> str:
@@ -480,6 +508,8 @@ def _describe(action: Action) -> str:
         return f"grant {action.account} read on the key of {action.thumbprint}"
     if isinstance(action, SetBinding):
         return f"bind {action.thumbprint} to {action.site} {action.binding}"
+    if isinstance(action, RemoveAuthority):
+        return f"remove the CA certificate {action.thumbprint} from LocalMachine\\CA"
     return f"{action.action} {getattr(action, 'name', getattr(action, 'path', ''))}"
 
 
@@ -649,10 +679,14 @@ def _undo_actions(steps: Sequence[Mapping[str, Any]], *, in_run: bool) -> list[A
     """Restores, then bindings back, then restarts — for ``steps`` given latest first."""
     restores: list[Action] = []
     rebinds: list[Action] = []
+    authorities: list[Action] = []
     targets: dict[tuple[str, str], str] = {}
     for step in steps:
         name, details = step["name"], step["details"]
-        if name == "write-file":
+        if name == "import-pfx":
+            added = (details.get("before") or {}).get("authorities_added") or []
+            authorities += [RemoveAuthority(str(thumbprint)) for thumbprint in added]
+        elif name == "write-file":
             expected = None if in_run else details["sha256_after"].upper()
             restores.append(RestoreFile(details["file"], details["backup"], expected))
             for owner in details["restart"]:
@@ -672,7 +706,7 @@ def _undo_actions(steps: Sequence[Mapping[str, Any]], *, in_run: bool) -> list[A
         for (kind, name), state in ordered
         if state in ("Running", "Started")
     ]
-    return restores + rebinds + restarts
+    return restores + rebinds + restarts + authorities
 
 
 def _undo(host: WindowsHost, journal: Journal, *, in_run: bool, say: Progress) -> str:

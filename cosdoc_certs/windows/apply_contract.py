@@ -8,7 +8,8 @@ Parameters of ``apply.ps1``: ``-Actions`` (JSON text: a list of action objects, 
 and ``-PfxPassword`` (SecureString). The actions, executed in order until the first failure
 (every ``write-file`` hash is checked before the first action runs)::
 
-    {"action": "import-pfx", "index": int, "thumbprints": [str]}
+    {"action": "import-pfx", "index": int, "thumbprints": [str],
+     "key_provider": str|null, "authorities": [base64 DER]}
     {"action": "write-file", "path", "content_base64", "expected_sha256"}
     {"action": "grant-read", "thumbprint", "account"}
     {"action": "set-binding", "site", "binding": "ip:port:host", "thumbprint"}
@@ -16,6 +17,12 @@ and ``-PfxPassword`` (SecureString). The actions, executed in order until the fi
     {"action": "recycle-pool", "name"}
     {"action": "restore-file", "path", "backup", "expected_sha256": str|null}
     {"action": "remove-file", "path"}
+    {"action": "remove-authority", "thumbprint"}
+
+``import-pfx`` skips a certificate that is in the store with its key already (a new import
+would replace its key file and drop the grants on it), puts each of ``authorities`` that
+``LocalMachine\\CA``/``Root`` lack into ``LocalMachine\\CA``, and — with ``key_provider`` —
+fails when the imported key is in another provider (removing what it just added).
 
 The result (schema version 1)::
 
@@ -23,11 +30,13 @@ The result (schema version 1)::
      "results": [{"index", "action", "ok": bool, "message", "before": {...}}]}
 
 ``before`` holds what an undo needs, per action: import-pfx ``{"present": [thumbprints
-already in the store]}``; write-file ``{"sha256": str|null, "backup": str|null}`` (backup
-set once the copy exists); grant-read ``{"key_file": str|null, "could_read": bool}``;
-set-binding ``{"thumbprint": str|null}``; restart-service ``{"state"}``; recycle-pool
-``{"state"}``; restore-file ``{"sha256": str|null, "restored": bool}``; remove-file
-``{"existed": bool}``.
+already in the store], "with_key": [those of them with their key: not imported again],
+"key_provider": provider of the key afterwards|null, "authorities_added": [CA thumbprints put
+into LocalMachine\\CA]}``; remove-authority ``{"existed": bool}``; write-file ``{"sha256":
+str|null, "backup": str|null}`` (backup set once the copy exists); grant-read
+``{"key_file": str|null, "could_read": bool}``; set-binding ``{"thumbprint": str|null}``;
+restart-service ``{"state"}``; recycle-pool ``{"state"}``; restore-file ``{"sha256":
+str|null, "restored": bool}``; remove-file ``{"existed": bool}``.
 """
 
 from __future__ import annotations
@@ -61,6 +70,8 @@ class ImportPfx:
     action: ClassVar[str] = "import-pfx"
     index: int
     thumbprints: tuple[str, ...]
+    key_provider: str | None = None
+    authorities: tuple[str, ...] = dataclasses.field(default=(), repr=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,6 +137,14 @@ class RemoveFile:
     path: str
 
 
+@dataclasses.dataclass(frozen=True)
+class RemoveAuthority:
+    """Take the CA certificate ``thumbprint`` out of ``LocalMachine\\CA`` (undo of an import)."""
+
+    action: ClassVar[str] = "remove-authority"
+    thumbprint: str
+
+
 Action = (
     ImportPfx
     | WriteFile
@@ -135,6 +154,7 @@ Action = (
     | RecyclePool
     | RestoreFile
     | RemoveFile
+    | RemoveAuthority
 )
 ACTION_TYPES: dict[str, type[Action]] = {
     kind.action: kind
@@ -147,12 +167,13 @@ ACTION_TYPES: dict[str, type[Action]] = {
         RecyclePool,
         RestoreFile,
         RemoveFile,
+        RemoveAuthority,
     )
 }
 
 
 BEFORE_KEYS: dict[str, frozenset[str]] = {
-    "import-pfx": frozenset({"present"}),
+    "import-pfx": frozenset({"present", "with_key", "key_provider", "authorities_added"}),
     "write-file": frozenset({"sha256", "backup"}),
     "grant-read": frozenset({"key_file", "could_read"}),
     "set-binding": frozenset({"thumbprint"}),
@@ -160,6 +181,7 @@ BEFORE_KEYS: dict[str, frozenset[str]] = {
     "recycle-pool": frozenset({"state"}),
     "restore-file": frozenset({"sha256", "restored"}),
     "remove-file": frozenset({"existed"}),
+    "remove-authority": frozenset({"existed"}),
 }
 """The keys of each action's ``before`` object."""
 
@@ -213,6 +235,8 @@ def _action_from_dict(data: Any, index: int) -> Action:
 def _checked(hint: Any, value: Any, where: str, field: dataclasses.Field[Any]) -> Any:
     if value is None and field.default is None:
         return None
+    if value is None and field.default == ():
+        return ()
     if hint is int and isinstance(value, int) and not isinstance(value, bool):
         return value
     if typing.get_origin(hint) is tuple and isinstance(value, list):

@@ -6,7 +6,8 @@
 Which service or IIS application uses which certificate in which file and key comes from the
 doctor (:func:`cosdoc_certs.facts.diagnose`); this module decides what must change:
 
-1. ``import-cert`` — each new certificate the plan uses that ``LocalMachine\\My`` lacks;
+1. ``import-cert`` — each new certificate the plan uses that ``LocalMachine\\My`` lacks, with
+   the key provider its key will get (:func:`choose_key_provider`);
 2. ``edit-config-key`` — one per config file: every thumbprint key set to the new certificate
    *of the role that key wants* (also a value that only differs by invisible characters);
 3. ``grant-key-read`` — each account that will use a new key and cannot read it (a key
@@ -30,11 +31,19 @@ import dataclasses
 import datetime as dt
 import hashlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 
 from cosdoc_certs.appsettings import AppSettings, edit_diff
 from cosdoc_certs.certs import CertificateBundle, CertificateInfo, Role
 from cosdoc_certs.certs.model import ROLE_DESCRIPTIONS, utc_now
+from cosdoc_certs.certs.providers import (
+    SAFE_DEFAULT,
+    SOFTWARE_KSP,
+    KeyApi,
+    key_provider,
+    unusable_because,
+)
 from cosdoc_certs.consumers import (
     COSDOC_CATALOG,
     Consumer,
@@ -47,6 +56,7 @@ from cosdoc_certs.errors import ConfigFileError, InputError
 from cosdoc_certs.facts import (
     CertificateUse,
     ConsumerStatus,
+    StoreCertificate,
     WindowsFacts,
     can_read,
     diagnose,
@@ -56,7 +66,14 @@ from cosdoc_certs.plan import Change, ChangeKind, Plan
 from cosdoc_certs.thumbprints import show_invisible
 from cosdoc_certs.windows.gather import BindingFact, IisFacts
 
-__all__ = ["STORE", "http_sys_entry", "plan_windows", "short_thumbprint"]
+__all__ = [
+    "STORE",
+    "KeyProviderChoice",
+    "choose_key_provider",
+    "http_sys_entry",
+    "plan_windows",
+    "short_thumbprint",
+]
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +91,16 @@ def plan_windows(
     *,
     host: str,
     now: dt.datetime | None = None,
+    key_providers: Mapping[Role, str] | None = None,
 ) -> Plan:
-    """The changes that put ``bundle``'s certificates in use on the server ``facts`` describe."""
+    """The changes that put ``bundle``'s certificates in use on the server ``facts`` describe.
+
+    ``key_providers`` overrides the key provider chosen for a role's new key (a provider name,
+    see :mod:`cosdoc_certs.certs.providers`).
+    """
     moment = now or utc_now()
     new = _new_certificates(bundle, facts, moment)
-    planner = _Planner(facts, new, host)
+    planner = _Planner(facts, new, host, dict(key_providers or {}))
     for status in diagnose(facts, consumers, now=moment):
         planner.add(status)
     plan = Plan(planner.changes(), moment, _title(host, new))
@@ -163,10 +185,19 @@ class _Grant:
 class _Planner:
     """Collects the changes of one plan, grouped by kind, while consumers are examined."""
 
-    def __init__(self, facts: WindowsFacts, new: dict[Role, CertificateInfo], host: str) -> None:
+    def __init__(
+        self,
+        facts: WindowsFacts,
+        new: dict[Role, CertificateInfo],
+        host: str,
+        key_providers: dict[Role, str],
+    ) -> None:
         self.facts = facts
         self.new = new
         self.host = host
+        self.key_providers = key_providers
+        self.current_providers: dict[Role, list[str]] = {}
+        self.key_needs: dict[Role, list[tuple[str, KeyApi]]] = {}
         self.edits: list[Change] = []
         self.grants: dict[tuple[str, str], _Grant] = {}
         self.bindings: list[Change] = []
@@ -219,7 +250,21 @@ class _Planner:
         for instance in status.instances:
             _refuse_config_problems(status, consumer, instance, roles)
             uses = [u for u in status.uses if u.instance == instance and u.role in roles]
+            self._note_key_use(status.name, consumer.key_api, uses)
             self._config_instance(status.name, instance, uses)
+
+    def _note_key_use(self, consumer: str, key_api: KeyApi, uses: list[CertificateUse]) -> None:
+        """Remember the providers of the current keys and how the consumer opens them."""
+        for use in uses:
+            self.key_needs.setdefault(use.role, []).append((consumer, key_api))
+            self._note_current_key(use.role, use.certificate)
+
+    def _note_current_key(self, role: Role, current: StoreCertificate | None) -> None:
+        """Remember the provider of the key a consumer of ``role`` uses now (not the new one)."""
+        if current is None or current.thumbprint == self.new[role].thumbprint:
+            return
+        if current.fact.has_private_key and current.fact.key_provider:
+            self.current_providers.setdefault(role, []).append(current.fact.key_provider)
 
     def _config_instance(self, consumer: str, instance: str, uses: list[CertificateUse]) -> None:
         foreign = self._foreign(uses)
@@ -389,6 +434,9 @@ class _Planner:
             entries.setdefault(http_sys_entry(binding), []).append(binding)
         for shared in entries.values():
             self._binding_entry(status.name, iis, shared, new)
+        for binding in bindings:
+            served = self.facts.certificate(served_thumbprint(iis, binding))
+            self._note_current_key(Role.SSL, served)
 
     def _binding_entry(
         self, consumer: str, iis: IisFacts, shared: list[BindingFact], new: CertificateInfo
@@ -503,20 +551,89 @@ class _Planner:
             stored = self.facts.certificate(info.thumbprint)
             if stored is not None and stored.fact.has_private_key:
                 continue
+            choice = choose_key_provider(
+                role,
+                override=self.key_providers.get(role),
+                current=self.current_providers.get(role, ()),
+                incoming=info.key_provider,
+                needs=self.key_needs.get(role, ()),
+            )
             yield Change(
                 self.host,
                 STORE,
                 ChangeKind.IMPORT_CERT,
                 f"import the new {role} certificate «{info.issued_to or info.subject}» "
                 f"({info.thumbprint}, valid to {info.not_after:%Y-%m-%d}) with its private key "
-                f"into {STORE}",
+                f"into {STORE} — key provider: {choice.provider}, {choice.reason}",
                 {
                     "thumbprint": info.thumbprint,
                     "role": role.value,
                     "subject": info.subject,
                     "not_after": info.not_after.isoformat(),
+                    "key_provider": choice.provider,
+                    "key_provider_reason": choice.reason,
                 },
             )
+
+
+@dataclasses.dataclass(frozen=True)
+class KeyProviderChoice:
+    """The provider a new key is imported into, and why (for the plan's text)."""
+
+    provider: str
+    reason: str
+
+
+def choose_key_provider(
+    role: Role,
+    *,
+    override: str | None = None,
+    current: Sequence[str] = (),
+    incoming: str | None = None,
+    needs: Sequence[tuple[str, KeyApi]] = (),
+) -> KeyProviderChoice:
+    """The provider for the new ``role`` key: asked for, else the current key's, else the PFX's.
+
+    ``current`` are the providers of the keys the role's consumers use now (proven to work
+    there); ``incoming`` is what the new PFX names; ``needs`` are the consumers of the role and
+    how they open keys. A candidate a consumer cannot use (a CNG key for a CAPI-only program,
+    a legacy PROV_RSA_FULL key for SHA-256 signing) gives way to one all of them can use.
+    """
+    if override:
+        return KeyProviderChoice(override, "as asked (--key-provider)")
+    if current:
+        name, _ = Counter(current).most_common(1)[0]
+        candidate = KeyProviderChoice(name, f"as the current {role} key")
+    elif incoming:
+        candidate = KeyProviderChoice(incoming, "as the new PFX file names it")
+    else:
+        candidate = KeyProviderChoice(
+            SAFE_DEFAULT,
+            "the default when there is no current key and the PFX names none (CAPI, signs "
+            "with SHA-256, opened by CNG-aware programs too)",
+        )
+    problem = _provider_problem(candidate.provider, role, needs)
+    if problem is None:
+        return candidate
+    for fallback in (SAFE_DEFAULT, SOFTWARE_KSP):
+        if _provider_problem(fallback, role, needs) is None:
+            return KeyProviderChoice(
+                fallback, f"not {candidate.provider} ({candidate.reason}): {problem}"
+            )
+    return KeyProviderChoice(
+        candidate.provider,
+        f"{candidate.reason}; WARNING: {problem}, and no provider suits every consumer of the "
+        f"{role} key (use --key-provider {role.value}=NAME)",
+    )
+
+
+def _provider_problem(name: str, role: Role, needs: Sequence[tuple[str, KeyApi]]) -> str | None:
+    provider = key_provider(name)
+    for consumer, key_api in needs:
+        why = unusable_because(provider, key_api, signs=role is Role.SIGNING)
+        if why is not None:
+            return f"{consumer}: {why}"
+    return None
 
 
 def _refuse_config_problems(

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from cosdoc_certs.certs.model import thumbprint_of
+from cosdoc_certs.certs.pkcs12 import serialize_pfx
 from cosdoc_certs.lab.certs import (
     expired_window,
     make_enterprise_pair,
@@ -28,6 +30,7 @@ from cosdoc_certs.lab.model import (
 )
 from cosdoc_certs.lab.scenarios import LabServer, edit_settings
 from cosdoc_certs.lab.server.accounts import can_read, canonical_account
+from cosdoc_certs.lab.server.store import DEFAULT_PROVIDERS
 
 DIGIHELSE = "Digihelse.Meldingstjeneste"
 LRM = "\u200e"
@@ -126,12 +129,13 @@ def test_importing_a_pfx_stores_the_key_in_a_file_readable_by_system_and_adminis
 ) -> None:
     renewed = default_server.certificates.renewed.signing
     pfx = to_pfx(renewed, b"Passord-1")
-    assert default_server.store.import_pfx(pfx, "Passord-1", key_storage=key_storage) == [  # type: ignore[arg-type]
-        renewed.thumbprint
-    ]
+    provider = DEFAULT_PROVIDERS[key_storage]
+    imported = default_server.store.import_pfx(pfx, "Passord-1", default_provider=provider)
+    assert renewed.thumbprint in imported
     entry = default_server.store.get(renewed.thumbprint)
     assert entry.has_private_key
     assert entry.key_storage == key_storage
+    assert entry.key_provider == provider
     assert entry.key_file is not None
     assert entry.key_file.startswith(folder + "\\")
     assert default_server.files.is_file(entry.key_file)
@@ -142,8 +146,40 @@ def test_importing_a_pfx_stores_the_key_in_a_file_readable_by_system_and_adminis
 def test_a_two_key_pfx_imports_both_certificates_with_their_keys(default_server: LabServer) -> None:
     renewed = default_server.certificates.renewed
     imported = default_server.store.import_pfx(two_key_pfx(renewed, b"pw", legacy=True), "pw")
-    assert sorted(imported) == sorted([renewed.signing.thumbprint, renewed.encryption.thumbprint])
-    assert all(default_server.store.get(thumbprint).has_private_key for thumbprint in imported)
+    leaves = [renewed.signing.thumbprint, renewed.encryption.thumbprint]
+    assert set(leaves) <= set(imported)
+    assert all(default_server.store.get(thumbprint).has_private_key for thumbprint in leaves)
+
+
+def test_the_ca_certificates_of_a_pfx_land_in_my_without_a_key_like_import_pfxcertificate(
+    default_server: LabServer,
+) -> None:
+    renewed = default_server.certificates.renewed.signing
+    imported = default_server.store.import_pfx(to_pfx(renewed, b"pw"), "pw")
+    cas = [thumbprint_of(ca) for ca in renewed.chain]
+    assert cas
+    assert set(cas) <= set(imported)
+    assert all(not default_server.store.get(ca).has_private_key for ca in cas)
+
+
+@pytest.mark.parametrize(
+    ("named", "expected"),
+    [
+        ("Microsoft Enhanced RSA and AES Cryptographic Provider", "CAPI"),
+        ("Microsoft Software Key Storage Provider", "CNG"),
+        ("Microsoft Enhanced Cryptographic Provider v1.0", "CAPI"),
+    ],
+)
+def test_an_imported_key_lands_in_the_provider_its_pfx_names(
+    default_server: LabServer, named: str, expected: str
+) -> None:
+    renewed = default_server.certificates.renewed.signing
+    pfx = serialize_pfx(
+        renewed.private_key, renewed.certificate, [], b"pw", name=b"x", provider=named
+    )
+    default_server.store.import_pfx(pfx, "pw")
+    entry = default_server.store.get(renewed.thumbprint)
+    assert (entry.key_provider, entry.key_storage) == (named, expected)
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,10 @@ from its ``appsettings.json`` and, for each, needs a certificate in ``LocalMachi
 2. is time-valid now (the server's clock);
 3. has the role the key wants (classified from Key Usage / Extended Key Usage);
 4. has a private key;
-5. has a key file the account running the application can read ("Keyset does not exist").
+5. has a key file the account running the application can read ("Keyset does not exist");
+6. has its key in a provider the application can open (:attr:`CertificateUse.key_api`): a
+   CAPI-only .NET Framework program fails on a CNG key, a CAPI signer (SHA-256) fails on a
+   legacy PROV_RSA_FULL key, a program that casts to ``RSACng`` fails on a CAPI key.
 
 Each failure is one line worded like the .NET exception the real application would log; the
 lines end up in the server's event log.
@@ -22,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from cosdoc_certs.appsettings import AppSettings
 from cosdoc_certs.certs import Role, classify
+from cosdoc_certs.certs.providers import KeyApi, key_provider
 from cosdoc_certs.errors import ConfigFileError
 from cosdoc_certs.lab.server.errors import PathNotFoundError
 from cosdoc_certs.lab.server.files import windows_join
@@ -127,11 +131,16 @@ def _setting_problem(
             "System.InvalidOperationException: Cannot find certificate with thumbprint "
             f"'{show_invisible(value)}' ({key}) in LocalMachine\\My."
         )
-    return _certificate_problem(server, setting, key, entry, account)
+    return _certificate_problem(server, setting, key, entry, account, uses.key_api)
 
 
 def _certificate_problem(
-    server: CosDocServer, setting: CertificateSetting, key: str, entry: StoreEntry, account: str
+    server: CosDocServer,
+    setting: CertificateSetting,
+    key: str,
+    entry: StoreEntry,
+    account: str,
+    key_api: KeyApi,
 ) -> str:
     now = server.now()
     certificate = entry.certificate
@@ -161,6 +170,31 @@ def _certificate_problem(
         return (
             "System.Security.Cryptography.CryptographicException: Keyset does not exist "
             f"(certificate {entry.thumbprint}, {key}: {account} cannot read {entry.key_file})."
+        )
+    return _provider_problem(setting, key, entry, key_api)
+
+
+def _provider_problem(
+    setting: CertificateSetting, key: str, entry: StoreEntry, key_api: KeyApi
+) -> str:
+    """The exception a program opening keys with ``key_api`` gets for the key of ``entry``."""
+    provider = key_provider(entry.key_provider or "")
+    where = f"(certificate {entry.thumbprint}, {key}, key in {provider.name})"
+    if key_api is KeyApi.CAPI and provider.is_cng:
+        return (
+            "System.Security.Cryptography.CryptographicException: Invalid provider type "
+            f"specified {where}."
+        )
+    if key_api is KeyApi.CNG and not provider.is_cng:
+        return (
+            "System.InvalidCastException: Unable to cast object of type "
+            f"'System.Security.Cryptography.RSACryptoServiceProvider' to type "
+            f"'System.Security.Cryptography.RSACng' {where}."
+        )
+    if key_api is KeyApi.CAPI and setting.role == "signing" and provider.legacy_rsa_full:
+        return (
+            "System.Security.Cryptography.CryptographicException: Invalid algorithm specified "
+            f"(signing with SHA-256) {where}."
         )
     return ""
 

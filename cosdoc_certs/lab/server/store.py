@@ -6,7 +6,18 @@ keeps it: CNG keys (Microsoft Software Key Storage Provider) under
 ``C:\\ProgramData\\Microsoft\\Crypto\\RSA\\MachineKeys\\<unique name>``. The file holds a marker,
 never key material: the key itself stays in memory. Who may read the key file is the entry's
 ``readers`` set (always ``NT AUTHORITY\\SYSTEM`` and ``BUILTIN\\Administrators`` after an
-import, like Windows' default machine-key ACL).
+import, like Windows' default machine-key ACL). Each key has its provider by name
+(:mod:`cosdoc_certs.certs.providers`): CNG keys the software KSP, CAPI keys a CSP.
+
+Importing a PFX puts each key into the provider its key bag's "Microsoft CSP Name" attribute
+names, as ``PFXImportCertStore`` does unless told to always use CNG; a key whose PFX names
+none goes to the import's default (``Import-PfxCertificate``: the software KSP; ``.NET``'s
+``X509Certificate2`` import without CNG flags: the default CAPI provider). Only the
+certificates of the PFX go into ``My``, CA certificates too (without a key), as
+``Import-PfxCertificate`` puts every certificate of a PFX into the store it names: a CA there
+is clutter that later gathers list. :attr:`CertificateStore.authorities` are the CA and Root
+stores; chains are built from them and from CA certificates in ``My`` (Windows' chain engine
+searches both).
 
 Importing a certificate that is already in the store creates a new key container with the
 default ACL, as Windows does: read grants given to the old key file are gone afterwards.
@@ -26,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, Pub
 
 from cosdoc_certs.certs.load import FileContents, read_certificate_file
 from cosdoc_certs.certs.pkcs12 import parse_pfx
+from cosdoc_certs.certs.providers import ENHANCED_RSA_AES, SOFTWARE_KSP, key_provider
 from cosdoc_certs.errors import CertificateLoadError
 from cosdoc_certs.lab.server.accounts import DEFAULT_KEY_READERS, can_read, canonical_account
 from cosdoc_certs.lab.server.errors import SimulatedWindowsError
@@ -38,6 +50,10 @@ KeyStorage = Literal["CNG", "CAPI"]
 CNG_KEY_FOLDER = "C:\\ProgramData\\Microsoft\\Crypto\\Keys"
 CAPI_KEY_FOLDER = "C:\\ProgramData\\Microsoft\\Crypto\\RSA\\MachineKeys"
 _KEY_FOLDERS: dict[str, str] = {"CNG": CNG_KEY_FOLDER, "CAPI": CAPI_KEY_FOLDER}
+DEFAULT_PROVIDERS: dict[str, str] = {"CNG": SOFTWARE_KSP, "CAPI": ENHANCED_RSA_AES}
+"""The provider a key added as CNG or CAPI gets when no provider is named."""
+IMPORT_PFX_DEFAULT = SOFTWARE_KSP
+"""Where ``Import-PfxCertificate`` puts a key whose PFX names no provider (Server 2016+)."""
 _WRONG_PASSWORD = "The specified network password is not correct."  # noqa: S105 -- a message
 _ERROR_INVALID_PASSWORD = 0x80070056
 _ERROR_INVALID_DATA = 0x8007000D
@@ -53,13 +69,15 @@ _MAX_CHAIN = 8
 class StoreEntry:
     """One certificate in ``LocalMachine\\My``, with its private key and key file if it has one.
 
-    ``key_storage`` is ``"CNG"``, ``"CAPI"`` or None (no key); ``key_file`` is the key file's
-    Windows path; ``readers`` are the accounts with read on the key file.
+    ``key_storage`` is ``"CNG"``, ``"CAPI"`` or None (no key); ``key_provider`` the name of
+    its provider; ``key_file`` is the key file's Windows path; ``readers`` are the accounts
+    with read on the key file.
     """
 
     certificate: x509.Certificate
     private_key: PrivateKeyTypes | None = field(default=None, repr=False)
     key_storage: KeyStorage | None = None
+    key_provider: str | None = None
     key_file: str | None = None
     readers: set[str] = field(default_factory=set)
     friendly_name: str = ""
@@ -101,18 +119,24 @@ class CertificateStore:
         key_storage: KeyStorage = "CNG",
         readers: Iterable[str] = (),
         friendly_name: str = "",
+        provider: str | None = None,
     ) -> StoreEntry:
         """Put ``certificate`` (and its key, in a new key file) in the store; returns the entry.
 
-        Adding a certificate without a key that the store already holds keeps the existing entry.
+        The key goes into ``provider`` (by name; its CNG/CAPI kind wins over ``key_storage``)
+        or the default provider of ``key_storage``. Adding a certificate without a key that
+        the store already holds keeps the existing entry.
         """
         entry = StoreEntry(certificate, friendly_name=friendly_name)
         previous = self.entries.get(entry.thumbprint)
         if private_key is None and previous is not None:
             return previous
         if private_key is not None:
+            if provider is not None:
+                key_storage = "CNG" if key_provider(provider).is_cng else "CAPI"
             entry.private_key = private_key
             entry.key_storage = key_storage
+            entry.key_provider = provider or DEFAULT_PROVIDERS[key_storage]
             entry.key_file = self._new_key_file(key_storage, entry.thumbprint)
             entry.readers = set(DEFAULT_KEY_READERS)
             entry.readers.update(canonical_account(reader) for reader in readers)
@@ -123,38 +147,47 @@ class CertificateStore:
         return entry
 
     def import_pfx(
-        self, data: bytes, password: str, *, key_storage: KeyStorage = "CNG"
+        self, data: bytes, password: str, *, default_provider: str = IMPORT_PFX_DEFAULT
     ) -> list[str]:
         """Import a PFX like ``Import-PfxCertificate``; returns the thumbprints put in the store.
 
-        Every end-entity certificate goes in, with its key if the PFX holds it (a Buypass PFX
-        may hold both keys of the pair); CA certificates go to :attr:`authorities` (Windows'
-        Intermediate/Root stores), from which chains are built.
+        Every certificate goes in — CA certificates too, without a key — each end-entity one
+        with its key if the PFX holds it (a Buypass PFX may hold both keys of the pair), in
+        the provider the key bag names, else ``default_provider``.
         """
         contents = _read_pfx(data, password)
         imported = []
         for certificate in contents.certificates:
             if _is_ca(certificate):
-                self.add_authority(certificate)
+                imported.append(self.add(certificate).thumbprint)
                 continue
             key = _matching_key(certificate, contents.private_keys)
-            imported.append(self.add(certificate, key, key_storage=key_storage).thumbprint)
+            provider = (contents.provider_of(key) if key is not None else None) or default_provider
+            imported.append(self.add(certificate, key, provider=provider).thumbprint)
         logger.info("store: imported %d certificate(s) from a PFX", len(imported))
         return imported
 
-    def add_authority(self, certificate: x509.Certificate) -> None:
-        """Trust ``certificate`` as an issuing CA (Windows' Intermediate or Root store)."""
+    def add_authority(self, certificate: x509.Certificate) -> str:
+        """Put the CA ``certificate`` into Windows' CA (or Root) store; returns its thumbprint."""
         der = certificate.public_bytes(serialization.Encoding.DER)
-        self.authorities[thumbprint_of_der(der)] = certificate
+        thumbprint = thumbprint_of_der(der)
+        self.authorities[thumbprint] = certificate
+        return thumbprint
+
+    def remove_authority(self, thumbprint: str) -> bool:
+        """Take a CA certificate out of the CA store; False when it was not there."""
+        return self.authorities.pop(normalize_thumbprint(thumbprint), None) is not None
 
     def chain_for(self, certificate: x509.Certificate) -> list[x509.Certificate]:
-        """The issuing CAs of ``certificate`` found in :attr:`authorities`, nearest first."""
+        """The issuing CAs of ``certificate`` (CA/Root stores, CAs in ``My``), nearest first."""
         chain: list[x509.Certificate] = []
         current = certificate
+        candidates = [
+            *self.authorities.values(),
+            *(e.certificate for e in self.entries.values() if _is_ca(e.certificate)),
+        ]
         while current.issuer != current.subject and len(chain) < _MAX_CHAIN:
-            issuer = next(
-                (ca for ca in self.authorities.values() if ca.subject == current.issuer), None
-            )
+            issuer = next((ca for ca in candidates if ca.subject == current.issuer), None)
             if issuer is None or issuer in chain:
                 break
             chain.append(issuer)

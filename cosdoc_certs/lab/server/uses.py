@@ -11,6 +11,8 @@ import enum
 from dataclasses import dataclass
 from typing import Literal
 
+from cosdoc_certs.certs.providers import KeyApi
+
 RoleName = Literal["signing", "encryption", "ssl"]
 SETTINGS_FILE_NAME = "appsettings.json"
 
@@ -45,10 +47,17 @@ class CertificateSetting:
 
 @dataclass(frozen=True)
 class CertificateUse:
-    """What a simulated application does with certificates when it starts: data, per consumer."""
+    """What a simulated application does with certificates when it starts: data, per consumer.
+
+    ``key_api`` is how it opens private keys: ``ANY`` (``GetRSAPrivateKey``), ``CAPI`` (a .NET
+    Framework program using ``X509Certificate2.PrivateKey``: "Invalid provider type
+    specified" for a CNG key, and a signing key in a PROV_RSA_FULL provider cannot sign with
+    SHA-256) or ``CNG`` (casts to ``RSACng``).
+    """
 
     settings: tuple[CertificateSetting, ...] = ()
     lookup: ThumbprintLookup = ThumbprintLookup.STRICT
+    key_api: KeyApi = KeyApi.ANY
 
 
 DIGIHELSE_USE = CertificateUse(

@@ -2,7 +2,9 @@
 
 It follows the script action by action (see :mod:`cosdoc_certs.windows.apply_contract`):
 every ``write-file`` hash is checked first, then each action runs until the first failure —
-``import-pfx`` through a temporary PFX file that is deleted afterwards, files with a backup
+``import-pfx`` through a temporary PFX file that is deleted afterwards (skipped for a
+certificate already there with its key; the key's provider checked against the planned one;
+missing intermediates put into the CA store), files with a backup
 beside them and a compare-and-swap on SHA-256, ``grant-read`` on the key file,
 ``set-binding``, ``restart-service`` and ``recycle-pool`` under the model's start rules (a
 service that cannot read its key fails to start, as on Windows), ``restore-file`` and
@@ -19,6 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography import x509
+
+from cosdoc_certs.certs.model import thumbprint_of
 from cosdoc_certs.lab.model import CosDocServer, SimulatedWindowsError
 from cosdoc_certs.lab.server.files import windows_join
 from cosdoc_certs.lab.winrm import ScriptCall, ScriptRegistry, ScriptResult
@@ -31,6 +36,7 @@ from cosdoc_certs.windows.apply_contract import (
     GrantRead,
     ImportPfx,
     RecyclePool,
+    RemoveAuthority,
     RemoveFile,
     RestartService,
     RestoreFile,
@@ -158,11 +164,33 @@ def _windows(step: Callable[[], Any], before: dict[str, Any]) -> Any:
 
 def _import_pfx(run: _Run, action: ImportPfx) -> tuple[str, dict[str, Any]]:
     store = run.server.store
+    present = [t for t in action.thumbprints if store.find(t) is not None]
+    with_key = [t for t in present if store.get(t).has_private_key]
     before: dict[str, Any] = {
-        "present": [t for t in action.thumbprints if store.find(t) is not None]
+        "present": present,
+        "with_key": with_key,
+        "key_provider": None,
+        "authorities_added": [],
     }
     if not 0 <= action.index < len(run.pfx_files):
         raise _ActionFailed(f"-PfxFiles has no file number {action.index}.", before)
+    wanted = [t for t in action.thumbprints if t not in with_key]
+    if wanted:
+        _import_file(run, action, before)
+        _check_provider(run, action, wanted, before)
+    _add_authorities(run, action, before)
+    if not wanted:
+        before["key_provider"] = store.get(with_key[0]).key_provider
+        return (
+            f"{', '.join(action.thumbprints)} already in the store with its key: not imported "
+            "again (its key file and grants are kept)",
+            before,
+        )
+    return f"imported {', '.join(wanted)} (key in {before['key_provider']})", before
+
+
+def _import_file(run: _Run, action: ImportPfx, before: dict[str, Any]) -> None:
+    """``Import-PfxCertificate`` of a temporary copy of ``PfxFiles[index]``, deleted after."""
     try:
         data = base64.b64decode(run.pfx_files[action.index], validate=True)
     except binascii.Error:
@@ -170,13 +198,48 @@ def _import_pfx(run: _Run, action: ImportPfx) -> tuple[str, dict[str, Any]]:
     temp = windows_join(TEMP_FOLDER, f"cosdoc-certs-{run.run_id}-{action.index}.pfx")
     run.server.files.write(temp, data)
     try:
-        imported = _windows(lambda: store.import_pfx(data, run.password), before)
+        imported = _windows(lambda: run.server.store.import_pfx(data, run.password), before)
     finally:
         run.server.files.delete(temp)
     missing = [t for t in action.thumbprints if t.upper() not in imported]
     if missing:
         raise _ActionFailed(f"The PFX file does not hold {', '.join(missing)}.", before)
-    return f"imported {', '.join(action.thumbprints)}", before
+
+
+def _check_provider(
+    run: _Run, action: ImportPfx, imported: list[str], before: dict[str, Any]
+) -> None:
+    """Fail — taking the new certificates out again — when a key is not in the planned provider."""
+    store = run.server.store
+    for thumbprint in imported:
+        actual = store.get(thumbprint).key_provider
+        before["key_provider"] = actual
+        expected = action.key_provider
+        if expected is None or (actual or "").casefold() == expected.casefold():
+            continue
+        for taken_back in imported:
+            if taken_back not in before["present"]:
+                store.remove(taken_back)
+        raise _ActionFailed(
+            f"The key of {thumbprint} was imported into {actual}, not {expected} as planned; "
+            "the certificate was removed again.",
+            before,
+        )
+
+
+def _add_authorities(run: _Run, action: ImportPfx, before: dict[str, Any]) -> None:
+    """Put each CA certificate the CA and Root stores lack into ``LocalMachine\\CA``."""
+    store = run.server.store
+    for encoded in action.authorities:
+        certificate = x509.load_der_x509_certificate(base64.b64decode(encoded))
+        if thumbprint_of(certificate) in store.authorities:
+            continue
+        before["authorities_added"].append(store.add_authority(certificate))
+
+
+def _remove_authority(run: _Run, action: RemoveAuthority) -> tuple[str, dict[str, Any]]:
+    existed = run.server.store.remove_authority(action.thumbprint)
+    return ("removed" if existed else "not there"), {"existed": existed}
 
 
 def _write_file(run: _Run, action: WriteFile) -> tuple[str, dict[str, Any]]:
@@ -292,4 +355,5 @@ _EXECUTORS: dict[type, Callable[[_Run, Any], tuple[str, dict[str, Any]]]] = {
     RecyclePool: _recycle_pool,
     RestoreFile: _restore_file,
     RemoveFile: _remove_file,
+    RemoveAuthority: _remove_authority,
 }

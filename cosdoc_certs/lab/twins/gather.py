@@ -39,10 +39,6 @@ SCRIPT_NAME = "gather"
 PS_VERSION = "5.1.20348.2849"
 _PARAMETERS = {"servicepatterns": "ServicePatterns", "configfiles": "ConfigFiles"}
 _DEFAULT_CONFIG_FILES = ("appsettings.json",)
-_PROVIDERS = {
-    "CNG": "Microsoft Software Key Storage Provider",
-    "CAPI": "Microsoft Enhanced RSA and AES Cryptographic Provider",
-}
 
 
 def register(registry: ScriptRegistry, server: CosDocServer) -> None:
@@ -180,7 +176,7 @@ def _certificate(server: CosDocServer, entry: StoreEntry) -> CertificateFact:
         has_private_key=entry.has_private_key,
         not_after=entry.certificate.not_valid_after_utc,
         key_storage=entry.key_storage,
-        key_provider=_PROVIDERS.get(entry.key_storage or ""),
+        key_provider=entry.key_provider,
         key_file=key_file,
         readers=tuple(sorted(entry.readers, key=str.casefold)) if key_file else (),
         key_error=key_error,

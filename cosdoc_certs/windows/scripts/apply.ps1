@@ -7,9 +7,17 @@
 .DESCRIPTION
     -Actions is a JSON array of action objects (the contract is written down in
     cosdoc_certs/windows/apply_contract.py):
-      import-pfx      {index, thumbprints}     Import-PfxCertificate of -PfxFiles[index] into
+      import-pfx      {index, thumbprints, key_provider, authorities}
+                                               Import-PfxCertificate of -PfxFiles[index] into
                                                Cert:\LocalMachine\My (temporary file deleted in
-                                               a finally block)
+                                               a finally block); skipped for a certificate there
+                                               with its key already (a new import would replace
+                                               its key file and drop its grants); the key must
+                                               land in key_provider (the PFX's CSP-name
+                                               attribute, honoured without the ALWAYS_CNG flag),
+                                               else the new certificate is removed and the
+                                               action fails; authorities (base64 DER) missing
+                                               from LocalMachine\CA and \Root go into \CA
       write-file      {path, content_base64, expected_sha256}
                                                compare-and-swap: the file must still have the
                                                planned SHA-256; the original is copied to
@@ -25,6 +33,7 @@
                                                Started afterwards
       restore-file    {path, backup, expected_sha256|null}
       remove-file     {path}
+      remove-authority {thumbprint}            removes a CA certificate from LocalMachine\CA
     Every write-file hash is checked before the first action runs, so a file edited by hand
     since planning stops the run before anything is touched. Then the actions run in order and
     the run stops at the first failure. Each result carries the facts from before the action
@@ -59,6 +68,8 @@ $ServiceSettleSeconds = 2
 $PoolTimeoutSeconds = 30
 $IisAppId = '{4dc3e181-e14b-4a21-b022-59fc669b0914}'
 $StorePath = 'Cert:\LocalMachine\My'
+$CaStorePath = 'Cert:\LocalMachine\CA'
+$RootStorePath = 'Cert:\LocalMachine\Root'
 $RsaExtensions = 'System.Security.Cryptography.X509Certificates.RSACertificateExtensions' -as [type]
 $EcdsaExtensions = 'System.Security.Cryptography.X509Certificates.ECDsaCertificateExtensions' -as [type]
 $SoftwareKsp = 'Microsoft Software Key Storage Provider'
@@ -172,23 +183,101 @@ function Get-SslFlags {
     return 0
 }
 
-function Invoke-ImportPfx {
-    param($Action, $Before)
-    $Before.present = @($Action.thumbprints | Where-Object { Test-Path -LiteralPath (Join-Path -Path $StorePath -ChildPath $_) })
+function Get-KeyProviderName {
+    # The provider of a certificate's key as certutil shows it: CAPI keys answer through
+    # .PrivateKey (a CSP name); for CNG keys .PrivateKey throws and the CngKey names its KSP.
+    param([System.Security.Cryptography.X509Certificates.X509Certificate2] $Certificate)
+    try {
+        $capiKey = $Certificate.PrivateKey
+        if ($capiKey -is [System.Security.Cryptography.ICspAsymmetricAlgorithm]) {
+            return [string] $capiKey.CspKeyContainerInfo.ProviderName
+        }
+    } catch {
+        Write-Verbose ('{0}: not a CAPI key ({1})' -f $Certificate.Thumbprint, $_.Exception.Message)
+    }
+    $key = Get-PrivateKeyObject -Certificate $Certificate
+    try {
+        $cngKey = Get-OptionalProperty -InputObject $key -Name 'Key'
+        if ($cngKey -is [System.Security.Cryptography.CngKey]) { return [string] $cngKey.Provider.Provider }
+    } finally {
+        if ($key -is [System.IDisposable]) { $key.Dispose() }
+    }
+    return $null
+}
+
+function Import-PfxFile {
+    # Import-PfxCertificate of -PfxFiles[index] through a temporary file deleted in any case.
+    param($Action)
     $index = [int] $Action.index
-    if ($index -lt 0 -or $index -ge $PfxFiles.Count) { throw ('-PfxFiles has no file number {0}.' -f $index) }
-    if ($null -eq $PfxPassword) { throw '-PfxPassword is needed to import a PFX file.' }
     $temp = Join-Path -Path ([System.IO.Path]::GetTempPath()) -ChildPath ('cosdoc-certs-{0}-{1}.pfx' -f $RunId, $index)
     try {
         [System.IO.File]::WriteAllBytes($temp, [Convert]::FromBase64String($PfxFiles[$index]))
-        $imported = @(Import-PfxCertificate -FilePath $temp -CertStoreLocation $StorePath -Password $PfxPassword)
+        $imported = @(Import-PfxCertificate -FilePath $temp -CertStoreLocation $StorePath -Password $PfxPassword -ErrorAction Stop)
     } finally {
         if (Test-Path -LiteralPath $temp) { Remove-Item -LiteralPath $temp -Force }
     }
     $thumbprints = @($imported | ForEach-Object { ([string] $_.Thumbprint).ToUpperInvariant() })
     $missing = @($Action.thumbprints | Where-Object { $thumbprints -notcontains ([string] $_).ToUpperInvariant() })
     if ($missing.Count -gt 0) { throw ('The PFX file does not hold {0}.' -f ($missing -join ', ')) }
-    return 'imported ' + ($Action.thumbprints -join ', ')
+}
+
+function Assert-KeyProvider {
+    # The planned provider, or the new certificates go out again (with their keys) and we fail.
+    param($Action, $Before, [string[]] $Imported)
+    foreach ($thumbprint in $Imported) {
+        $actual = Get-KeyProviderName -Certificate (Get-Item -LiteralPath (Join-Path -Path $StorePath -ChildPath $thumbprint))
+        $Before.key_provider = $actual
+        $expected = Get-OptionalProperty -InputObject $Action -Name 'key_provider'
+        if ($null -eq $expected -or [string]::Equals([string] $actual, [string] $expected, [StringComparison]::OrdinalIgnoreCase)) { continue }
+        foreach ($takenBack in $Imported) {
+            if ($Before.present -contains $takenBack) { continue }
+            Remove-Item -LiteralPath (Join-Path -Path $StorePath -ChildPath $takenBack) -DeleteKey -ErrorAction Stop
+        }
+        throw ('The key of {0} was imported into {1}, not {2} as planned; the certificate was removed again.' -f $thumbprint, $actual, $expected)
+    }
+}
+
+function Add-Authorities {
+    # Intermediate CAs the CA and Root stores lack go into LocalMachine\CA (listed for the undo).
+    param($Action, $Before)
+    $added = New-Object System.Collections.Generic.List[string]
+    $caStore = New-Object System.Security.Cryptography.X509Certificates.X509Store('CA', 'LocalMachine')
+    $caStore.Open('ReadWrite')
+    try {
+        foreach ($encoded in @(Get-OptionalProperty -InputObject $Action -Name 'authorities')) {
+            if ($null -eq $encoded) { continue }
+            $ca = New-Object System.Security.Cryptography.X509Certificates.X509Certificate2 -ArgumentList (, [Convert]::FromBase64String([string] $encoded))
+            $thumbprint = ([string] $ca.Thumbprint).ToUpperInvariant()
+            $known = (Test-Path -LiteralPath (Join-Path -Path $CaStorePath -ChildPath $thumbprint)) -or (Test-Path -LiteralPath (Join-Path -Path $RootStorePath -ChildPath $thumbprint))
+            if ($known) { continue }
+            $caStore.Add($ca)
+            $added.Add($thumbprint)
+            $Before.authorities_added = $added.ToArray()
+        }
+    } finally {
+        $caStore.Close()
+    }
+}
+
+function Invoke-ImportPfx {
+    param($Action, $Before)
+    $Before.present = @($Action.thumbprints | ForEach-Object { ([string] $_).ToUpperInvariant() } | Where-Object { Test-Path -LiteralPath (Join-Path -Path $StorePath -ChildPath $_) })
+    # Re-checked here, not only when planning: a certificate that has its key by now keeps it.
+    $Before.with_key = @($Before.present | Where-Object { (Get-Item -LiteralPath (Join-Path -Path $StorePath -ChildPath $_)).HasPrivateKey })
+    $index = [int] $Action.index
+    if ($index -lt 0 -or $index -ge $PfxFiles.Count) { throw ('-PfxFiles has no file number {0}.' -f $index) }
+    $wanted = @($Action.thumbprints | ForEach-Object { ([string] $_).ToUpperInvariant() } | Where-Object { $Before.with_key -notcontains $_ })
+    if ($wanted.Count -gt 0) {
+        if ($null -eq $PfxPassword) { throw '-PfxPassword is needed to import a PFX file.' }
+        Import-PfxFile -Action $Action
+        Assert-KeyProvider -Action $Action -Before $Before -Imported $wanted
+    }
+    Add-Authorities -Action $Action -Before $Before
+    if ($wanted.Count -eq 0) {
+        $Before.key_provider = Get-KeyProviderName -Certificate (Get-Item -LiteralPath (Join-Path -Path $StorePath -ChildPath $Before.with_key[0]))
+        return ('{0} already in the store with its key: not imported again (its key file and grants are kept)' -f ($Action.thumbprints -join ', '))
+    }
+    return ('imported {0} (key in {1})' -f ($wanted -join ', '), $Before.key_provider)
 }
 
 function Invoke-WriteFile {
@@ -329,11 +418,21 @@ function Invoke-RemoveFile {
     return 'removed'
 }
 
+function Invoke-RemoveAuthority {
+    param($Action, $Before)
+    $thumbprint = ([string] $Action.thumbprint).ToUpperInvariant()
+    $path = Join-Path -Path $CaStorePath -ChildPath $thumbprint
+    $Before.existed = Test-Path -LiteralPath $path
+    if (-not $Before.existed) { return 'not there' }
+    Remove-Item -LiteralPath $path -ErrorAction Stop
+    return 'removed'
+}
+
 function New-Before {
     # The "before" facts of an action, with their defaults until the action finds them out.
     param([string] $Kind)
     switch ($Kind) {
-        'import-pfx' { return [ordered]@{ present = @() } }
+        'import-pfx' { return [ordered]@{ present = @(); with_key = @(); key_provider = $null; authorities_added = @() } }
         'write-file' { return [ordered]@{ sha256 = $null; backup = $null } }
         'grant-read' { return [ordered]@{ key_file = $null; could_read = $false } }
         'set-binding' { return [ordered]@{ thumbprint = $null } }
@@ -341,6 +440,7 @@ function New-Before {
         'recycle-pool' { return [ordered]@{ state = $null } }
         'restore-file' { return [ordered]@{ sha256 = $null; restored = $false } }
         'remove-file' { return [ordered]@{ existed = $false } }
+        'remove-authority' { return [ordered]@{ existed = $false } }
     }
     throw ("Unknown action '{0}'." -f $Kind)
 }
@@ -356,6 +456,7 @@ function Invoke-Action {
         'recycle-pool' { return Invoke-RecyclePool -Action $Action -Before $Before }
         'restore-file' { return Invoke-RestoreFile -Action $Action -Before $Before }
         'remove-file' { return Invoke-RemoveFile -Action $Action -Before $Before }
+        'remove-authority' { return Invoke-RemoveAuthority -Action $Action -Before $Before }
     }
     throw ("Unknown action '{0}'." -f $Action.action)
 }
