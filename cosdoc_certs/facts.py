@@ -12,7 +12,9 @@ are in ``LocalMachine\\My``, and the findings a consultant acts on. Finding code
   ``config-missing``, ``config-invalid``;
 - about what a value names: ``thumbprint-not-in-store``, ``expired``, ``not-yet-valid``,
   ``expires-soon``, ``wrong-role``, ``no-private-key``, ``key-not-readable``,
-  ``key-file-unknown``, ``cng-key`` (info), ``superseded``;
+  ``key-file-unknown``, ``cng-key`` (info), ``superseded``, ``key-provider-unusable`` (the
+  key is in a provider the consumer cannot use: CNG for a CAPI-only consumer, a legacy
+  PROV_RSA_FULL provider for SHA-256 signing);
 - about IIS bindings: ``binding-no-certificate``, ``binding-mismatch``, ``sni-shadowed``;
 - about the consumer itself: ``consumer-not-found``, ``not-running``.
 """
@@ -34,6 +36,13 @@ from cosdoc_certs.appsettings import AppSettings, thumbprint_findings
 from cosdoc_certs.certs import CertificateInfo, Role, roles_of
 from cosdoc_certs.certs.classify import validity_findings
 from cosdoc_certs.certs.model import ROLE_DESCRIPTIONS
+from cosdoc_certs.certs.providers import (
+    ENHANCED_RSA_AES,
+    SOFTWARE_KSP,
+    KeyApi,
+    key_provider,
+    unusable_because,
+)
 from cosdoc_certs.consumers import (
     Consumer,
     HttpsBindingsConsumer,
@@ -208,6 +217,7 @@ class CertificateUse:
             "not_after": certificate.info.not_after.isoformat() if certificate else None,
             "days_left": certificate.days_left(now) if certificate else None,
             "key_storage": certificate.fact.key_storage if certificate else None,
+            "key_provider": certificate.fact.key_provider if certificate else None,
             "account": self.account,
             "file": self.file,
         }
@@ -347,6 +357,7 @@ class _Doctor:
                 if use is not None:
                     uses.append(use)
                     findings += self._certificate_findings(use)
+                    findings += _provider_findings(use, consumer.key_api)
         return ConsumerStatus(
             consumer, tuple(i.name for i in instances), tuple(uses), _unique(findings)
         )
@@ -692,6 +703,31 @@ class _Doctor:
                     )
                 )
         return tuple(uses)
+
+
+def _provider_findings(use: CertificateUse, key_api: KeyApi) -> list[Finding]:
+    """``key-provider-unusable`` when the key of the certificate ``use`` names is in a provider
+    the consumer cannot use (its role signs with SHA-256; ``key_api`` from the catalog)."""
+    certificate = use.certificate
+    if certificate is None or not certificate.fact.has_private_key:
+        return []
+    name = certificate.fact.key_provider
+    if not name:
+        return []
+    why = unusable_because(key_provider(name), key_api, signs=use.role is Role.SIGNING)
+    if why is None:
+        return []
+    usable = SOFTWARE_KSP if key_api is KeyApi.CNG else ENHANCED_RSA_AES
+    return [
+        Finding(
+            "key-provider-unusable",
+            Severity.ERROR,
+            f"the key of {_describe(certificate)} is in {name}: {why}; import its PFX again "
+            f'with certutil -csp "{usable}" -importpfx (a rotation chooses a usable provider '
+            "for the new key by itself)",
+            use.subject,
+        )
+    ]
 
 
 def served_thumbprint(iis: IisFacts, binding: BindingFact) -> str:

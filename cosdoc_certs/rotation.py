@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from cosdoc_certs import svarut
 from cosdoc_certs._aio import synchronous
 from cosdoc_certs._signals import StopRequest, stop_on_signals
-from cosdoc_certs.certs import CertificateBundle
+from cosdoc_certs.certs import CertificateBundle, Role
 from cosdoc_certs.consumers import COSDOC_CATALOG, Consumer, SvarutConsumer
 from cosdoc_certs.errors import ApplyError, CosDocCertsError, InputError
 from cosdoc_certs.facts import WindowsFacts
@@ -235,10 +235,22 @@ class RotationPlan:
 
 
 async def plan_async(
-    target: Target, bundle: CertificateBundle, *, now: dt.datetime | None = None
+    target: Target,
+    bundle: CertificateBundle,
+    *,
+    now: dt.datetime | None = None,
+    key_providers: Mapping[Role, str] | None = None,
 ) -> RotationPlan:
-    """Gather the Windows server and the SvarUT host at once and plan the rotation."""
-    windows = _in_thread(_plan_windows, target, bundle, now) if target.windows else _no_windows()
+    """Gather the Windows server and the SvarUT host at once and plan the rotation.
+
+    ``key_providers`` overrides the Windows key provider chosen for a role's new key
+    (``{Role.SIGNING: "Microsoft Enhanced RSA and AES Cryptographic Provider"}``).
+    """
+    windows = (
+        _in_thread(_plan_windows, target, bundle, now, key_providers)
+        if target.windows
+        else _no_windows()
+    )
     reason = _svarut_left_alone(target, bundle)
     svarut_plan = (
         svarut.plan_async(
@@ -267,12 +279,22 @@ def _svarut_left_alone(target: Target, bundle: CertificateBundle) -> str | None:
 
 
 def _plan_windows(
-    target: Target, bundle: CertificateBundle, now: dt.datetime | None
+    target: Target,
+    bundle: CertificateBundle,
+    now: dt.datetime | None,
+    key_providers: Mapping[Role, str] | None = None,
 ) -> tuple[Plan, WindowsFacts]:
     with target.open_windows() as host:
         facts = gather(host, target.consumers)
     assert target.windows_host is not None
-    wplan = plan_windows(facts, bundle, target.consumers, host=target.windows_host, now=now)
+    wplan = plan_windows(
+        facts,
+        bundle,
+        target.consumers,
+        host=target.windows_host,
+        now=now,
+        key_providers=key_providers,
+    )
     return wplan, facts
 
 
@@ -745,6 +767,16 @@ class InstallationStatus:
         if self.svarut is not None:
             uses[f"SvarUT {self.svarut.endpoint}"] = str(self.svarut.served_thumbprint)
         return uses
+
+    def key_providers(self) -> dict[str, str]:
+        """Per role, the Windows key provider(s) of the keys the consumers' configs name."""
+        found: dict[str, set[str]] = {}
+        for consumer in self.windows.consumers if self.windows else ():
+            for use in consumer.uses:
+                certificate = use.certificate
+                if use.file and certificate is not None and certificate.fact.key_provider:
+                    found.setdefault(use.role.value, set()).add(certificate.fact.key_provider)
+        return {role: " | ".join(sorted(names)) for role, names in sorted(found.items())}
 
     def differences(self, other: InstallationStatus) -> list[str]:
         """What uses or serves something else in ``other`` (``"where: old -> new"``)."""

@@ -43,6 +43,7 @@ class DemoRun:
     plan: rotation.RotationPlan | None = None
     applied: rotation.RotationResult | None = None
     verified: rotation.RotationVerifyReport | None = None
+    after: rotation.InstallationStatus | None = None
     rotated: list[str] = field(default_factory=list)
     rolled_back: rotation.RotationResult | None = None
     left_over: list[str] = field(default_factory=list)
@@ -58,6 +59,19 @@ class DemoRun:
         """True when the rotation verified and the rollback restored everything."""
         return bool(self.verified and self.verified.ok and self.rotated and self.restored)
 
+    def key_providers(self) -> dict[str, dict[str, str | bool | None]]:
+        """Per role, the key provider of the keys in use before and after the rotation."""
+        before = self.before.key_providers() if self.before else {}
+        after = self.after.key_providers() if self.after else {}
+        return {
+            role: {
+                "before": before.get(role),
+                "after": after.get(role),
+                "same": before.get(role) == after.get(role),
+            }
+            for role in dict.fromkeys([*before, *after])
+        }
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form (``cosdoc-certs demo --json``)."""
         return {
@@ -70,6 +84,7 @@ class DemoRun:
             "apply": self.applied.to_dict() if self.applied else None,
             "verify": self.verified.to_dict() if self.verified else None,
             "rotated": self.rotated,
+            "key_providers": self.key_providers(),
             "rollback": self.rolled_back.to_dict() if self.rolled_back else None,
             "restored": self.restored,
             "not_restored": self.left_over,
@@ -132,9 +147,14 @@ def _rotate_and_roll_back(
     run.round_trips = _round_trips(lab)
     say(f"5. Verify\n{run.verified.to_text()}")
     with _phase(run, "status after"):
-        after = rotation.installation_status(target)
+        run.after = after = rotation.installation_status(target)
     run.rotated = run.before.differences(after)
     say(_status_text("6. Status after the rotation", after, run.rotated))
+    providers = ", ".join(
+        f"{role}: {entry['after']}" + ("" if entry["same"] else f" (was {entry['before']})")
+        for role, entry in run.key_providers().items()
+    )
+    say(f"   New keys' providers — {providers}")
     say("7. Rolling the run back")
     with _phase(run, "rollback"):
         run.rolled_back = rotation.rollback(

@@ -19,6 +19,8 @@ import click
 from click.core import ParameterSource
 
 from cosdoc_certs import rotation
+from cosdoc_certs.certs import Role
+from cosdoc_certs.certs.providers import provider_from_option
 from cosdoc_certs.cli._common import (
     confirm_change,
     echo_json,
@@ -78,6 +80,15 @@ def _installation_options(command: F) -> F:
 
 def _pfx_options(command: F) -> F:
     command = password_env_option("Read the PFX password from this environment variable.")(command)
+    command = click.option(
+        "--key-provider",
+        "key_providers",
+        multiple=True,
+        metavar="ROLE=NAME",
+        help="Import the new ROLE key (signing, encryption, ssl) into this Windows key provider "
+        "(cng, capi, or a full name such as \"Microsoft Enhanced RSA and AES Cryptographic "
+        "Provider\"); default: the provider of the current key of that role (repeat).",
+    )(command)
     return click.option(
         "--pfx",
         "pfx_files",
@@ -96,6 +107,24 @@ def _journal_options(command: F) -> F:
         help="The run's journal (default: the latest run on this installation).",
     )(command)
     return journal_dir_option(command)
+
+
+def key_providers_from(pairs: tuple[str, ...]) -> dict[Role, str]:
+    """``--key-provider ROLE=NAME`` values as a role → provider name mapping."""
+    chosen: dict[Role, str] = {}
+    for pair in pairs:
+        role_name, separator, provider = pair.partition("=")
+        try:
+            role = Role(role_name.strip().lower())
+        except ValueError:
+            role = None
+        if not separator or role is None:
+            raise InputError(
+                f"--key-provider {pair!r} is not ROLE=NAME",
+                "e.g. --key-provider signing=capi (roles: signing, encryption, ssl)",
+            )
+        chosen[role] = provider_from_option(provider)
+    return chosen
 
 
 def target_from_options(options: dict[str, Any]) -> rotation.Target:
@@ -170,13 +199,17 @@ def _tls_address(pairs: tuple[str, ...]) -> TlsAddress | None:
 @json_option
 @reports_errors
 def plan_command(
-    pfx_files: tuple[Path, ...], password_env: str | None, as_json: bool, **options: Any
+    pfx_files: tuple[Path, ...],
+    password_env: str | None,
+    key_providers: tuple[str, ...],
+    as_json: bool,
+    **options: Any,
 ) -> None:
     """Show what rotating the new certificates into the installation would change.
 
     Reads the Windows server and the SvarUT host at once and prints every change (with the
-    diffs of the config files) and every consumer that needs nothing, with its reason.
-    Changes nothing.
+    diffs of the config files) and every consumer that needs nothing, with its reason, and
+    the key provider each new key will be imported into. Changes nothing.
 
     \b
     Example:
@@ -184,9 +217,10 @@ def plan_command(
       cosdoc-certs plan --inventory kunder.toml --customer testkommune \\
           --pfx signing+encryption.pfx --pfx ssl.pfx --password-env PFX_PW
     """
+    providers = key_providers_from(key_providers)
     target = target_from_options(options)
     bundle = load_bundle_asking_password(list(pfx_files), password_env)
-    rplan = rotation.plan(target, bundle)
+    rplan = rotation.plan(target, bundle, key_providers=providers)
     if as_json:
         echo_json(rplan.to_dict())
     else:
@@ -203,6 +237,7 @@ def plan_command(
 def apply_command(
     pfx_files: tuple[Path, ...],
     password_env: str | None,
+    key_providers: tuple[str, ...],
     yes: bool,
     journal_dir: Path | None,
     as_json: bool,
@@ -220,9 +255,10 @@ def apply_command(
       cosdoc-certs apply --inventory kunder.toml --customer testkommune \\
           --pfx signing+encryption.pfx --pfx ssl.pfx --password-env PFX_PW
     """
+    providers = key_providers_from(key_providers)
     target = target_from_options(options)
     bundle = load_bundle_asking_password(list(pfx_files), password_env)
-    rplan = rotation.plan(target, bundle)
+    rplan = rotation.plan(target, bundle, key_providers=providers)
     if not as_json:
         click.echo(rplan.to_text())
     if not rplan.is_empty:
