@@ -23,8 +23,10 @@
 :func:`make_lab_certificates` makes the certificates (current, previous, and the *renewed*
 pair and SSL certificate a demo rotates to); :meth:`LabCertificates.write_files` writes the
 renewed ones as PFX files. The scenario builders (:data:`SCENARIOS`) vary the default for
-tests: all keys CAPI or CNG, a missing ACL, an expired certificate, a wrong role, samdrift of
-two municipalities' sites, and a customer whose services live under ``D:\\DIPS``.
+tests: all keys CAPI or CNG, CAPI-only Digihelse services (.NET Framework, signing with
+SHA-256: ``capi-signer``) whose keys must stay in a CAPI provider, a missing ACL, an expired
+certificate, a wrong role, samdrift of two municipalities' sites, and a customer whose
+services live under ``D:\\DIPS``.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cosdoc_certs.appsettings import AppSettings
+from cosdoc_certs.certs.providers import ENHANCED_RSA_AES, KeyApi
 from cosdoc_certs.lab.certs import (
     EnterprisePair,
     Issued,
@@ -102,6 +105,10 @@ class Layout:
     key_storage: dict[str, KeyStorage] = field(
         default_factory=lambda: {"signing": "CNG", "encryption": "CAPI", "ssl": "CNG"}
     )
+    key_providers: dict[str, str] = field(default_factory=dict)
+    """Role → the provider of the current key (by name; wins over ``key_storage``)."""
+    digihelse_key_api: KeyApi = KeyApi.ANY
+    """How the Digihelse services open their keys (``CAPI``: a .NET Framework build)."""
 
 
 DEVIATING_LAYOUT = Layout(
@@ -294,6 +301,38 @@ def all_keys_installation(
     return default_installation(root, now=now, certificates=certificates, layout=layout)
 
 
+def key_provider_installation(
+    key_api: KeyApi,
+    key_providers: dict[str, str],
+    root: Path | None = None,
+    *,
+    now: datetime.datetime | None = None,
+    certificates: LabCertificates | None = None,
+) -> LabServer:
+    """The default installation with Digihelse opening keys with ``key_api`` and the current
+    keys in ``key_providers`` (role → provider name).
+
+    With ``KeyApi.CAPI`` the Digihelse services are .NET Framework builds using
+    ``X509Certificate2.PrivateKey``: they do not start with a CNG key ("Invalid provider type
+    specified"), nor sign with a key in a legacy PROV_RSA_FULL provider ("Invalid algorithm
+    specified"); with ``KeyApi.CNG`` they cast the key to ``RSACng`` and refuse CAPI keys.
+    """
+    layout = Layout(key_providers=dict(key_providers), digihelse_key_api=key_api)
+    return default_installation(root, now=now, certificates=certificates, layout=layout)
+
+
+def _capi_signer_installation(
+    root: Path | None = None,
+    *,
+    now: datetime.datetime | None = None,
+    certificates: LabCertificates | None = None,
+) -> LabServer:
+    providers = {"signing": ENHANCED_RSA_AES, "encryption": ENHANCED_RSA_AES}
+    return key_provider_installation(
+        KeyApi.CAPI, providers, root, now=now, certificates=certificates
+    )
+
+
 def missing_acl_installation(
     root: Path | None = None,
     *,
@@ -406,6 +445,7 @@ SCENARIOS: dict[str, Callable[..., LabServer]] = {
     "default": default_installation,
     "cng-keys": _cng_installation,
     "capi-keys": _capi_installation,
+    "capi-signer": _capi_signer_installation,
     "missing-acl": missing_acl_installation,
     "expired-certificate": expired_certificate_installation,
     "wrong-role": wrong_role_installation,
@@ -439,6 +479,7 @@ def _seed_store(
             issued.private_key,
             key_storage=layout.key_storage[role],
             friendly_name=_friendly_name(issued, role),
+            provider=layout.key_providers.get(role),
         )
 
 
@@ -457,8 +498,9 @@ def _install_services(server: CosDocServer, certificates: LabCertificates, layou
     for name, display, path_form, crlf in digihelse:
         folder = windows_join(layout.services_folder, name)
         exe = windows_join(folder, f"{name}.exe")
+        uses = replace(DIGIHELSE_USE, key_api=layout.digihelse_key_api)
         service = WindowsService(
-            name, display, DIGIHELSE_ACCOUNT, path_form.format(exe=exe), uses=DIGIHELSE_USE
+            name, display, DIGIHELSE_ACCOUNT, path_form.format(exe=exe), uses=uses
         )
         server.add_service(service)
         text = _digihelse_settings(name, encryption, signing)

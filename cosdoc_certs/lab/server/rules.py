@@ -11,8 +11,9 @@ from its ``appsettings.json`` and, for each, needs a certificate in ``LocalMachi
 4. has a private key;
 5. has a key file the account running the application can read ("Keyset does not exist");
 6. has its key in a provider the application can open (:attr:`CertificateUse.key_api`): a
-   CAPI-only .NET Framework program fails on a CNG key, a CAPI signer (SHA-256) fails on a
-   legacy PROV_RSA_FULL key, a program that casts to ``RSACng`` fails on a CAPI key.
+   CAPI-only .NET Framework program fails on a CNG key, signing with SHA-256 fails on a key in
+   a legacy PROV_RSA_FULL provider (it is opened as RSACryptoServiceProvider), a program that
+   casts to ``RSACng`` fails on a CAPI key.
 
 Each failure is one line worded like the .NET exception the real application would log; the
 lines end up in the server's event log.
@@ -191,7 +192,7 @@ def _provider_problem(
             f"'System.Security.Cryptography.RSACryptoServiceProvider' to type "
             f"'System.Security.Cryptography.RSACng' {where}."
         )
-    if key_api is KeyApi.CAPI and setting.role == "signing" and provider.legacy_rsa_full:
+    if key_api is not KeyApi.CNG and setting.role == "signing" and provider.legacy_rsa_full:
         return (
             "System.Security.Cryptography.CryptographicException: Invalid algorithm specified "
             f"(signing with SHA-256) {where}."
