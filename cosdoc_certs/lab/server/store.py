@@ -110,6 +110,9 @@ class CertificateStore:
         self.machine_guid = machine_guid
         self.entries: dict[str, StoreEntry] = {}
         self.authorities: dict[str, x509.Certificate] = {}
+        self.pfx_import_always_cng = False
+        """True models a server whose PFX import passes ``PKCS12_ALWAYS_CNG_KSP``: every key
+        lands in the software KSP whatever its PFX names."""
 
     def add(
         self,
@@ -162,7 +165,8 @@ class CertificateStore:
                 imported.append(self.add(certificate).thumbprint)
                 continue
             key = _matching_key(certificate, contents.private_keys)
-            provider = (contents.provider_of(key) if key is not None else None) or default_provider
+            named = contents.provider_of(key) if key is not None else None
+            provider = SOFTWARE_KSP if self.pfx_import_always_cng else named or default_provider
             imported.append(self.add(certificate, key, provider=provider).thumbprint)
         logger.info("store: imported %d certificate(s) from a PFX", len(imported))
         return imported
