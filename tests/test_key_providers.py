@@ -268,12 +268,12 @@ def test_a_key_that_lands_in_another_provider_fails_the_run_and_is_taken_out_aga
 def test_a_certificate_that_has_its_key_by_now_is_not_imported_again(
     rotation_for: RotationFor,
 ) -> None:
-    rotation = rotation_for(CONSUMERS["needs-capi"], ENHANCED_RSA_AES)
+    rotation = rotation_for(CONSUMERS["needs-cng"], SOFTWARE_KSP)
     plan, facts = rotation.plan()
     signing = rotation.bundle.require(Role.SIGNING)
     # meanwhile someone imported the certificate by hand and granted a backup agent read
     store = rotation.server.store
-    entry = store.add(signing.certificate, signing.private_key, provider=ENHANCED_RSA_AES)
+    entry = store.add(signing.certificate, signing.private_key, provider=SOFTWARE_KSP)
     store.grant_read(signing.thumbprint, "DOMENE\\backup-agent")
     result = rotation.apply(plan, facts)
     assert result.outcome is Outcome.APPLIED, result.to_text()
@@ -288,7 +288,7 @@ def test_a_certificate_that_has_its_key_by_now_is_not_imported_again(
 def test_only_the_leaf_goes_into_my_and_a_missing_intermediate_into_ca_until_rollback(
     rotation_for: RotationFor, certificates: LabCertificates
 ) -> None:
-    rotation = rotation_for(CONSUMERS["needs-capi"], ENHANCED_RSA_AES)
+    rotation = rotation_for(CONSUMERS["needs-cng"], SOFTWARE_KSP)
     store = rotation.server.store
     intermediate = thumbprint_of(certificates.ca.intermediate.certificate)
     assert store.remove_authority(intermediate)  # this server lacks the Buypass intermediate
