@@ -128,9 +128,11 @@ Describe 'apply.ps1 certificates: import, key read grant' {
         Test-Path -LiteralPath "Cert:\LocalMachine\My\$($script:Thumbprint)" | Should -BeFalse
     }
 
-    It 'imports the PFX into LocalMachine\My and leaves no temporary PFX file' {
-        $result = Invoke-Apply -Actions @(@{ action = 'import-pfx'; index = 0; thumbprints = @($script:Thumbprint) }) -PfxFiles @($script:Pfx) -PfxPassword $script:Password
+    It 'imports the PFX into LocalMachine\My in the provider it names and leaves no temporary PFX file' {
+        $import = @{ action = 'import-pfx'; index = 0; thumbprints = @($script:Thumbprint); key_provider = 'Microsoft Software Key Storage Provider'; authorities = @() }
+        $result = Invoke-Apply -Actions @($import) -PfxFiles @($script:Pfx) -PfxPassword $script:Password
         $result.results[0].ok | Should -BeTrue
+        $result.results[0].before.key_provider | Should -Be 'Microsoft Software Key Storage Provider'
         , $result.results[0].before.present | Should -BeOfType [object[]]
         (Get-Item -LiteralPath "Cert:\LocalMachine\My\$($script:Thumbprint)").HasPrivateKey | Should -BeTrue
         @(Get-ChildItem -Path ([IO.Path]::GetTempPath()) -Filter 'cosdoc-certs-pester-*.pfx').Count | Should -Be 0
@@ -151,6 +153,27 @@ Describe 'apply.ps1 certificates: import, key read grant' {
     It 'fails a grant for a certificate that is not in the store' {
         $result = Invoke-Apply -Actions @(@{ action = 'grant-read'; thumbprint = ('AB' * 20); account = 'NT AUTHORITY\NETWORK SERVICE' })
         $result.results[0].ok | Should -BeFalse
+    }
+
+    It 'does not import a certificate again that has its key by now: key file and grants stay' {
+        $grant = @{ action = 'grant-read'; thumbprint = $script:Thumbprint; account = 'NT AUTHORITY\NETWORK SERVICE' }
+        $keyFile = (Invoke-Apply -Actions @($grant)).results[0].before.key_file
+        $import = @{ action = 'import-pfx'; index = 0; thumbprints = @($script:Thumbprint); key_provider = $null; authorities = @() }
+        $result = Invoke-Apply -Actions @($import) -PfxFiles @($script:Pfx) -PfxPassword $script:Password
+        $result.results[0].ok | Should -BeTrue
+        $result.results[0].message | Should -BeLike '*not imported again*'
+        $after = (Invoke-Apply -Actions @($grant)).results[0].before
+        $after.key_file | Should -Be $keyFile
+        $after.could_read | Should -BeTrue
+    }
+
+    It 'fails, and removes the certificate again, when its key lands in another provider' {
+        Remove-TestCertificate -Thumbprint $script:Thumbprint
+        $import = @{ action = 'import-pfx'; index = 0; thumbprints = @($script:Thumbprint); key_provider = 'Microsoft Enhanced RSA and AES Cryptographic Provider'; authorities = @() }
+        $result = Invoke-Apply -Actions @($import) -PfxFiles @($script:Pfx) -PfxPassword $script:Password
+        $result.failed_index | Should -Be 0
+        $result.results[0].message | Should -BeLike '*not Microsoft Enhanced RSA and AES Cryptographic Provider as planned*'
+        Test-Path -LiteralPath "Cert:\LocalMachine\My\$($script:Thumbprint)" | Should -BeFalse
     }
 }
 

@@ -183,18 +183,24 @@ function Get-SslFlags {
     return 0
 }
 
-function Get-KeyProviderName {
-    # The provider of a certificate's key as certutil shows it: CAPI keys answer through
-    # .PrivateKey (a CSP name); for CNG keys .PrivateKey throws and the CngKey names its KSP.
+function Get-CapiProviderName {
+    # The CSP of a CAPI key (.PrivateKey answers for CAPI keys only; it throws for CNG keys).
     param([System.Security.Cryptography.X509Certificates.X509Certificate2] $Certificate)
     try {
         $capiKey = $Certificate.PrivateKey
-        if ($capiKey -is [System.Security.Cryptography.ICspAsymmetricAlgorithm]) {
-            return [string] $capiKey.CspKeyContainerInfo.ProviderName
-        }
+        if ($capiKey -is [System.Security.Cryptography.ICspAsymmetricAlgorithm]) { return [string] $capiKey.CspKeyContainerInfo.ProviderName }
     } catch {
         Write-Verbose ('{0}: not a CAPI key ({1})' -f $Certificate.Thumbprint, $_.Exception.Message)
     }
+    return $null
+}
+
+function Get-KeyProviderName {
+    # The provider of a certificate's key as certutil shows it: the CSP of a CAPI key, else the
+    # KSP the CngKey names (.NET 4.7+ may open a CAPI key through CNG: CAPI is asked first).
+    param([System.Security.Cryptography.X509Certificates.X509Certificate2] $Certificate)
+    $capiProvider = Get-CapiProviderName -Certificate $Certificate
+    if ($null -ne $capiProvider) { return $capiProvider }
     $key = Get-PrivateKeyObject -Certificate $Certificate
     try {
         $cngKey = Get-OptionalProperty -InputObject $key -Name 'Key'

@@ -196,6 +196,18 @@ function Get-PrivateKeyObject {
     return $key
 }
 
+function Get-CapiProviderName {
+    # The CSP of a CAPI key (.PrivateKey answers for CAPI keys only; it throws for CNG keys).
+    param([System.Security.Cryptography.X509Certificates.X509Certificate2] $Certificate)
+    try {
+        $capiKey = $Certificate.PrivateKey
+        if ($capiKey -is [System.Security.Cryptography.ICspAsymmetricAlgorithm]) { return [string] $capiKey.CspKeyContainerInfo.ProviderName }
+    } catch {
+        Write-Verbose ('{0}: not a CAPI key ({1})' -f $Certificate.Thumbprint, $_.Exception.Message)
+    }
+    return $null
+}
+
 function Get-KeyFacts {
     # Where the private key lives: CNG under Crypto\Keys, CAPI under Crypto\RSA\MachineKeys.
     param([System.Security.Cryptography.X509Certificates.X509Certificate2] $Certificate)
@@ -219,6 +231,9 @@ function Get-KeyFacts {
         } else {
             $facts.keyError = 'the private key is neither a CNG nor a CAPI key this script can locate'
         }
+        # .NET 4.7+ may open a CAPI key through CNG: the CSP name comes from .PrivateKey then.
+        $capiProvider = Get-CapiProviderName -Certificate $Certificate
+        if ($null -ne $capiProvider) { $facts.keyProvider = $capiProvider }
         if ($null -ne $facts.keyFile) {
             if (Test-Path -LiteralPath $facts.keyFile -PathType Leaf) {
                 $facts.readers = Get-KeyReaders -Path $facts.keyFile
