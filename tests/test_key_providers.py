@@ -13,11 +13,13 @@ out again on rollback), and a key that lands in another provider fails the run.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from asn1crypto import pkcs12
+from click.testing import CliRunner
 
 from cosdoc_certs.certs import CertificateBundle, Role, load_bundle
 from cosdoc_certs.certs.model import is_ca, thumbprint_of, utc_now
@@ -29,6 +31,7 @@ from cosdoc_certs.certs.providers import (
     KeyApi,
     provider_from_option,
 )
+from cosdoc_certs.cli import main
 from cosdoc_certs.cli.rotate import key_providers_from
 from cosdoc_certs.consumers import COSDOC_CATALOG, Consumer, ServiceConsumer
 from cosdoc_certs.errors import ApplyError, InputError
@@ -425,3 +428,25 @@ def test_the_csp_name_attribute_is_written_into_the_key_bag_and_read_back(
         ]
         assert [csp_name_of(bag) for bag in bags] == [ENHANCED_RSA_AES]
         assert read_pfx(data, b"pw", "t").key_providers == (ENHANCED_RSA_AES,)
+
+
+def test_inspect_shows_the_provider_a_pfx_names(
+    tmp_path: Path, certificates: LabCertificates
+) -> None:
+    bundle = _write_pair(tmp_path, certificates, ENHANCED_V1)
+    folder = sorted(tmp_path.glob("*.pfx"))
+    result = CliRunner().invoke(
+        main,
+        ["inspect", "--json", "--password-env", "PFX_PW", *map(str, folder)],
+        env={"PFX_PW": certificates.pfx_password},
+    )
+    document = json.loads(result.output)
+    assert {c["key_provider"] for c in document["certificates"]} == {ENHANCED_V1}
+    assert bundle.require(Role.SIGNING).key_provider == ENHANCED_V1
+    text = CliRunner().invoke(
+        main,
+        ["inspect", "--password-env", "PFX_PW", *map(str, folder)],
+        env={"PFX_PW": certificates.pfx_password},
+    )
+    row = next(line for line in text.output.splitlines() if "Key provider (PFX)" in line)
+    assert row.count(ENHANCED_V1) == 2

@@ -261,6 +261,7 @@ class CertificateInfo:
             "extended_key_usage": list(self.extended_key_usage),
             "dns_names": list(self.dns_names),
             "has_private_key": self.has_private_key,
+            "key_provider": self.key_provider,
             "key_size": self.key_size,
             "signature_hash": signature_hash.name if signature_hash else None,
             "source": self.source,

@@ -139,6 +139,7 @@ def _rows(bundle: CertificateBundle) -> list[tuple[str, list[str]]]:
         ("Extended key usage", [", ".join(info.extended_key_usage) or "-" for info in infos]),
         ("DNS names", [", ".join(info.dns_names) or "-" for info in infos]),
         ("Private key", ["yes" if info.has_private_key else "no" for info in infos]),
+        ("Key provider (PFX)", [info.key_provider or "-" for info in infos]),
         ("File", [info.source for info in infos]),
         ("Findings", [_findings_of(bundle, info) for info in infos]),
     ]
