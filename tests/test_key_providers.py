@@ -382,6 +382,8 @@ def test_the_choice_prefers_the_current_key_then_the_pfx_then_a_safe_default() -
     )
     assert "WARNING" in torn.reason
     assert choose_key_provider(Role.SSL, override=SOFTWARE_KSP, needs=capi).provider == SOFTWARE_KSP
+    ecdsa = choose_key_provider(Role.SSL, current=[ENHANCED_RSA_AES], rsa_key=False)
+    assert ecdsa.provider == SOFTWARE_KSP
 
 
 @pytest.mark.parametrize(

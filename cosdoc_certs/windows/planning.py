@@ -34,6 +34,8 @@ import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 from cosdoc_certs.appsettings import AppSettings, edit_diff
 from cosdoc_certs.certs import CertificateBundle, CertificateInfo, Role
 from cosdoc_certs.certs.model import ROLE_DESCRIPTIONS, utc_now
@@ -557,6 +559,7 @@ class _Planner:
                 current=self.current_providers.get(role, ()),
                 incoming=info.key_provider,
                 needs=self.key_needs.get(role, ()),
+                rsa_key=isinstance(info.certificate.public_key(), rsa.RSAPublicKey),
             )
             yield Change(
                 self.host,
@@ -591,16 +594,22 @@ def choose_key_provider(
     current: Sequence[str] = (),
     incoming: str | None = None,
     needs: Sequence[tuple[str, KeyApi]] = (),
+    rsa_key: bool = True,
 ) -> KeyProviderChoice:
     """The provider for the new ``role`` key: asked for, else the current key's, else the PFX's.
 
     ``current`` are the providers of the keys the role's consumers use now (proven to work
     there); ``incoming`` is what the new PFX names; ``needs`` are the consumers of the role and
     how they open keys. A candidate a consumer cannot use (a CNG key for a CAPI-only program,
-    a legacy PROV_RSA_FULL key for SHA-256 signing) gives way to one all of them can use.
+    a legacy PROV_RSA_FULL key for SHA-256 signing) gives way to one all of them can use. A
+    key that is not RSA (ECDSA) can only be in a CNG key storage provider.
     """
     if override:
         return KeyProviderChoice(override, "as asked (--key-provider)")
+    if not rsa_key:
+        return KeyProviderChoice(
+            SOFTWARE_KSP, "the key is not RSA, and CAPI providers hold RSA keys only"
+        )
     if current:
         name, _ = Counter(current).most_common(1)[0]
         candidate = KeyProviderChoice(name, f"as the current {role} key")
