@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from cosdoc_certs.facts import WindowsFacts
 from cosdoc_certs.journal import Journal, Outcome, StepStatus
 from cosdoc_certs.lab.runner import Lab
 from cosdoc_certs.lab.scenarios import (
+    SCENARIOS,
     LabCertificates,
     LabServer,
     default_installation,
@@ -42,6 +44,7 @@ from cosdoc_certs.windows.apply import (
     apply_windows,
     rollback_windows,
 )
+from cosdoc_certs.windows.apply_contract import ApplyDocument
 from cosdoc_certs.windows.connection import WindowsHost
 from cosdoc_certs.windows.planning import plan_windows
 from cosdoc_certs.windows.verify import endpoint_map, verify_windows
@@ -112,6 +115,13 @@ class World:
 @pytest.fixture
 def world(tmp_path: Path, certificates: LabCertificates) -> Iterator[World]:
     server = default_installation(tmp_path / "server", certificates=certificates)
+    with _world(tmp_path, certificates, server) as built:
+        yield built
+
+
+@contextmanager
+def _world(tmp_path: Path, certificates: LabCertificates, server: LabServer) -> Iterator[World]:
+    """A running lab around ``server``, with the rotation to the renewed certificates planned."""
     with Lab(server=server, root=tmp_path / "lab", svarut=False) as lab:
         files = certificates.write_files(tmp_path / "pfx")
         bundle = load_bundle([files.pair_pfx, files.ssl_pfx], certificates.pfx_password.encode())
@@ -497,3 +507,32 @@ def test_the_journal_records_hashes_and_old_and_new_values(world: World) -> None
         assert details["restart"]
     assert "content_base64" not in json.dumps(journal.to_dict())
     assert all(s["status"] == str(StepStatus.DONE) for s in journal.steps)
+
+
+# -- Windows behaviour the scripts must survive ----------------------------------------------
+
+
+@pytest.fixture
+def scenario_world(
+    request: pytest.FixtureRequest, tmp_path: Path, certificates: LabCertificates
+) -> Iterator[World]:
+    """The world of the lab scenario named by the test's ``scenario`` parameter."""
+    server = SCENARIOS[request.param](tmp_path / "server", certificates=certificates)
+    with _world(tmp_path, certificates, server) as built:
+        yield built
+
+
+@pytest.mark.parametrize("scenario_world", ["large-config"], indirect=True)
+def test_a_config_file_over_the_5_1_json_limit_is_rotated(scenario_world: World) -> None:
+    result = scenario_world.apply()
+    assert result.outcome is Outcome.APPLIED, result.message
+    written = [r for r in result.results if r.action == "write-file"]
+    assert written and all(r.ok for r in written)
+
+
+def test_a_script_failure_outside_the_actions_still_returns_the_document(world: World) -> None:
+    with world.host() as host:
+        data = host.run_script("apply", Actions='[{"action":"format-disk"}]', RunId="r")
+    document = ApplyDocument.from_data(data)
+    assert document.error is not None and "'format-disk'" in document.error
+    assert document.results == ()

@@ -29,12 +29,14 @@ from cosdoc_certs.lab.scenarios import (
     default_installation,
     make_lab_certificates,
 )
+from cosdoc_certs.lab.server.powershell import MAX_JSON_LENGTH
 from cosdoc_certs.lab.twins.apply import apply as twin_apply
 from cosdoc_certs.lab.winrm import ScriptCall
 from cosdoc_certs.windows.apply import legacy_pfx
 from cosdoc_certs.windows.apply_contract import (
     ACTION_TYPES,
     BEFORE_KEYS,
+    CONVERT_FROM_JSON_LIMIT,
     Action,
     ApplyContractError,
     ApplyDocument,
@@ -47,10 +49,10 @@ from cosdoc_certs.windows.apply_contract import (
     RestoreFile,
     SetBinding,
     WriteFile,
-    action_to_dict,
     actions_from_json,
     actions_to_json,
     backup_path,
+    file_contents,
 )
 
 SCRIPT = (
@@ -171,6 +173,7 @@ def _run(server: LabServer, actions: list[Action], pfx_files: list[bytes]) -> Ap
             "Actions": actions_to_json(actions),
             "RunId": "test",
             "PfxFiles": [base64.b64encode(pfx).decode() for pfx in pfx_files],
+            "FileContents": file_contents(actions),
             "PfxPassword": PASSWORD,
         },
     )
@@ -261,6 +264,55 @@ def test_a_wrong_pfx_password_fails_like_windows(
     assert server.files.list_folder("C:\\Windows\\Temp") == []
 
 
+def _document_of(server: LabServer, parameters: dict[str, Any]) -> ApplyDocument:
+    result = twin_apply(server, ScriptCall("apply", parameters))
+    assert result.terminating_error is None
+    (text,) = result.output
+    return ApplyDocument.from_data(json.loads(text))
+
+
+@pytest.mark.parametrize(
+    ("parameters", "error"),
+    [
+        ({"RunId": "r"}, "-Actions is required"),
+        ({"Actions": "[]"}, "-RunId is required"),
+        ({"Actions": "not json", "RunId": "r"}, "Invalid JSON primitive"),
+        ({"Actions": '[{"action": "format-disk"}]', "RunId": "r"}, "format-disk"),
+        (
+            {"Actions": '[{"action": "write-file", "path": "C:/a", "content_index": 0, '
+             '"expected_sha256": "AB"}]', "RunId": "r"},
+            "-FileContents has no file number 0",
+        ),
+        ({"Actions": "[" + " " * 2_097_152 + "]", "RunId": "r"}, "maxJsonLength"),
+    ],
+    ids=["no-actions", "no-run-id", "not-json", "unknown-action", "no-content", "over-2mb"],
+)
+def test_every_way_out_of_apply_writes_the_result_document(
+    server: LabServer, parameters: dict[str, Any], error: str
+) -> None:
+    files = {path: server.files.read(path) for path in [DIGIHELSE]}
+    document = _document_of(server, parameters)
+    assert document.error is not None and error in document.error
+    assert (document.results, document.completed, document.failed_index) == ((), 0, None)
+    assert document.stopped
+    assert {path: server.files.read(path) for path in files} == files
+
+
+def test_file_contents_travel_outside_actions_so_big_files_stay_under_the_json_limit(
+    server: LabServer,
+) -> None:
+    big = base64.b64encode(b"{" + b" " * 1_700_000 + b"}").decode()
+    actions: list[Action] = [WriteFile(DIGIHELSE, big, _sha(server, DIGIHELSE))]
+    assert len(actions_to_json(actions)) < CONVERT_FROM_JSON_LIMIT < len(big)
+    document = _run(server, actions, [])
+    assert document.results[0].ok, document.results[0].message
+    assert server.files.read(DIGIHELSE) == base64.b64decode(big)
+
+
+def test_the_lab_and_the_contract_agree_on_the_json_limit() -> None:
+    assert MAX_JSON_LENGTH == CONVERT_FROM_JSON_LIMIT == 2 * 1024 * 1024
+
+
 @pytest.mark.parametrize(
     "text",
     [
@@ -293,8 +345,9 @@ def test_every_action_round_trips_through_json() -> None:
         RemoveAuthority("C" * 40),
     ]
     assert {type(action) for action in actions} == set(ACTION_TYPES.values())
-    assert actions_from_json(actions_to_json(actions)) == actions
+    assert actions_from_json(actions_to_json(actions), file_contents(actions)) == actions
     assert "e30=" not in repr(actions[1])
+    assert "e30=" not in actions_to_json(actions)
 
 
 @pytest.mark.parametrize(
@@ -333,6 +386,7 @@ def test_apply_ps1_takes_the_contract_parameters() -> None:
         "Actions",
         "RunId",
         "PfxFiles",
+        "FileContents",
         "PfxPassword",
     ]
     assert "[System.Security.SecureString] $PfxPassword" in parameters.group(1)
@@ -349,14 +403,13 @@ def test_apply_ps1_knows_every_action_with_the_contract_before_keys() -> None:
 
 def test_apply_ps1_writes_the_document_keys_and_names_backups_like_the_contract() -> None:
     script = _script()
-    for key in ("schema_version", "results", "completed", "failed_index"):
+    for key in ("schema_version", "results", "completed", "failed_index", "error"):
         assert re.search(rf"^\s+{key}\s+=", script, re.MULTILINE), key
     assert "'{0}.cosdoc-certs-{1}.bak' -f $path, $RunId" in script
     assert backup_path("C:\\x", "R") == "C:\\x.cosdoc-certs-R.bak"
     assert "ConvertTo-Json -InputObject $document -Depth 10 -Compress" in script
-    field_names = {
-        name for kind in ACTION_TYPES.values() for name in action_to_dict(_example(kind))
-    }
+    examples = [_example(kind) for kind in ACTION_TYPES.values()]
+    field_names = {name for item in json.loads(actions_to_json(examples)) for name in item}
     for name in field_names - {"action"}:
         assert (
             f"$Action.{name}" in script or f"'{name}'" in script or f"$action.{name}" in script

@@ -423,6 +423,32 @@ def deviating_paths_installation(
     return default_installation(root, now=now, certificates=certificates, layout=DEVIATING_LAYOUT)
 
 
+def large_config_installation(
+    root: Path | None = None,
+    *,
+    now: datetime.datetime | None = None,
+    certificates: LabCertificates | None = None,
+    service: str = "Digihelse.Adressering",
+    size: int = 1_700_000,
+) -> LabServer:
+    """The default installation where ``service``'s appsettings.json is about ``size`` bytes.
+
+    A large routing table in the file, as some installations have: its base64 alone is
+    longer than Windows PowerShell 5.1's ``ConvertFrom-Json`` accepts (2,097,152 characters).
+    """
+    server = default_installation(root, now=now, certificates=certificates)
+    settings_file = server.service(service).settings_file
+    text = server.files.read(settings_file).decode("utf-8-sig")
+    route = '    "{name}": "https://adresse.nhn.no/{name}/",\n'
+    routes = []
+    while sum(map(len, routes)) < size:
+        routes.append(route.format(name=f"r{len(routes):06d}"))
+    table = '  "Routes": {\n' + "".join(routes) + "  },\n"
+    server.files.write(settings_file, text.replace("{", "{\n" + table, 1).encode("utf-8"))
+    reboot(server)
+    return server
+
+
 def _cng_installation(
     root: Path | None = None,
     *,
@@ -451,6 +477,7 @@ SCENARIOS: dict[str, Callable[..., LabServer]] = {
     "wrong-role": wrong_role_installation,
     "samdrift": samdrift_installation,
     "deviating-paths": deviating_paths_installation,
+    "large-config": large_config_installation,
 }
 """Scenario name (``cosdoc-certs lab --scenario``) → builder(root, *, now=, certificates=)."""
 

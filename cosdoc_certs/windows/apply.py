@@ -70,6 +70,7 @@ from cosdoc_certs.windows.apply_contract import (
     WriteFile,
     actions_to_json,
     backup_path,
+    file_contents,
 )
 from cosdoc_certs.windows.connection import PROTOCOL_LOGGERS as PROTOCOL_LOGGERS
 from cosdoc_certs.windows.connection import HostUnreachableError, WindowsHost, load_script
@@ -454,7 +455,7 @@ def apply_windows(
             say(f"applying {len(indexes)} action(s) on {host_name} in one call")
             document = _run_actions(host, compiled.actions, run_id, compiled.pfx_files, password)
             _record(journal, indexes, document)
-            if document.failed_index is not None:
+            if document.stopped:
                 raise _ActionFailed(compiled.actions, document)
             say(f"all {document.completed} action(s) done")
     except BaseException as error:
@@ -478,25 +479,32 @@ class _ActionFailed(Exception):
     """An action of ``apply.ps1`` failed; the document says which and why."""
 
     def __init__(self, actions: Sequence[Action], document: ApplyDocument) -> None:
-        failed = document.failed
-        assert failed is not None
         self.document = document
-        self.problem = (
-            f"action {failed.index + 1} of {len(actions)}, {_describe(actions[failed.index])}, "
-            f"failed: {failed.message}"
-        )
+        self.problem = _stop_reason(actions, document)
         super().__init__(self.problem)
 
     @property
     def changed_nothing(self) -> bool:
         """True when the run stopped at its first action without changing anything."""
         failed = self.document.failed
-        assert failed is not None
         if self.document.completed:
             return False
+        if failed is None:
+            return True
         if failed.action == "write-file":
             return not failed.before.get("backup")
         return failed.action in _NO_CHANGE_WHEN_FAILED
+
+
+def _stop_reason(actions: Sequence[Action], document: ApplyDocument) -> str:
+    """Why ``apply.ps1`` stopped: the failed action, or the script's own error."""
+    failed = document.failed
+    if failed is None:
+        return f"apply.ps1 stopped: {document.error}"
+    return (
+        f"action {failed.index + 1} of {len(actions)}, {_describe(actions[failed.index])}, "
+        f"failed: {failed.message}"
+    )
 
 
 def _describe(action: Action) -> str:
@@ -552,6 +560,7 @@ def _run_actions(
     parameters: dict[str, Any] = {
         "Actions": actions_to_json(actions),
         "RunId": run_id,
+        "FileContents": file_contents(actions),
         "PfxFiles": [base64.b64encode(pfx).decode("ascii") for pfx in pfx_files],
     }
     if pfx_files:
@@ -718,13 +727,8 @@ def _undo(host: WindowsHost, journal: Journal, *, in_run: bool, say: Progress) -
     if actions:
         say(f"undoing: {len(actions)} action(s) in one call")
         document = _with_reconnect(host, lambda: _run_actions(host, actions, run_id))
-        if document.failed_index is not None:
-            failed = document.failed
-            assert failed is not None
-            raise ApplyError(
-                f"undo action {failed.index + 1} ({_describe(actions[failed.index])}) failed: "
-                f"{failed.message}"
-            )
+        if document.stopped:
+            raise ApplyError(f"undo {_stop_reason(actions, document)}")
     say("gathering again to check that the original files are back")
     _check_restored(host, journal, steps)
     journal.mark_many([(step["index"], StepStatus.UNDONE, "", {}) for step in pending])

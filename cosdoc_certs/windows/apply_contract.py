@@ -3,14 +3,18 @@
 Written down once; :mod:`cosdoc_certs.windows.apply` builds the actions and reads the result,
 the lab twin (:mod:`cosdoc_certs.lab.twins.apply`) reads the actions and writes the result.
 
-Parameters of ``apply.ps1``: ``-Actions`` (JSON text: a list of action objects, no secrets),
-``-RunId`` (names the backups), ``-PfxFiles`` (base64 PFX files, indexed by ``import-pfx``)
-and ``-PfxPassword`` (SecureString). The actions, executed in order until the first failure
-(every ``write-file`` hash is checked before the first action runs)::
+Parameters of ``apply.ps1``: ``-Actions`` (JSON text: a list of action objects, no secrets,
+no file contents), ``-RunId`` (names the backups), ``-PfxFiles`` (base64 PFX files, indexed by
+``import-pfx``), ``-FileContents`` (base64 of each file ``write-file`` writes, indexed by its
+``content_index``) and ``-PfxPassword`` (SecureString). File contents travel outside
+``-Actions`` because Windows PowerShell 5.1's ``ConvertFrom-Json`` refuses text longer than
+2,097,152 characters (:data:`CONVERT_FROM_JSON_LIMIT`). The actions, executed in order until
+the first failure (every action name and ``content_index`` is checked, and every
+``write-file`` hash compared, before the first action runs)::
 
     {"action": "import-pfx", "index": int, "thumbprints": [str],
      "key_provider": str|null, "authorities": [base64 DER]}
-    {"action": "write-file", "path", "content_base64", "expected_sha256"}
+    {"action": "write-file", "path", "content_index": int, "expected_sha256"}
     {"action": "grant-read", "thumbprint", "account"}
     {"action": "set-binding", "site", "binding": "ip:port:host", "thumbprint"}
     {"action": "restart-service", "name"}
@@ -26,8 +30,12 @@ fails when the imported key is in another provider (removing what it just added)
 
 The result (schema version 1)::
 
-    {"schema_version": 1, "completed": int, "failed_index": int|null,
+    {"schema_version": 1, "completed": int, "failed_index": int|null, "error": str|null,
      "results": [{"index", "action", "ok": bool, "message", "before": {...}}]}
+
+``error`` is set when the script stopped outside an action (the actions could not be read,
+an unknown action, a missing parameter, an unexpected failure between actions): every path
+out of ``apply.ps1`` still writes this document.
 
 ``before`` holds what an undo needs, per action: import-pfx ``{"present": [thumbprints
 already in the store], "with_key": [those of them with their key: not imported again],
@@ -51,6 +59,9 @@ from cosdoc_certs.errors import RemoteError, hide_passwords
 
 SCHEMA_VERSION = 1
 SCRIPT_NAME = "apply"
+CONVERT_FROM_JSON_LIMIT = 2_097_152
+"""Characters Windows PowerShell 5.1's ``ConvertFrom-Json`` accepts (JavaScriptSerializer's
+default ``MaxJsonLength``); ``-Actions`` must stay below it."""
 
 
 class ApplyContractError(RemoteError):
@@ -201,27 +212,42 @@ def action_to_dict(action: Action) -> dict[str, Any]:
 
 
 def actions_to_json(actions: Sequence[Action]) -> str:
-    """The ``-Actions`` parameter: compact JSON text."""
-    return json.dumps([action_to_dict(action) for action in actions], separators=(",", ":"))
+    """The ``-Actions`` parameter: compact JSON text, file contents replaced by their index."""
+    data, position = [], 0
+    for action in actions:
+        item = action_to_dict(action)
+        if isinstance(action, WriteFile):
+            del item["content_base64"]
+            item["content_index"] = position
+            position += 1
+        data.append(item)
+    return json.dumps(data, separators=(",", ":"))
 
 
-def actions_from_json(text: str) -> list[Action]:
-    """Parse and validate the ``-Actions`` parameter."""
+def file_contents(actions: Sequence[Action]) -> list[str]:
+    """The ``-FileContents`` parameter: the base64 content of each write-file, in order."""
+    return [action.content_base64 for action in actions if isinstance(action, WriteFile)]
+
+
+def actions_from_json(text: str, contents: Sequence[str] = ()) -> list[Action]:
+    """Parse and validate ``-Actions``; ``contents`` is ``-FileContents``."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
         raise ApplyContractError(f"-Actions is not JSON ({error.msg})") from None
     if not isinstance(data, list):
         raise ApplyContractError("-Actions must be a JSON array")
-    return [_action_from_dict(item, index) for index, item in enumerate(data)]
+    return [_action_from_dict(item, index, contents) for index, item in enumerate(data)]
 
 
-def _action_from_dict(data: Any, index: int) -> Action:
+def _action_from_dict(data: Any, index: int, contents: Sequence[str]) -> Action:
     where = f"action {index}"
     if not isinstance(data, dict) or data.get("action") not in ACTION_TYPES:
         known = ", ".join(ACTION_TYPES)
         raise ApplyContractError(f"{where} must be an object whose 'action' is one of {known}")
     kind = ACTION_TYPES[data["action"]]
+    if kind is WriteFile:
+        data = _with_content(data, where, contents)
     hints = typing.get_type_hints(kind)
     arguments = {}
     for field in dataclasses.fields(kind):
@@ -230,6 +256,15 @@ def _action_from_dict(data: Any, index: int) -> Action:
     if unknown:
         raise ApplyContractError(f"{where} has unknown field(s) {', '.join(sorted(unknown))}")
     return kind(**arguments)
+
+
+def _with_content(data: dict[str, Any], where: str, contents: Sequence[str]) -> dict[str, Any]:
+    """A write-file object with ``content_index`` replaced by the content it points to."""
+    position = data.get("content_index")
+    if not _is_int(position) or not 0 <= position < len(contents):
+        raise ApplyContractError(f"{where}: -FileContents has no file number {position}")
+    rest = {key: value for key, value in data.items() if key != "content_index"}
+    return {**rest, "content_base64": contents[position]}
 
 
 def _checked(hint: Any, value: Any, where: str, field: dataclasses.Field[Any]) -> Any:
@@ -276,6 +311,12 @@ class ApplyDocument:
     completed: int
     failed_index: int | None
     schema_version: int = SCHEMA_VERSION
+    error: str | None = None
+
+    @property
+    def stopped(self) -> bool:
+        """True when an action failed or the script stopped outside an action."""
+        return self.failed_index is not None or self.error is not None
 
     @property
     def failed(self) -> ActionResult | None:
@@ -293,6 +334,7 @@ class ApplyDocument:
             "results": [result.to_dict() for result in self.results],
             "completed": self.completed,
             "failed_index": self.failed_index,
+            "error": self.error,
         }
         return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
@@ -307,8 +349,14 @@ class ApplyDocument:
         completed, failed_index = data.get("completed"), data.get("failed_index")
         if not isinstance(completed, int) or not (failed_index is None or _is_int(failed_index)):
             raise ApplyContractError("'completed' and 'failed_index' must be integers")
+        error = data.get("error")
+        if error is not None and not isinstance(error, str):
+            raise ApplyContractError("'error' must be a string or null")
         return cls(
-            tuple(_result(item, n) for n, item in enumerate(results)), completed, failed_index
+            tuple(_result(item, n) for n, item in enumerate(results)),
+            completed,
+            failed_index,
+            error=hide_passwords(error) if error is not None else None,
         )
 
 

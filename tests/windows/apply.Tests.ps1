@@ -16,9 +16,9 @@ BeforeAll {
 
     function Invoke-Apply {
         # Runs apply.ps1 with the actions (hashtables) and returns the parsed result document.
-        param([object[]] $Actions, [string[]] $PfxFiles = @(), [System.Security.SecureString] $PfxPassword = $null)
+        param([object[]] $Actions, [string[]] $PfxFiles = @(), [System.Security.SecureString] $PfxPassword = $null, [string[]] $FileContents = @())
         $json = ConvertTo-Json -InputObject @($Actions) -Depth 5 -Compress
-        $arguments = @{ Actions = $json; RunId = 'pester'; PfxFiles = $PfxFiles }
+        $arguments = @{ Actions = $json; RunId = 'pester'; PfxFiles = $PfxFiles; FileContents = $FileContents }
         if ($null -ne $PfxPassword) { $arguments.PfxPassword = $PfxPassword }
         $output = @(& $script:ApplyPath @arguments)
         $output.Count | Should -Be 1
@@ -45,6 +45,20 @@ BeforeAll {
     }
 }
 
+Describe 'apply.ps1 writes its result document on every way out' {
+    It 'answers an unknown action with the error set and nothing run' {
+        $result = Invoke-Apply -Actions @(@{ action = 'format-disk' })
+        $result.error | Should -Match "'format-disk'"
+        $result.completed | Should -Be 0
+        @($result.results).Count | Should -Be 0
+    }
+
+    It 'answers a write-file without its -FileContents entry with the error set' {
+        $result = Invoke-Apply -Actions @(@{ action = 'write-file'; path = (Join-Path $TestDrive 'a.json'); content_index = 0; expected_sha256 = ('AB' * 32) })
+        $result.error | Should -Match '-FileContents has no file number 0'
+    }
+}
+
 Describe 'apply.ps1 files: compare-and-swap, backup, restore' {
     BeforeEach {
         $script:File = Join-Path -Path $TestDrive -ChildPath 'appsettings.json'
@@ -56,8 +70,8 @@ Describe 'apply.ps1 files: compare-and-swap, backup, restore' {
     It 'writes the new bytes after a backup beside the file, and says so in one JSON document' {
         $result = Invoke-Apply -Actions @(@{
                 action = 'write-file'; path = $script:File
-                content_base64 = [Convert]::ToBase64String($script:New); expected_sha256 = (Get-FileSha256 $script:File)
-            })
+                content_index = 0; expected_sha256 = (Get-FileSha256 $script:File)
+            }) -FileContents @([Convert]::ToBase64String($script:New))
         $result.schema_version | Should -Be 1
         , $result.results | Should -BeOfType [object[]]
         $result.completed | Should -Be 1
@@ -72,8 +86,8 @@ Describe 'apply.ps1 files: compare-and-swap, backup, restore' {
     It 'refuses a file whose hash changed since planning, before running any action' {
         $result = Invoke-Apply -Actions @(
             @{ action = 'remove-file'; path = (Join-Path $TestDrive 'other.txt') },
-            @{ action = 'write-file'; path = $script:File; content_base64 = 'e30='; expected_sha256 = ('AB' * 32) }
-        )
+            @{ action = 'write-file'; path = $script:File; content_index = 0; expected_sha256 = ('AB' * 32) }
+        ) -FileContents @('e30=')
         $result.completed | Should -Be 0
         $result.failed_index | Should -Be 1
         $result.results[0].message | Should -Match 'changed since planning'
@@ -84,8 +98,8 @@ Describe 'apply.ps1 files: compare-and-swap, backup, restore' {
     It 'restores the original bytes from the backup, only over the expected bytes' {
         $null = Invoke-Apply -Actions @(@{
                 action = 'write-file'; path = $script:File
-                content_base64 = [Convert]::ToBase64String($script:New); expected_sha256 = (Get-FileSha256 $script:File)
-            })
+                content_index = 0; expected_sha256 = (Get-FileSha256 $script:File)
+            }) -FileContents @([Convert]::ToBase64String($script:New))
         $backup = "$($script:File).cosdoc-certs-pester.bak"
         $refused = Invoke-Apply -Actions @(@{ action = 'restore-file'; path = $script:File; backup = $backup; expected_sha256 = ('AB' * 32) })
         $refused.results[0].ok | Should -BeFalse

@@ -26,8 +26,10 @@ from cryptography import x509
 from cosdoc_certs.certs.model import thumbprint_of
 from cosdoc_certs.lab.model import CosDocServer, SimulatedWindowsError
 from cosdoc_certs.lab.server.files import windows_join
+from cosdoc_certs.lab.server.powershell import convert_from_json
 from cosdoc_certs.lab.winrm import ScriptCall, ScriptRegistry, ScriptResult
 from cosdoc_certs.windows.apply_contract import (
+    ACTION_TYPES,
     SCRIPT_NAME,
     Action,
     ActionResult,
@@ -53,6 +55,7 @@ _PARAMETERS = {
     "actions": "Actions",
     "runid": "RunId",
     "pfxfiles": "PfxFiles",
+    "filecontents": "FileContents",
     "pfxpassword": "PfxPassword",
 }
 
@@ -82,22 +85,61 @@ def register(registry: ScriptRegistry, server: CosDocServer) -> None:
 
 
 def apply(server: CosDocServer, call: ScriptCall) -> ScriptResult:
-    """Run ``apply`` against ``server``: one JSON string, as ``apply.ps1`` writes it."""
+    """Run ``apply`` against ``server``: one JSON string, as ``apply.ps1`` writes it.
+
+    Like the script, every way out writes the result document: a parameter that cannot be
+    bound, ``-Actions`` that ``ConvertFrom-Json`` refuses (5.1's length limit included) or an
+    unknown action end in a document whose ``error`` says why, with no action run.
+    """
     try:
         parameters = _bind(call.parameters)
-        actions = actions_from_json(str(parameters.get("Actions", "")))
+        actions = _read_actions(parameters)
     except (ValueError, ApplyContractError) as error:
-        return ScriptResult(terminating_error=str(error))
-    pfx_files = parameters.get("PfxFiles") or []
+        return ScriptResult(output=[ApplyDocument((), 0, None, error=str(error)).to_json()])
+    except SimulatedWindowsError as error:
+        return ScriptResult(output=[ApplyDocument((), 0, None, error=error.message).to_json()])
     run = _Run(
         server,
         str(parameters.get("RunId", "")),
-        [str(item) for item in (pfx_files if isinstance(pfx_files, list) else [pfx_files])],
+        _strings(parameters.get("PfxFiles")),
         str(parameters.get("PfxPassword") or ""),
     )
     with server.lock:
         document = _run_actions(run, actions)
     return ScriptResult(output=[document.to_json()])
+
+
+def _strings(value: Any) -> list[str]:
+    """A ``[string[]]`` parameter: absent is empty, one value is a list of one."""
+    if value is None:
+        return []
+    return [str(item) for item in (value if isinstance(value, list) else [value])]
+
+
+def _read_actions(parameters: dict[str, Any]) -> list[Action]:
+    """``-Actions`` through 5.1's ConvertFrom-Json, then the script's up-front action check."""
+    for name in ("Actions", "RunId"):
+        if not parameters.get(name):
+            raise ValueError(f"-{name} is required; nothing was changed.")
+    text = str(parameters["Actions"])
+    parsed = convert_from_json(text)
+    contents = _strings(parameters.get("FileContents"))
+    for index, item in enumerate(parsed if isinstance(parsed, list) else [parsed]):
+        kind = item.get("action") if isinstance(item, dict) else None
+        if kind not in ACTION_TYPES:
+            raise ValueError(
+                f"Action {index} is '{kind or ''}', which this apply.ps1 does not know; "
+                "nothing was changed."
+            )
+        position = item.get("content_index")
+        if kind == WriteFile.action and not (
+            isinstance(position, int) and 0 <= position < len(contents)
+        ):
+            raise ValueError(
+                f"Action {index}: -FileContents has no file number {position}; "
+                "nothing was changed."
+            )
+    return actions_from_json(text, contents)
 
 
 def _run_actions(run: _Run, actions: list[Action]) -> ApplyDocument:

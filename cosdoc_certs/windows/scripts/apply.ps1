@@ -6,7 +6,9 @@
 
 .DESCRIPTION
     -Actions is a JSON array of action objects (the contract is written down in
-    cosdoc_certs/windows/apply_contract.py):
+    cosdoc_certs/windows/apply_contract.py). File contents travel in -FileContents (base64,
+    indexed by content_index), not in -Actions: Windows PowerShell 5.1's ConvertFrom-Json
+    refuses text longer than 2,097,152 characters.
       import-pfx      {index, thumbprints, key_provider, authorities}
                                                Import-PfxCertificate of -PfxFiles[index] into
                                                Cert:\LocalMachine\My (temporary file deleted in
@@ -18,7 +20,7 @@
                                                else the new certificate is removed and the
                                                action fails; authorities (base64 DER) missing
                                                from LocalMachine\CA and \Root go into \CA
-      write-file      {path, content_base64, expected_sha256}
+      write-file      {path, content_index, expected_sha256}
                                                compare-and-swap: the file must still have the
                                                planned SHA-256; the original is copied to
                                                "<path>.cosdoc-certs-<RunId>.bak" beside it first
@@ -34,8 +36,11 @@
       restore-file    {path, backup, expected_sha256|null}
       remove-file     {path}
       remove-authority {thumbprint}            removes a CA certificate from LocalMachine\CA
-    Every write-file hash is checked before the first action runs, so a file edited by hand
-    since planning stops the run before anything is touched. Then the actions run in order and
+    Every action name and content_index is checked, and every write-file hash compared,
+    before the first action runs, so a file edited by hand since planning stops the run
+    before anything is touched. Every way out of the script writes the result document: a
+    failure outside an action (unreadable -Actions, an unknown action, a missing parameter)
+    sets its "error" and runs nothing more. Then the actions run in order and
     the run stops at the first failure. Each result carries the facts from before the action
     that an undo needs. Non-terminating errors are turned into failed actions
     ($ErrorActionPreference = 'Stop' inside a try/catch per action).
@@ -52,9 +57,10 @@
 #>
 [CmdletBinding()]
 param(
-    [Parameter(Mandatory = $true)] [string] $Actions,
-    [Parameter(Mandatory = $true)] [string] $RunId,
+    [string] $Actions,
+    [string] $RunId,
     [string[]] $PfxFiles = @(),
+    [string[]] $FileContents = @(),
     [System.Security.SecureString] $PfxPassword
 )
 
@@ -294,7 +300,7 @@ function Invoke-WriteFile {
     if ($Before.sha256 -ne ([string] $Action.expected_sha256).ToUpperInvariant()) {
         throw ("'{0}' changed since planning; not overwritten." -f $path)
     }
-    $content = [Convert]::FromBase64String([string] $Action.content_base64)
+    $content = [Convert]::FromBase64String($FileContents[[int] $Action.content_index])
     $backup = '{0}.cosdoc-certs-{1}.bak' -f $path, $RunId
     Copy-Item -LiteralPath $path -Destination $backup -Force
     $Before.backup = $backup
@@ -489,29 +495,52 @@ function Find-ChangedFile {
     return $null
 }
 
-# foreach enumerates the parsed array (Windows PowerShell 5.1 emits it as one object).
-$actionList = New-Object System.Collections.Generic.List[object]
-foreach ($item in (ConvertFrom-Json -InputObject $Actions)) { $actionList.Add($item) }
-
-$results = New-Object System.Collections.Generic.List[object]
-$failedIndex = $null
-$refusal = Find-ChangedFile -ActionList $actionList
-if ($null -ne $refusal) {
-    $results.Add($refusal)
-    $failedIndex = $refusal.index
-} else {
-    for ($index = 0; $index -lt $actionList.Count; $index++) {
-        $action = $actionList[$index]
-        $before = New-Before -Kind ([string] $action.action)
-        try {
-            $message = [string] (Invoke-Action -Action $action -Before $before)
-            $results.Add((New-Result -Index $index -Action $action -Ok $true -Message $message -Before $before))
-        } catch {
-            $results.Add((New-Result -Index $index -Action $action -Ok $false -Message $_.Exception.Message -Before $before))
-            $failedIndex = $index
-            break
+function Read-ActionList {
+    # -Actions as a list, every action known and every content_index present, before any runs.
+    if ([string]::IsNullOrEmpty($Actions)) { throw '-Actions is required; nothing was changed.' }
+    if ([string]::IsNullOrEmpty($RunId)) { throw '-RunId is required; nothing was changed.' }
+    $list = New-Object System.Collections.Generic.List[object]
+    # foreach enumerates the parsed array (Windows PowerShell 5.1 emits it as one object).
+    foreach ($item in (ConvertFrom-Json -InputObject $Actions -ErrorAction Stop)) { $list.Add($item) }
+    for ($index = 0; $index -lt $list.Count; $index++) {
+        $kind = [string] (Get-OptionalProperty -InputObject $list[$index] -Name 'action')
+        if ($KnownActions -notcontains $kind) { throw ("Action {0} is '{1}', which this apply.ps1 does not know; nothing was changed." -f $index, $kind) }
+        if ($kind -ne 'write-file') { continue }
+        $position = Get-OptionalProperty -InputObject $list[$index] -Name 'content_index'
+        if ($null -eq $position -or [int] $position -lt 0 -or [int] $position -ge $FileContents.Count) {
+            throw ('Action {0}: -FileContents has no file number {1}; nothing was changed.' -f $index, $position)
         }
     }
+    return , $list
+}
+
+$KnownActions = @('import-pfx', 'write-file', 'grant-read', 'set-binding', 'restart-service', 'recycle-pool', 'restore-file', 'remove-file', 'remove-authority')
+$results = New-Object System.Collections.Generic.List[object]
+$failedIndex = $null
+$scriptError = $null
+try {
+    $actionList = Read-ActionList
+    $refusal = Find-ChangedFile -ActionList $actionList
+    if ($null -ne $refusal) {
+        $results.Add($refusal)
+        $failedIndex = $refusal.index
+    } else {
+        for ($index = 0; $index -lt $actionList.Count; $index++) {
+            $action = $actionList[$index]
+            $before = $null
+            try {
+                $before = New-Before -Kind ([string] $action.action)
+                $message = [string] (Invoke-Action -Action $action -Before $before)
+                $results.Add((New-Result -Index $index -Action $action -Ok $true -Message $message -Before $before))
+            } catch {
+                $results.Add((New-Result -Index $index -Action $action -Ok $false -Message $_.Exception.Message -Before $before))
+                $failedIndex = $index
+                break
+            }
+        }
+    }
+} catch {
+    $scriptError = [string] $_.Exception.Message
 }
 
 $completed = @($results | Where-Object { $_.ok }).Count
@@ -520,5 +549,6 @@ $document = [ordered]@{
     results        = $results.ToArray()
     completed      = $completed
     failed_index   = $failedIndex
+    error          = $scriptError
 }
 ConvertTo-Json -InputObject $document -Depth 10 -Compress
