@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import signal
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -536,3 +537,36 @@ def test_a_script_failure_outside_the_actions_still_returns_the_document(world: 
     document = ApplyDocument.from_data(data)
     assert document.error is not None and "'format-disk'" in document.error
     assert document.results == ()
+
+
+def _apply_within(world: World, seconds: float) -> BaseException | WindowsApplyResult | None:
+    """Apply on a thread; its result or error, or None if it still runs after ``seconds``."""
+    outcome: list[BaseException | WindowsApplyResult] = []
+
+    def run() -> None:
+        try:
+            outcome.append(world.apply())
+        except BaseException as error:  # noqa: BLE001 -- handed to the test thread
+            outcome.append(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    return outcome[0] if outcome else None
+
+
+@pytest.mark.parametrize("scenario_world", ["stuck-service"], indirect=True)
+def test_a_service_stuck_stopping_times_out_and_is_rolled_back(scenario_world: World) -> None:
+    files, state = scenario_world.config_files(), scenario_world.state()
+    outcome = _apply_within(scenario_world, 90)
+    assert outcome is not None, "apply still waits for a service stuck in StopPending"
+    assert isinstance(outcome, ApplyError), outcome
+    service = scenario_world.server.service("Digihelse.Adressering")
+    process = f"Digihelse.Adressering (PID {service.process_id})"
+    assert "did not stop within 60 s (it is StopPending)" in outcome.problem
+    assert process in outcome.problem
+    assert "Digihelse.Adressering was not restarted: it is still stopping" in str(outcome)
+    assert scenario_world.config_files() == files
+    assert scenario_world.journal().outcome is Outcome.ROLLED_BACK
+    state["Digihelse.Adressering"] = "StopPending"
+    assert scenario_world.state() == state

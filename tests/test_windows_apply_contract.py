@@ -454,3 +454,28 @@ def test_the_pfx_is_3des_with_a_sha1_mac_and_imports_in_the_lab(
     assert server.store.import_pfx(data, PASSWORD) == [info.thumbprint]
     assert server.store.get(info.thumbprint).key_provider == ENHANCED_RSA_AES
     assert server.store.get(info.thumbprint).has_private_key
+
+
+def test_a_service_that_hangs_while_stopping_fails_within_the_timeout_naming_its_process(
+    server: LabServer,
+) -> None:
+    service = server.service("Digihelse.Adressering")
+    service.hangs_on_stop = True
+    document = _run(server, [RestartService(service.name)], [])
+    (result,) = document.results
+    process = f"Digihelse.Adressering (PID {service.process_id})"
+    assert result.before == {"state": "Running", "stuck_process": process}
+    assert "did not stop within 60 s (it is StopPending)" in result.message
+    assert service.state == "StopPending"
+    again = _run(server, [RestartService(service.name)], [])
+    assert again.results[0].before["stuck_process"] == process
+
+
+def test_a_service_that_fails_to_start_says_why_from_the_event_log(server: LabServer) -> None:
+    thumbprint = server.certificates.current.signing.thumbprint
+    server.store.revoke_read(thumbprint, server.service("KPR.Innsending").account)
+    document = _run(server, [RestartService("KPR.Innsending")], [])
+    message = document.results[0].message
+    assert message.startswith("Service 'KPR.Innsending' did not start: Time out has expired")
+    assert "(it is Stopped)" in message
+    assert server.service("KPR.Innsending").state == "Stopped"

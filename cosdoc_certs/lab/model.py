@@ -88,7 +88,7 @@ __all__ = [
     "WindowsService",
 ]
 
-ServiceState = Literal["Running", "Stopped"]
+ServiceState = Literal["Running", "Stopped", "StopPending"]
 PoolState = Literal["Started", "Stopped"]
 IdentityType = Literal["ApplicationPoolIdentity", "SpecificUser", "NetworkService", "LocalSystem"]
 SNI_FLAG = 1
@@ -116,8 +116,10 @@ class WindowsService:
 
     ``account`` is StartName (``DOMENE\\svc-digihelse``, ``NT AUTHORITY\\NetworkService``,
     ``LocalSystem``); ``path_name`` is PathName (the executable, quoted or not, maybe with
-    arguments); ``state`` is ``"Running"`` or ``"Stopped"``; ``start_mode`` is ``"Auto"``,
-    ``"Manual"`` or ``"Disabled"``.
+    arguments); ``state`` is ``"Running"``, ``"Stopped"`` or ``"StopPending"``; ``start_mode``
+    is ``"Auto"``, ``"Manual"`` or ``"Disabled"``. ``process_id`` is Win32_Service.ProcessId
+    (0 when no process runs). ``hangs_on_stop``: the process never finishes stopping (a hung
+    shutdown), so the service stays ``StopPending`` with its process alive.
     """
 
     name: str
@@ -127,6 +129,13 @@ class WindowsService:
     state: ServiceState = "Stopped"
     start_mode: str = "Auto"
     uses: CertificateUse = NO_CERTIFICATES
+    process_id: int = 0
+    hangs_on_stop: bool = False
+
+    @property
+    def process_name(self) -> str:
+        """The service process's name as ``Get-Process`` shows it (the executable, no .exe)."""
+        return re.sub(r"(?i)\.exe$", "", self.executable.rsplit("\\", 1)[-1])
 
     @property
     def executable(self) -> str:
@@ -256,6 +265,8 @@ class CosDocServer:
         self.event_log: list[EventLogEntry] = []
         self.lock = threading.RLock()
         self._tls: TlsListeners | None = None
+        self._released = threading.Event()
+        self._next_process_id = 4200
 
     def __repr__(self) -> str:
         return (
@@ -381,13 +392,96 @@ class CosDocServer:
         with self.lock:
             service = self.service(name)
             service.state = "Stopped"
+            service.process_id = 0
             return service
 
     def restart_service(self, name: str) -> WindowsService:
-        """``Restart-Service``: stop, then start with the start rules (raises if it fails)."""
+        """``Restart-Service``: stop, then start with the start rules (raises if it fails).
+
+        Like the cmdlet, it waits for the stop without a time limit: a service whose process
+        hangs while stopping keeps it waiting in ``StopPending`` for ever (here: until the
+        server is closed, when the wait ends with "The pipeline has been stopped.").
+        """
         with self.lock:
+            service = self.service(name)
+            if service.hangs_on_stop and service.state != "Stopped":
+                service.state = "StopPending"
+                self._released.wait()
+                raise SimulatedWindowsError(
+                    "The pipeline has been stopped.",
+                    error_id="PipelineStopped",
+                    category="OperationStopped",
+                )
             self.stop_service(name)
             return self.start_service(name)
+
+    # ServiceController (System.ServiceProcess): requests that return at once, and a wait.
+
+    def request_service_stop(self, name: str) -> WindowsService:
+        """``ServiceController.Stop()``: asks the service to stop and returns at once.
+
+        A running service stops (or, if its process hangs, stays ``StopPending``); a stopped
+        or stopping one cannot accept the control: InvalidOperationException.
+        """
+        with self.lock:
+            service = self.service(name)
+            if service.state != "Running":
+                raise SimulatedWindowsError(
+                    f"Cannot stop {service.name} service on computer '.'.",
+                    error_id="InvalidOperationException",
+                    category="InvalidOperation",
+                    hresult=0x80131509,
+                    target=service.name,
+                )
+            if service.hangs_on_stop:
+                service.state = "StopPending"
+            else:
+                self.stop_service(name)
+            return service
+
+    def request_service_start(self, name: str) -> WindowsService:
+        """``ServiceController.Start()``: the SCM starts the service and returns at once.
+
+        A disabled service, or one still stopping, cannot be started (InvalidOperationException);
+        a service that fails its start rules stops again, with the reason in ``event_log`` —
+        Start() itself does not fail then, the status simply never becomes Running.
+        """
+        with self.lock:
+            service = self.service(name)
+            if service.state == "Running":
+                return service
+            if service.state == "StopPending" or service.start_mode == "Disabled":
+                reason = (
+                    "An instance of the service is already running."
+                    if service.state == "StopPending"
+                    else _DISABLED
+                )
+                raise SimulatedWindowsError(
+                    f"Cannot start service {service.name} on computer '.'. {reason}",
+                    error_id="InvalidOperationException",
+                    category="InvalidOperation",
+                    hresult=0x80131509,
+                    target=service.name,
+                )
+            self._start(service)
+            return service
+
+    def wait_for_service_status(self, name: str, status: str, timeout_seconds: int) -> None:
+        """``ServiceController.WaitForStatus(status, timeout)``.
+
+        The lab's services settle at once, so a status not reached now is never reached:
+        the wait ends as it would after ``timeout_seconds``, with System.ServiceProcess's
+        TimeoutException.
+        """
+        with self.lock:
+            if self.service(name).state != status:
+                raise SimulatedWindowsError(
+                    "Time out has expired and the operation has not been completed.",
+                    error_id="System.ServiceProcess.TimeoutException",
+                    category="OperationTimeout",
+                    hresult=0x80131505,
+                    target=name,
+                )
 
     def start_app_pool(self, name: str) -> AppPool:
         """``Start-WebAppPool``: the pool starts if its applications' start rules pass.
@@ -536,7 +630,8 @@ class CosDocServer:
             return {} if self._tls is None else self._tls.endpoints()
 
     def close(self) -> None:
-        """Release what the server holds while running (its TLS listeners)."""
+        """Release what the server holds while running: waits that never end, TLS listeners."""
+        self._released.set()
         self.stop_tls()
 
     def __enter__(self) -> CosDocServer:
@@ -573,6 +668,8 @@ class CosDocServer:
             self._log_service_failure(service, problems)
         else:
             service.state = "Running"
+            self._next_process_id += 4
+            service.process_id = self._next_process_id
             logger.info("service %s started", service.name)
         return problems
 

@@ -449,6 +449,23 @@ def large_config_installation(
     return server
 
 
+def stuck_service_installation(
+    root: Path | None = None,
+    *,
+    now: datetime.datetime | None = None,
+    certificates: LabCertificates | None = None,
+    service: str = "Digihelse.Adressering",
+) -> LabServer:
+    """The default installation where ``service``'s process hangs when asked to stop.
+
+    The service stays ``StopPending`` with its process running, as a service does whose
+    shutdown waits on something that never comes; ``Restart-Service`` waits for it for ever.
+    """
+    server = default_installation(root, now=now, certificates=certificates)
+    server.service(service).hangs_on_stop = True
+    return server
+
+
 def _cng_installation(
     root: Path | None = None,
     *,
@@ -478,6 +495,7 @@ SCENARIOS: dict[str, Callable[..., LabServer]] = {
     "samdrift": samdrift_installation,
     "deviating-paths": deviating_paths_installation,
     "large-config": large_config_installation,
+    "stuck-service": stuck_service_installation,
 }
 """Scenario name (``cosdoc-certs lab --scenario``) → builder(root, *, now=, certificates=)."""
 

@@ -709,13 +709,27 @@ def _undo_actions(steps: Sequence[Mapping[str, Any]], *, in_run: bool) -> list[A
             targets.setdefault(("service", details["service"]), details["state_before"])
         elif name == "recycle-pool":
             targets.setdefault(("pool", details["pool"]), details["state_before"])
+    stuck = {name.casefold() for name in _stuck_services(steps)}
     ordered = sorted(targets.items(), key=lambda item: item[0][0] != "service")
     restarts: list[Action] = [
         RestartService(name) if kind == "service" else RecyclePool(name)
         for (kind, name), state in ordered
-        if state in ("Running", "Started")
+        if state in ("Running", "Started") and not (kind == "service" and name.casefold() in stuck)
     ]
     return restores + rebinds + restarts + authorities
+
+
+def _stuck_services(steps: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """Services whose restart timed out while stopping → the process still running.
+
+    Restarting them again would only wait out the same timeout: the undo leaves them.
+    """
+    stuck: dict[str, str] = {}
+    for step in steps:
+        before = step["details"].get("before") or {}
+        if step["name"] == "restart-service" and before.get("stuck_process"):
+            stuck[str(step["details"]["service"])] = str(before["stuck_process"])
+    return stuck
 
 
 def _undo(host: WindowsHost, journal: Journal, *, in_run: bool, say: Progress) -> str:
@@ -734,9 +748,17 @@ def _undo(host: WindowsHost, journal: Journal, *, in_run: bool, say: Progress) -
     journal.mark_many([(step["index"], StepStatus.UNDONE, "", {}) for step in pending])
     files = sum(1 for step in steps if step["name"] == "write-file")
     bindings = sum(1 for step in steps if step["name"] == "set-binding")
-    return (
-        f"{files} config file(s) are byte-identical to before, {bindings} binding(s) back on "
-        "their old certificate"
+    left = [
+        f"{name} was not restarted: it is still stopping ({process} still runs; end it, then "
+        "start the service)"
+        for name, process in _stuck_services(steps).items()
+    ]
+    return "; ".join(
+        [
+            f"{files} config file(s) are byte-identical to before, {bindings} binding(s) back on "
+            "their old certificate",
+            *left,
+        ]
     )
 
 

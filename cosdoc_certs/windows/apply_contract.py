@@ -43,7 +43,8 @@ already in the store], "with_key": [those of them with their key: not imported a
 into LocalMachine\\CA]}``; remove-authority ``{"existed": bool}``; write-file ``{"sha256":
 str|null, "backup": str|null}`` (backup set once the copy exists); grant-read
 ``{"key_file": str|null, "could_read": bool}``; set-binding ``{"thumbprint": str|null}``;
-restart-service ``{"state"}``; recycle-pool ``{"state"}``; restore-file ``{"sha256":
+restart-service ``{"state", "stuck_process": str|null}`` (the process still running when the
+service did not stop in time: an undo does not restart that service); recycle-pool ``{"state"}``; restore-file ``{"sha256":
 str|null, "restored": bool}``; remove-file ``{"existed": bool}``.
 """
 
@@ -188,7 +189,7 @@ BEFORE_KEYS: dict[str, frozenset[str]] = {
     "write-file": frozenset({"sha256", "backup"}),
     "grant-read": frozenset({"key_file", "could_read"}),
     "set-binding": frozenset({"thumbprint"}),
-    "restart-service": frozenset({"state"}),
+    "restart-service": frozenset({"state", "stuck_process"}),
     "recycle-pool": frozenset({"state"}),
     "restore-file": frozenset({"sha256", "restored"}),
     "remove-file": frozenset({"existed"}),

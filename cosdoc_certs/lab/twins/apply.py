@@ -24,7 +24,7 @@ from typing import Any
 from cryptography import x509
 
 from cosdoc_certs.certs.model import thumbprint_of
-from cosdoc_certs.lab.model import CosDocServer, SimulatedWindowsError
+from cosdoc_certs.lab.model import CosDocServer, SimulatedWindowsError, WindowsService
 from cosdoc_certs.lab.server.files import windows_join
 from cosdoc_certs.lab.server.powershell import convert_from_json
 from cosdoc_certs.lab.winrm import ScriptCall, ScriptRegistry, ScriptResult
@@ -51,6 +51,8 @@ from cosdoc_certs.windows.apply_contract import (
 logger = logging.getLogger(__name__)
 
 TEMP_FOLDER = "C:\\Windows\\Temp"
+SERVICE_TIMEOUT_SECONDS = 60
+"""apply.ps1's $ServiceTimeoutSeconds: the bound on each WaitForStatus."""
 _PARAMETERS = {
     "actions": "Actions",
     "runid": "RunId",
@@ -320,18 +322,34 @@ def _set_binding(run: _Run, action: SetBinding) -> tuple[str, dict[str, Any]]:
 
 
 def _restart_service(run: _Run, action: RestartService) -> tuple[str, dict[str, Any]]:
+    """Stop and start through ServiceController, each phase with a bounded WaitForStatus."""
     server = run.server
-    before: dict[str, Any] = {"state": None}
+    before: dict[str, Any] = {"state": None, "stuck_process": None}
     service = _windows(lambda: server.service(action.name), before)
     before["state"] = service.state
     logged = len(server.event_log)
+    if service.state == "Running":
+        _windows(lambda: server.request_service_stop(service.name), before)
     try:
-        server.restart_service(action.name)
+        server.wait_for_service_status(service.name, "Stopped", SERVICE_TIMEOUT_SECONDS)
+    except SimulatedWindowsError:
+        before["stuck_process"] = f"{service.process_name} (PID {service.process_id})"
+        raise _ActionFailed(_stuck_message(service, before["stuck_process"]), before) from None
+    try:
+        server.request_service_start(service.name)
+        server.wait_for_service_status(service.name, "Running", SERVICE_TIMEOUT_SECONDS)
     except SimulatedWindowsError as error:
-        raise _ActionFailed(
-            _with_events(error.message, server, logged, service.name), before
-        ) from None
+        message = f"Service '{service.name}' did not start: {error.message} (it is {service.state})."
+        raise _ActionFailed(_with_events(message, server, logged, service.name), before) from None
     return f"{service.name} is Running", before
+
+
+def _stuck_message(service: WindowsService, process: str) -> str:
+    return (
+        f"Service '{service.name}' did not stop within {SERVICE_TIMEOUT_SECONDS} s "
+        f"(it is {service.state}); its process {process} is still running. End that process "
+        "(or restart the server), then start the service."
+    )
 
 
 def _recycle_pool(run: _Run, action: RecyclePool) -> tuple[str, dict[str, Any]]:

@@ -30,7 +30,9 @@
                                                netsh http update sslcert (hostnameport= for SNI,
                                                ipport= otherwise), or AddSslCertificate when the
                                                binding has no certificate yet
-      restart-service {name}                   Restart-Service; Running afterwards
+      restart-service {name}                   ServiceController Stop/Start, each phase bounded by
+                                               WaitForStatus(..., 60 s); a stop that times out
+                                               names the process still running; Running after
       recycle-pool    {name}                   Restart-WebAppPool (Start-WebAppPool if stopped);
                                                Started afterwards
       restore-file    {path, backup, expected_sha256|null}
@@ -72,6 +74,7 @@ $SchemaVersion = 1
 $ServiceTimeoutSeconds = 60
 $ServiceSettleSeconds = 2
 $PoolTimeoutSeconds = 30
+$CimTimeoutSeconds = 30
 $IisAppId = '{4dc3e181-e14b-4a21-b022-59fc669b0914}'
 $StorePath = 'Cert:\LocalMachine\My'
 $CaStorePath = 'Cert:\LocalMachine\CA'
@@ -365,20 +368,51 @@ function Invoke-SetBinding {
     return ('{0} {1} serves {2}' -f $site, $Action.binding, $thumbprint)
 }
 
+function Get-ServiceProcessText {
+    # "name (PID n)" of the process behind a service (Win32_Service.ProcessId), for messages.
+    param([string] $Name)
+    try {
+        $processId = [int] (Get-CimInstance -ClassName Win32_Service -Filter ("Name='{0}'" -f ($Name -replace "'", "''")) -OperationTimeoutSec $CimTimeoutSeconds -ErrorAction Stop).ProcessId
+    } catch {
+        return 'unknown'
+    }
+    try {
+        $processName = [string] (Get-Process -Id $processId -ErrorAction Stop).ProcessName
+    } catch {
+        $processName = 'a process'
+    }
+    return ('{0} (PID {1})' -f $processName, $processId)
+}
+
 function Invoke-RestartService {
+    # ServiceController rather than Restart-Service: Restart-Service waits for ever on a
+    # service stuck in StopPending. Each phase waits at most $ServiceTimeoutSeconds.
     param($Action, $Before)
-    $service = Get-Service -Name ([string] $Action.name)
+    $service = Get-Service -Name ([string] $Action.name) -ErrorAction Stop
     $Before.state = [string] $service.Status
     $started = Get-Date
+    $timeout = [TimeSpan]::FromSeconds($ServiceTimeoutSeconds)
+    if ($service.Status -eq 'Running') { $service.Stop() }
     try {
-        Restart-Service -Name $service.Name -Force
-        $service.WaitForStatus('Running', [TimeSpan]::FromSeconds($ServiceTimeoutSeconds))
+        $service.WaitForStatus('Stopped', $timeout)
+    } catch {
+        $service.Refresh()
+        $Before.stuck_process = Get-ServiceProcessText -Name $service.Name
+        throw ("Service '{0}' did not stop within {1} s (it is {2}); its process {3} is still running. End that process (or restart the server), then start the service." -f $service.Name, $ServiceTimeoutSeconds, $service.Status, $Before.stuck_process)
+    }
+    try {
+        $service.Start()
+        $service.WaitForStatus('Running', $timeout)
         # A service that cannot open its certificate often stops right after starting.
         Start-Sleep -Seconds $ServiceSettleSeconds
         $service.Refresh()
-        if ($service.Status -ne 'Running') { throw ("Service '{0}' stopped right after starting." -f $service.Name) }
+        if ($service.Status -ne 'Running') { throw 'it stopped right after starting.' }
     } catch {
-        throw (('{0} {1}' -f $_.Exception.Message, (Get-RecentErrorText -Since $started)).Trim())
+        $service.Refresh()
+        $reason = $_.Exception
+        if ($null -ne $reason.InnerException) { $reason = $reason.InnerException }
+        $message = "Service '{0}' did not start: {1} (it is {2})." -f $service.Name, $reason.Message, $service.Status
+        throw (('{0} {1}' -f $message, (Get-RecentErrorText -Since $started)).Trim())
     }
     return ('{0} is Running' -f $service.Name)
 }
@@ -448,7 +482,7 @@ function New-Before {
         'write-file' { return [ordered]@{ sha256 = $null; backup = $null } }
         'grant-read' { return [ordered]@{ key_file = $null; could_read = $false } }
         'set-binding' { return [ordered]@{ thumbprint = $null } }
-        'restart-service' { return [ordered]@{ state = $null } }
+        'restart-service' { return [ordered]@{ state = $null; stuck_process = $null } }
         'recycle-pool' { return [ordered]@{ state = $null } }
         'restore-file' { return [ordered]@{ sha256 = $null; restored = $false } }
         'remove-file' { return [ordered]@{ existed = $false } }
