@@ -528,14 +528,16 @@ def test_a_config_file_over_the_5_1_json_limit_is_rotated(scenario_world: World)
     result = scenario_world.apply()
     assert result.outcome is Outcome.APPLIED, result.message
     written = [r for r in result.results if r.action == "write-file"]
-    assert written and all(r.ok for r in written)
+    assert written
+    assert all(r.ok for r in written)
 
 
 def test_a_script_failure_outside_the_actions_still_returns_the_document(world: World) -> None:
     with world.host() as host:
         data = host.run_script("apply", Actions='[{"action":"format-disk"}]', RunId="r")
     document = ApplyDocument.from_data(data)
-    assert document.error is not None and "'format-disk'" in document.error
+    assert document.error is not None
+    assert "'format-disk'" in document.error
     assert document.results == ()
 
 
@@ -546,7 +548,7 @@ def _apply_within(world: World, seconds: float) -> BaseException | WindowsApplyR
     def run() -> None:
         try:
             outcome.append(world.apply())
-        except BaseException as error:  # noqa: BLE001 -- handed to the test thread
+        except BaseException as error:  # handed to the test thread
             outcome.append(error)
 
     thread = threading.Thread(target=run, daemon=True)

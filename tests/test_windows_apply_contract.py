@@ -292,7 +292,8 @@ def test_every_way_out_of_apply_writes_the_result_document(
 ) -> None:
     files = {path: server.files.read(path) for path in [DIGIHELSE]}
     document = _document_of(server, parameters)
-    assert document.error is not None and error in document.error
+    assert document.error is not None
+    assert error in document.error
     assert (document.results, document.completed, document.failed_index) == ((), 0, None)
     assert document.stopped
     assert {path: server.files.read(path) for path in files} == files

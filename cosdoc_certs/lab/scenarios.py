@@ -440,9 +440,11 @@ def large_config_installation(
     settings_file = server.service(service).settings_file
     text = server.files.read(settings_file).decode("utf-8-sig")
     route = '    "{name}": "https://adresse.nhn.no/{name}/",\n'
-    routes = []
-    while sum(map(len, routes)) < size:
+    routes: list[str] = []
+    length = 0
+    while length < size:
         routes.append(route.format(name=f"r{len(routes):06d}"))
+        length += len(routes[-1])
     table = '  "Routes": {\n' + "".join(routes) + "  },\n"
     server.files.write(settings_file, text.replace("{", "{\n" + table, 1).encode("utf-8"))
     reboot(server)

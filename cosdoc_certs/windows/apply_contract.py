@@ -262,7 +262,9 @@ def _action_from_dict(data: Any, index: int, contents: Sequence[str]) -> Action:
 def _with_content(data: dict[str, Any], where: str, contents: Sequence[str]) -> dict[str, Any]:
     """A write-file object with ``content_index`` replaced by the content it points to."""
     position = data.get("content_index")
-    if not _is_int(position) or not 0 <= position < len(contents):
+    if not isinstance(position, int) or isinstance(position, bool):
+        raise ApplyContractError(f"{where}: 'content_index' is missing or of the wrong type")
+    if not 0 <= position < len(contents):
         raise ApplyContractError(f"{where}: -FileContents has no file number {position}")
     rest = {key: value for key, value in data.items() if key != "content_index"}
     return {**rest, "content_base64": contents[position]}

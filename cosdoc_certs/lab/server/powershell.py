@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from cosdoc_certs.lab.server.errors import SimulatedWindowsError
+
 MAX_JSON_LENGTH = 2_097_152
 
 

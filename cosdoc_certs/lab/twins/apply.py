@@ -339,7 +339,9 @@ def _restart_service(run: _Run, action: RestartService) -> tuple[str, dict[str, 
         server.request_service_start(service.name)
         server.wait_for_service_status(service.name, "Running", SERVICE_TIMEOUT_SECONDS)
     except SimulatedWindowsError as error:
-        message = f"Service '{service.name}' did not start: {error.message} (it is {service.state})."
+        message = (
+            f"Service '{service.name}' did not start: {error.message} (it is {service.state})."
+        )
         raise _ActionFailed(_with_events(message, server, logged, service.name), before) from None
     return f"{service.name} is Running", before
 
