@@ -572,3 +572,24 @@ def test_a_service_stuck_stopping_times_out_and_is_rolled_back(scenario_world: W
     assert scenario_world.journal().outcome is Outcome.ROLLED_BACK
     state["Digihelse.Adressering"] = "StopPending"
     assert scenario_world.state() == state
+
+
+def _attributes(world: World) -> dict[str, frozenset[str]]:
+    files = world.server.files
+    return {s.name: files.attributes(s.settings_file) for s in world.server.services.values()}
+
+
+@pytest.mark.parametrize("scenario_world", ["readonly-config"], indirect=True)
+def test_read_only_and_hidden_config_files_are_rotated_and_rolled_back_keeping_attributes(
+    scenario_world: World,
+) -> None:
+    files, attributes = scenario_world.config_files(), _attributes(scenario_world)
+    assert attributes["KPR.Innsending"] == {"ReadOnly", "Hidden"}
+    result = scenario_world.apply()
+    assert result.outcome is Outcome.APPLIED, result.message
+    assert _attributes(scenario_world) == attributes
+    assert scenario_world.config_files() != files
+    with scenario_world.host() as host:
+        rollback_windows(host, scenario_world.journal())
+    assert scenario_world.config_files() == files
+    assert _attributes(scenario_world) == attributes

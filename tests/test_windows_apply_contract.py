@@ -480,3 +480,15 @@ def test_a_service_that_fails_to_start_says_why_from_the_event_log(server: LabSe
     assert message.startswith("Service 'KPR.Innsending' did not start: Time out has expired")
     assert "(it is Stopped)" in message
     assert server.service("KPR.Innsending").state == "Stopped"
+
+
+def test_a_write_that_fails_says_which_attributes_the_file_has(server: LabServer) -> None:
+    server.files.set_attributes(DIGIHELSE, frozenset({"ReadOnly", "System"}))
+    new = base64.b64encode(b"{}").decode()
+    document = _run(server, [WriteFile(DIGIHELSE, new, _sha(server, DIGIHELSE))], [])
+    message = document.results[0].message
+    assert message == (
+        f"Cannot write '{DIGIHELSE}' (attributes ReadOnly, System): "
+        f"Access to the path '{DIGIHELSE}' is denied."
+    )
+    assert server.files.attributes(DIGIHELSE) == {"ReadOnly", "System"}

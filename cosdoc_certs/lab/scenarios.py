@@ -468,6 +468,26 @@ def stuck_service_installation(
     return server
 
 
+def readonly_config_installation(
+    root: Path | None = None,
+    *,
+    now: datetime.datetime | None = None,
+    certificates: LabCertificates | None = None,
+) -> LabServer:
+    """The default installation with protected config files, as some admins leave them.
+
+    Digihelse.Adressering's appsettings.json is ReadOnly, KPR.Innsending's ReadOnly and
+    Hidden: ``File.WriteAllBytes`` is denied on both until the attributes are cleared.
+    """
+    server = default_installation(root, now=now, certificates=certificates)
+    for service, attributes in (
+        ("Digihelse.Adressering", {"ReadOnly"}),
+        ("KPR.Innsending", {"ReadOnly", "Hidden"}),
+    ):
+        server.files.set_attributes(server.service(service).settings_file, frozenset(attributes))
+    return server
+
+
 def _cng_installation(
     root: Path | None = None,
     *,
@@ -498,6 +518,7 @@ SCENARIOS: dict[str, Callable[..., LabServer]] = {
     "deviating-paths": deviating_paths_installation,
     "large-config": large_config_installation,
     "stuck-service": stuck_service_installation,
+    "readonly-config": readonly_config_installation,
 }
 """Scenario name (``cosdoc-certs lab --scenario``) → builder(root, *, now=, certificates=)."""
 

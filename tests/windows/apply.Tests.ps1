@@ -83,6 +83,21 @@ Describe 'apply.ps1 files: compare-and-swap, backup, restore' {
         ([IO.File]::ReadAllBytes($script:File) -join ',') | Should -Be ($script:New -join ',')
     }
 
+    It 'writes and restores a ReadOnly, Hidden file and puts its attributes back' {
+        $attributes = [IO.FileAttributes]::ReadOnly -bor [IO.FileAttributes]::Hidden
+        (Get-Item -LiteralPath $script:File -Force).Attributes = $attributes
+        $result = Invoke-Apply -Actions @(@{
+                action = 'write-file'; path = $script:File; content_index = 0; expected_sha256 = (Get-FileSha256 $script:File)
+            }) -FileContents @([Convert]::ToBase64String($script:New))
+        $result.results[0].ok | Should -BeTrue
+        (Get-Item -LiteralPath $script:File -Force).Attributes | Should -Be $attributes
+        $backup = "$($script:File).cosdoc-certs-pester.bak"
+        $restored = Invoke-Apply -Actions @(@{ action = 'restore-file'; path = $script:File; backup = $backup; expected_sha256 = (Get-FileSha256 $script:File) })
+        $restored.results[0].ok | Should -BeTrue
+        ([IO.File]::ReadAllBytes($script:File) -join ',') | Should -Be ($script:Original -join ',')
+        (Get-Item -LiteralPath $script:File -Force).Attributes | Should -Be $attributes
+    }
+
     It 'refuses a file whose hash changed since planning, before running any action' {
         $result = Invoke-Apply -Actions @(
             @{ action = 'remove-file'; path = (Join-Path $TestDrive 'other.txt') },

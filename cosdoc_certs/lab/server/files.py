@@ -4,6 +4,11 @@
 appsettings.json``. Lookups are case-insensitive like NTFS: an existing file or folder is
 found whatever the case of the path asked for, and a new one keeps the case it was written
 with. Only absolute drive paths (``X:\\...``, either slash) are accepted.
+
+Files carry the attributes that matter to a write (``ReadOnly``, ``Hidden``):
+:meth:`WindowsFileSystem.write_all_bytes` fails on them as .NET's ``File.WriteAllBytes``
+does (``CreateFile`` with ``CREATE_ALWAYS`` is denied on a read-only file and on a hidden
+or system file), while :meth:`WindowsFileSystem.write` is the lab's own setter.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ logger = logging.getLogger(__name__)
 
 _DRIVE_PATH = re.compile(r"^([A-Za-z]):[\\/](.*)$", re.DOTALL)
 _FORBIDDEN_NAMES = frozenset({"", ".", ".."})
+BLOCKING_ATTRIBUTES = frozenset({"ReadOnly", "Hidden", "System"})
+"""Attributes on which ``File.WriteAllBytes`` (CREATE_ALWAYS) is denied."""
 
 
 class WindowsFileSystem:
@@ -26,6 +33,7 @@ class WindowsFileSystem:
     def __init__(self, root: Path) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
+        self._attributes: dict[Path, frozenset[str]] = {}
 
     def real_path(self, path: str) -> Path:
         """The local file that holds the Windows ``path`` (resolved case-insensitively)."""
@@ -65,12 +73,44 @@ class WindowsFileSystem:
         real.write_bytes(data)
         logger.debug("wrote %d bytes to %s", len(data), path)
 
+    def write_all_bytes(self, path: str, data: bytes) -> None:
+        """``[System.IO.File]::WriteAllBytes``: denied on an existing ReadOnly or Hidden file."""
+        if self.is_file(path) and self.attributes(path) & BLOCKING_ATTRIBUTES:
+            raise SimulatedWindowsError(
+                f"Access to the path '{path}' is denied.",
+                error_id="UnauthorizedAccessException",
+                category="PermissionDenied",
+                hresult=0x80070005,
+                target=path,
+            )
+        self.write(path, data)
+
+    def copy(self, source: str, destination: str) -> None:
+        """``Copy-Item -Force``: the bytes and the attributes (over a read-only copy too)."""
+        self.write(destination, self.read(source))
+        self.set_attributes(destination, self.attributes(source))
+
+    def attributes(self, path: str) -> frozenset[str]:
+        """The file's attributes that this model keeps (``ReadOnly``, ``Hidden``)."""
+        real = self.real_path(path)
+        if not real.is_file():
+            raise PathNotFoundError(path)
+        return self._attributes.get(real, frozenset())
+
+    def set_attributes(self, path: str, attributes: frozenset[str]) -> None:
+        """Set the file's attributes (``(Get-Item -Force).Attributes = ...``)."""
+        real = self.real_path(path)
+        if not real.is_file():
+            raise PathNotFoundError(path)
+        self._attributes[real] = frozenset(attributes)
+
     def delete(self, path: str) -> None:
-        """Delete the file ``path``; :class:`PathNotFoundError` if there is none."""
+        """Delete the file ``path`` (``Remove-Item -Force``: read-only too)."""
         real = self.real_path(path)
         if not real.is_file():
             raise PathNotFoundError(path)
         real.unlink()
+        self._attributes.pop(real, None)
 
     def list_folder(self, path: str) -> list[str]:
         """Names of the entries of the folder ``path``, sorted case-insensitively."""

@@ -25,7 +25,7 @@ from cryptography import x509
 
 from cosdoc_certs.certs.model import thumbprint_of
 from cosdoc_certs.lab.model import CosDocServer, SimulatedWindowsError, WindowsService
-from cosdoc_certs.lab.server.files import windows_join
+from cosdoc_certs.lab.server.files import WindowsFileSystem, windows_join
 from cosdoc_certs.lab.server.powershell import convert_from_json
 from cosdoc_certs.lab.winrm import ScriptCall, ScriptRegistry, ScriptResult
 from cosdoc_certs.windows.apply_contract import (
@@ -297,10 +297,29 @@ def _write_file(run: _Run, action: WriteFile) -> tuple[str, dict[str, Any]]:
     except binascii.Error:
         raise _ActionFailed("content_base64 is not valid base64.", before) from None
     backup = backup_path(action.path, run.run_id)
-    _windows(lambda: files.write(backup, current), before)
+    _windows(lambda: files.copy(action.path, backup), before)
     before["backup"] = backup
-    _windows(lambda: files.write(action.path, content), before)
+    _write_in_place(files, action.path, content, before)
     return f"wrote {len(content)} bytes (backup {backup})", before
+
+
+def _write_in_place(
+    files: WindowsFileSystem, path: str, data: bytes, before: dict[str, Any]
+) -> None:
+    """WriteAllBytes with ReadOnly/Hidden cleared around it and put back afterwards."""
+    attributes = _windows(lambda: files.attributes(path), before)
+    cleared = attributes - {"ReadOnly", "Hidden"}
+    if cleared != attributes:
+        files.set_attributes(path, cleared)
+    try:
+        files.write_all_bytes(path, data)
+    except SimulatedWindowsError as error:
+        named = ", ".join(sorted(attributes)) or "Normal"
+        raise _ActionFailed(
+            f"Cannot write '{path}' (attributes {named}): {error.message}", before
+        ) from None
+    finally:
+        files.set_attributes(path, attributes)
 
 
 def _grant_read(run: _Run, action: GrantRead) -> tuple[str, dict[str, Any]]:
@@ -396,7 +415,7 @@ def _restore_file(run: _Run, action: RestoreFile) -> tuple[str, dict[str, Any]]:
             f"'{action.path}' was changed after the run (SHA-256 {current}); not overwritten.",
             before,
         )
-    _windows(lambda: files.write(action.path, original), before)
+    _write_in_place(files, action.path, original, before)
     before["restored"] = True
     return f"restored from {action.backup}", before
 

@@ -295,6 +295,32 @@ function Invoke-ImportPfx {
     return ('imported {0} (key in {1})' -f ($wanted -join ', '), $Before.key_provider)
 }
 
+function Write-FileInPlace {
+    # WriteAllBytes (CREATE_ALWAYS) is denied on a ReadOnly or Hidden file: clear those two
+    # attributes for the write and put the original attributes back afterwards, whatever happens.
+    param([string] $Path, [byte[]] $Bytes)
+    $item = Get-Item -LiteralPath $Path -Force -ErrorAction Stop
+    $attributes = $item.Attributes
+    $blocking = [System.IO.FileAttributes]::ReadOnly -bor [System.IO.FileAttributes]::Hidden
+    $cleared = ($attributes -band $blocking) -ne 0
+    if ($cleared) {
+        try {
+            $item.Attributes = $attributes -band (-bnot $blocking)
+        } catch {
+            throw ("Cannot clear the ReadOnly/Hidden attributes of '{0}' ({1}) to write it: {2}" -f $Path, $attributes, $_.Exception.Message)
+        }
+    }
+    try {
+        [System.IO.File]::WriteAllBytes($Path, $Bytes)
+    } catch {
+        $reason = $_.Exception
+        if ($null -ne $reason.InnerException) { $reason = $reason.InnerException }
+        throw ("Cannot write '{0}' (attributes {1}): {2}" -f $Path, $attributes, $reason.Message)
+    } finally {
+        if ($cleared) { (Get-Item -LiteralPath $Path -Force -ErrorAction Stop).Attributes = $attributes }
+    }
+}
+
 function Invoke-WriteFile {
     param($Action, $Before)
     $path = [string] $Action.path
@@ -312,7 +338,7 @@ function Invoke-WriteFile {
     $acl = Get-Acl -LiteralPath $backup
     $acl.SetSecurityDescriptorSddlForm((Get-Acl -LiteralPath $path).GetSecurityDescriptorSddlForm('Access'), 'Access')
     Set-Acl -LiteralPath $backup -AclObject $acl
-    [System.IO.File]::WriteAllBytes($path, $content)
+    Write-FileInPlace -Path $path -Bytes $content
     return ('wrote {0} bytes (backup {1})' -f $content.Length, $backup)
 }
 
@@ -450,7 +476,7 @@ function Invoke-RestoreFile {
             throw ("'{0}' was changed after the run (SHA-256 {1}); not overwritten." -f $path, $Before.sha256)
         }
     }
-    [System.IO.File]::WriteAllBytes($path, [System.IO.File]::ReadAllBytes($backup))
+    Write-FileInPlace -Path $path -Bytes ([System.IO.File]::ReadAllBytes($backup))
     $Before.restored = $true
     return ('restored from {0}' -f $backup)
 }
