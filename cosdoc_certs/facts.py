@@ -646,6 +646,17 @@ class _Doctor:
     def _binding_use(
         self, iis: IisFacts, binding: BindingFact
     ) -> tuple[CertificateUse | None, list[Finding]]:
+        if binding.central_store:
+            return None, [
+                Finding(
+                    "binding-central-store",
+                    Severity.WARNING,
+                    "takes its certificate from the IIS Central Certificate Store (sslFlags 2): "
+                    "cosdoc-certs does not rotate it; replace "
+                    f"{binding.host or '<host>'}.pfx in the central store's share by hand",
+                    str(binding),
+                )
+            ]
         served = served_thumbprint(iis, binding)
         if not served:
             return None, [

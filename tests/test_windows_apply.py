@@ -25,8 +25,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from cosdoc_certs.certs import CertificateBundle, load_bundle
+from cosdoc_certs.consumers import COSDOC_CATALOG
 from cosdoc_certs.errors import ApplyError, InputError
-from cosdoc_certs.facts import WindowsFacts
+from cosdoc_certs.facts import WindowsFacts, diagnose
 from cosdoc_certs.journal import Journal, Outcome, StepStatus
 from cosdoc_certs.lab.runner import Lab
 from cosdoc_certs.lab.scenarios import (
@@ -51,6 +52,7 @@ from cosdoc_certs.windows.planning import plan_windows
 from cosdoc_certs.windows.verify import endpoint_map, verify_windows
 
 HOST = "cosdoc-app01.testkommune.no"
+TEST_SITE_HOST = "cosdoc-test.testkommune.no"
 
 
 @pytest.fixture(scope="module")
@@ -593,3 +595,26 @@ def test_read_only_and_hidden_config_files_are_rotated_and_rolled_back_keeping_a
         rollback_windows(host, scenario_world.journal())
     assert scenario_world.config_files() == files
     assert _attributes(scenario_world) == attributes
+
+
+@pytest.mark.parametrize("scenario_world", ["central-store"], indirect=True)
+def test_a_central_certificate_store_binding_is_a_manual_step_never_rebound(
+    scenario_world: World,
+) -> None:
+    binding = f"*:443:{TEST_SITE_HOST}"
+    rebinds = [c for c in scenario_world.plan.changes if c.kind is ChangeKind.REBIND_HTTPS]
+    assert binding not in {c.details["binding"] for c in rebinds}
+    (step,) = [
+        c
+        for c in scenario_world.plan.changes
+        if c.kind is ChangeKind.MANUAL_STEP and c.details.get("binding") == binding
+    ]
+    assert f"replace {TEST_SITE_HOST}.pfx in the central store's share" in step.summary
+    statuses = diagnose(scenario_world.facts, COSDOC_CATALOG, now=scenario_world.plan.created)
+    findings = {(f.code, f.subject) for status in statuses for f in status.findings}
+    assert ("binding-central-store", f"https {binding} (CosDoc Test)") in findings
+    result = scenario_world.apply()
+    assert result.outcome is Outcome.APPLIED, result.message
+    assert step.summary in result.manual_steps
+    served = scenario_world.server.find_binding("CosDoc Test", binding)
+    assert (served.ssl_flags, served.thumbprint) == (3, None)

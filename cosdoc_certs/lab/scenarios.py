@@ -488,6 +488,23 @@ def readonly_config_installation(
     return server
 
 
+def central_store_installation(
+    root: Path | None = None,
+    *,
+    now: datetime.datetime | None = None,
+    certificates: LabCertificates | None = None,
+) -> LabServer:
+    """The default installation whose «CosDoc Test» HTTPS binding uses the Central Certificate
+    Store (sslFlags 3: SNI + CCS): IIS has no hash for it and http.sys no host:port entry.
+    """
+    server = default_installation(root, now=now, certificates=certificates)
+    binding = server.find_binding("CosDoc Test", f"*:443:{TEST_HOST}")
+    with server.lock:
+        binding.ssl_flags = 3
+        binding.thumbprint = None
+    return server
+
+
 def _cng_installation(
     root: Path | None = None,
     *,
@@ -519,6 +536,7 @@ SCENARIOS: dict[str, Callable[..., LabServer]] = {
     "large-config": large_config_installation,
     "stuck-service": stuck_service_installation,
     "readonly-config": readonly_config_installation,
+    "central-store": central_store_installation,
 }
 """Scenario name (``cosdoc-certs lab --scenario``) → builder(root, *, now=, certificates=)."""
 

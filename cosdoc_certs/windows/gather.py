@@ -42,6 +42,8 @@ from cosdoc_certs.thumbprints import thumbprint_of_der
 SCHEMA_VERSION = 1
 DATE_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 SNI_FLAG = 1
+CENTRAL_STORE_FLAG = 2
+"""sslFlags bit 2: the certificate comes from IIS's Central Certificate Store, not a hash."""
 
 
 class GatherContractError(RemoteError):
@@ -137,6 +139,15 @@ class BindingFact:
     def sni(self) -> bool:
         """True when the binding requires Server Name Indication (sslFlags bit 1)."""
         return bool(self.ssl_flags & SNI_FLAG)
+
+    @property
+    def central_store(self) -> bool:
+        """True when IIS reads the certificate from the Central Certificate Store (sslFlags 2).
+
+        Such a binding has no ip:port or host:port entry in http.sys (only ``ccs=port``), and
+        its certificate is the ``<host>.pfx`` file in the central store's share.
+        """
+        return bool(self.ssl_flags & CENTRAL_STORE_FLAG)
 
     def __str__(self) -> str:
         return f"https {self.binding_information} ({self.site})"

@@ -203,6 +203,7 @@ class _Planner:
         self.edits: list[Change] = []
         self.grants: dict[tuple[str, str], _Grant] = {}
         self.bindings: list[Change] = []
+        self.central_store: list[Change] = []
         self.restarts: dict[str, Change] = {}
         self.manual: list[Change] = []
         self.noops: list[Change] = []
@@ -228,6 +229,7 @@ class _Planner:
             *grants,
             *self.bindings,
             *self.restarts.values(),
+            *self.central_store,
             *manual,
             *self.noops,
         )
@@ -433,6 +435,9 @@ class _Planner:
             return
         entries: dict[tuple[str, str, int], list[BindingFact]] = {}
         for binding in bindings:
+            if binding.central_store:
+                self._central_store_binding(status.name, binding, new)
+                continue
             entries.setdefault(http_sys_entry(binding), []).append(binding)
         for shared in entries.values():
             self._binding_entry(status.name, iis, shared, new)
@@ -472,6 +477,45 @@ class _Planner:
                     "old_thumbprint": served or None,
                     "new_thumbprint": new.thumbprint,
                     "shared_with": [other.binding_information for other in shared[1:]],
+                },
+            )
+        )
+
+    def _central_store_binding(
+        self, consumer: str, binding: BindingFact, new: CertificateInfo
+    ) -> None:
+        """A Central Certificate Store binding: never rebound here, a step for a person.
+
+        It has no http.sys entry of its own: binding a hash to it would create one that
+        overrides the central store (SNI) or takes over 0.0.0.0:port for every site.
+        """
+        if binding.host and not _covers(new.dns_names, binding.host):
+            self._noop(
+                consumer,
+                f"{binding} (Central Certificate Store) is for {binding.host}, which the new "
+                "SSL certificate does not cover: left as it is",
+                binding=binding.binding_information,
+            )
+            return
+        pfx = f"{binding.host or '<host name>'}.pfx"
+        self.central_store.append(
+            Change(
+                self.host,
+                consumer,
+                ChangeKind.MANUAL_STEP,
+                f"by hand: {binding} takes its certificate from the IIS Central Certificate "
+                f"Store — replace {pfx} in the central store's share with the new SSL "
+                f"certificate ({short_thumbprint(new.thumbprint)})",
+                {
+                    "instructions": (
+                        f"Export the new SSL certificate with its private key as {pfx} (the "
+                        "password the Central Certificate Store is configured with) and "
+                        "replace the file of that name in the central store's share; IIS "
+                        "picks it up by itself."
+                    ),
+                    "site": binding.site,
+                    "binding": binding.binding_information,
+                    "roles": [Role.SSL.value],
                 },
             )
         )

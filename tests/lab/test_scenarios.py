@@ -155,6 +155,7 @@ FAILING = {
     "large-config": set(),
     "stuck-service": set(),
     "readonly-config": set(),
+    "central-store": set(),
     "missing-acl": {"Digihelse.Meldingstjeneste", "Digihelse.Adressering"},
     "wrong-role": {"KPR.Innsending"},
     "expired-certificate": {
