@@ -67,7 +67,10 @@ from cosdoc_certs.windows.gather import (
 
 log = logging.getLogger(__name__)
 
-_WILDCARD_IPS = frozenset({"*", "", "0.0.0.0", "::", "[::]"})  # noqa: S104 -- binding notation
+# IIS's "*" is http.sys's 0.0.0.0; "[::]" (every IPv6 address) is an entry of its own.
+_WILDCARD_IPS = frozenset({"*", "", "0.0.0.0"})  # noqa: S104 -- binding notation
+# Every address of a family: http.sys answers these after SNI entries, so they shadow nothing.
+_ANY_ADDRESS = _WILDCARD_IPS | {"::", "[::]"}
 _ACCOUNT_ALIASES = {
     "localsystem": "nt authority\\system",
     ".\\localsystem": "nt authority\\system",
@@ -761,7 +764,7 @@ def _shadowing(
         if not binding.sni:
             continue
         for other in all_bindings:
-            if not other.sni and other.port == binding.port and other.ip not in _WILDCARD_IPS:
+            if not other.sni and other.port == binding.port and other.ip not in _ANY_ADDRESS:
                 yield Finding(
                     "sni-shadowed",
                     Severity.WARNING,

@@ -32,6 +32,7 @@ from cosdoc_certs.journal import Journal, Outcome, StepStatus
 from cosdoc_certs.lab.runner import Lab
 from cosdoc_certs.lab.scenarios import (
     SCENARIOS,
+    SSLCERT_OPTIONS,
     LabCertificates,
     LabServer,
     default_installation,
@@ -618,3 +619,50 @@ def test_a_central_certificate_store_binding_is_a_manual_step_never_rebound(
     assert step.summary in result.manual_steps
     served = scenario_world.server.find_binding("CosDoc Test", binding)
     assert (served.ssl_flags, served.thumbprint) == (3, None)
+
+
+def _http_sys(world: World) -> dict[tuple[str, str], Any]:
+    """Every http.sys entry of the lab server → its registry values."""
+    server = world.server
+    entries = {binding.http_sys_entry for _, binding in server.bindings() if binding.thumbprint}
+    return {entry: server.sslcert_settings(entry) for entry in sorted(entries)}
+
+
+@pytest.mark.parametrize("scenario_world", ["sslcert-options"], indirect=True)
+def test_http_sys_settings_survive_the_rotation_and_the_rollback(scenario_world: World) -> None:
+    settings = _http_sys(scenario_world)
+    for entry, values in SSLCERT_OPTIONS.items():
+        assert settings[entry] == {**settings[entry], **values}
+    result = scenario_world.apply()
+    assert result.outcome is Outcome.APPLIED, result.message
+    assert _http_sys(scenario_world) == settings
+    new = scenario_world.bundle.ssl
+    assert new is not None
+    assert {b.thumbprint for _, b in scenario_world.server.bindings() if b.thumbprint} == {
+        new.thumbprint
+    }
+    with scenario_world.host() as host:
+        rollback_windows(host, scenario_world.journal())
+    assert _http_sys(scenario_world) == settings
+
+
+@pytest.mark.parametrize("scenario_world", ["ipv6-binding"], indirect=True)
+def test_ipv6_and_wildcard_bindings_are_each_rebound_on_their_own_entry(
+    scenario_world: World,
+) -> None:
+    rebinds = {
+        c.details["binding"]
+        for c in scenario_world.plan.changes
+        if c.kind is ChangeKind.REBIND_HTTPS
+    }
+    assert {"*:443:", "[::]:443:", "[fe80::1]:443:cosdoc.testkommune.no"} <= rebinds
+    files, state = scenario_world.config_files(), scenario_world.state()
+    result = scenario_world.apply()
+    assert result.outcome is Outcome.APPLIED, result.message
+    new = scenario_world.bundle.ssl
+    assert new is not None
+    served = {b.thumbprint for _, b in scenario_world.server.bindings() if b.protocol == "https"}
+    assert served == {new.thumbprint}
+    with scenario_world.host() as host:
+        rollback_windows(host, scenario_world.journal())
+    _assert_restored(scenario_world, files, state)

@@ -23,14 +23,17 @@ from asn1crypto import pkcs12
 from cosdoc_certs.certs import CertificateBundle, load_bundle
 from cosdoc_certs.certs.pkcs12 import parse_pfx
 from cosdoc_certs.certs.providers import ENHANCED_RSA_AES
+from cosdoc_certs.lab.model import SimulatedWindowsError
 from cosdoc_certs.lab.scenarios import (
     LabCertificates,
     LabServer,
     default_installation,
     make_lab_certificates,
 )
+from cosdoc_certs.lab.server.httpsys import DEFAULT_SETTINGS, IIS_APP_ID, parse_endpoint
 from cosdoc_certs.lab.server.powershell import MAX_JSON_LENGTH
 from cosdoc_certs.lab.twins.apply import apply as twin_apply
+from cosdoc_certs.lab.twins.apply import http_sys_entry
 from cosdoc_certs.lab.winrm import ScriptCall
 from cosdoc_certs.windows.apply import legacy_pfx
 from cosdoc_certs.windows.apply_contract import (
@@ -130,7 +133,7 @@ CASES = {
     "bind-unknown-certificate": Case(
         lambda s, b: [SetBinding("CosDoc Drift", "*:443:cosdoc.testkommune.no", "AB" * 20)],
         False,
-        "A specified logon session does not exist",
+        "Cannot find path 'Cert:\\LocalMachine\\My\\ABAB",
     ),
     "bind-same": Case(
         lambda s, b: [SetBinding("CosDoc Drift", "*:443:cosdoc.testkommune.no", _current_ssl(s))],
@@ -492,3 +495,76 @@ def test_a_write_that_fails_says_which_attributes_the_file_has(server: LabServer
         f"Access to the path '{DIGIHELSE}' is denied."
     )
     assert server.files.attributes(DIGIHELSE) == {"ReadOnly", "System"}
+
+
+@pytest.mark.parametrize(
+    ("binding", "sni", "argument", "subkey"),
+    [
+        ("*:443:", False, "ipport=0.0.0.0:443", "SslBindingInfo\\0.0.0.0:443"),
+        (":443:", False, "ipport=0.0.0.0:443", "SslBindingInfo\\0.0.0.0:443"),
+        ("[::]:443:", False, "ipport=[::]:443", "SslBindingInfo\\[::]:443"),
+        ("[fe80::1]:443:h.no", False, "ipport=[fe80::1]:443", "SslBindingInfo\\[fe80::1]:443"),
+        ("10.0.0.5:8443:", False, "ipport=10.0.0.5:8443", "SslBindingInfo\\10.0.0.5:8443"),
+        ("*:443:h.no", True, "hostnameport=h.no:443", "SslSniBindingInfo\\h.no:443"),
+    ],
+)
+def test_bindings_name_their_http_sys_entry_as_netsh_and_the_registry_do(
+    binding: str, sni: bool, argument: str, subkey: str
+) -> None:
+    assert http_sys_entry(binding, sni=sni) == (argument, subkey)
+    assert parse_endpoint(argument)[1] == argument.partition("=")[2]
+
+
+def test_netsh_refuses_an_ipv6_address_in_double_brackets() -> None:
+    with pytest.raises(SimulatedWindowsError, match="The parameter is incorrect"):
+        parse_endpoint("ipport=[[fe80::1]]:443")
+
+
+def test_netsh_update_resets_every_option_it_is_not_given(server: LabServer) -> None:
+    entry = ("ipport", "0.0.0.0:443")
+    server.http_sys_settings[entry] = {**DEFAULT_SETTINGS, "DefaultFlags": 0x402}
+    thumbprint = _current_ssl(server)
+    server.netsh_update_sslcert(
+        ["ipport=0.0.0.0:443", f"certhash={thumbprint}", f"appid={IIS_APP_ID}"]
+    )
+    assert server.sslcert_settings(entry) == DEFAULT_SETTINGS
+
+
+def test_a_setting_netsh_cannot_carry_over_stops_the_rebind_before_it(
+    server: LabServer, renewed: CertificateBundle
+) -> None:
+    entry = ("ipport", "0.0.0.0:443")
+    server.http_sys_settings[entry] = {**DEFAULT_SETTINGS, "DefaultFlags": 0x4}
+    ssl = renewed.ssl
+    assert ssl is not None
+    pfx = legacy_pfx(ssl, renewed.chain_for(ssl), PASSWORD.encode())
+    actions: list[Action] = [
+        ImportPfx(0, (ssl.thumbprint,)),
+        SetBinding("CosDoc Drift", "*:443:", ssl.thumbprint),
+    ]
+    document = _run(server, actions, [pfx])
+    failed = document.results[-1]
+    assert "settings netsh cannot carry over (DefaultFlags 0x4" in failed.message
+    assert failed.before["settings"] is not None
+    assert server.find_binding("CosDoc Drift", "*:443:").thumbprint == _current_ssl(server)
+    assert server.sslcert_settings(entry) == {**DEFAULT_SETTINGS, "DefaultFlags": 0x4}
+
+
+def test_settings_netsh_writes_differently_fail_the_rebind_and_name_them(
+    server: LabServer,
+) -> None:
+    entry = ("hostnameport", "cosdoc.testkommune.no:443")
+    odd = {**DEFAULT_SETTINGS, "DefaultSslRevocationFreshnessTime": 300}
+    server.http_sys_settings[entry] = odd
+    binding = "*:443:cosdoc.testkommune.no"
+    document = _run(server, [SetBinding("CosDoc Drift", binding, _current_ssl(server))], [])
+    message = document.results[0].message
+    assert message == (
+        "netsh http update sslcert changed the settings of hostnameport=cosdoc.testkommune.no:443"
+        ": DefaultSslCertCheckMode 0 -> 4."
+    )
+    restore = SetBinding(
+        "CosDoc Drift", binding, _current_ssl(server), tuple(document.results[0].before["settings"])
+    )
+    assert restore.settings is not None
+    assert actions_from_json(actions_to_json([restore])) == [restore]

@@ -37,6 +37,15 @@ from typing import Literal
 from cosdoc_certs.lab.server.accounts import APP_POOL_PREFIX, NETWORK_SERVICE, SYSTEM
 from cosdoc_certs.lab.server.errors import PathNotFoundError, SimulatedWindowsError
 from cosdoc_certs.lab.server.files import WindowsFileSystem, windows_join, windows_parent
+from cosdoc_certs.lab.server.httpsys import (
+    DEFAULT_SETTINGS,
+    SettingValue,
+    entry_key,
+    netsh_error,
+    parse_endpoint,
+    settings_from_options,
+    split_arguments,
+)
 from cosdoc_certs.lab.server.rules import pool_problems, service_problems
 from cosdoc_certs.lab.server.store import (
     CAPI_KEY_FOLDER,
@@ -92,6 +101,7 @@ ServiceState = Literal["Running", "Stopped", "StopPending"]
 PoolState = Literal["Started", "Stopped"]
 IdentityType = Literal["ApplicationPoolIdentity", "SpecificUser", "NetworkService", "LocalSystem"]
 SNI_FLAG = 1
+CENTRAL_STORE_FLAG = 2
 _DISABLED = (
     "The service cannot be started, either because it is disabled or because it has no "
     "enabled devices associated with it."
@@ -208,6 +218,11 @@ class Binding:
         """The listening address; ``*`` and ``0.0.0.0`` are the same listener."""
         return (_listener_ip(self.ip), self.port)
 
+    @property
+    def http_sys_entry(self) -> tuple[str, str]:
+        """The http.sys entry serving it: ``("hostnameport"|"ipport", key)`` (see httpsys)."""
+        return entry_key(self.ip, self.port, self.host, sni=self.sni)
+
 
 @dataclass(eq=False)
 class IisSite:
@@ -267,6 +282,7 @@ class CosDocServer:
         self._tls: TlsListeners | None = None
         self._released = threading.Event()
         self._next_process_id = 4200
+        self.http_sys_settings: dict[tuple[str, str], dict[str, SettingValue]] = {}
 
     def __repr__(self) -> str:
         return (
@@ -569,6 +585,65 @@ class CosDocServer:
                     other.thumbprint = entry.thumbprint
             logger.info("binding %s now serves %s", target.binding_information, entry.thumbprint)
             return target
+
+    def sslcert_settings(self, entry: tuple[str, str]) -> dict[str, SettingValue] | None:
+        """The registry values of the http.sys entry, or None when there is no such entry."""
+        with self.lock:
+            if not self._entry_bindings(entry):
+                return None
+            return dict(self.http_sys_settings.get(entry, DEFAULT_SETTINGS))
+
+    def sslcert_registry(self, subkey: str) -> dict[str, SettingValue] | None:
+        """``Get-ItemProperty HKLM:\\...\\HTTP\\Parameters\\<subkey>``: an entry's values.
+
+        ``subkey`` is ``SslBindingInfo\\<ip:port>`` or ``SslSniBindingInfo\\<host:port>``
+        (registry names are case-insensitive); None when the key does not exist.
+        """
+        folder, _, name = subkey.partition("\\")
+        kinds = {"sslbindinginfo": "ipport", "sslsnibindinginfo": "hostnameport"}
+        kind = kinds.get(folder.casefold())
+        if kind is None:
+            return None
+        with self.lock:
+            entries = {binding.http_sys_entry for _, binding in self.bindings()}
+            for entry in entries:
+                if entry[0] == kind and entry[1].casefold() == name.casefold():
+                    return self.sslcert_settings(entry)
+        return None
+
+    def netsh_update_sslcert(self, arguments: list[str]) -> None:
+        """``netsh http update sslcert <ipport=|hostnameport=> certhash= appid= [options]``.
+
+        Like netsh, it replaces the whole record: every option not given takes its default.
+        Fails like netsh when the entry does not exist or an argument is malformed.
+        """
+        with self.lock:
+            if not arguments:
+                raise netsh_error("The parameter is incorrect.")
+            entry = parse_endpoint(arguments[0])
+            given = split_arguments(arguments[1:])
+            thumbprint, app_id = given.pop("certhash", ""), given.pop("appid", "")
+            given.pop("certstorename", None)
+            bindings = self._entry_bindings(entry)
+            if not bindings or not thumbprint or not app_id:
+                raise netsh_error(
+                    "SSL Certificate update failed, Error: 2 The system cannot find the file "
+                    "specified."
+                )
+            settings = settings_from_options(app_id, given)
+            site, binding = bindings[0]
+            self.set_binding_certificate(site.name, binding, thumbprint)
+            self.http_sys_settings[entry] = settings
+
+    def _entry_bindings(self, entry: tuple[str, str]) -> list[tuple[IisSite, Binding]]:
+        return [
+            (site, binding)
+            for site, binding in self.bindings()
+            if binding.protocol.casefold() == "https"
+            and binding.thumbprint
+            and not binding.ssl_flags & CENTRAL_STORE_FLAG
+            and binding.http_sys_entry == entry
+        ]
 
     def boot(self) -> dict[str, list[str]]:
         """Start every Auto service and every app pool, as at power-on; returns the failures.

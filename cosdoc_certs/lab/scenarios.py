@@ -70,6 +70,7 @@ from cosdoc_certs.lab.model import (
     WindowsService,
 )
 from cosdoc_certs.lab.server.files import windows_join
+from cosdoc_certs.lab.server.httpsys import DEFAULT_SETTINGS
 from cosdoc_certs.lab.server.rules import lookup_value
 from cosdoc_certs.lab.server.uses import SETTINGS_FILE_NAME
 
@@ -505,6 +506,68 @@ def central_store_installation(
     return server
 
 
+SSLCERT_OPTIONS: dict[tuple[str, str], dict[str, int | str]] = {
+    ("ipport", "0.0.0.0:443"): {
+        "DefaultFlags": 0x2 | 0x10 | 0x400,
+        "DefaultSslCertCheckMode": 0x1 | 0x10000,
+        "DefaultSslRevocationUrlRetrievalTimeout": 5000,
+        "DefaultSslCtlStoreName": "ClientAuthIssuer",
+    },
+    ("hostnameport", f"{DRIFT_HOST}:443"): {
+        "DefaultFlags": 0x40 | 0x400 | 0x80,
+        "DefaultSslCertCheckMode": 0x2 | 0x4,
+        "DefaultSslRevocationFreshnessTime": 3600,
+        "DefaultSslCtlIdentifier": "CosDocClients",
+        "DefaultSslCtlStoreName": "ClientAuthIssuer",
+    },
+}
+"""The http.sys settings :func:`sslcert_options_installation` gives its entries."""
+
+
+def sslcert_options_installation(
+    root: Path | None = None,
+    *,
+    now: datetime.datetime | None = None,
+    certificates: LabCertificates | None = None,
+) -> LabServer:
+    """The default installation whose http.sys entries carry settings beside the certificate.
+
+    The non-SNI ``0.0.0.0:443`` entry negotiates client certificates (issuers limited to the
+    ClientAuthIssuer store), has HTTP/2 and legacy TLS disabled and skips revocation and usage
+    checks; the SNI entry of «CosDoc Drift» disables TLS 1.3, legacy TLS and OCSP stapling
+    and checks revocation from the cache with a freshness time. ``netsh http update sslcert``
+    given only certhash/appid would reset all of it.
+    """
+    server = default_installation(root, now=now, certificates=certificates)
+    for entry, settings in SSLCERT_OPTIONS.items():
+        server.http_sys_settings[entry] = {**DEFAULT_SETTINGS, **settings}
+    return server
+
+
+def ipv6_binding_installation(
+    root: Path | None = None,
+    *,
+    now: datetime.datetime | None = None,
+    certificates: LabCertificates | None = None,
+) -> LabServer:
+    """The default installation with IPv6 HTTPS bindings on «CosDoc Drift», as IIS writes them.
+
+    ``[::]:443:`` (every IPv6 address: its own http.sys entry ``[::]:443``, apart from the
+    ``0.0.0.0:443`` of ``*:443:``) and ``[fe80::1]:443:cosdoc.testkommune.no`` (one address,
+    with a host name but no SNI: entry ``[fe80::1]:443``).
+    """
+    server = default_installation(root, now=now, certificates=certificates)
+    thumbprint = server.certificates.current_ssl.thumbprint
+    site = server.site("CosDoc Drift")
+    with server.lock:
+        site.bindings += [
+            Binding("https", "[::]", 443, "", ssl_flags=0, thumbprint=thumbprint),
+            Binding("https", "[fe80::1]", 443, DRIFT_HOST, ssl_flags=0, thumbprint=thumbprint),
+        ]
+        server.add_site(site)
+    return server
+
+
 def _cng_installation(
     root: Path | None = None,
     *,
@@ -537,6 +600,8 @@ SCENARIOS: dict[str, Callable[..., LabServer]] = {
     "stuck-service": stuck_service_installation,
     "readonly-config": readonly_config_installation,
     "central-store": central_store_installation,
+    "sslcert-options": sslcert_options_installation,
+    "ipv6-binding": ipv6_binding_installation,
 }
 """Scenario name (``cosdoc-certs lab --scenario``) → builder(root, *, now=, certificates=)."""
 

@@ -100,8 +100,9 @@ PHASES = (
 )
 """The order in which apply runs the kinds of Windows changes."""
 _PFX_ITERATIONS = 2048
-# A failed action of these kinds changed nothing (a failed write-file: unless it made a backup).
-_NO_CHANGE_WHEN_FAILED = frozenset({"import-pfx", "grant-read", "set-binding"})
+# A failed action of these kinds changed nothing (a failed write-file: unless it made a backup;
+# a failed set-binding: unless it got as far as reading the entry's settings for netsh).
+_NO_CHANGE_WHEN_FAILED = frozenset({"import-pfx", "grant-read"})
 
 Progress = Callable[[str], None]
 _T = TypeVar("_T")
@@ -493,6 +494,8 @@ class _ActionFailed(Exception):
             return True
         if failed.action == "write-file":
             return not failed.before.get("backup")
+        if failed.action == "set-binding":
+            return not failed.before.get("settings")
         return failed.action in _NO_CHANGE_WHEN_FAILED
 
 
@@ -702,8 +705,14 @@ def _undo_actions(steps: Sequence[Mapping[str, Any]], *, in_run: bool) -> list[A
                 kind = "service" if "service" in owner else "pool"
                 targets.setdefault((kind, owner[kind]), owner["state_before"])
         elif name == "set-binding" and details.get("old_thumbprint"):
+            settings = (details.get("before") or {}).get("settings")
             rebinds.append(
-                SetBinding(details["site"], details["binding"], details["old_thumbprint"])
+                SetBinding(
+                    details["site"],
+                    details["binding"],
+                    details["old_thumbprint"],
+                    tuple(settings) if settings else None,
+                )
             )
         elif name == "restart-service":
             targets.setdefault(("service", details["service"]), details["state_before"])
@@ -763,8 +772,12 @@ def _undo(host: WindowsHost, journal: Journal, *, in_run: bool, say: Progress) -
 
 
 def _may_have_changed(step: Mapping[str, Any]) -> bool:
-    """False for a step that failed in a way that changes nothing (a failed binding...)."""
-    return not (step["status"] == StepStatus.FAILED and step["name"] in _NO_CHANGE_WHEN_FAILED)
+    """False for a step that failed in a way that changes nothing (a failed import...)."""
+    if step["status"] != StepStatus.FAILED:
+        return True
+    if step["name"] == "set-binding":
+        return bool((step["details"].get("before") or {}).get("settings"))
+    return step["name"] not in _NO_CHANGE_WHEN_FAILED
 
 
 def _with_reconnect(host: WindowsHost, call: Callable[[], _T]) -> _T:

@@ -16,7 +16,8 @@ the first failure (every action name and ``content_index`` is checked, and every
      "key_provider": str|null, "authorities": [base64 DER]}
     {"action": "write-file", "path", "content_index": int, "expected_sha256"}
     {"action": "grant-read", "thumbprint", "account"}
-    {"action": "set-binding", "site", "binding": "ip:port:host", "thumbprint"}
+    {"action": "set-binding", "site", "binding": "ip:port:host", "thumbprint",
+     "settings": ["Name=value", ...]|null}
     {"action": "restart-service", "name"}
     {"action": "recycle-pool", "name"}
     {"action": "restore-file", "path", "backup", "expected_sha256": str|null}
@@ -42,10 +43,12 @@ already in the store], "with_key": [those of them with their key: not imported a
 "key_provider": provider of the key afterwards|null, "authorities_added": [CA thumbprints put
 into LocalMachine\\CA]}``; remove-authority ``{"existed": bool}``; write-file ``{"sha256":
 str|null, "backup": str|null}`` (backup set once the copy exists); grant-read
-``{"key_file": str|null, "could_read": bool}``; set-binding ``{"thumbprint": str|null}``;
-restart-service ``{"state", "stuck_process": str|null}`` (the process still running when the
-service did not stop in time: an undo does not restart that service); recycle-pool ``{"state"}``; restore-file ``{"sha256":
-str|null, "restored": bool}``; remove-file ``{"existed": bool}``.
+``{"key_file": str|null, "could_read": bool}``; set-binding ``{"thumbprint": str|null,
+"settings": ["Name=value"]|null}`` (the http.sys entry's registry values before the change:
+AppId, DefaultFlags, DefaultSslCertCheckMode, ...); restart-service ``{"state",
+"stuck_process": str|null}`` (the process still running when the service did not stop in
+time: an undo does not restart that service); recycle-pool ``{"state"}``; restore-file
+``{"sha256": str|null, "restored": bool}``; remove-file ``{"existed": bool}``.
 """
 
 from __future__ import annotations
@@ -107,12 +110,18 @@ class GrantRead:
 
 @dataclasses.dataclass(frozen=True)
 class SetBinding:
-    """Bind the certificate ``thumbprint`` to the HTTPS binding ``ip:port:host`` of ``site``."""
+    """Bind the certificate ``thumbprint`` to the HTTPS binding ``ip:port:host`` of ``site``.
+
+    The http.sys entry keeps its other settings (client certificates, protocols, AppId):
+    ``settings`` (``"Name=value"`` registry values, as a result's ``before`` reports them)
+    are the ones to write — an undo passes the original ones; None keeps the entry's own.
+    """
 
     action: ClassVar[str] = "set-binding"
     site: str
     binding: str
     thumbprint: str
+    settings: tuple[str, ...] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,7 +197,7 @@ BEFORE_KEYS: dict[str, frozenset[str]] = {
     "import-pfx": frozenset({"present", "with_key", "key_provider", "authorities_added"}),
     "write-file": frozenset({"sha256", "backup"}),
     "grant-read": frozenset({"key_file", "could_read"}),
-    "set-binding": frozenset({"thumbprint"}),
+    "set-binding": frozenset({"thumbprint", "settings"}),
     "restart-service": frozenset({"state", "stuck_process"}),
     "recycle-pool": frozenset({"state"}),
     "restore-file": frozenset({"sha256", "restored"}),
@@ -275,6 +284,9 @@ def _checked(hint: Any, value: Any, where: str, field: dataclasses.Field[Any]) -
         return None
     if value is None and field.default == ():
         return ()
+    optional = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+    if field.default is None and len(optional) == 1:
+        hint = optional[0]
     if hint is int and isinstance(value, int) and not isinstance(value, bool):
         return value
     if typing.get_origin(hint) is tuple and isinstance(value, list):

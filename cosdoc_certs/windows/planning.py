@@ -83,7 +83,8 @@ STORE = "LocalMachine\\My"
 _DEFAULT_KEY_READERS = ("NT AUTHORITY\\SYSTEM", "BUILTIN\\Administrators")
 _PAIR = (Role.SIGNING, Role.ENCRYPTION)
 _CONFIG_PROBLEMS = frozenset({"config-missing", "config-invalid", "setting-missing"})
-_WILDCARD_IPS = frozenset({"*", "", "0.0.0.0", "::", "[::]"})  # noqa: S104 -- binding notation
+# IIS's "*" is http.sys's 0.0.0.0; "[::]" (every IPv6 address) is an entry of its own.
+_WILDCARD_IPS = frozenset({"*", "", "0.0.0.0"})  # noqa: S104 -- binding notation
 
 
 def plan_windows(

@@ -156,6 +156,8 @@ FAILING = {
     "stuck-service": set(),
     "readonly-config": set(),
     "central-store": set(),
+    "sslcert-options": set(),
+    "ipv6-binding": set(),
     "missing-acl": {"Digihelse.Meldingstjeneste", "Digihelse.Adressering"},
     "wrong-role": {"KPR.Innsending"},
     "expired-certificate": {

@@ -17,15 +17,30 @@ import base64
 import binascii
 import hashlib
 import logging
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
 
 from cosdoc_certs.certs.model import thumbprint_of
-from cosdoc_certs.lab.model import CosDocServer, SimulatedWindowsError, WindowsService
+from cosdoc_certs.lab.model import (
+    CENTRAL_STORE_FLAG,
+    CosDocServer,
+    SimulatedWindowsError,
+    WindowsService,
+)
 from cosdoc_certs.lab.server.files import WindowsFileSystem, windows_join
+from cosdoc_certs.lab.server.httpsys import (
+    CHECK_MODE_OPTIONS,
+    DEFAULT_SETTINGS,
+    FLAG_OPTIONS,
+    FRESHNESS_TIME_ENABLED,
+    NUMBER_OPTIONS,
+    TEXT_OPTIONS,
+    SettingValue,
+)
 from cosdoc_certs.lab.server.powershell import convert_from_json
 from cosdoc_certs.lab.winrm import ScriptCall, ScriptRegistry, ScriptResult
 from cosdoc_certs.windows.apply_contract import (
@@ -331,13 +346,121 @@ def _grant_read(run: _Run, action: GrantRead) -> tuple[str, dict[str, Any]]:
 
 
 def _set_binding(run: _Run, action: SetBinding) -> tuple[str, dict[str, Any]]:
-    before: dict[str, Any] = {"thumbprint": None}
-    binding = _windows(lambda: run.server.find_binding(action.site, action.binding), before)
-    before["thumbprint"] = binding.thumbprint
-    _windows(
-        lambda: run.server.set_binding_certificate(action.site, binding, action.thumbprint), before
-    )
-    return f"{action.site} {action.binding} serves {action.thumbprint.upper()}", before
+    """Rebind through netsh, carrying the entry's settings over, and check they stayed."""
+    server = run.server
+    before: dict[str, Any] = {"thumbprint": None, "settings": None}
+    binding = _windows(lambda: server.find_binding(action.site, action.binding), before)
+    if binding.ssl_flags & CENTRAL_STORE_FLAG:
+        raise _ActionFailed(
+            f"'{action.binding}' of '{action.site}' takes its certificate from the Central "
+            "Certificate Store; not rebound.",
+            before,
+        )
+    thumbprint = action.thumbprint.upper()
+    if server.store.find(thumbprint) is None:
+        raise _ActionFailed(
+            f"Cannot find path 'Cert:\\LocalMachine\\My\\{thumbprint}' because it does not exist.",
+            before,
+        )
+    argument, subkey = http_sys_entry(action.binding, sni=binding.sni)
+    current = server.sslcert_registry(subkey)
+    if current is None:
+        _windows(lambda: server.set_binding_certificate(action.site, binding, thumbprint), before)
+    else:
+        before.update(thumbprint=binding.thumbprint, settings=setting_strings(current))
+        wanted = current if action.settings is None else settings_of(action.settings)
+        arguments = [argument, f"certhash={thumbprint}", f"appid={wanted['AppId']}"]
+        arguments += ["certstorename=MY", *_netsh_options(wanted, argument, before)]
+        try:
+            server.netsh_update_sslcert(arguments)
+        except SimulatedWindowsError as error:
+            raise _ActionFailed(
+                f"netsh http update sslcert failed (exit code 1): {error.message}", before
+            ) from None
+        _check_settings(argument, wanted, server.sslcert_registry(subkey) or {}, before)
+    if (binding.thumbprint or "").upper() != thumbprint:
+        raise _ActionFailed(f"{argument} still serves {binding.thumbprint}.", before)
+    return f"{action.site} {action.binding} serves {thumbprint}", before
+
+
+def http_sys_entry(binding: str, *, sni: bool) -> tuple[str, str]:
+    """apply.ps1's Get-HttpSysEntry: the netsh argument and the registry subkey of a binding."""
+    ip, port, host = _split_binding(binding)
+    if sni:
+        return f"hostnameport={host}:{port}", f"SslSniBindingInfo\\{host}:{port}"
+    bare = ip.strip("[]")
+    if bare in ("*", ""):
+        bare = "0.0.0.0"  # noqa: S104 -- binding notation
+    endpoint = f"[{bare}]:{port}" if ":" in bare else f"{bare}:{port}"
+    return f"ipport={endpoint}", f"SslBindingInfo\\{endpoint}"
+
+
+def _split_binding(binding: str) -> tuple[str, str, str]:
+    match = re.match(r"^(.*):(\d+):(.*)$", binding)
+    if match is None:
+        raise ValueError(f"'{binding}' is not ip:port:host.")
+    return match.group(1), match.group(2), match.group(3)
+
+
+def setting_strings(settings: Mapping[str, SettingValue]) -> list[str]:
+    """apply.ps1's form of an entry's registry values: ``Name=value``, in a fixed order."""
+    return [f"{name}={settings.get(name, default)}" for name, default in DEFAULT_SETTINGS.items()]
+
+
+def settings_of(strings: Sequence[str]) -> dict[str, SettingValue]:
+    """``Name=value`` strings back to registry values (numbers as int)."""
+    settings: dict[str, SettingValue] = dict(DEFAULT_SETTINGS)
+    for text in strings:
+        name, _, value = text.partition("=")
+        settings[name] = int(value) if isinstance(DEFAULT_SETTINGS.get(name), int) else value
+    return settings
+
+
+def _netsh_options(
+    settings: Mapping[str, SettingValue], argument: str, before: dict[str, Any]
+) -> list[str]:
+    """apply.ps1's ConvertTo-NetshOption: every non-default setting as a netsh option."""
+    flags, check_mode = int(settings["DefaultFlags"]), int(settings["DefaultSslCertCheckMode"])
+    options = [f"{name}=enable" for name, bit in FLAG_OPTIONS.items() if flags & bit]
+    options += [
+        f"{name}={value}" for name, (bit, value) in CHECK_MODE_OPTIONS.items() if check_mode & bit
+    ]
+    known_flags = sum(FLAG_OPTIONS.values())
+    known_modes = sum(bit for bit, _ in CHECK_MODE_OPTIONS.values())
+    freshness = int(settings["DefaultSslRevocationFreshnessTime"])
+    if freshness:
+        known_modes |= FRESHNESS_TIME_ENABLED
+    if flags & ~known_flags or check_mode & ~known_modes:
+        raise _ActionFailed(
+            f"The http.sys entry {argument} has settings netsh cannot carry over "
+            f"(DefaultFlags 0x{flags:X}, DefaultSslCertCheckMode 0x{check_mode:X}); "
+            "update its certificate by hand.",
+            before,
+        )
+    for option, name in (*NUMBER_OPTIONS.items(), *TEXT_OPTIONS.items()):
+        if settings[name]:
+            options.append(f"{option}={settings[name]}")
+    return options
+
+
+def _check_settings(
+    argument: str,
+    wanted: Mapping[str, SettingValue],
+    after: Mapping[str, SettingValue],
+    before: dict[str, Any],
+) -> None:
+    """Every registry value of the entry is what it was meant to be after netsh."""
+    changed = [
+        f"{name} {wanted[name]} -> {after.get(name)}"
+        for name in DEFAULT_SETTINGS
+        if str(after.get(name, "")).casefold() != str(wanted[name]).casefold()
+    ]
+    if changed:
+        raise _ActionFailed(
+            f"netsh http update sslcert changed the settings of {argument}: "
+            f"{'; '.join(changed)}.",
+            before,
+        )
 
 
 def _restart_service(run: _Run, action: RestartService) -> tuple[str, dict[str, Any]]:

@@ -26,10 +26,14 @@
                                                "<path>.cosdoc-certs-<RunId>.bak" beside it first
       grant-read      {thumbprint, account}    icacls <key file> /grant "<account>:(R)" on the
                                                CNG (Crypto\Keys) or CAPI (RSA\MachineKeys) key file
-      set-binding     {site, binding, thumbprint}
+      set-binding     {site, binding, thumbprint, settings|null}
                                                netsh http update sslcert (hostnameport= for SNI,
-                                               ipport= otherwise), or AddSslCertificate when the
-                                               binding has no certificate yet
+                                               ipport= otherwise: 0.0.0.0 for '*', IPv6 in
+                                               brackets) carrying every setting of the entry
+                                               (read from its registry key; or the given
+                                               settings) and checking afterwards that none
+                                               changed; AddSslCertificate when the binding has
+                                               no certificate yet
       restart-service {name}                   ServiceController Stop/Start, each phase bounded by
                                                WaitForStatus(..., 60 s); a stop that times out
                                                names the process still running; Running after
@@ -75,6 +79,7 @@ $ServiceTimeoutSeconds = 60
 $ServiceSettleSeconds = 2
 $PoolTimeoutSeconds = 30
 $CimTimeoutSeconds = 30
+$NativeTimeoutSeconds = 60
 $IisAppId = '{4dc3e181-e14b-4a21-b022-59fc669b0914}'
 $StorePath = 'Cert:\LocalMachine\My'
 $CaStorePath = 'Cert:\LocalMachine\CA'
@@ -82,6 +87,30 @@ $RootStorePath = 'Cert:\LocalMachine\Root'
 $RsaExtensions = 'System.Security.Cryptography.X509Certificates.RSACertificateExtensions' -as [type]
 $EcdsaExtensions = 'System.Security.Cryptography.X509Certificates.ECDsaCertificateExtensions' -as [type]
 $SoftwareKsp = 'Microsoft Software Key Storage Provider'
+$HttpSysRegistry = 'HKLM:\SYSTEM\CurrentControlSet\Services\HTTP\Parameters\'
+# An http.sys entry's registry values and what netsh writes when an option is not given.
+$HttpSysDefaults = [ordered]@{
+    AppId                                   = $IisAppId
+    DefaultSslCertCheckMode                 = 0
+    DefaultSslRevocationFreshnessTime       = 0
+    DefaultSslRevocationUrlRetrievalTimeout = 0
+    DefaultSslCtlIdentifier                 = ''
+    DefaultSslCtlStoreName                  = ''
+    DefaultFlags                            = 0
+}
+# netsh option =enable -> DefaultFlags bit (HTTP_SERVICE_CONFIG_SSL_FLAG_*).
+$NetshFlagOptions = [ordered]@{
+    dsmapperusage = 0x1; clientcertnegotiation = 0x2; disablehttp2 = 0x10; disablequic = 0x20
+    disabletls13 = 0x40; disableocspstapling = 0x80; disablelegacytls = 0x400; disabletls12 = 0x1000
+}
+# netsh option -> DefaultSslCertCheckMode bit and the value that sets it.
+$NetshCheckModeOptions = [ordered]@{
+    verifyclientcertrevocation = @(0x1, 'disable'); verifyrevocationwithcachedclientcertonly = @(0x2, 'enable'); usagecheck = @(0x10000, 'disable')
+}
+$NetshValueOptions = [ordered]@{
+    revocationfreshnesstime = 'DefaultSslRevocationFreshnessTime'; urlretrievaltimeout = 'DefaultSslRevocationUrlRetrievalTimeout'
+    sslctlidentifier = 'DefaultSslCtlIdentifier'; sslctlstorename = 'DefaultSslCtlStoreName'
+}
 
 function Get-Sha256 {
     # Upper-case hex SHA-256 of a file, or $null when there is no such file.
@@ -99,13 +128,34 @@ function Get-OptionalProperty {
     return $property.Value
 }
 
+function ConvertTo-NativeArgument {
+    # One argument as CommandLineToArgvW reads it back: quoted when it holds a space or a quote.
+    param([string] $Text)
+    if ($Text -ne '' -and $Text -notmatch '[\s"]') { return $Text }
+    return '"' + (($Text -replace '(\\*)"', '$1$1\"') -replace '(\\+)$', '$1$1') + '"'
+}
+
 function Invoke-Native {
-    # A native command with its output captured: in Windows PowerShell 5.1 a stderr line under
-    # ErrorActionPreference Stop would be a NativeCommandError; callers check ExitCode instead.
+    # A native command (netsh, icacls) bounded by $NativeTimeoutSeconds: its exit code and its
+    # output (stdout and stderr). A command that does not finish in time is ended and fails.
     param([string] $FilePath, [string[]] $ArgumentList)
-    $ErrorActionPreference = 'Continue'
-    $lines = @(& $FilePath @ArgumentList 2>&1 | ForEach-Object { "$_" })
-    return [pscustomobject]@{ ExitCode = $LASTEXITCODE; Output = (($lines -join ' ') -replace '\s+', ' ').Trim() }
+    $info = New-Object System.Diagnostics.ProcessStartInfo
+    $info.FileName = $FilePath
+    $info.Arguments = (@($ArgumentList | ForEach-Object { ConvertTo-NativeArgument -Text $_ }) -join ' ')
+    $info.UseShellExecute = $false
+    $info.RedirectStandardOutput = $true
+    $info.RedirectStandardError = $true
+    $info.CreateNoWindow = $true
+    $process = [System.Diagnostics.Process]::Start($info)
+    $stdout = $process.StandardOutput.ReadToEndAsync()
+    $stderr = $process.StandardError.ReadToEndAsync()
+    if (-not $process.WaitForExit($NativeTimeoutSeconds * 1000)) {
+        $process.Kill()
+        throw ('{0} did not finish within {1} s and was ended.' -f $FilePath, $NativeTimeoutSeconds)
+    }
+    $process.WaitForExit()
+    $text = (($stdout.Result + ' ' + $stderr.Result) -replace '\s+', ' ').Trim()
+    return [pscustomobject]@{ ExitCode = $process.ExitCode; Output = $text }
 }
 
 function Get-PrivateKeyObject {
@@ -355,42 +405,119 @@ function Invoke-GrantRead {
 }
 
 function Get-HttpSysEntry {
-    # The http.sys entry of a binding: hostnameport for SNI, ipport otherwise (IPv6 in brackets).
+    # The http.sys entry of an IIS binding, as netsh names it and as its registry key is named:
+    # hostnameport=host:port for SNI; ipport= otherwise, '*' written 0.0.0.0, IPv6 in brackets.
     param([string] $Binding, [bool] $Sni)
     $match = [regex]::Match($Binding, '^(.*):(\d+):(.*)$')
     if (-not $match.Success) { throw ("'{0}' is not ip:port:host." -f $Binding) }
     $ip, $port, $hostName = $match.Groups[1].Value, $match.Groups[2].Value, $match.Groups[3].Value
     if ($Sni) {
-        return [pscustomobject]@{ Argument = "hostnameport=${hostName}:$port"; Path = "IIS:\SslBindings\!$port!$hostName" }
+        return [pscustomobject]@{ Argument = "hostnameport=${hostName}:$port"; Key = "SslSniBindingInfo\${hostName}:$port" }
     }
-    if ($ip -eq '*' -or $ip -eq '') { $ip = '0.0.0.0' }
-    $netshIp = $ip
-    if ($ip.Contains(':')) { $netshIp = "[$ip]" }
-    return [pscustomobject]@{ Argument = "ipport=${netshIp}:$port"; Path = "IIS:\SslBindings\$ip!$port" }
+    $bare = $ip.Trim('[', ']')
+    if ($bare -eq '*' -or $bare -eq '') { $bare = '0.0.0.0' }
+    $endpoint = "${bare}:$port"
+    if ($bare.Contains(':')) { $endpoint = "[$bare]:$port" }
+    return [pscustomobject]@{ Argument = "ipport=$endpoint"; Key = "SslBindingInfo\$endpoint" }
+}
+
+function Read-SslCertEntry {
+    # The entry's registry values (language-independent, unlike netsh's output), or $null.
+    param([string] $Key)
+    $path = $HttpSysRegistry + $Key
+    if (-not (Test-Path -LiteralPath $path)) { return $null }
+    $values = Get-ItemProperty -LiteralPath $path -ErrorAction Stop
+    $hash = [byte[]] (Get-OptionalProperty -InputObject $values -Name 'SslCertHash')
+    $settings = [ordered]@{}
+    foreach ($name in $HttpSysDefaults.Keys) {
+        $value = Get-OptionalProperty -InputObject $values -Name $name
+        if ($null -eq $value) { $value = $HttpSysDefaults[$name] }
+        if ($name -eq 'AppId') { $value = ([guid] [byte[]] $value).ToString('B') }
+        $settings[$name] = $value
+    }
+    return [pscustomobject]@{ Thumbprint = ([BitConverter]::ToString($hash) -replace '-', ''); Settings = $settings }
+}
+
+function ConvertTo-SettingStrings {
+    param($Settings)
+    return , @($Settings.Keys | ForEach-Object { '{0}={1}' -f $_, $Settings[$_] })
+}
+
+function ConvertFrom-SettingStrings {
+    param([string[]] $Strings)
+    $settings = [ordered]@{}
+    foreach ($name in $HttpSysDefaults.Keys) { $settings[$name] = $HttpSysDefaults[$name] }
+    foreach ($text in $Strings) {
+        $name, $value = $text -split '=', 2
+        if ($HttpSysDefaults[$name] -is [int]) { $value = [int64] $value }
+        $settings[$name] = $value
+    }
+    return $settings
+}
+
+function ConvertTo-NetshOption {
+    # Every non-default setting as a netsh option: netsh update resets what it is not given.
+    param($Settings, [string] $Argument)
+    $flags, $checkMode = [int64] $Settings.DefaultFlags, [int64] $Settings.DefaultSslCertCheckMode
+    $options = New-Object System.Collections.Generic.List[string]
+    $knownFlags, $knownModes = 0, 0
+    foreach ($name in $NetshFlagOptions.Keys) {
+        $knownFlags = $knownFlags -bor $NetshFlagOptions[$name]
+        if (($flags -band $NetshFlagOptions[$name]) -ne 0) { $options.Add("$name=enable") }
+    }
+    foreach ($name in $NetshCheckModeOptions.Keys) {
+        $bit, $value = $NetshCheckModeOptions[$name]
+        $knownModes = $knownModes -bor $bit
+        if (($checkMode -band $bit) -ne 0) { $options.Add("$name=$value") }
+    }
+    if ([int64] $Settings.DefaultSslRevocationFreshnessTime -ne 0) { $knownModes = $knownModes -bor 4 }
+    if ((($flags -band (-bnot $knownFlags)) -ne 0) -or (($checkMode -band (-bnot $knownModes)) -ne 0)) {
+        throw ('The http.sys entry {0} has settings netsh cannot carry over (DefaultFlags 0x{1:X}, DefaultSslCertCheckMode 0x{2:X}); update its certificate by hand.' -f $Argument, $flags, $checkMode)
+    }
+    foreach ($name in $NetshValueOptions.Keys) {
+        $value = $Settings[$NetshValueOptions[$name]]
+        if ("$value" -ne '' -and "$value" -ne '0') { $options.Add("$name=$value") }
+    }
+    return , $options.ToArray()
 }
 
 function Invoke-SetBinding {
     param($Action, $Before)
     Import-IisModule
     $site, $thumbprint = [string] $Action.site, ([string] $Action.thumbprint).ToUpperInvariant()
-    $binding = @(Get-WebBinding -Name $site -Protocol 'https' | Where-Object { $_.bindingInformation -eq $Action.binding })
+    $binding = @(Get-WebBinding -Name $site -Protocol 'https' -ErrorAction Stop | Where-Object { $_.bindingInformation -eq $Action.binding })
     if ($binding.Count -eq 0) { throw ("The site '{0}' has no binding '{1}'." -f $site, $Action.binding) }
+    $sslFlags = Get-SslFlags -Binding $binding[0]
+    if (($sslFlags -band 2) -ne 0) { throw ("'{0}' of '{1}' takes its certificate from the Central Certificate Store; not rebound." -f $Action.binding, $site) }
     if (-not (Test-Path -LiteralPath (Join-Path -Path $StorePath -ChildPath $thumbprint))) {
         throw ("Cannot find path '{0}\{1}' because it does not exist." -f $StorePath, $thumbprint)
     }
-    $entry = Get-HttpSysEntry -Binding ([string] $Action.binding) -Sni (((Get-SslFlags -Binding $binding[0]) -band 1) -eq 1)
-    $current = $null
-    if (Test-Path -LiteralPath $entry.Path) { $current = Get-OptionalProperty -InputObject (Get-Item -LiteralPath $entry.Path) -Name 'Thumbprint' }
-    if ($null -ne $current) { $Before.thumbprint = ([string] $current).ToUpperInvariant() }
+    $entry = Get-HttpSysEntry -Binding ([string] $Action.binding) -Sni (($sslFlags -band 1) -eq 1 -and [string] $Action.binding -notmatch ':$')
+    $current = Read-SslCertEntry -Key $entry.Key
     if ($null -eq $current) {
         $binding[0].AddSslCertificate($thumbprint, 'my')
     } else {
-        $arguments = @('http', 'update', 'sslcert', $entry.Argument, "certhash=$thumbprint", "appid=$IisAppId", 'certstorename=MY')
+        $Before.thumbprint = $current.Thumbprint.ToUpperInvariant()
+        $Before.settings = ConvertTo-SettingStrings -Settings $current.Settings
+        $wanted = $current.Settings
+        $planned = Get-OptionalProperty -InputObject $Action -Name 'settings'
+        if ($null -ne $planned) { $wanted = ConvertFrom-SettingStrings -Strings @($planned) }
+        $arguments = @('http', 'update', 'sslcert', $entry.Argument, "certhash=$thumbprint", ('appid=' + $wanted.AppId), 'certstorename=MY')
+        $arguments += ConvertTo-NetshOption -Settings $wanted -Argument $entry.Argument
         $result = Invoke-Native -FilePath 'netsh.exe' -ArgumentList $arguments
         if ($result.ExitCode -ne 0) { throw ('netsh http update sslcert failed (exit code {0}): {1}' -f $result.ExitCode, $result.Output) }
+        $after = Read-SslCertEntry -Key $entry.Key
+        $changed = @($HttpSysDefaults.Keys | Where-Object { $null -eq $after -or ("" + $after.Settings[$_]) -ne ("" + $wanted[$_]) } | ForEach-Object {
+                $now = $null
+                if ($null -ne $after) { $now = $after.Settings[$_] }
+                '{0} {1} -> {2}' -f $_, $wanted[$_], $now
+            })
+        if ($changed.Count -gt 0) { throw ('netsh http update sslcert changed the settings of {0}: {1}.' -f $entry.Argument, ($changed -join '; ')) }
     }
-    $now = [string] (Get-OptionalProperty -InputObject (Get-Item -LiteralPath $entry.Path) -Name 'Thumbprint')
-    if ($now.ToUpperInvariant() -ne $thumbprint) { throw ('{0} still serves {1}.' -f $entry.Argument, $now) }
+    $now = Read-SslCertEntry -Key $entry.Key
+    $served = ''
+    if ($null -ne $now) { $served = $now.Thumbprint }
+    if ($served.ToUpperInvariant() -ne $thumbprint) { throw ('{0} still serves {1}.' -f $entry.Argument, $served) }
     return ('{0} {1} serves {2}' -f $site, $Action.binding, $thumbprint)
 }
 
@@ -507,7 +634,7 @@ function New-Before {
         'import-pfx' { return [ordered]@{ present = @(); with_key = @(); key_provider = $null; authorities_added = @() } }
         'write-file' { return [ordered]@{ sha256 = $null; backup = $null } }
         'grant-read' { return [ordered]@{ key_file = $null; could_read = $false } }
-        'set-binding' { return [ordered]@{ thumbprint = $null } }
+        'set-binding' { return [ordered]@{ thumbprint = $null; settings = $null } }
         'restart-service' { return [ordered]@{ state = $null; stuck_process = $null } }
         'recycle-pool' { return [ordered]@{ state = $null } }
         'restore-file' { return [ordered]@{ sha256 = $null; restored = $false } }
