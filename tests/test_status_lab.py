@@ -18,6 +18,7 @@ from cosdoc_certs.cli import main
 from cosdoc_certs.consumers import COSDOC_CATALOG, apply_deviations
 from cosdoc_certs.errors import InputError
 from cosdoc_certs.lab.runner import Lab
+from cosdoc_certs.lab.scenarios import SCENARIOS
 from cosdoc_certs.lab.winrm import ScriptCall, ScriptRegistry, ScriptResult, WinRMEndpoint
 from cosdoc_certs.status import StatusReport, status
 from cosdoc_certs.windows.connection import (
@@ -28,6 +29,7 @@ from cosdoc_certs.windows.connection import (
     UnknownScriptError,
     WindowsHost,
 )
+from cosdoc_certs.windows.gather import GatherFailedError
 
 PASSWORD_ENV = "COSDOC_TEST_WINRM_PASSWORD"
 
@@ -331,3 +333,15 @@ def test_the_installed_command_runs_against_the_lab(lab: Lab) -> None:
     assert "KPR.Overvaker" in completed.stdout
     assert "U+200E" in completed.stdout
     assert lab.connection_info().password not in completed.stdout + completed.stderr
+
+
+def test_a_gather_that_fails_as_a_whole_still_returns_its_document_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    server = SCENARIOS["broken-wmi"](tmp_path / "server")
+    with Lab(server=server, root=tmp_path / "lab", svarut=False) as running:
+        with WindowsHost(running.connection_info().options(https=False)) as host:
+            data = host.run_script("gather", ServicePatterns=["Digihelse*"])
+        assert data == {"schemaVersion": 1, "error": 'Invalid class "Win32_Service"'}
+        with pytest.raises(GatherFailedError, match=r"gather\.ps1 failed on the server: Invalid"):
+            status(running.connection_info().options(https=False))

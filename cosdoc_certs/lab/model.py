@@ -283,6 +283,7 @@ class CosDocServer:
         self._released = threading.Event()
         self._next_process_id = 4200
         self.http_sys_settings: dict[tuple[str, str], dict[str, SettingValue]] = {}
+        self.wmi_error: str | None = None
 
     def __repr__(self) -> str:
         return (
@@ -348,6 +349,19 @@ class CosDocServer:
             category="ObjectNotFound",
             target=name,
         )
+
+    def win32_services(self) -> list[WindowsService]:
+        """``Get-CimInstance Win32_Service``; fails like a broken WMI when ``wmi_error`` is set."""
+        with self.lock:
+            if self.wmi_error is not None:
+                raise SimulatedWindowsError(
+                    self.wmi_error,
+                    error_id="HRESULT 0x80041010,Microsoft.Management.Infrastructure.CimCmdlets."
+                    "GetCimInstanceCommand",
+                    category="InvalidType",
+                    hresult=0x80041010,
+                )
+            return list(self.services.values())
 
     def app_pool(self, name: str) -> AppPool:
         """The app pool ``name`` (case-insensitive), or the error WebAdministration gives."""

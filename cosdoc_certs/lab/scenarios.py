@@ -568,6 +568,18 @@ def ipv6_binding_installation(
     return server
 
 
+def broken_wmi_installation(
+    root: Path | None = None,
+    *,
+    now: datetime.datetime | None = None,
+    certificates: LabCertificates | None = None,
+) -> LabServer:
+    """The default installation whose WMI repository is damaged: Win32_Service cannot be read."""
+    server = default_installation(root, now=now, certificates=certificates)
+    server.wmi_error = 'Invalid class "Win32_Service"'
+    return server
+
+
 def _cng_installation(
     root: Path | None = None,
     *,
@@ -602,6 +614,7 @@ SCENARIOS: dict[str, Callable[..., LabServer]] = {
     "central-store": central_store_installation,
     "sslcert-options": sslcert_options_installation,
     "ipv6-binding": ipv6_binding_installation,
+    "broken-wmi": broken_wmi_installation,
 }
 """Scenario name (``cosdoc-certs lab --scenario``) → builder(root, *, now=, certificates=)."""
 

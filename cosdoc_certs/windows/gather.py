@@ -36,7 +36,7 @@ import types
 import typing
 from typing import Any
 
-from cosdoc_certs.errors import RemoteError
+from cosdoc_certs.errors import RemoteError, hide_passwords
 from cosdoc_certs.thumbprints import thumbprint_of_der
 
 SCHEMA_VERSION = 1
@@ -53,6 +53,17 @@ class GatherContractError(RemoteError):
         super().__init__(
             f"gather returned an unexpected document: {problem}",
             "the server's gather.ps1 and this cosdoc-certs differ; install matching versions",
+        )
+
+
+class GatherFailedError(RemoteError):
+    """gather.ps1 stopped on the server and said why (its document's ``error``)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"gather.ps1 failed on the server: {hide_passwords(reason)}",
+            "fix the cause it names (or run gather.ps1 by hand on the server to see more), "
+            "then gather again",
         )
 
 
@@ -223,7 +234,13 @@ class GatherDocument:
 
     @classmethod
     def from_data(cls, data: Any) -> GatherDocument:
-        """Validate and parse ``gather``'s document already decoded from JSON."""
+        """Validate and parse ``gather``'s document already decoded from JSON.
+
+        A document ``{"schemaVersion": 1, "error": "..."}`` (gather.ps1 failed as a whole)
+        raises :class:`GatherFailedError` with the script's reason.
+        """
+        if isinstance(data, dict) and isinstance(data.get("error"), str):
+            raise GatherFailedError(data["error"])
         document: GatherDocument = _decode(cls, data, "$")
         if document.schema_version != SCHEMA_VERSION:
             raise GatherContractError(

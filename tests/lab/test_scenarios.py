@@ -158,6 +158,7 @@ FAILING = {
     "central-store": set(),
     "sslcert-options": set(),
     "ipv6-binding": set(),
+    "broken-wmi": set(),
     "missing-acl": {"Digihelse.Meldingstjeneste", "Digihelse.Adressering"},
     "wrong-role": {"KPR.Innsending"},
     "expired-certificate": {

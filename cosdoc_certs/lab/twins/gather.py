@@ -11,11 +11,12 @@ contract in :mod:`cosdoc_certs.windows.gather`.
 from __future__ import annotations
 
 import fnmatch
+import json
 import logging
 from collections.abc import Iterable
 from typing import Any
 
-from cosdoc_certs.lab.model import CosDocServer, StoreEntry
+from cosdoc_certs.lab.model import CosDocServer, SimulatedWindowsError, StoreEntry
 from cosdoc_certs.lab.server.files import windows_join
 from cosdoc_certs.lab.winrm import ScriptCall, ScriptRegistry, ScriptResult
 from cosdoc_certs.windows.gather import (
@@ -52,12 +53,16 @@ def gather(server: CosDocServer, call: ScriptCall) -> ScriptResult:
         parameters = _bind(call.parameters)
     except ValueError as error:
         return ScriptResult(terminating_error=str(error))
-    with server.lock:
-        document = gather_document(
-            server,
-            parameters.get("ServicePatterns", ()),
-            parameters.get("ConfigFiles", _DEFAULT_CONFIG_FILES),
-        )
+    try:
+        with server.lock:
+            document = gather_document(
+                server,
+                parameters.get("ServicePatterns", ()),
+                parameters.get("ConfigFiles", _DEFAULT_CONFIG_FILES),
+            )
+    except SimulatedWindowsError as error:  # gather.ps1's outer catch: still one document
+        failed = {"schemaVersion": SCHEMA_VERSION, "error": error.message}
+        return ScriptResult(output=[json.dumps(failed, separators=(",", ":"))])
     return ScriptResult(output=[document.to_json()])
 
 
@@ -104,7 +109,7 @@ def _services(server: CosDocServer, patterns: list[str]) -> tuple[ServiceFact, .
             path_name=service.path_name,
             install_folder=install_folder(service.path_name),
         )
-        for service in server.services.values()
+        for service in server.win32_services()
         if any(_like(service.name, pattern) for pattern in patterns)
     )
 

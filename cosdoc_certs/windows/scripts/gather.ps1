@@ -5,7 +5,8 @@
 
 .DESCRIPTION
     Read-only. Returns one JSON string (schema version 1, described in
-    cosdoc_certs/windows/gather.py) with:
+    cosdoc_certs/windows/gather.py) — on every way out: when gathering fails as a whole, the
+    document is {"schemaVersion": 1, "error": "<why>"}. Otherwise it has:
       - services whose name matches one of -ServicePatterns (Win32_Service: name, state,
         account, PathName and the install folder derived from it);
       - IIS sites, applications, application pools and HTTPS bindings (WebAdministration),
@@ -290,22 +291,27 @@ function Get-ConfigFileFacts {
     return , $files.ToArray()
 }
 
-$services = Get-ServiceFacts -Patterns $ServicePatterns
-$iis = Get-IisFacts
-$folders = New-Object System.Collections.Generic.List[string]
-foreach ($service in $services) { $folders.Add([string] $service.installFolder) }
-if ($null -ne $iis) {
-    foreach ($application in $iis.applications) { $folders.Add([string] $application.physicalPath) }
-}
+# Every way out writes one document: a failure outside the per-item reads is its "error".
+try {
+    $services = Get-ServiceFacts -Patterns $ServicePatterns
+    $iis = Get-IisFacts
+    $folders = New-Object System.Collections.Generic.List[string]
+    foreach ($service in $services) { $folders.Add([string] $service.installFolder) }
+    if ($null -ne $iis) {
+        foreach ($application in $iis.applications) { $folders.Add([string] $application.physicalPath) }
+    }
 
-$facts = [ordered]@{
-    schemaVersion = $SchemaVersion
-    computerName  = [string] $env:COMPUTERNAME
-    gatheredAt    = ConvertTo-IsoUtc -Value ([datetime]::UtcNow)
-    psVersion     = [string] $PSVersionTable.PSVersion
-    services      = $services
-    iis           = $iis
-    certificates  = Get-CertificateFacts
-    configFiles   = Get-ConfigFileFacts -Folders $folders.ToArray() -RelativePaths $ConfigFiles
+    $facts = [ordered]@{
+        schemaVersion = $SchemaVersion
+        computerName  = [string] $env:COMPUTERNAME
+        gatheredAt    = ConvertTo-IsoUtc -Value ([datetime]::UtcNow)
+        psVersion     = [string] $PSVersionTable.PSVersion
+        services      = $services
+        iis           = $iis
+        certificates  = Get-CertificateFacts
+        configFiles   = Get-ConfigFileFacts -Folders $folders.ToArray() -RelativePaths $ConfigFiles
+    }
+} catch {
+    $facts = [ordered]@{ schemaVersion = $SchemaVersion; error = [string] $_.Exception.Message }
 }
 ConvertTo-Json -InputObject $facts -Depth 10 -Compress
