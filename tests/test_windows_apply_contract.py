@@ -47,7 +47,6 @@ from cosdoc_certs.windows.apply_contract import (
     ImportPfx,
     RecyclePool,
     RemoveAuthority,
-    RemoveFile,
     RestartService,
     RestoreFile,
     SetBinding,
@@ -153,9 +152,6 @@ CASES = {
         lambda s, b: [RestoreFile(DIGIHELSE, DIGIHELSE + ".bak", "AB" * 32)],
         True,
         "was not changed",
-    ),
-    "remove-missing": Case(
-        lambda s, b: [RemoveFile("C:\\nothing.txt")], True, "not there", {"existed": False}
     ),
     "stops-at-first-failure": Case(
         lambda s, b: [
@@ -345,7 +341,6 @@ def test_every_action_round_trips_through_json() -> None:
         RestartService("s"),
         RecyclePool("p"),
         RestoreFile("C:\\a.json", "C:\\a.json.bak"),
-        RemoveFile("C:\\a.json.bak"),
         RemoveAuthority("C" * 40),
     ]
     assert {type(action) for action in actions} == set(ACTION_TYPES.values())
@@ -363,7 +358,7 @@ def test_every_action_round_trips_through_json() -> None:
         {
             "schema_version": 1,
             "results": [
-                {"index": 0, "action": "remove-file", "ok": True, "message": "", "before": {}}
+                {"index": 0, "action": "recycle-pool", "ok": True, "message": "", "before": {}}
             ],
             "completed": 1,
             "failed_index": None,
@@ -429,7 +424,6 @@ def _example(kind: type[Action]) -> Action:
         RestartService: RestartService("n"),
         RecyclePool: RecyclePool("n"),
         RestoreFile: RestoreFile("p", "b"),
-        RemoveFile: RemoveFile("p"),
         RemoveAuthority: RemoveAuthority("t"),
     }
     return examples[kind]

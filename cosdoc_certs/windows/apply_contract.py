@@ -21,7 +21,6 @@ the first failure (every action name and ``content_index`` is checked, and every
     {"action": "restart-service", "name"}
     {"action": "recycle-pool", "name"}
     {"action": "restore-file", "path", "backup", "expected_sha256": str|null}
-    {"action": "remove-file", "path"}
     {"action": "remove-authority", "thumbprint"}
 
 ``import-pfx`` skips a certificate that is in the store with its key already (a new import
@@ -48,7 +47,7 @@ str|null, "backup": str|null}`` (backup set once the copy exists); grant-read
 AppId, DefaultFlags, DefaultSslCertCheckMode, ...); restart-service ``{"state",
 "stuck_process": str|null}`` (the process still running when the service did not stop in
 time: an undo does not restart that service); recycle-pool ``{"state"}``; restore-file
-``{"sha256": str|null, "restored": bool}``; remove-file ``{"existed": bool}``.
+``{"sha256": str|null, "restored": bool}``.
 """
 
 from __future__ import annotations
@@ -151,14 +150,6 @@ class RestoreFile:
 
 
 @dataclasses.dataclass(frozen=True)
-class RemoveFile:
-    """Delete ``path`` if it exists."""
-
-    action: ClassVar[str] = "remove-file"
-    path: str
-
-
-@dataclasses.dataclass(frozen=True)
 class RemoveAuthority:
     """Take the CA certificate ``thumbprint`` out of ``LocalMachine\\CA`` (undo of an import)."""
 
@@ -174,7 +165,6 @@ Action = (
     | RestartService
     | RecyclePool
     | RestoreFile
-    | RemoveFile
     | RemoveAuthority
 )
 ACTION_TYPES: dict[str, type[Action]] = {
@@ -187,7 +177,6 @@ ACTION_TYPES: dict[str, type[Action]] = {
         RestartService,
         RecyclePool,
         RestoreFile,
-        RemoveFile,
         RemoveAuthority,
     )
 }
@@ -201,7 +190,6 @@ BEFORE_KEYS: dict[str, frozenset[str]] = {
     "restart-service": frozenset({"state", "stuck_process"}),
     "recycle-pool": frozenset({"state"}),
     "restore-file": frozenset({"sha256", "restored"}),
-    "remove-file": frozenset({"existed"}),
     "remove-authority": frozenset({"existed"}),
 }
 """The keys of each action's ``before`` object."""

@@ -100,7 +100,7 @@ Describe 'apply.ps1 files: compare-and-swap, backup, restore' {
 
     It 'refuses a file whose hash changed since planning, before running any action' {
         $result = Invoke-Apply -Actions @(
-            @{ action = 'remove-file'; path = (Join-Path $TestDrive 'other.txt') },
+            @{ action = 'restore-file'; path = (Join-Path $TestDrive 'other.txt'); backup = (Join-Path $TestDrive 'none.bak'); expected_sha256 = $null },
             @{ action = 'write-file'; path = $script:File; content_index = 0; expected_sha256 = ('AB' * 32) }
         ) -FileContents @('e30=')
         $result.completed | Should -Be 0
@@ -124,15 +124,6 @@ Describe 'apply.ps1 files: compare-and-swap, backup, restore' {
         ([IO.File]::ReadAllBytes($script:File) -join ',') | Should -Be ($script:Original -join ',')
     }
 
-    It 'removes a file and reports whether it existed' {
-        $result = Invoke-Apply -Actions @(
-            @{ action = 'remove-file'; path = $script:File },
-            @{ action = 'remove-file'; path = $script:File }
-        )
-        $result.results[0].before.existed | Should -BeTrue
-        $result.results[1].before.existed | Should -BeFalse
-        Test-Path -LiteralPath $script:File | Should -BeFalse
-    }
 }
 
 Describe 'apply.ps1 certificates: import, key read grant' {
@@ -219,12 +210,12 @@ Describe 'apply.ps1 services: restart, stop at the first failure' {
         [IO.File]::WriteAllText($file, 'kept')
         $result = Invoke-Apply -Actions @(
             @{ action = 'restart-service'; name = 'cosdoc-certs-no-such-service' },
-            @{ action = 'remove-file'; path = $file }
-        )
+            @{ action = 'write-file'; path = $file; content_index = 0; expected_sha256 = (Get-FileSha256 $file) }
+        ) -FileContents @('e30=')
         $result.failed_index | Should -Be 0
         @($result.results).Count | Should -Be 1
         $result.results[0].message | Should -Match 'cosdoc-certs-no-such-service'
-        Test-Path -LiteralPath $file | Should -BeTrue
+        [IO.File]::ReadAllText($file) | Should -Be 'kept'
     }
 }
 

@@ -1,14 +1,18 @@
 """The lab twin of ``apply.ps1``: the same actions, executed against the simulated server.
 
 It follows the script action by action (see :mod:`cosdoc_certs.windows.apply_contract`):
-every ``write-file`` hash is checked first, then each action runs until the first failure —
-``import-pfx`` through a temporary PFX file that is deleted afterwards (skipped for a
-certificate already there with its key; the key's provider checked against the planned one;
-missing intermediates put into the CA store), files with a backup
-beside them and a compare-and-swap on SHA-256, ``grant-read`` on the key file,
-``set-binding``, ``restart-service`` and ``recycle-pool`` under the model's start rules (a
+``-Actions`` through Windows PowerShell 5.1's ``ConvertFrom-Json`` (and its length limit),
+every action name and ``content_index`` checked and every ``write-file`` hash compared first,
+then each action until the first failure — ``import-pfx`` through a temporary PFX file that
+is deleted afterwards (skipped for a certificate already there with its key; the key's
+provider checked against the planned one; missing intermediates put into the CA store),
+files with a backup beside them, a compare-and-swap on SHA-256 and ReadOnly/Hidden cleared
+around the write, ``grant-read`` on the key file, ``set-binding`` through ``netsh http
+update sslcert`` carrying the entry's registry settings over, ``restart-service`` through
+ServiceController with bounded waits and ``recycle-pool`` under the model's start rules (a
 service that cannot read its key fails to start, as on Windows), ``restore-file`` and
-``remove-file``. Failures carry the message Windows would give.
+``remove-authority``. Every way out writes the result document; failures carry the message
+Windows would give.
 """
 
 from __future__ import annotations
@@ -54,7 +58,6 @@ from cosdoc_certs.windows.apply_contract import (
     ImportPfx,
     RecyclePool,
     RemoveAuthority,
-    RemoveFile,
     RestartService,
     RestoreFile,
     SetBinding,
@@ -543,13 +546,6 @@ def _restore_file(run: _Run, action: RestoreFile) -> tuple[str, dict[str, Any]]:
     return f"restored from {action.backup}", before
 
 
-def _remove_file(run: _Run, action: RemoveFile) -> tuple[str, dict[str, Any]]:
-    existed = run.server.files.is_file(action.path)
-    if existed:
-        _windows(lambda: run.server.files.delete(action.path), {"existed": True})
-    return ("removed" if existed else "not there"), {"existed": existed}
-
-
 _EXECUTORS: dict[type, Callable[[_Run, Any], tuple[str, dict[str, Any]]]] = {
     ImportPfx: _import_pfx,
     WriteFile: _write_file,
@@ -558,6 +554,5 @@ _EXECUTORS: dict[type, Callable[[_Run, Any], tuple[str, dict[str, Any]]]] = {
     RestartService: _restart_service,
     RecyclePool: _recycle_pool,
     RestoreFile: _restore_file,
-    RemoveFile: _remove_file,
     RemoveAuthority: _remove_authority,
 }

@@ -40,7 +40,6 @@
       recycle-pool    {name}                   Restart-WebAppPool (Start-WebAppPool if stopped);
                                                Started afterwards
       restore-file    {path, backup, expected_sha256|null}
-      remove-file     {path}
       remove-authority {thumbprint}            removes a CA certificate from LocalMachine\CA
     Every action name and content_index is checked, and every write-file hash compared,
     before the first action runs, so a file edited by hand since planning stops the run
@@ -608,15 +607,6 @@ function Invoke-RestoreFile {
     return ('restored from {0}' -f $backup)
 }
 
-function Invoke-RemoveFile {
-    param($Action, $Before)
-    $path = [string] $Action.path
-    $Before.existed = Test-Path -LiteralPath $path -PathType Leaf
-    if (-not $Before.existed) { return 'not there' }
-    Remove-Item -LiteralPath $path -Force
-    return 'removed'
-}
-
 function Invoke-RemoveAuthority {
     param($Action, $Before)
     $thumbprint = ([string] $Action.thumbprint).ToUpperInvariant()
@@ -638,7 +628,6 @@ function New-Before {
         'restart-service' { return [ordered]@{ state = $null; stuck_process = $null } }
         'recycle-pool' { return [ordered]@{ state = $null } }
         'restore-file' { return [ordered]@{ sha256 = $null; restored = $false } }
-        'remove-file' { return [ordered]@{ existed = $false } }
         'remove-authority' { return [ordered]@{ existed = $false } }
     }
     throw ("Unknown action '{0}'." -f $Kind)
@@ -654,7 +643,6 @@ function Invoke-Action {
         'restart-service' { return Invoke-RestartService -Action $Action -Before $Before }
         'recycle-pool' { return Invoke-RecyclePool -Action $Action -Before $Before }
         'restore-file' { return Invoke-RestoreFile -Action $Action -Before $Before }
-        'remove-file' { return Invoke-RemoveFile -Action $Action -Before $Before }
         'remove-authority' { return Invoke-RemoveAuthority -Action $Action -Before $Before }
     }
     throw ("Unknown action '{0}'." -f $Action.action)
@@ -701,7 +689,7 @@ function Read-ActionList {
     return , $list
 }
 
-$KnownActions = @('import-pfx', 'write-file', 'grant-read', 'set-binding', 'restart-service', 'recycle-pool', 'restore-file', 'remove-file', 'remove-authority')
+$KnownActions = @('import-pfx', 'write-file', 'grant-read', 'set-binding', 'restart-service', 'recycle-pool', 'restore-file', 'remove-authority')
 $results = New-Object System.Collections.Generic.List[object]
 $failedIndex = $null
 $scriptError = $null
