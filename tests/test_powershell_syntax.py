@@ -1,12 +1,35 @@
-"""Every PowerShell file of the project parses without syntax errors (tree-sitter-powershell)."""
+"""The project's PowerShell, parsed (tree-sitter-powershell): syntax, Windows PowerShell 5.1
+rules and the script <-> Python contract (see tests/powershell_static.py)."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import re
+import typing
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import powershell_static as static
 import pytest
 import tree_sitter
 import tree_sitter_powershell
+
+from cosdoc_certs.lab.twins.apply import _EXECUTORS as TWIN_EXECUTORS
+from cosdoc_certs.windows.apply_contract import (
+    ACTION_TYPES,
+    BEFORE_KEYS,
+    GrantRead,
+    ImportPfx,
+    RecyclePool,
+    RestartService,
+    RestoreFile,
+    SetBinding,
+    WriteFile,
+    actions_to_json,
+)
+from cosdoc_certs.windows.gather import GatherDocument
 
 ROOT = Path(__file__).resolve().parent.parent
 POWERSHELL_FILES = sorted(
@@ -54,3 +77,143 @@ def test_the_check_catches_broken_powershell(source: bytes) -> None:
 def test_package_scripts_carry_their_marker(path: Path) -> None:
     first_line = path.read_text(encoding="utf-8").splitlines()[0]
     assert first_line == f"# cosdoc-certs-script: {path.stem}"
+
+
+# -- Windows PowerShell 5.1 rules (tests/powershell_static.py) --------------------------------
+
+PACKAGE_SCRIPTS = [path for path in POWERSHELL_FILES if path.parent.name == "scripts"]
+CHECKS = {
+    "syntax": static.syntax_problems,
+    "powershell-7": static.powershell_7_problems,
+    "cmdlets-5.1": static.cmdlet_problems,
+    "try-error-action": static.try_problems,
+    "native-calls": static.native_problems,
+}
+
+
+@pytest.mark.parametrize("check", CHECKS.values(), ids=CHECKS.keys())
+@pytest.mark.parametrize("path", PACKAGE_SCRIPTS, ids=lambda path: path.name)
+def test_package_scripts_follow_the_windows_powershell_5_1_rules(
+    path: Path, check: Callable[[tree_sitter.Node], list[str]]
+) -> None:
+    assert check(static.parse(path.read_bytes())) == []
+
+
+@pytest.mark.parametrize(
+    ("check", "source", "problem"),
+    [
+        ("syntax", b"$a = $b ?? 'x'", "PowerShell 7 operator"),
+        ("syntax", b"$a = $b?.Name", "PowerShell 7 operator"),
+        ("syntax", b"$a = $x ? 1 : 2", "PowerShell 7 operator"),
+        ("powershell-7", b"Get-Item -Path C:\\ && Write-Output ok", "pipeline chain"),
+        ("powershell-7", b"Get-Item -Path C:\\ || Write-Output no", "pipeline chain"),
+        ("powershell-7", b"1, 2 | ForEach-Object -Parallel { $_ }", "-Parallel"),
+        ("powershell-7", b"function f { process { 1 } clean { 2 } }", "clean {} block"),
+        ("cmdlets-5.1", b"$x = ConvertFrom-Json -InputObject $t -AsHashtable", "-AsHashtable"),
+        ("cmdlets-5.1", b"Join-Path -Path a -ChildPath b -AdditionalChildPath c", "not in 5.1"),
+        ("cmdlets-5.1", b"Get-Secret -Name x", "not in the allow-list of 5.1 cmdlets"),
+        ("try-error-action", b"try { Get-Item -LiteralPath C:\\x } catch { }", "Get-Item in try"),
+        ("native-calls", b"netsh.exe http show sslcert", "called directly"),
+        ("native-calls", b"& $tool /grant x", "'&' call"),
+        ("native-calls", b"Get-CimInstance -ClassName Win32_Service", "OperationTimeoutSec"),
+        ("native-calls", b"$service.WaitForStatus('Stopped')", "WaitForStatus without a timeout"),
+        (
+            "native-calls",
+            b"function Invoke-Native { & x }\nfunction f { $r = Invoke-Native -FilePath a }",
+            "ExitCode of Invoke-Native is never checked",
+        ),
+        (
+            "native-calls",
+            b"function Invoke-Native { $p.WaitForExit() }\n"
+            b"function f { $r = Invoke-Native -FilePath a; $r.ExitCode }",
+            "does not wait with a timeout",
+        ),
+    ],
+)
+def test_each_static_check_catches_what_it_is_for(check: str, source: bytes, problem: str) -> None:
+    problems = CHECKS[check](static.parse(source))
+    assert any(problem in found for found in problems), problems
+
+
+def test_correct_5_1_code_passes_the_checks() -> None:
+    source = (
+        b"function Invoke-Native { $p.WaitForExit($Seconds * 1000) }\n"
+        b"function f {\n  try { $i = Get-Item -LiteralPath C:\\x -ErrorAction Stop } catch { }\n"
+        b"  $r = Invoke-Native -FilePath netsh.exe\n  if ($r.ExitCode -ne 0) { throw 'x' }\n"
+        b"  $s.WaitForStatus('Stopped', $timeout)\n}\n"
+    )
+    root = static.parse(source)
+    assert [problem for check in CHECKS.values() for problem in check(root)] == []
+
+
+# -- the script <-> Python contract, from the parse -------------------------------------------
+
+
+def _script(name: str) -> tree_sitter.Node:
+    return static.parse((ROOT / "cosdoc_certs" / "windows" / "scripts" / name).read_bytes())
+
+
+def _emitted_by_python() -> set[str]:
+    """Actions cosdoc_certs.windows.apply constructs (the plan's steps and the undo's)."""
+    source = (ROOT / "cosdoc_certs" / "windows" / "apply.py").read_text(encoding="utf-8")
+    return {
+        kind.action
+        for kind in ACTION_TYPES.values()
+        if re.search(rf"\b{kind.__name__}\(", source)
+    }
+
+
+def test_every_action_apply_ps1_dispatches_is_emitted_by_python_and_run_by_the_twin() -> None:
+    root = _script("apply.ps1")
+    dispatched = static.switch_labels(root, "Invoke-Action")
+    assert dispatched == static.switch_labels(root, "New-Before")
+    assert dispatched == set(ACTION_TYPES)
+    assert dispatched == _emitted_by_python()
+    assert dispatched == {kind.action for kind in TWIN_EXECUTORS}
+
+
+def test_apply_ps1_reads_exactly_the_fields_of_the_contract() -> None:
+    actions = [
+        ImportPfx(0, ("A" * 40,)),
+        WriteFile("C:\\a.json", "e30=", "B" * 64),
+        GrantRead("A" * 40, "IIS AppPool\\x"),
+        SetBinding("site", "*:443:h", "A" * 40, ("DefaultFlags=0",)),
+        RestartService("s"),
+        RecyclePool("p"),
+        RestoreFile("C:\\a.json", "C:\\a.json.bak", "B" * 64),
+    ]
+    assert {action.action for action in actions} == set(ACTION_TYPES)
+    examples = json.loads(actions_to_json(actions))
+    wire = {name for item in examples for name in item}
+    assert static.member_names(_script("apply.ps1"), "$Action") | {"action"} >= wire - {"action"}
+    assert static.member_names(_script("apply.ps1"), "$Action") <= wire
+
+
+def test_apply_ps1_before_objects_have_the_contract_keys() -> None:
+    root = _script("apply.ps1")
+    for action in ACTION_TYPES:
+        assert static.hash_keys(root, "New-Before") >= BEFORE_KEYS[action], action
+    every = set().union(*BEFORE_KEYS.values())
+    assert static.hash_keys(root, "New-Before") == every
+
+
+def _gather_fields(kind: Any) -> set[str]:
+    """camelCase names of every field of the gather contract, nested documents included."""
+    names: set[str] = set()
+    for field, hint in typing.get_type_hints(kind).items():
+        names.add(_camel(field))
+        for inner in (hint, *typing.get_args(hint)):
+            for nested in (inner, *typing.get_args(inner)):
+                if dataclasses.is_dataclass(nested) and isinstance(nested, type):
+                    names |= _gather_fields(nested)
+    return names
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def test_every_field_gather_ps1_writes_is_one_the_contract_reads() -> None:
+    written = static.hash_keys(_script("gather.ps1")) - {"error"}
+    assert written == _gather_fields(GatherDocument)

@@ -177,10 +177,10 @@ function Get-KeyFilePath {
             if ([string] $cngKey.Provider.Provider -ne $SoftwareKsp) {
                 throw ('The key of {0} is in {1}: it has no file to grant access to.' -f $Certificate.Thumbprint, $cngKey.Provider.Provider)
             }
-            $path = Join-Path -Path $env:ProgramData -ChildPath ('Microsoft\Crypto\Keys\' + $cngKey.UniqueName)
+            $path = Join-Path -Path $env:ProgramData -ChildPath ('Microsoft\Crypto\Keys\' + $cngKey.UniqueName) -ErrorAction Stop
         } elseif ($key -is [System.Security.Cryptography.ICspAsymmetricAlgorithm]) {
             $container = [string] $key.CspKeyContainerInfo.UniqueKeyContainerName
-            $path = Join-Path -Path $env:ProgramData -ChildPath ('Microsoft\Crypto\RSA\MachineKeys\' + $container)
+            $path = Join-Path -Path $env:ProgramData -ChildPath ('Microsoft\Crypto\RSA\MachineKeys\' + $container) -ErrorAction Stop
         } else {
             throw ('The key of {0} is neither a CNG nor a CAPI key.' -f $Certificate.Thumbprint)
         }
@@ -195,7 +195,7 @@ function Test-AccountCanRead {
     # True when an Allow rule for the account itself (by SID) includes reading the file.
     param([string] $Path, [string] $Account)
     try {
-        $sid = (New-Object System.Security.Principal.NTAccount($Account)).Translate([System.Security.Principal.SecurityIdentifier])
+        $sid = (New-Object -TypeName System.Security.Principal.NTAccount -ArgumentList $Account -ErrorAction Stop).Translate([System.Security.Principal.SecurityIdentifier])
     } catch {
         return $false
     }
@@ -218,7 +218,7 @@ function Get-RecentErrorText {
     # The first line of up to three Application-log errors since $Since ("Keyset does not exist").
     param([datetime] $Since)
     try {
-        $events = @(Get-WinEvent -FilterHashtable @{ LogName = 'Application'; Level = 2; StartTime = $Since } -MaxEvents 3)
+        $events = @(Get-WinEvent -FilterHashtable @{ LogName = 'Application'; Level = 2; StartTime = $Since } -MaxEvents 3 -ErrorAction Stop)
     } catch {
         return ''
     }
@@ -556,7 +556,7 @@ function Invoke-RestartService {
         $service.Start()
         $service.WaitForStatus('Running', $timeout)
         # A service that cannot open its certificate often stops right after starting.
-        Start-Sleep -Seconds $ServiceSettleSeconds
+        Start-Sleep -Seconds $ServiceSettleSeconds -ErrorAction Stop
         $service.Refresh()
         if ($service.Status -ne 'Running') { throw 'it stopped right after starting.' }
     } catch {

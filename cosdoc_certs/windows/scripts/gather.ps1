@@ -38,6 +38,7 @@ $Invariant = [System.Globalization.CultureInfo]::InvariantCulture
 $RsaExtensions = 'System.Security.Cryptography.X509Certificates.RSACertificateExtensions' -as [type]
 $EcdsaExtensions = 'System.Security.Cryptography.X509Certificates.ECDsaCertificateExtensions' -as [type]
 $SoftwareKsp = 'Microsoft Software Key Storage Provider'
+$CimTimeoutSeconds = 60
 
 function ConvertTo-IsoUtc {
     # Invariant culture: some cultures (nb-NO on older .NET) use '.' as the time separator.
@@ -74,7 +75,7 @@ function Get-ServiceFacts {
     param([string[]] $Patterns)
     $services = New-Object System.Collections.Generic.List[object]
     if ($Patterns.Count -eq 0) { return , $services.ToArray() }
-    foreach ($service in @(Get-CimInstance -ClassName Win32_Service)) {
+    foreach ($service in @(Get-CimInstance -ClassName Win32_Service -OperationTimeoutSec $CimTimeoutSeconds)) {
         $name = [string] $service.Name
         $matched = @($Patterns | Where-Object { $name -like $_ })
         if ($matched.Count -eq 0) { continue }
@@ -222,13 +223,13 @@ function Get-KeyFacts {
             $facts.keyStorage = 'CNG'
             $facts.keyProvider = [string] $cngKey.Provider.Provider
             if ($facts.keyProvider -eq $SoftwareKsp) {
-                $facts.keyFile = Join-Path -Path $env:ProgramData -ChildPath ('Microsoft\Crypto\Keys\' + $cngKey.UniqueName)
+                $facts.keyFile = Join-Path -Path $env:ProgramData -ChildPath ('Microsoft\Crypto\Keys\' + $cngKey.UniqueName) -ErrorAction Stop
             }
         } elseif ($key -is [System.Security.Cryptography.ICspAsymmetricAlgorithm]) {
             $facts.keyStorage = 'CAPI'
             $facts.keyProvider = [string] $key.CspKeyContainerInfo.ProviderName
             $container = [string] $key.CspKeyContainerInfo.UniqueKeyContainerName
-            $facts.keyFile = Join-Path -Path $env:ProgramData -ChildPath ('Microsoft\Crypto\RSA\MachineKeys\' + $container)
+            $facts.keyFile = Join-Path -Path $env:ProgramData -ChildPath ('Microsoft\Crypto\RSA\MachineKeys\' + $container) -ErrorAction Stop
         } else {
             $facts.keyError = 'the private key is neither a CNG nor a CAPI key this script can locate'
         }
@@ -236,7 +237,7 @@ function Get-KeyFacts {
         $capiProvider = Get-CapiProviderName -Certificate $Certificate
         if ($null -ne $capiProvider) { $facts.keyProvider = $capiProvider }
         if ($null -ne $facts.keyFile) {
-            if (Test-Path -LiteralPath $facts.keyFile -PathType Leaf) {
+            if (Test-Path -LiteralPath $facts.keyFile -PathType Leaf -ErrorAction Stop) {
                 $facts.readers = Get-KeyReaders -Path $facts.keyFile
             } else {
                 $facts.keyError = 'key file not found: ' + $facts.keyFile
@@ -295,7 +296,7 @@ function Get-ConfigFileFacts {
 try {
     $services = Get-ServiceFacts -Patterns $ServicePatterns
     $iis = Get-IisFacts
-    $folders = New-Object System.Collections.Generic.List[string]
+    $folders = New-Object System.Collections.Generic.List[string] -ErrorAction Stop
     foreach ($service in $services) { $folders.Add([string] $service.installFolder) }
     if ($null -ne $iis) {
         foreach ($application in $iis.applications) { $folders.Add([string] $application.physicalPath) }
