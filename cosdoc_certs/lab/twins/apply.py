@@ -107,12 +107,16 @@ def register(registry: ScriptRegistry, server: CosDocServer) -> None:
 def apply(server: CosDocServer, call: ScriptCall) -> ScriptResult:
     """Run ``apply`` against ``server``: one JSON string, as ``apply.ps1`` writes it.
 
-    Like the script, every way out writes the result document: a parameter that cannot be
-    bound, ``-Actions`` that ``ConvertFrom-Json`` refuses (5.1's length limit included) or an
-    unknown action end in a document whose ``error`` says why, with no action run.
+    Like the script, every way out of its body writes the result document: a missing
+    ``-Actions``/``-RunId``, ``-Actions`` that ``ConvertFrom-Json`` refuses (5.1's length
+    limit included) or an unknown action end in a document whose ``error`` says why, with no
+    action run. An unknown parameter fails in PowerShell's binder, before the script runs.
     """
     try:
         parameters = _bind(call.parameters)
+    except ValueError as error:  # PowerShell's parameter binder, before the script runs
+        return ScriptResult(terminating_error=str(error))
+    try:
         actions = _read_actions(parameters)
     except (ValueError, ApplyContractError) as error:
         return ScriptResult(output=[ApplyDocument((), 0, None, error=str(error)).to_json()])
