@@ -641,13 +641,16 @@ def test_a_powershell_error_quoting_a_connection_string_hides_its_password() -> 
 
 
 def test_an_apply_result_quoting_a_password_hides_it() -> None:
-    result = {"index": 0, "action": "restart-service", "ok": False, "before": {"state": "Running"}}
+    before = {"state": "Running", "stuck_process": None}
+    result = {"index": 0, "action": "restart-service", "ok": False, "before": before}
     document = ApplyDocument.from_data(
         {
             "schema_version": SCHEMA_VERSION,
             "results": [{**result, "message": "Service 'X' stopped. Password=Hemmelig-42;"}],
             "completed": 0,
             "failed_index": 0,
+            "error": "ConvertFrom-Json: Server=SQL01;Password=Hemmelig-42;",
         }
     )
     assert document.results[0].message == "Service 'X' stopped. Password=<hidden>;"
+    assert document.error == "ConvertFrom-Json: Server=SQL01;Password=<hidden>;"
