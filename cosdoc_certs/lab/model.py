@@ -456,13 +456,7 @@ class CosDocServer:
         with self.lock:
             service = self.service(name)
             if service.state != "Running":
-                raise SimulatedWindowsError(
-                    f"Cannot stop {service.name} service on computer '.'.",
-                    error_id="InvalidOperationException",
-                    category="InvalidOperation",
-                    hresult=0x80131509,
-                    target=service.name,
-                )
+                raise _invalid_operation(service, f"Cannot stop {service.name} service")
             if service.hangs_on_stop:
                 service.state = "StopPending"
             else:
@@ -486,13 +480,7 @@ class CosDocServer:
                     if service.state == "StopPending"
                     else _DISABLED
                 )
-                raise SimulatedWindowsError(
-                    f"Cannot start service {service.name} on computer '.'. {reason}",
-                    error_id="InvalidOperationException",
-                    category="InvalidOperation",
-                    hresult=0x80131509,
-                    target=service.name,
-                )
+                raise _invalid_operation(service, f"Cannot start service {service.name}", reason)
             self._start(service)
             return service
 
@@ -791,6 +779,19 @@ class CosDocServer:
             log="System",
             event_id=5002,
         )
+
+
+def _invalid_operation(
+    service: WindowsService, what: str, reason: str = ""
+) -> SimulatedWindowsError:
+    """ServiceController's InvalidOperationException: "<what> on computer '.'. <reason>"."""
+    return SimulatedWindowsError(
+        f"{what} on computer '.'. {reason}".strip(),
+        error_id="InvalidOperationException",
+        category="InvalidOperation",
+        hresult=0x80131509,
+        target=service.name,
+    )
 
 
 def executable_of(path_name: str) -> str:
