@@ -253,4 +253,29 @@ Describe 'apply.ps1 IIS: app pool and HTTPS binding' -Skip:($null -eq (Get-Modul
         $result.results[0].before.thumbprint | Should -Be $script:Old.Thumbprint
         (Get-Item -LiteralPath 'IIS:\SslBindings\0.0.0.0!44300').Thumbprint | Should -Be $script:New.Thumbprint
     }
+
+    It 'keeps the http.sys settings of the entry (client certificates, CTL store) when rebinding' {
+        $key = 'HKLM:\SYSTEM\CurrentControlSet\Services\HTTP\Parameters\SslBindingInfo\0.0.0.0:44300'
+        & netsh.exe http delete sslcert ipport=0.0.0.0:44300 | Out-Null
+        & netsh.exe http add sslcert ipport=0.0.0.0:44300 "certhash=$($script:New.Thumbprint)" 'appid={4dc3e181-e14b-4a21-b022-59fc669b0914}' certstorename=MY clientcertnegotiation=enable verifyclientcertrevocation=disable sslctlstorename=ClientAuthIssuer | Out-Null
+        $LASTEXITCODE | Should -Be 0
+        $settings = Get-ItemProperty -LiteralPath $key
+        $binding = (Get-WebBinding -Name $script:Pool -Protocol https).bindingInformation
+        $result = Invoke-Apply -Actions @(@{ action = 'set-binding'; site = $script:Pool; binding = $binding; thumbprint = $script:Old.Thumbprint })
+        $result.results[0].ok | Should -BeTrue
+        $result.results[0].before.settings | Should -Contain 'DefaultSslCtlStoreName=ClientAuthIssuer'
+        $after = Get-ItemProperty -LiteralPath $key
+        foreach ($name in 'DefaultFlags', 'DefaultSslCertCheckMode', 'DefaultSslCtlStoreName') {
+            $after.$name | Should -Be $settings.$name
+        }
+        ([BitConverter]::ToString([byte[]] $after.SslCertHash) -replace '-', '') | Should -Be $script:Old.Thumbprint
+    }
+}
+
+Describe 'apply.ps1 services: bounded stop and start' {
+    It 'restarts a service through ServiceController and reports no stuck process' {
+        $result = Invoke-Apply -Actions @(@{ action = 'restart-service'; name = 'W32Time' })
+        $result.results[0].ok | Should -BeTrue
+        $result.results[0].before.stuck_process | Should -BeNullOrEmpty
+    }
 }
