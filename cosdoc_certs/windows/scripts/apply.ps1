@@ -431,7 +431,7 @@ function Read-SslCertEntry {
     foreach ($name in $HttpSysDefaults.Keys) {
         $value = Get-OptionalProperty -InputObject $values -Name $name
         if ($null -eq $value) { $value = $HttpSysDefaults[$name] }
-        if ($name -eq 'AppId') { $value = ([guid] [byte[]] $value).ToString('B') }
+        if ($value -is [byte[]]) { $value = (New-Object -TypeName System.Guid -ArgumentList (, $value)).ToString('B') }
         $settings[$name] = $value
     }
     return [pscustomobject]@{ Thumbprint = ([BitConverter]::ToString($hash) -replace '-', ''); Settings = $settings }
