@@ -619,6 +619,12 @@ def test_a_central_certificate_store_binding_is_a_manual_step_never_rebound(
     assert step.summary in result.manual_steps
     served = scenario_world.server.find_binding("CosDoc Test", binding)
     assert (served.ssl_flags, served.thumbprint) == (3, None)
+    endpoints = endpoint_map(scenario_world.lab.connection_info().tls_endpoints)
+    with scenario_world.host() as host:
+        report = verify_windows(host, scenario_world.plan, tls_address=endpoints)
+    assert report.ok, report.to_text()
+    (check,) = [c for c in report.checks if c.subject == f"https {binding} (CosDoc Test)"]
+    assert "from the Central Certificate Store — not compared" in check.message
 
 
 def _http_sys(world: World) -> dict[tuple[str, str], Any]:

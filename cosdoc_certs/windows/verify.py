@@ -309,6 +309,14 @@ def _binding_check(
         return VerifyCheck("binding", subject, False, "no handshake was made")
     if isinstance(served, CosDocCertsError):
         return VerifyCheck("binding", subject, False, served.problem)
+    if binding.central_store:
+        return VerifyCheck(
+            "binding",
+            subject,
+            True,
+            f"serves {short_thumbprint(served)} from the Central Certificate Store — not "
+            "compared: its PFX is replaced by hand (see the plan's manual step)",
+        )
     if new is not None and configured != new:
         return VerifyCheck(
             "binding",
