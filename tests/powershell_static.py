@@ -47,6 +47,7 @@ CMDLETS_5_1: dict[str, frozenset[str]] = {
         "ConvertFrom-Json": {"-InputObject"},  # -AsHashtable, -Depth, -NoEnumerate: 6+/7
         "ConvertTo-Json": {"-InputObject", "-Depth", "-Compress"},  # -AsArray, -EnumsAsStrings: 6+
         "Get-Date": {"-Date", "-Format", "-UFormat"},
+        "Write-Verbose": {"-Message"},
         "New-Object": {"-TypeName", "-ArgumentList", "-Property", "-ComObject"},
         "Get-FileHash": {"-Path", "-LiteralPath", "-Algorithm", "-InputStream"},
         # Microsoft.PowerShell.Core
@@ -63,7 +64,8 @@ CMDLETS_5_1: dict[str, frozenset[str]] = {
         "Get-Process": {"-Id", "-Name"},
         "Get-Service": {"-Name", "-DisplayName"},
         "Join-Path": {"-Path", "-ChildPath", "-Resolve"},  # -AdditionalChildPath: 6+
-        "Remove-Item": {"-Path", "-LiteralPath", "-Force", "-Recurse"},
+        # -DeleteKey: the Certificate provider's dynamic parameter (PowerShell 3+)
+        "Remove-Item": {"-Path", "-LiteralPath", "-Force", "-Recurse", "-DeleteKey"},
         "Test-Path": {"-Path", "-LiteralPath", "-PathType", "-IsValid"},
         "Start-Sleep": {"-Seconds", "-Milliseconds"},
         # Microsoft.PowerShell.Security 3.0.0.0

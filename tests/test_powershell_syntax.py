@@ -23,6 +23,7 @@ from cosdoc_certs.windows.apply_contract import (
     GrantRead,
     ImportPfx,
     RecyclePool,
+    RemoveAuthority,
     RestartService,
     RestoreFile,
     SetBinding,
@@ -174,13 +175,14 @@ def test_every_action_apply_ps1_dispatches_is_emitted_by_python_and_run_by_the_t
 
 def test_apply_ps1_reads_exactly_the_fields_of_the_contract() -> None:
     actions = [
-        ImportPfx(0, ("A" * 40,)),
+        ImportPfx(0, ("A" * 40,), "Microsoft Software Key Storage Provider", ("AAAA",)),
         WriteFile("C:\\a.json", "e30=", "B" * 64),
         GrantRead("A" * 40, "IIS AppPool\\x"),
         SetBinding("site", "*:443:h", "A" * 40, ("DefaultFlags=0",)),
         RestartService("s"),
         RecyclePool("p"),
         RestoreFile("C:\\a.json", "C:\\a.json.bak", "B" * 64),
+        RemoveAuthority("C" * 40),
     ]
     assert {action.action for action in actions} == set(ACTION_TYPES)
     examples = json.loads(actions_to_json(actions))

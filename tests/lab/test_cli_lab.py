@@ -100,7 +100,7 @@ def test_a_root_holding_an_earlier_server_is_refused(tmp_path: Path) -> None:
 
 
 def test_an_unknown_scenario_is_refused() -> None:
-    with pytest.raises(InputError, match="unknown lab scenario 'nope' — use one of: broken-wmi, capi"):
+    with pytest.raises(InputError, match="unknown lab scenario 'nope' — use one of: broken-wmi"):
         Lab(scenario="nope")
 
 

@@ -310,9 +310,9 @@ function Add-Authorities {
     try {
         foreach ($encoded in @(Get-OptionalProperty -InputObject $Action -Name 'authorities')) {
             if ($null -eq $encoded) { continue }
-            $ca = New-Object System.Security.Cryptography.X509Certificates.X509Certificate2 -ArgumentList (, [Convert]::FromBase64String([string] $encoded))
+            $ca = New-Object System.Security.Cryptography.X509Certificates.X509Certificate2 -ArgumentList (, [Convert]::FromBase64String([string] $encoded)) -ErrorAction Stop
             $thumbprint = ([string] $ca.Thumbprint).ToUpperInvariant()
-            $known = (Test-Path -LiteralPath (Join-Path -Path $CaStorePath -ChildPath $thumbprint)) -or (Test-Path -LiteralPath (Join-Path -Path $RootStorePath -ChildPath $thumbprint))
+            $known = (Test-Path -LiteralPath (Join-Path -Path $CaStorePath -ChildPath $thumbprint -ErrorAction Stop) -ErrorAction Stop) -or (Test-Path -LiteralPath (Join-Path -Path $RootStorePath -ChildPath $thumbprint -ErrorAction Stop) -ErrorAction Stop)
             if ($known) { continue }
             $caStore.Add($ca)
             $added.Add($thumbprint)
