@@ -19,6 +19,7 @@ from types import MappingProxyType
 from typing import Any
 
 from cosdoc_certs._enums import TextEnum
+from cosdoc_certs.display import Displayed
 
 __all__ = ["Change", "ChangeKind", "Plan"]
 
@@ -146,7 +147,7 @@ def _utcnow() -> datetime:
 
 
 @dataclass(frozen=True)
-class Plan:
+class Plan(Displayed):
     """The changes a rotation makes, in execution order, with the no-ops that need nothing.
 
     ``title`` names the rotation (e.g. "SSL certificate 3F…A1 → 9C…0B"); ``created`` is when

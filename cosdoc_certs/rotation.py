@@ -28,9 +28,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
+import dataclasses
 import datetime as dt
-import html
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,10 +44,11 @@ from cosdoc_certs._aio import synchronous
 from cosdoc_certs._signals import StopRequest, stop_on_signals
 from cosdoc_certs.certs import CertificateBundle, Role
 from cosdoc_certs.consumers import COSDOC_CATALOG, Consumer, SvarutConsumer
+from cosdoc_certs.display import Displayed, html_list, html_table, html_text
 from cosdoc_certs.errors import ApplyError, CosDocCertsError, InputError
 from cosdoc_certs.facts import WindowsFacts
 from cosdoc_certs.findings import DEFAULT_WARN_DAYS, Severity, worst
-from cosdoc_certs.inventory import Customer
+from cosdoc_certs.inventory import Customer, load_inventory
 from cosdoc_certs.journal import Journal, Outcome, StepStatus, find_journals, latest_journal
 from cosdoc_certs.plan import Change, Plan
 from cosdoc_certs.status import StatusReport, gather, status
@@ -83,12 +86,12 @@ __all__ = [
     "apply_async",
     "endpoint_map",
     "installation_status",
+    "installation_status_async",
     "lab_target",
     "plan",
     "plan_async",
     "rollback",
     "rollback_async",
-    "status_async",
     "status_many",
     "status_many_async",
     "verify",
@@ -101,6 +104,10 @@ JOURNAL_KIND = "rotation"
 MAX_THREADS = 32
 
 T = TypeVar("T")
+# the thread pool of a fleet read (status_many_async); None: the loop's default executor
+_EXECUTOR: contextvars.ContextVar[concurrent.futures.Executor | None] = contextvars.ContextVar(
+    "cosdoc_certs_executor", default=None
+)
 Progress = Callable[[str], None]
 
 
@@ -108,13 +115,15 @@ def _quiet(_: str) -> None:
     """The default progress callback: nothing."""
 
 
-@dataclass(frozen=True)
-class Target:
+@dataclass(frozen=True, repr=False)
+class Target(Displayed):
     """One customer installation: its Windows server, consumers and (optionally) SvarUT host.
 
     ``tls_address`` maps an HTTPS binding to where its TLS handshake connects (default: the
-    Windows server's name and the binding's port). ``pool_factory`` replaces how PowerShell
-    sessions are opened (tests inject wrapped pools).
+    Windows server's name and the binding's port). ``journal_dir`` is where its runs'
+    journals go when a call is not given one (a lab's own folder for :func:`lab_target`;
+    None: ``$COSDOC_CERTS_JOURNAL_DIR``, else the home folder). ``pool_factory`` replaces how
+    PowerShell sessions are opened (tests inject wrapped pools).
     """
 
     name: str
@@ -123,13 +132,38 @@ class Target:
     consumers: tuple[Consumer, ...] = COSDOC_CATALOG
     tls_address: TlsAddress | None = field(default=None, compare=False, repr=False)
     pool_factory: PoolFactory = field(default=default_pool, compare=False, repr=False)
+    journal_dir: Path | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.windows is None and self.svarut is None:
             raise InputError(
                 f"installation {self.name!r} has neither a Windows server nor a SvarUT host",
-                "give --host (the Windows server) and/or --svarut-host",
+                "pass `windows` (the Windows server) and/or `svarut` (the SvarUT host)",
             )
+
+    @classmethod
+    def from_inventory(
+        cls, inventory: str | os.PathLike[str], customer: str, *, password: str | None = None
+    ) -> Target:
+        """The target of ``customer`` in the inventory file ``inventory``."""
+        return cls.from_customer(load_inventory(inventory).customer(customer), password=password)
+
+    def __repr__(self) -> str:
+        hosts = [self.windows_host, self.svarut.ssh.host if self.svarut else None]
+        named = ", ".join(host for host in hosts if host)
+        return f"<Target {self.name}: {named}, {len(self.consumers)} consumer(s)>"
+
+    def to_text(self) -> str:
+        """The installation's hosts and consumers, one per line."""
+        lines = [f"installation {self.name}"]
+        if self.windows is not None:
+            lines.append(f"  Windows server {self.windows.address} ({self.windows.auth})")
+        if self.svarut is not None:
+            lines.append(f"  SvarUT host {self.svarut.ssh.host}:{self.svarut.ssh.port}")
+        lines.append(f"  consumers: {', '.join(consumer.name for consumer in self.consumers)}")
+        if self.journal_dir is not None:
+            lines.append(f"  journals in {self.journal_dir}")
+        return "\n".join(lines)
 
     @classmethod
     def from_customer(cls, customer: Customer, *, password: str | None = None) -> Target:
@@ -153,7 +187,9 @@ class Target:
     def open_windows(self) -> WindowsHost:
         """A new PowerShell-remoting session to the Windows server (use ``with``)."""
         if self.windows is None:
-            raise InputError(f"{self.name} has no Windows server", "give --host")
+            raise InputError(
+                f"{self.name} has no Windows server", "pass `windows` (the Windows server)"
+            )
         return WindowsHost(self.windows, pool_factory=self.pool_factory)
 
 
@@ -164,6 +200,7 @@ def lab_target(info: ConnectionInfo, *, name: str = "lab") -> Target:
         windows=info.options(),
         svarut=info.svarut.target() if info.svarut else None,
         tls_address=endpoint_map(info.tls_endpoints),
+        journal_dir=info.journal_dir,
     )
 
 
@@ -171,7 +208,7 @@ def lab_target(info: ConnectionInfo, *, name: str = "lab") -> Target:
 
 
 @dataclass(frozen=True)
-class RotationPlan:
+class RotationPlan(Displayed):
     """What rotating ``bundle`` into the installation changes, on each host.
 
     ``windows`` is the Windows engine's plan (with the facts it was made from), ``svarut``
@@ -219,9 +256,6 @@ class RotationPlan:
     def to_text(self) -> str:
         """The plan for a terminal, with diffs."""
         return self.plan.to_text()
-
-    def __str__(self) -> str:
-        return self.to_text()
 
     def __repr__(self) -> str:
         whole = self.plan
@@ -272,7 +306,7 @@ def _svarut_left_alone(target: Target, bundle: CertificateBundle) -> str | None:
     if not any(isinstance(consumer, SvarutConsumer) for consumer in target.consumers):
         return None
     if target.svarut is None:
-        return "no SvarUT host given; add --svarut-host, or use `cosdoc-certs svarut` later"
+        return "no SvarUT host given; pass `svarut` (the SvarUT host), or rotate SvarUT later"
     if bundle.ssl is None:
         return "the new files hold no SSL certificate"
     return None
@@ -301,9 +335,13 @@ def _plan_windows(
 # -- apply -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class RotationResult:
-    """How a run ended on each host, and where its journals are."""
+@dataclass(frozen=True, repr=False)
+class RotationResult(Displayed):
+    """How a run ended on each host, how long each took, and where its journals are.
+
+    ``phase_seconds`` gives each host phase's duration (``"windows"``, ``"svarut"``);
+    ``verification`` is the verify report when :func:`apply` was asked to verify.
+    """
 
     target: str
     outcome: Outcome
@@ -312,6 +350,8 @@ class RotationResult:
     svarut: svarut.RunResult | None
     message: str = ""
     seconds: float = 0.0
+    phase_seconds: Mapping[str, float] = field(default_factory=dict)
+    verification: RotationVerifyReport | None = None
 
     @property
     def run_id(self) -> str:
@@ -329,37 +369,86 @@ class RotationResult:
             "seconds": round(self.seconds, 3),
             "windows": self.windows.to_dict() if self.windows else None,
             "svarut": self.svarut.to_dict() if self.svarut else None,
+            "phase_seconds": {name: round(value, 3) for name, value in self.phase_seconds.items()},
+            "verification": self.verification.to_dict() if self.verification else None,
         }
 
     def __repr__(self) -> str:
         return f"<RotationResult {self.target} {self.outcome}: run {self.run_id}>"
 
+    def hosts(self) -> list[tuple[str, str, str, str, str]]:
+        """Per host: which, its outcome, its seconds, what happened, its journal."""
+        rows = []
+        for phase, result in (("windows", self.windows), ("svarut", self.svarut)):
+            if result is not None:
+                seconds = self.phase_seconds.get(phase)
+                took = f"{seconds:.1f} s" if seconds is not None else "-"
+                where = f"{'Windows' if phase == 'windows' else 'SvarUT'} {result.host}"
+                rows.append(
+                    (where, str(result.outcome), took, result.message, str(result.journal_path))
+                )
+        return rows
+
+    def _verified_text(self) -> str:
+        if self.verification is None:
+            return "not verified yet: run verify(target, result.journal_path)"
+        return self.verification.to_text()
+
     def to_text(self) -> str:
-        """The outcome; each Windows action, backup and manual step; SvarUT; the run journal."""
-        lines = [f"{self.target}: {self.outcome} — {self.message} (run {self.run_id})"]
+        """The outcome; per host its outcome, time, actions and journal; verification; journal."""
+        lines = [
+            f"{self.target}: {self.outcome} — {self.message} "
+            f"(run {self.run_id}, {self.seconds:.1f} s)"
+        ]
+        for where, outcome, took, message, journal in self.hosts():
+            lines.append(f"  {where}: {outcome} in {took} — {message}; journal {journal}")
         if self.windows is not None:
-            lines += [f"  {line}" for line in self.windows.to_text().splitlines()]
-        if self.svarut is not None:
-            lines.append(f"  {self.svarut}")
+            lines += [f"    {line}" for line in self.windows.to_text().splitlines()[1:]]
+        lines += [f"  {line}" for line in self._verified_text().splitlines()]
         lines.append(f"  run journal {self.journal_path}")
         return "\n".join(lines)
 
-    def __str__(self) -> str:
-        return self.to_text()
+    def _repr_html_(self) -> str:
+        hosts = html_table(("host", "outcome", "time", "what happened", "journal"), self.hosts())
+        actions = self.windows._repr_html_() if self.windows is not None else ""
+        verified = (
+            self.verification._repr_html_()
+            if self.verification is not None
+            else f"<p>{html_text(self._verified_text())}</p>"
+        )
+        return (
+            f"<div><h3>{html_text(self.target)}: {html_text(self.outcome)}</h3>"
+            f"<p>{html_text(self.message)} — run <code>{html_text(self.run_id)}</code>, "
+            f"{self.seconds:.1f} s</p>{hosts}<h4>Windows actions</h4>{actions}"
+            f"<h4>Verified</h4>{verified}"
+            f"<p>run journal <code>{html_text(self.journal_path)}</code></p></div>"
+        )
 
 
 async def apply_async(
-    rplan: RotationPlan, *, journal_dir: Path | None = None, progress: Progress | None = None
+    rplan: RotationPlan,
+    *,
+    journal_dir: Path | None = None,
+    progress: Progress | None = None,
+    verify: bool = False,
 ) -> RotationResult:
     """Apply a plan: Windows, then SvarUT; a failure leaves every host as it was.
 
-    Raises :class:`~cosdoc_certs.errors.ApplyError` when a phase failed (``rolled_back``
-    says whether every host was restored). Run in the main thread, SIGINT, SIGTERM and SIGHUP
-    stop it the same way: the host being changed is rolled back (and the Windows server too
-    during the SvarUT phase), then :class:`~cosdoc_certs._signals.SignalReceived` is raised.
+    ``journal_dir`` defaults to the target's. With ``verify``, a run that changed something
+    is verified at once (:func:`verify_async`) and the report kept in the result's
+    ``verification``. Raises :class:`~cosdoc_certs.errors.ApplyError` when a phase failed
+    (``rolled_back`` says whether every host was restored). Run in the main thread, SIGINT,
+    SIGTERM and SIGHUP stop it the same way: the host being changed is rolled back (and the
+    Windows server too during the SvarUT phase), then
+    :class:`~cosdoc_certs._signals.SignalReceived` is raised.
     """
+    folder = journal_dir or rplan.target.journal_dir
     with stop_on_signals() as stop:
-        return await _apply_phases(rplan, journal_dir, progress or _quiet, stop)
+        result = await _apply_phases(rplan, folder, progress or _quiet, stop)
+    if verify and result.outcome is Outcome.APPLIED:
+        report = await verify_async(rplan.target, rplan, journal_dir=folder)
+        result = dataclasses.replace(result, verification=report)
+    return result
 
 
 async def _apply_phases(
@@ -376,11 +465,15 @@ async def _apply_phases(
         context=_journal_context(rplan),
     )
     windows_result = None
+    phase_seconds = {}
     if rplan.windows is not None and not rplan.windows.is_empty:
         windows_result = await _windows_phase(rplan, journal, journal_dir, say)
+        phase_seconds["windows"] = time.perf_counter() - started
     svarut_result = None
     if rplan.svarut is not None:
+        svarut_started = time.perf_counter()
         svarut_result = await _svarut_phase(rplan, journal, journal_dir, say, windows_result, stop)
+        phase_seconds["svarut"] = time.perf_counter() - svarut_started
     message = _applied_message(windows_result, svarut_result)
     outcome = Outcome.APPLIED if _changed(windows_result, svarut_result) else Outcome.NOTHING_TO_DO
     journal.finish(outcome, message)
@@ -392,6 +485,7 @@ async def _apply_phases(
         svarut_result,
         message,
         time.perf_counter() - started,
+        phase_seconds,
     )
 
 
@@ -563,7 +657,7 @@ def _applied_message(
 
 
 @dataclass(frozen=True)
-class RotationVerifyReport:
+class RotationVerifyReport(Displayed):
     """The verification of each host of the installation."""
 
     target: str
@@ -598,14 +692,14 @@ class RotationVerifyReport:
         parts += [report.to_text() for report in (self.windows, self.svarut) if report]
         return "\n".join(parts)
 
-    def __str__(self) -> str:
-        return self.to_text()
-
     def __repr__(self) -> str:
         return f"<RotationVerifyReport {self.target} ok={self.ok}>"
 
     def _repr_html_(self) -> str:
-        return f"<pre>{html.escape(self.to_text())}</pre>"
+        verdict = "verified" if self.ok else "NOT verified"
+        parts = [f"<h4>{html_text(self.target)}: {verdict}</h4>"]
+        parts += [report._repr_html_() for report in (self.windows, self.svarut) if report]
+        return "<div>" + "".join(parts) + "</div>"
 
 
 async def verify_async(
@@ -615,7 +709,7 @@ async def verify_async(
     journal_dir: Path | None = None,
 ) -> RotationVerifyReport:
     """Re-gather both hosts and check the run's plan took effect (default: the latest run)."""
-    windows_plan, expected_ssl = _planned(target, run, journal_dir)
+    windows_plan, expected_ssl = _planned(target, run, journal_dir or target.journal_dir)
     windows = (
         _in_thread(_verify_windows, target, windows_plan)
         if target.windows and windows_plan is not None
@@ -658,7 +752,7 @@ async def rollback_async(
     """Undo a finished run on every host it changed, SvarUT first (default: the latest run)."""
     say = progress or _quiet
     started = time.perf_counter()
-    run = _journal_for(target, journal, journal_dir, undoable=True)
+    run = _journal_for(target, journal, journal_dir or target.journal_dir, undoable=True)
     results: dict[str, Any] = {}
     try:
         for step in run.steps_to_undo():  # latest first: SvarUT, then Windows
@@ -695,7 +789,9 @@ def _child_to_undo(step: Mapping[str, Any]) -> Journal | None:
 async def _undo_child(target: Target, name: str, child: Journal, say: Progress) -> Any:
     if name == "svarut":
         if target.svarut is None:
-            raise InputError(f"the run changed the SvarUT host {child.host}", "add --svarut-host")
+            raise InputError(
+                f"the run changed the SvarUT host {child.host}", "pass `svarut` (that host)"
+            )
         return await svarut.rollback_async(target.svarut, child, progress=_prefixed("SvarUT", say))
     return await _in_thread(_rollback_windows, target, child, say)
 
@@ -721,12 +817,12 @@ def _journal_for(
     if run.kind != JOURNAL_KIND:
         raise InputError(
             f"{run.path} is a {run.kind} journal, not a rotation run",
-            "give the run journal that apply printed (cosdoc-certs apply)",
+            "give the run journal that apply returned (`journal_path`)",
         )
     if run.host != target.name:
         raise InputError(
             f"{run.path} is a run on {run.host}, not on {target.name}",
-            "give the matching installation (--customer or --name)",
+            "give the matching installation (`name`)",
         )
     return run
 
@@ -735,7 +831,7 @@ def _journal_for(
 
 
 @dataclass(frozen=True)
-class InstallationStatus:
+class InstallationStatus(Displayed):
     """One installation now: the Windows report, what its bindings serve, the SvarUT facts.
 
     ``served`` maps each HTTPS binding to the thumbprint it serves in a TLS handshake (or
@@ -808,8 +904,38 @@ class InstallationStatus:
         parts += self.errors
         return "; ".join(parts)
 
+    def __repr__(self) -> str:
+        return f"<InstallationStatus {self.summary()}>"
 
-async def status_async(target: Target, *, warn_days: int = DEFAULT_WARN_DAYS) -> InstallationStatus:
+    def _served_rows(self) -> list[tuple[str, str]]:
+        rows = [(f"binding {name}", served) for name, served in self.served.items()]
+        if self.svarut is not None:
+            served = self.svarut.served_thumbprint or "nothing"
+            rows.append((f"SvarUT {self.svarut.endpoint}", served))
+        return rows
+
+    def to_text(self) -> str:
+        """The summary line, the errors, the Windows report, what each endpoint serves."""
+        lines = [self.summary()]
+        lines += [f"  could not read {error}" for error in self.errors]
+        if self.windows is not None:
+            lines.append(self.windows.render().rstrip())
+        lines += [f"  {where}: serves {served}" for where, served in self._served_rows()]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        errors = html_list(f"could not read {error}" for error in self.errors)
+        windows = self.windows._repr_html_() if self.windows is not None else ""
+        served = html_table(("endpoint", "serves in a TLS handshake"), self._served_rows())
+        return (
+            f"<div><h3>{html_text(self.target)}: {html_text(self.worst or 'ok')}</h3>"
+            f"{errors}{windows}<h4>Served</h4>{served}</div>"
+        )
+
+
+async def installation_status_async(
+    target: Target, *, warn_days: int = DEFAULT_WARN_DAYS
+) -> InstallationStatus:
     """Read both hosts at once: the doctor's report, TLS handshakes, SvarUT's facts."""
     windows = _in_thread(_windows_status, target, warn_days) if target.windows else _no_windows()
     facts = svarut.status_async(target.svarut) if target.svarut else _none()
@@ -837,14 +963,18 @@ async def status_many_async(
 ) -> list[InstallationStatus]:
     """The status of every installation at once.
 
-    Gives the running loop a default executor of one thread per installation (up to
-    :data:`MAX_THREADS`), so every Windows server is read at the same time.
+    Reads the Windows servers in a pool of its own, one thread per installation (up to
+    :data:`MAX_THREADS`), so every server is read at the same time; the running loop's
+    default executor (a notebook's) is left as it was.
     """
-    loop = asyncio.get_running_loop()
-    loop.set_default_executor(
-        concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(len(targets), MAX_THREADS)))
-    )
-    return list(await asyncio.gather(*(status_async(t, warn_days=warn_days) for t in targets)))
+    workers = max(1, min(len(targets), MAX_THREADS))
+    with concurrent.futures.ThreadPoolExecutor(workers, "cosdoc-status") as pool:
+        token = _EXECUTOR.set(pool)
+        try:
+            reads = (installation_status_async(target, warn_days=warn_days) for target in targets)
+            return list(await asyncio.gather(*reads))
+        finally:
+            _EXECUTOR.reset(token)
 
 
 def _windows_status(target: Target, warn_days: int) -> tuple[StatusReport, dict[str, str]]:
@@ -874,11 +1004,15 @@ def _served(binding: BindingFact, address: TlsAddress) -> str:
 
 
 async def _in_thread(function: Callable[..., T], *args: Any) -> T:
-    """Run blocking PowerShell-remoting work in a thread of the loop's executor.
+    """Run blocking PowerShell-remoting work in a thread (of :data:`_EXECUTOR`, if set).
 
     The thread runs in a copy of the caller's context, so it sees the run's stop request.
     """
-    return await asyncio.to_thread(function, *args)
+    pool = _EXECUTOR.get()
+    if pool is None:
+        return await asyncio.to_thread(function, *args)
+    context = contextvars.copy_context()
+    return await asyncio.get_running_loop().run_in_executor(pool, context.run, function, *args)
 
 
 async def _none() -> None:
@@ -905,5 +1039,5 @@ plan = synchronous(plan_async)
 apply = synchronous(apply_async)
 verify = synchronous(verify_async)
 rollback = synchronous(rollback_async)
-installation_status = synchronous(status_async, "installation_status")
+installation_status = synchronous(installation_status_async)
 status_many = synchronous(status_many_async)

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cosdoc_certs.consumers import COSDOC_CATALOG, Consumer, config_files, service_patterns
+from cosdoc_certs.display import Displayed
 from cosdoc_certs.facts import (
     CertificateUse,
     ConsumerStatus,
@@ -42,7 +43,7 @@ _SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Sever
 
 
 @dataclasses.dataclass(frozen=True)
-class StatusReport:
+class StatusReport(Displayed):
     """The status of one server: every consumer, what it uses, what is wrong."""
 
     address: str
@@ -80,7 +81,9 @@ class StatusReport:
     def render(self, width: int = 120) -> str:
         """The report as text: a table per consumer, then its findings."""
         buffer = io.StringIO()
-        console = Console(file=buffer, width=width, force_terminal=False, color_system=None)
+        console = Console(  # never Jupyter's display: the text goes to the buffer, in one piece
+            file=buffer, width=width, force_terminal=False, force_jupyter=False, color_system=None
+        )
         self.print(console)
         return buffer.getvalue()
 
@@ -113,7 +116,8 @@ class StatusReport:
             table.add_row(*_row(use, self.now))
         return table
 
-    def __str__(self) -> str:
+    def to_text(self) -> str:
+        """The report as text (:meth:`render` at its default width)."""
         return self.render()
 
     def __repr__(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import subprocess
 import sys
 
@@ -38,3 +39,32 @@ def test_importing_the_package_loads_no_heavy_library() -> None:
         check=True,
     ).stdout.split()
     assert [name for name in HEAVY if name in loaded] == []
+
+
+def test_every_call_of_the_common_path_has_an_async_twin_named_alike() -> None:
+    calls = [
+        name
+        for name in cosdoc_certs.__all__
+        if not name.endswith("_async") and inspect.isfunction(getattr(cosdoc_certs, name))
+    ]
+    twins = {name: f"{name}_async" for name in calls if f"{name}_async" in cosdoc_certs.__all__}
+    assert set(twins) >= {
+        "installation_status",
+        "status_many",
+        "plan_rotation",
+        "apply_rotation",
+        "verify_rotation",
+        "rollback_rotation",
+    }
+    for name, twin in twins.items():
+        assert inspect.iscoroutinefunction(getattr(cosdoc_certs, twin)), twin
+        assert getattr(cosdoc_certs, name).__wrapped__ is getattr(cosdoc_certs, twin)
+
+
+@pytest.mark.parametrize("module", ["rotation", "svarut"])
+def test_every_async_call_of_a_module_has_its_plain_twin(module: str) -> None:
+    namespace = getattr(cosdoc_certs, module)
+    for name in namespace.__all__:
+        if name.endswith("_async"):
+            plain = getattr(namespace, name.removesuffix("_async"))
+            assert plain.__wrapped__ is getattr(namespace, name), name

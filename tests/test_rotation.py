@@ -198,7 +198,7 @@ def test_plans_and_reports_render_for_notebooks(
     result = rotation.apply(rplan, journal_dir=tmp_path)
     assert repr(result) == f"<RotationResult testkommune applied: run {result.run_id}>"
     report = rotation.verify(target, rplan)
-    assert report._repr_html_().startswith("<pre>testkommune: verified")
+    assert report._repr_html_().startswith("<div><h4>testkommune: verified</h4>")
     assert json.dumps(report.to_dict())
     assert json.dumps(rplan.to_dict())
 

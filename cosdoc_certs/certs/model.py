@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime
 import functools
-import html
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from cosdoc_certs._enums import TextEnum
+from cosdoc_certs.display import Displayed, html_list, html_table
 from cosdoc_certs.errors import InputError
 from cosdoc_certs.findings import Finding, Severity, worst
 from cosdoc_certs.thumbprints import thumbprint_of_der
@@ -139,8 +139,8 @@ def _key_usage_labels(usage: x509.KeyUsage | None) -> tuple[str, ...]:
     return tuple(label for attribute, label in _KEY_USAGE_LABELS if getattr(usage, attribute))
 
 
-@dataclass(frozen=True)
-class CertificateInfo:
+@dataclass(frozen=True, repr=False)
+class CertificateInfo(Displayed):
     """One leaf certificate, its private key if one was found, where it came from, its role.
 
     ``key_provider`` is the Windows provider the key's PFX names ("Microsoft CSP Name"), if any.
@@ -241,6 +241,36 @@ class CertificateInfo:
         """Whole days until expiry (negative once expired)."""
         return (self.not_after - (now or utc_now())).days
 
+    def __repr__(self) -> str:
+        return (
+            f"<CertificateInfo {self.role or '?'} {self.issued_to or self.subject} "
+            f"{self.thumbprint} valid to {self.not_after:%Y-%m-%d}>"
+        )
+
+    def facts(self) -> list[tuple[str, str]]:
+        """What a person compares by eye, as (label, value) pairs."""
+        return [
+            ("role", str(self.role or "?")),
+            ("issued to", self.issued_to),
+            ("organisation number", self.organisation_number or "-"),
+            ("thumbprint", self.thumbprint),
+            ("serial number", self.serial_number),
+            ("valid", f"{self.not_before:%Y-%m-%d} to {self.not_after:%Y-%m-%d}"),
+            ("days left", str(self.days_left())),
+            ("issued by", self.issued_by),
+            ("key usage", ", ".join(self.key_usage + self.extended_key_usage) or "-"),
+            ("DNS names", ", ".join(self.dns_names) or "-"),
+            ("private key", "yes" if self.has_private_key else "no"),
+            ("from", self.source or "-"),
+        ]
+
+    def to_text(self) -> str:
+        """One line per fact."""
+        return "\n".join(f"{label:<20} {value}" for label, value in self.facts())
+
+    def _repr_html_(self) -> str:
+        return html_table(("", ""), self.facts())
+
     def to_dict(self, now: datetime.datetime | None = None) -> dict[str, Any]:
         """A JSON-ready form with every fact shown to a person; never key material."""
         signature_hash = self.certificate.signature_hash_algorithm
@@ -268,8 +298,8 @@ class CertificateInfo:
         }
 
 
-@dataclass(frozen=True)
-class CertificateBundle:
+@dataclass(frozen=True, repr=False)
+class CertificateBundle(Displayed):
     """Everything loaded from a set of files: leaf certificates, the chain, findings."""
 
     certificates: tuple[CertificateInfo, ...] = ()
@@ -368,6 +398,14 @@ class CertificateBundle:
         }
 
     def __repr__(self) -> str:
+        roles = ", ".join(str(info.role or "?") for info in self.certificates)
+        return (
+            f"<CertificateBundle {len(self.certificates)} certificate(s) ({roles}), "
+            f"{len(self.chain)} in chain, {len(self.findings)} finding(s)>"
+        )
+
+    def to_text(self) -> str:
+        """A line per certificate (role, issued to, thumbprint, serial, expiry, key), findings."""
         lines = [
             f"CertificateBundle({len(self.certificates)} certificates, {len(self.chain)} in chain)"
         ]
@@ -381,39 +419,20 @@ class CertificateBundle:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        header = "".join(
-            f"<th>{title}</th>"
-            for title in (
-                "Role",
-                "Issued to",
-                "Org. no.",
-                "Serial",
-                "Valid to",
-                "Thumbprint",
-                "Key",
+        rows = [
+            (
+                info.role or "?",
+                info.issued_to,
+                info.organisation_number or "",
+                info.serial_number,
+                f"{info.not_after:%Y-%m-%d}",
+                info.thumbprint,
+                "yes" if info.has_private_key else "no",
             )
-        )
-        rows = "".join(
-            "<tr>"
-            + "".join(
-                f"<td>{html.escape(str(cell))}</td>"
-                for cell in (
-                    info.role or "?",
-                    info.issued_to,
-                    info.organisation_number or "",
-                    info.serial_number,
-                    f"{info.not_after:%Y-%m-%d}",
-                    info.thumbprint,
-                    "yes" if info.has_private_key else "no",
-                )
-            )
-            + "</tr>"
             for info in self.certificates
-        )
-        findings = "".join(f"<li>{html.escape(str(finding))}</li>" for finding in self.findings)
-        return f"<table><tr>{header}</tr>{rows}</table>" + (
-            f"<ul>{findings}</ul>" if findings else ""
-        )
+        ]
+        headers = ("Role", "Issued to", "Org. no.", "Serial", "Valid to", "Thumbprint", "Key")
+        return html_table(headers, rows) + html_list(self.findings)
 
 
 def _issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:

@@ -130,7 +130,7 @@ def _rotate_and_roll_back(
         bundle = load_bundle(files, info.pfx_password)
     say(
         f"2. The renewed certificates the lab wrote to {files[0].parent} "
-        f"({', '.join(path.name for path in files)}):\n{bundle!r}"
+        f"({', '.join(path.name for path in files)}):\n{bundle}"
     )
     lab.https.recorder.reset()
     with _phase(run, "plan"):

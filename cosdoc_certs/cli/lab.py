@@ -11,11 +11,10 @@ import click
 
 from cosdoc_certs.cli._common import echo_json, json_option, reports_errors
 from cosdoc_certs.errors import InputError
-from cosdoc_certs.lab.runner import ConnectionInfo, Lab
+from cosdoc_certs.lab.runner import LAB_PASSWORD_ENV, ConnectionInfo, Lab
 from cosdoc_certs.lab.scenarios import SCENARIOS
 
 _WAIT_SECONDS = 0.5
-_WINRM_PASSWORD_ENV = "COSDOC_LAB_WINRM_PASSWORD"  # noqa: S105 -- a variable name
 
 
 @click.command("lab")
@@ -115,11 +114,11 @@ def _print_info(info: ConnectionInfo, scenario: str, *, kept: bool) -> None:
     echo(f"  password: export {info.pfx_password_env}='{info.pfx_password}'")
     echo("")
     echo("Try:")
-    echo(f"  export {_WINRM_PASSWORD_ENV}='{info.password}'")
+    echo(f"  export {LAB_PASSWORD_ENV}='{info.password}'")
     echo(
         f"  cosdoc-certs status --host {info.host} --port {info.https_port} --user "
         f"{info.username} --auth basic --ca-bundle {info.ca_file} --winrm-password-env "
-        f"{_WINRM_PASSWORD_ENV}"
+        f"{LAB_PASSWORD_ENV}"
     )
     echo("")
     where = "kept" if kept else "removed when the lab stops; keep them with --root DIR"

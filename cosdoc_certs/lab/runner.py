@@ -18,6 +18,7 @@ when given, else a temporary folder removed on stop).
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import ssl
@@ -42,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
 LAB_USERNAME = "lab-admin"
+LAB_PASSWORD_ENV = "COSDOC_LAB_WINRM_PASSWORD"  # noqa: S105 -- a variable name
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,9 @@ class ConnectionInfo:
     ``tls_endpoints`` maps a binding's simulated ``ip:port`` to the real ``host:port`` that
     serves it; ``pfx_files`` names the renewed certificates' PFX files (their password is
     ``pfx_password``, also exported to clients as the environment variable
-    ``pfx_password_env``).
+    ``pfx_password_env``). ``journal_dir`` is the client folder's journal folder, where
+    :func:`~cosdoc_certs.rotation.lab_target`'s runs keep their journals;
+    :meth:`inventory_entry` is the lab as an inventory entry.
     """
 
     host: str
@@ -91,6 +95,7 @@ class ConnectionInfo:
     pfx_password_env: str
     pfx_password: str = field(repr=False)
     svarut: SvarutInfo | None = None
+    journal_dir: Path | None = None
 
     def options(self, *, https: bool = True) -> ConnectionOptions:
         """Connection options for this lab (basic auth; HTTPS trusting the lab CA by default)."""
@@ -105,15 +110,59 @@ class ConnectionInfo:
             insecure_http=not https,
         )
 
+    def inventory_entry(self, name: str = "lab", *, password_env: str = LAB_PASSWORD_ENV) -> str:
+        """The lab as a ``[customers.<name>]`` inventory entry (TOML text, no password).
+
+        The WinRM password is read from ``password_env`` (export it, or set it in
+        ``os.environ``, before using the entry).
+        """
+        lines = [
+            f"[customers.{name}]",
+            f"tls_endpoints = {_toml_table(self.tls_endpoints)}",
+            "",
+            f"[customers.{name}.windows]",
+            f'host = "{self.host}"',
+            f"port = {self.https_port}",
+            f'user = "{self.username}"',
+            'auth = "basic"',
+            f'password_env = "{password_env}"',
+            f"ca_bundle = {_toml_string(self.ca_file)}",
+        ]
+        if self.svarut is not None:
+            lines += [
+                "",
+                f"[customers.{name}.svarut]",
+                f'host = "{self.svarut.host}"',
+                f"port = {self.svarut.ssh_port}",
+                f'user = "{self.svarut.username}"',
+                f"host_key = {_toml_string(self.svarut.host_key)}",
+                f"identities = [{_toml_string(self.svarut.client_key)}]",
+                f'layout = "{self.svarut.layout}"',
+                f"tls_port = {self.svarut.tls_port}",
+            ]
+        return "\n".join(lines) + "\n"
+
     def as_dict(self) -> dict[str, Any]:
         """Everything as JSON-ready values (passwords included: the lab's own test secrets)."""
         document = asdict(self)
         document["ca_file"] = str(self.ca_file)
         document["server_root"] = str(self.server_root)
+        document["journal_dir"] = str(self.journal_dir) if self.journal_dir else None
         document["pfx_files"] = {name: str(path) for name, path in self.pfx_files.items()}
         if self.svarut is not None:
             document["svarut"]["client_key"] = str(self.svarut.client_key)
         return document
+
+
+def _toml_string(value: object) -> str:
+    """A TOML basic string of ``str(value)``."""
+    return json.dumps(str(value))
+
+
+def _toml_table(mapping: dict[str, str]) -> str:
+    """A TOML inline table of strings."""
+    pairs = (f"{_toml_string(key)} = {_toml_string(value)}" for key, value in mapping.items())
+    return "{ " + ", ".join(pairs) + " }"
 
 
 class Lab:
@@ -232,6 +281,7 @@ class Lab:
             pfx_password_env=PFX_PASSWORD_ENV,
             pfx_password=self.server.certificates.pfx_password,
             svarut=self._svarut_info(),
+            journal_dir=self.client_folder / "journals",
         )
 
     def _start_svarut(self, host: LabSvarutHost) -> None:

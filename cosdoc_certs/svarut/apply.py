@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cosdoc_certs.display import Displayed
 from cosdoc_certs.errors import ApplyError, CosDocCertsError, InputError, RemoteError
 from cosdoc_certs.journal import Journal, Outcome, StepStatus
 from cosdoc_certs.svarut.connection import ConnectionLostError, HostConnection
@@ -49,7 +50,7 @@ Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
-class RunResult:
+class RunResult(Displayed):
     """How an apply or rollback ended, where its journal is, and what is served now."""
 
     host: str
@@ -68,7 +69,8 @@ class RunResult:
             "message": self.message,
         }
 
-    def __str__(self) -> str:
+    def to_text(self) -> str:
+        """One line: the host, the outcome, what happened, the journal."""
         return f"{self.host}: {self.outcome} — {self.message} (journal {self.journal_path})"
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from cosdoc_certs.display import Displayed
 from cosdoc_certs.envfile import EnvFile, parse_env
 from cosdoc_certs.errors import RemoteError
 from cosdoc_certs.svarut.connection import HostConnection
@@ -138,7 +139,7 @@ def _chain_of(data: bytes | None) -> tuple[x509.Certificate, ...]:
 
 
 @dataclass(frozen=True)
-class SvarutFacts:
+class SvarutFacts(Displayed):
     """What a SvarUT host looks like now. ``env_bytes`` may hold passwords: never shown."""
 
     host: str

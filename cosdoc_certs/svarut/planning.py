@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from cosdoc_certs.certs.model import CertificateBundle, Role
+from cosdoc_certs.display import Displayed
 from cosdoc_certs.envfile import set_value
 from cosdoc_certs.errors import InputError
 from cosdoc_certs.plan import Change, ChangeKind, Plan
@@ -117,7 +118,7 @@ class Upload:
 
 
 @dataclass(frozen=True)
-class SvarutPlan:
+class SvarutPlan(Displayed):
     """A SvarUT rotation: the :class:`Plan` people read plus what apply needs to do it."""
 
     plan: Plan

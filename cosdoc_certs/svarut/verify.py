@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from cosdoc_certs.display import Displayed
 from cosdoc_certs.findings import Finding, Severity, worst
 from cosdoc_certs.svarut.gather import SvarutFacts
 
@@ -23,7 +24,7 @@ EXPIRY_WARNING_DAYS = 30
 
 
 @dataclass(frozen=True)
-class VerifyReport:
+class VerifyReport(Displayed):
     """The facts verified and what was found."""
 
     facts: SvarutFacts

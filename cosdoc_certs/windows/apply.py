@@ -50,6 +50,7 @@ from cosdoc_certs.certs import CertificateBundle, CertificateInfo
 from cosdoc_certs.certs.model import is_ca
 from cosdoc_certs.certs.pkcs12 import serialize_pfx
 from cosdoc_certs.consumers import COSDOC_CATALOG, Consumer, config_files, service_patterns
+from cosdoc_certs.display import Displayed
 from cosdoc_certs.errors import ApplyError, CosDocCertsError, InputError
 from cosdoc_certs.facts import WindowsFacts
 from cosdoc_certs.journal import Journal, Outcome, StepStatus
@@ -131,7 +132,7 @@ class CompiledPlan:
 
 
 @dataclasses.dataclass(frozen=True)
-class WindowsApplyResult:
+class WindowsApplyResult(Displayed):
     """How an apply or rollback ended, the per-action results and the backups left behind."""
 
     host: str
@@ -156,7 +157,7 @@ class WindowsApplyResult:
 
     def to_text(self) -> str:
         """Lines for a terminal: the outcome, each action, the backups kept, manual steps."""
-        lines = [str(self)]
+        lines = [self.summary()]
         lines += [
             f"  {'ok ' if r.ok else 'FAIL'} {r.index + 1}. {r.action}: {r.message}"
             for r in self.results
@@ -167,7 +168,8 @@ class WindowsApplyResult:
         lines += [f"  manual step: {step}" for step in self.manual_steps]
         return "\n".join(lines)
 
-    def __str__(self) -> str:
+    def summary(self) -> str:
+        """One line: the host, the outcome, what happened, the journal."""
         return f"{self.host}: {self.outcome} — {self.message} (journal {self.journal_path})"
 
     def __repr__(self) -> str:

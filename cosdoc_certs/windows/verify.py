@@ -27,6 +27,7 @@ from typing import Any
 from cosdoc_certs.appsettings import AppSettings, same_thumbprint
 from cosdoc_certs.certs.model import utc_now
 from cosdoc_certs.consumers import COSDOC_CATALOG, Consumer
+from cosdoc_certs.display import Displayed
 from cosdoc_certs.errors import CosDocCertsError, InputError
 from cosdoc_certs.facts import WindowsFacts, diagnose, served_thumbprint
 from cosdoc_certs.findings import Severity
@@ -73,7 +74,7 @@ class VerifyCheck:
 
 
 @dataclasses.dataclass(frozen=True)
-class WindowsVerifyReport:
+class WindowsVerifyReport(Displayed):
     """The checks made after a Windows rotation; ``ok`` when every one passed."""
 
     host: str
@@ -108,9 +109,6 @@ class WindowsVerifyReport:
         ordered = sorted(self.checks, key=lambda check: check.ok)
         lines.extend(f"  {check}" for check in ordered)
         return "\n".join(lines)
-
-    def __str__(self) -> str:
-        return self.to_text()
 
     def __repr__(self) -> str:
         return (
