@@ -229,7 +229,8 @@ def load_deviations(
         text = source.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise DeviationsError(
-            f"cannot read the deviations file {source}: {error}", "check the --consumers path"
+            f"cannot read the deviations file {source}: {error}",
+            "check the deviations file's path (`consumers`)",
         ) from None
     return apply_deviations(text, base, source=str(source))
 

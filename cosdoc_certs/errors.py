@@ -7,6 +7,7 @@ that may hold connection strings).
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 # ``Password=…``/``Pwd=…`` in connection strings, env lines and JSON, as remote output may echo them
@@ -30,6 +31,21 @@ class CosDocCertsError(Exception):
         self.problem = problem
         self.hint = hint
         super().__init__(f"{problem} — {hint}" if hint else problem)
+
+    def lines(self) -> list[str]:
+        """One line per mistake (several when the input had several), for the CLI."""
+        return [str(self)]
+
+
+def problem_of(error: BaseException) -> str:
+    """What went wrong, in words: our errors' problem; a stop said as a stop, not its class."""
+    if isinstance(error, CosDocCertsError):
+        return error.problem
+    if isinstance(error, KeyboardInterrupt):  # SignalReceived's text names its signal
+        return f"stopped by {error}" if str(error) else "stopped by Ctrl+C (SIGINT)"
+    if isinstance(error, asyncio.CancelledError):
+        return "stopped before it finished (the run was cancelled)"
+    return str(error) or type(error).__name__
 
 
 class InputError(CosDocCertsError):

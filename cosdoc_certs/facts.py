@@ -266,8 +266,23 @@ def diagnose(
     now: dt.datetime,
     warn_days: int = DEFAULT_WARN_DAYS,
 ) -> tuple[ConsumerStatus, ...]:
-    """The doctor: for each consumer, the certificates it uses and the findings about them."""
-    doctor = _Doctor(facts, now, warn_days)
+    """The doctor: for each consumer, the certificates it uses and the findings about them.
+
+    A newer certificate in the store is a warning where another consumer already uses it
+    (a rotation that missed a place), a note where none does (imported for a rotation not
+    done yet, or left in the store by a rollback): the second look knows which are used.
+    """
+    statuses = tuple(_Doctor(facts, now, warn_days).examine(consumer) for consumer in consumers)
+    if not any(finding.code == "superseded" for s in statuses for finding in s.findings):
+        return statuses
+    in_use = frozenset(
+        use.thumbprint
+        for status in statuses
+        if not isinstance(status.consumer, (SvarutConsumer, ManualStep))  # candidates, not uses
+        for use in status.uses
+        if use.thumbprint
+    )
+    doctor = _Doctor(facts, now, warn_days, in_use=in_use)
     return tuple(doctor.examine(consumer) for consumer in consumers)
 
 
@@ -315,10 +330,18 @@ class _Instance:
 class _Doctor:
     """Examines consumers against one server's facts (one per :func:`diagnose` call)."""
 
-    def __init__(self, facts: WindowsFacts, now: dt.datetime, warn_days: int) -> None:
+    def __init__(
+        self,
+        facts: WindowsFacts,
+        now: dt.datetime,
+        warn_days: int,
+        *,
+        in_use: frozenset[str] | None = None,
+    ) -> None:
         self.facts = facts
         self.now = now
         self.warn_days = warn_days
+        self.in_use = in_use  # every thumbprint a consumer uses, once known
 
     def examine(self, consumer: Consumer) -> ConsumerStatus:
         if isinstance(consumer, (ServiceConsumer, IisConsumer)):
@@ -600,6 +623,17 @@ class _Doctor:
         if not newer:
             return []
         newest = max(newer, key=lambda other: other.info.not_before)
+        if self.in_use is not None and newest.thumbprint not in self.in_use:
+            return [
+                Finding(
+                    "newer-not-used",
+                    Severity.INFO,
+                    f"a newer certificate for the same subject is in the store "
+                    f"({newest.thumbprint}, valid to {newest.info.not_after:%Y-%m-%d}) but no "
+                    "consumer uses it yet: imported for a rotation not done, or left by a rollback",
+                    subject,
+                )
+            ]
         return [
             Finding(
                 "superseded",

@@ -6,19 +6,21 @@ CosDoc catalog. Passwords are never written in the file: a Windows entry names t
 environment variable that holds its password (``password_env``). Relative paths are relative
 to the inventory file. Example: ``docs/inventory.example.toml``.
 
-:func:`load_inventory` validates the whole file and raises one :class:`InventoryError` naming
-the customer, the key and what to write instead.
+:func:`load_inventory` validates the whole file and raises one :class:`InventoryError` with
+every mistake found (``mistakes``), each naming the customer, the key and what to write
+instead.
 """
 
 from __future__ import annotations
 
+import functools
 import getpass
 import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cosdoc_certs.consumers import COSDOC_CATALOG, Consumer, load_deviations
 from cosdoc_certs.errors import InputError
@@ -51,7 +53,41 @@ _LAYOUTS = ("single", "samdrift")
 
 
 class InventoryError(InputError):
-    """An inventory file cannot be used as written."""
+    """An inventory file cannot be used as written; ``mistakes`` lists each mistake found."""
+
+    def __init__(
+        self, problem: str, hint: str = "", *, mistakes: tuple[InventoryError, ...] = ()
+    ) -> None:
+        super().__init__(problem, hint)
+        self.mistakes = mistakes or (self,)
+
+    def lines(self) -> list[str]:
+        """One line per mistake."""
+        return [str(mistake) for mistake in self.mistakes]
+
+
+_T = TypeVar("_T")
+
+
+def _collect(mistakes: list[InventoryError], check: Callable[[], _T]) -> _T | None:
+    """Run ``check``; a mistake it finds is noted in ``mistakes`` (and None returned)."""
+    try:
+        return check()
+    except InventoryError as error:
+        mistakes.extend(error.mistakes)
+        return None
+
+
+def _raise_if(mistakes: list[InventoryError], where: str) -> None:
+    """Raise the mistakes found as one error (itself, when there is only one)."""
+    if len(mistakes) == 1:
+        raise mistakes[0]
+    if mistakes:
+        raise InventoryError(
+            f"{where} has {len(mistakes)} mistakes: "
+            + "; ".join(f"({number}) {m}" for number, m in enumerate(mistakes, 1)),
+            mistakes=tuple(mistakes),
+        )
 
 
 @dataclass(frozen=True)
@@ -186,7 +222,7 @@ def load_inventory(path: str | os.PathLike[str]) -> Inventory:
         text = source.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise InventoryError(
-            f"cannot read the inventory {source}: {error}", "check the --inventory path"
+            f"cannot read the inventory {source}: {error}", "check the inventory's path"
         ) from None
     return parse_inventory(text, source)
 
@@ -206,11 +242,17 @@ def parse_inventory(text: str, source: Path) -> Inventory:
             f"{source} names no customer", "add a [customers.<name>] table per customer"
         )
     folder = source.parent
-    customers = tuple(
-        _customer(name, table, _Where(f"{source}: [customers.{name}]", folder))
+    mistakes: list[InventoryError] = []
+    customers = [
+        _collect(mistakes, functools.partial(_customer, name, table, _where(source, name, folder)))
         for name, table in tables.items()
-    )
-    return Inventory(source, customers)
+    ]
+    _raise_if(mistakes, str(source))
+    return Inventory(source, tuple(customer for customer in customers if customer is not None))
+
+
+def _where(source: Path, name: str, folder: Path) -> _Where:
+    return _Where(f"{source}: [customers.{name}]", folder)
 
 
 @dataclass(frozen=True)
@@ -227,16 +269,25 @@ class _Where:
 def _customer(name: str, table: Any, where: _Where) -> Customer:
     _require_table(table, where)
     known = {"windows", "svarut", "consumers", "tls_endpoints"}
-    _only_keys(table, known, where.text, "see the example inventory")
-    windows = _windows(table["windows"], where.inside("windows")) if "windows" in table else None
-    svarut = _svarut(table["svarut"], where.inside("svarut")) if "svarut" in table else None
-    if windows is None and svarut is None:
-        raise InventoryError(
-            f"{where.text} has neither a windows nor a svarut host",
-            f"add [customers.{name}.windows] with host = ...",
+    mistakes: list[InventoryError] = []
+    _collect(mistakes, lambda: _only_keys(table, known, where.text, "see the example inventory"))
+    if "windows" not in table and "svarut" not in table:
+        mistakes.append(
+            InventoryError(
+                f"{where.text} has neither a windows nor a svarut host",
+                f"add [customers.{name}.windows] with host = ...",
+            )
         )
-    consumers = _path(table["consumers"], where, "consumers") if "consumers" in table else None
-    endpoints = _endpoints(table.get("tls_endpoints", {}), where)
+    windows = svarut = consumers = None
+    if "windows" in table:
+        windows = _collect(mistakes, lambda: _windows(table["windows"], where.inside("windows")))
+    if "svarut" in table:
+        svarut = _collect(mistakes, lambda: _svarut(table["svarut"], where.inside("svarut")))
+    if "consumers" in table:
+        consumers = _collect(mistakes, lambda: _path(table["consumers"], where, "consumers"))
+    endpoints = _collect(mistakes, lambda: _endpoints(table.get("tls_endpoints", {}), where))
+    _raise_if(mistakes, where.text)
+    assert endpoints is not None
     customer = Customer(name, windows, svarut, Path(consumers) if consumers else None, endpoints)
     if customer.consumers_file is not None:
         customer.consumers()  # a bad deviations file fails now, naming that file
@@ -269,12 +320,17 @@ def _is_address(text: str) -> bool:
 
 
 def _windows(table: Any, where: _Where) -> WindowsEntry:
-    values = _fields(table, where, _WINDOWS_FIELDS)
-    if values.get("auth", "negotiate") not in AUTH_METHODS:
-        raise InventoryError(
-            f"{where.text}: unknown auth {values['auth']!r}",
-            f"use one of {', '.join(AUTH_METHODS)}",
+    mistakes: list[InventoryError] = []
+    values = _collect(mistakes, lambda: _fields(table, where, _WINDOWS_FIELDS))
+    auth = table.get("auth", "negotiate") if isinstance(table, dict) else "negotiate"
+    if auth not in AUTH_METHODS:
+        mistakes.append(
+            InventoryError(
+                f"{where.text}: unknown auth {auth!r}", f"use one of {', '.join(AUTH_METHODS)}"
+            )
         )
+    _raise_if(mistakes, where.text)
+    assert values is not None
     entry = WindowsEntry(**values)
     if entry.auth in USER_AUTHS and entry.user is None:
         raise InventoryError(f"{where.text}: auth {entry.auth} needs a user", 'add user = "..."')
@@ -307,16 +363,25 @@ def _svarut(table: Any, where: _Where) -> SvarutEntry:
 
 def _fields(table: Any, where: _Where, kinds: Mapping[str, _Check]) -> dict[str, Any]:
     _require_table(table, where)
-    secret = sorted(_SECRET_KEYS & set(table))
-    if secret:
-        raise InventoryError(
-            f"{where.text}: {secret[0]!r} — passwords are never written in the inventory",
+    mistakes = [
+        InventoryError(
+            f"{where.text}: {secret!r} — passwords are never written in the inventory",
             'remove it; write password_env = "VAR" and export VAR=... before the run',
         )
-    _only_keys(table, set(kinds), where.text, f"known keys: {', '.join(sorted(kinds))}")
+        for secret in sorted(_SECRET_KEYS & set(table))
+    ]
+    known = set(kinds) | _SECRET_KEYS
+    hint = f"known keys: {', '.join(sorted(kinds))}"
+    _collect(mistakes, lambda: _only_keys(table, known, where.text, hint))
     if "host" not in table:
-        raise InventoryError(f"{where.text} has no host", 'add host = "name or address"')
-    return {key: kinds[key](value, where, key) for key, value in table.items()}
+        mistakes.append(InventoryError(f"{where.text} has no host", 'add host = "name or address"'))
+    values = {
+        key: _collect(mistakes, functools.partial(kinds[key], value, where, key))
+        for key, value in table.items()
+        if key in kinds
+    }
+    _raise_if(mistakes, where.text)
+    return values
 
 
 def _text(value: Any, where: _Where, key: str) -> str:
@@ -395,5 +460,5 @@ def _require_table(value: Any, where: _Where) -> None:
 
 def _only_keys(table: Mapping[str, Any], known: set[str], where: str, hint: str) -> None:
     unknown = sorted(set(table) - known)
-    if unknown:
-        raise InventoryError(f"{where}: unknown key {unknown[0]!r}", hint)
+    mistakes = [InventoryError(f"{where}: unknown key {key!r}", hint) for key in unknown]
+    _raise_if(mistakes, where)

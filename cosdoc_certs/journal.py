@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from cosdoc_certs._enums import TextEnum
-from cosdoc_certs.errors import InputError
+from cosdoc_certs.errors import InputError, problem_of
 
 __all__ = [
     "Journal",
@@ -141,8 +141,7 @@ class Journal:
         except OSError as error:
             raise InputError(
                 f"cannot write a journal in {folder} ({error.strerror})",
-                "pass --journal-dir with a folder you can write to "
-                "(or set COSDOC_CERTS_JOURNAL_DIR)",
+                "give a folder you can write to (`journal_dir`, or set COSDOC_CERTS_JOURNAL_DIR)",
             ) from None
         logger.info("journal %s started", journal.path)
         return journal
@@ -269,7 +268,7 @@ class Journal:
         try:
             yield index
         except BaseException as error:
-            self.mark(index, StepStatus.FAILED, error=str(error) or type(error).__name__)
+            self.mark(index, StepStatus.FAILED, error=str(error) or problem_of(error))
             raise
         self.mark(index, StepStatus.DONE)
 
@@ -341,6 +340,7 @@ def latest_journal(
         what = "run to roll back" if undoable else "journal"
         raise InputError(
             f"no {what}{' for ' + host if host else ''} in {where}",
-            "pass --journal PATH, or set COSDOC_CERTS_JOURNAL_DIR to the folder apply used",
+            "give the run's journal (`journal`), or the folder apply used (`journal_dir`, or "
+            "COSDOC_CERTS_JOURNAL_DIR)",
         )
     return found[-1]

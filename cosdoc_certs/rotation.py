@@ -45,7 +45,7 @@ from cosdoc_certs._signals import StopRequest, stop_on_signals
 from cosdoc_certs.certs import CertificateBundle, Role
 from cosdoc_certs.consumers import COSDOC_CATALOG, Consumer, SvarutConsumer
 from cosdoc_certs.display import Displayed, html_list, html_table, html_text
-from cosdoc_certs.errors import ApplyError, CosDocCertsError, InputError
+from cosdoc_certs.errors import ApplyError, CosDocCertsError, InputError, problem_of
 from cosdoc_certs.facts import WindowsFacts
 from cosdoc_certs.findings import DEFAULT_WARN_DAYS, Severity, worst
 from cosdoc_certs.inventory import Customer, load_inventory
@@ -914,14 +914,20 @@ class InstallationStatus(Displayed):
             rows.append((f"SvarUT {self.svarut.endpoint}", served))
         return rows
 
+    def error_lines(self) -> list[str]:
+        """A line per host that could not be read."""
+        return [f"  could not read {error}" for error in self.errors]
+
+    def served_lines(self) -> list[str]:
+        """A line per HTTPS binding and the SvarUT endpoint: what it serves."""
+        return [f"  {where}: serves {served}" for where, served in self._served_rows()]
+
     def to_text(self) -> str:
         """The summary line, the errors, the Windows report, what each endpoint serves."""
-        lines = [self.summary()]
-        lines += [f"  could not read {error}" for error in self.errors]
+        lines = [self.summary(), *self.error_lines()]
         if self.windows is not None:
             lines.append(self.windows.render().rstrip())
-        lines += [f"  {where}: serves {served}" for where, served in self._served_rows()]
-        return "\n".join(lines)
+        return "\n".join([*lines, *self.served_lines()])
 
     def _repr_html_(self) -> str:
         errors = html_list(f"could not read {error}" for error in self.errors)
@@ -1028,8 +1034,7 @@ def _prefixed(prefix: str, say: Progress) -> Progress:
     return lambda message: say(f"{prefix}: {message}")
 
 
-def _problem(error: BaseException) -> str:
-    return error.problem if isinstance(error, CosDocCertsError) else str(error) or repr(error)
+_problem = problem_of
 
 
 # -- synchronous wrappers --------------------------------------------------------------------

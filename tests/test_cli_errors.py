@@ -421,7 +421,67 @@ CASES = [
     # usage
     Case("a command that does not exist", lambda i, _: ["rotate"], 2, "No such command"),
     Case("plan without --pfx", lambda i, _: ["plan", *_installation(i)], 2, "--pfx"),
-    Case("plan without an installation", lambda i, _: ["plan", *_pfx(i)], 4, "no installation"),
+    Case("plan without an installation", lambda i, _: ["plan", *_pfx(i)], 2, "no installation"),
+    Case(
+        "plan with --inventory but no --customer",
+        lambda i, d: ["plan", "--inventory", _inventory(i, d), *_pfx(i)],
+        2,
+        "--inventory and --customer go together: add --customer",
+    ),
+    Case(
+        "plan with --host and --inventory",
+        lambda i, d: [
+            "plan",
+            "--inventory",
+            _inventory(i, d),
+            "--customer",
+            "lab",
+            *_installation(i),
+            *_pfx(i),
+        ],
+        2,
+        "--host cannot be combined with --inventory",
+    ),
+    Case(
+        "svarut status without a known_hosts file",
+        lambda i, d: [
+            *("svarut", "status", "--host", _svarut(i).host, "--port", str(_svarut(i).ssh_port)),
+            *("--identity", str(_svarut(i).client_key)),
+        ],
+        4,
+        "there is no known_hosts file ~/.ssh/known_hosts — check the host key fingerprint",
+        env={"HOME": "/nonexistent-home"},
+    ),
+    Case(
+        "plan whose SvarUT host key is not known names the --svarut- option",
+        lambda i, d: [
+            "plan",
+            *(
+                arg
+                for arg in _installation(i)
+                if arg not in (_svarut(i).host_key, "--svarut-host-key")
+            ),
+            *_pfx(i),
+        ],
+        4,
+        "or pin it (--svarut-host-key)",
+        env={"HOME": "/nonexistent-home"},
+    ),
+    Case(
+        "status trusting no CA says which option gives one",
+        lambda i, _: [arg for arg in _status(i) if arg not in ("--ca-bundle", str(i.ca_file))],
+        4,
+        ") — give the CA that issued the WinRM certificate (--ca-bundle FILE)",
+    ),
+    Case(
+        "rollback without a terminal and without --yes names the run",
+        lambda i, d: [
+            *("rollback", *_installation(i)),
+            *("--journal", str(_finished_run(d, i.host))),
+        ],
+        4,
+        "rolling back the run of 127.0.0.1 started",
+    ),
 ]
 
 

@@ -162,7 +162,7 @@ def test_plan_for_an_inventory_customer(lab: Lab, runner: CliRunner, tmp_path: P
     mixed = _run(
         runner, "plan", "--inventory", inventory, "--customer", "lab", "--host", "x", *_pfx(lab)
     )
-    assert mixed.exit_code == 4
+    assert mixed.exit_code == 2  # wrong usage, as the runbook's table says
     assert "--host cannot be combined with --inventory" in mixed.stderr
 
 
@@ -198,22 +198,25 @@ def test_an_inventory_customer_says_where_its_tls_endpoints_are(
         runner, "plan", "--inventory", str(path), "--customer", "lab", *_pfx(lab),
         "--tls-endpoint", "*:443=127.0.0.1:1",
     )  # fmt: skip
-    assert mixed.exit_code == 4
+    assert mixed.exit_code == 2
     assert "tls_endpoints" in mixed.stderr
 
 
 @pytest.mark.parametrize(
-    ("arguments", "message"),
+    ("arguments", "exit_code", "message"),
     [
-        (["plan", "--pfx", "README.md"], "no installation given"),
-        (["verify", "--customer", "x"], "--inventory and --customer go together"),
-        (["plan", "--host", "h", "--tls-endpoint", "nonsense", "--pfx", "README.md"], "IP:PORT"),
-        (["plan", "--host", "h", "--auth", "basic", "--pfx", "README.md"], "needs --user"),
+        (["plan", "--pfx", "README.md"], 2, "no installation given"),
+        (["verify", "--customer", "x"], 2, "--inventory and --customer go together"),
+        (["verify", "--inventory", "README.md"], 2, "add --customer"),
+        (["status", "--inventory", "README.md", "--customer", "x", "--host", "h"], 2, "--host"),
+        (["status"], 2, "give --host, or --inventory FILE --customer NAME"),
+        (["plan", "--host", "h", "--tls-endpoint", "nonsense", "--pfx", "README.md"], 2, "IP:PORT"),
+        (["plan", "--host", "h", "--auth", "basic", "--pfx", "README.md"], 4, "needs --user"),
     ],
 )
-def test_bad_options_give_one_line(arguments: list[str], message: str) -> None:
+def test_bad_options_give_one_line(arguments: list[str], exit_code: int, message: str) -> None:
     done = CliRunner().invoke(main, arguments)
-    assert done.exit_code == 4, done.output
+    assert done.exit_code == exit_code, done.output
     assert message in done.stderr
     assert "Traceback" not in done.output
 
@@ -279,3 +282,19 @@ def test_an_unreachable_server_is_one_line_and_changes_nothing(
     assert len(done.stderr.strip().splitlines()) == 1
     assert "127.0.0.1:1" in done.stderr
     assert not list(tmp_path.glob("*.json"))
+
+
+def test_status_of_an_inventory_customer_shows_every_consumer_binding_and_svarut(
+    lab: Lab, runner: CliRunner, tmp_path: Path
+) -> None:
+    inventory = str(_lab_inventory(lab, tmp_path))
+    done = _run(runner, "status", "--inventory", inventory, "--customer", "lab")
+    assert done.exit_code == 3, done.output  # the seeded invisible character
+    for consumer in ("Digihelse", "KPR", "Authentication", "SkatteIntegrasjonApi"):
+        assert consumer in done.stdout
+    assert "binding " in done.stdout
+    assert "SvarUT " in done.stdout
+    chosen = _run(runner, "inventory", "status", inventory, "--customer", "lab")
+    assert chosen.exit_code == 3
+    assert "Digihelse" in chosen.stdout
+    assert "binding " in chosen.stdout

@@ -100,7 +100,8 @@ def test_a_rotation_result_shows_hosts_timings_changes_verification_and_journals
     assert str(result.journal_path) in page
     assert " s</td>" in page  # each host's time
     assert "import-pfx" in page  # what changed on Windows
-    assert "verified" in page and "binding" in page  # what verify checked: TLS handshakes too
+    assert "verified" in page
+    assert "binding" in page  # what verify checked: the TLS handshakes too
     assert result.phase_seconds.keys() == {"windows", "svarut"}
 
 

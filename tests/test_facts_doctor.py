@@ -69,6 +69,14 @@ def _add_renewed_signing(server: LabServer) -> None:
     server.store.add(renewed.certificate, renewed.private_key)
 
 
+def _rotate_kpr_signing_only(server: LabServer) -> None:
+    """A rotation that reached KPR but missed Digihelse: the newer certificate is in use."""
+    _add_renewed_signing(server)
+    renewed = server.certificates.renewed.signing.thumbprint
+    for service in ("KPR.Innsending", "KPR.Overvaker"):
+        edit_settings(server, _settings(server, service), {SIGNING_KEY[2:]: renewed})
+
+
 def _point_at_public_only_certificate(server: LabServer) -> None:
     renewed = server.certificates.renewed.signing
     server.store.add(renewed.certificate)
@@ -203,8 +211,11 @@ SCENARIOS = {
     "key file gone": Scenario(
         _delete_signing_key_file, "key-file-unknown", f"{DIGIHELSE} {SIGNING_KEY}", Severity.WARNING
     ),
-    "old certificate still referenced": Scenario(
-        _add_renewed_signing, "superseded", f"{DIGIHELSE} {SIGNING_KEY}", Severity.WARNING
+    "old certificate still referenced where another consumer uses the newer": Scenario(
+        _rotate_kpr_signing_only, "superseded", f"{DIGIHELSE} {SIGNING_KEY}", Severity.WARNING
+    ),
+    "newer certificate imported but used by no consumer": Scenario(
+        _add_renewed_signing, "newer-not-used", f"{DIGIHELSE} {SIGNING_KEY}", Severity.INFO
     ),
     "binding serves an expired certificate": Scenario(
         _serve_expired_on_drift,

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from cosdoc_certs import rotation
+from cosdoc_certs.cli import main
 from cosdoc_certs.inventory import InventoryError, load_inventory, parse_inventory
 from cosdoc_certs.windows.gather import BindingFact
 
@@ -113,3 +115,41 @@ def test_tls_endpoints_say_where_each_binding_is_reached(monkeypatch: pytest.Mon
 
 def _binding(information: str) -> BindingFact:
     return BindingFact("Default Web Site", information, 0, "", "My")
+
+
+FOUR_MISTAKES = """
+[customers.a.windows]
+host = "app01"
+port = "5986"
+auth = "magic"
+
+[customers.b.svarut]
+user = "drift"
+
+[customers.c]
+tls_endpoints = { "nowhere" = "gw:8443" }
+
+[customers.c.windows]
+host = "app03"
+"""
+
+
+def test_every_mistake_is_reported_at_once(tmp_path: Path) -> None:
+    with pytest.raises(InventoryError) as raised:
+        parse_inventory(FOUR_MISTAKES, tmp_path / "kunder.toml")
+    lines = raised.value.lines()
+    assert len(lines) == 4, lines
+    expected = ["port must be a port number", "unknown auth 'magic'", "has no host", "'nowhere'"]
+    for line, says in zip(lines, expected, strict=True):
+        assert says in line
+    assert "4 mistakes" in str(raised.value)
+
+
+def test_the_cli_prints_one_error_line_per_mistake(tmp_path: Path) -> None:
+    inventory = tmp_path / "kunder.toml"
+    inventory.write_text(FOUR_MISTAKES, encoding="utf-8")
+    result = CliRunner().invoke(main, ["inventory", "check", str(inventory)])
+    assert result.exit_code == 4
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 4
+    assert all(line.startswith("error: ") for line in lines)

@@ -225,7 +225,7 @@ def _load_pem_key(source: str, block: bytes, password: bytes | None) -> PrivateK
     if not password:
         raise PasswordRequiredError(
             f"the private key in {source} is protected by a password",
-            "give its password (you will be asked, or use --password-env VAR)",
+            "give its password (`password`)",
         )
     try:
         return keys.load_pem_key(block, password)

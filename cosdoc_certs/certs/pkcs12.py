@@ -200,7 +200,7 @@ def _password_that_opens(parsed: ParsedPfx, password: bytes | None, source: str)
     if not password:
         raise PasswordRequiredError(
             f"{source} is protected by a password",
-            "give the PFX password (you will be asked, or use --password-env VAR)",
+            "give the PFX password (`password`)",
         )
     raise WrongPasswordError(
         f"wrong password for {source} (or the file is damaged)",

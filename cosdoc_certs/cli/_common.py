@@ -67,18 +67,85 @@ def exit_code_for(severity: Severity | None) -> ExitCode:
     return ExitCode.OK
 
 
+# The library's errors name its parameters in backquotes; the command line's words for them.
+# An SSH host's option is spelt with the `--svarut-` prefix where the command has one (rotate).
+_OPTION_FOR_PARAMETER = {
+    "`password`": "--password-env VAR, or answer the password question",
+    "`journal`": "--journal PATH",
+    "`journal_dir`": "--journal-dir DIR",
+    "`consumers`": "--consumers FILE",
+    "`windows`": "--host",
+    "`svarut`": "--svarut-host",
+    "`name`": "--customer or --name",
+    "`ConnectionOptions.ca_bundle`": "--ca-bundle FILE",
+    "`SshOptions.host`": "--host",
+    "`SshOptions.username`": "--user",
+    "`SshOptions.client_keys`": "--identity FILE",
+    "`SshOptions.pinned_host_key`": "--host-key",
+    "`SvarutTarget.root`": "--root",
+    "`SvarutTarget.layout`": "--layout single|samdrift",
+}
+
+
+def in_cli_words(message: str) -> str:
+    """``message`` with each library parameter it names replaced by this command's option."""
+    for parameter, option in _OPTION_FOR_PARAMETER.items():
+        if parameter in message:
+            ssh_host = parameter.startswith(("`SshOptions.", "`SvarutTarget."))
+            message = message.replace(parameter, _svarut_prefixed(option) if ssh_host else option)
+    return message
+
+
+def _svarut_prefixed(option: str) -> str:
+    """``--host-key`` as the running command spells it (``--svarut-host-key`` in rotate)."""
+    context = click.get_current_context(silent=True)
+    if context is None:
+        return option
+    names = {name for param in context.command.params for name in param.opts}
+    flag, _, rest = option.partition(" ")
+    prefixed = f"--svarut-{flag[2:]}"
+    return f"{prefixed} {rest}".strip() if prefixed in names else option
+
+
 def reports_errors(command: F) -> F:
-    """Turn :class:`CosDocCertsError` into one line on stderr and its exit code."""
+    """Turn :class:`CosDocCertsError` into one line on stderr (in CLI words) and its exit code."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
         except CosDocCertsError as error:
-            click.echo(f"error: {error}", err=True)
+            for line in error.lines():
+                click.echo(f"error: {in_cli_words(line)}", err=True)
             sys.exit(error.exit_code)
 
     return wrapper  # type: ignore[return-value]
+
+
+def stops_without_changes(name: str) -> Callable[[F], F]:
+    """For a command that changes nothing: Ctrl+C or a signal says so (exit 130), not that
+    something was restored."""
+
+    def decorate(command: F) -> F:
+        @functools.wraps(command)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return command(*args, **kwargs)
+            except KeyboardInterrupt as interrupt:
+                raise StoppedError(
+                    f"stopped by {_signal_text(interrupt)} — {name} changes nothing, so "
+                    "nothing needs restoring; run it again when you are ready"
+                ) from None
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+class StoppedError(click.ClickException):
+    """The user stopped a command; its message says what that left behind."""
+
+    exit_code = ExitCode.STOPPED
 
 
 def use_utf8_output() -> None:
@@ -190,13 +257,18 @@ def journal_dir_option(command: F) -> F:
     )(command)
 
 
-def confirm_change(question: str, yes: bool, review: str) -> None:
-    """Ask before changing hosts; refuse without a terminal unless ``--yes``."""
+def confirm_change(
+    question: str, yes: bool, review: str, *, change: str = "this changes the installation"
+) -> None:
+    """Ask before changing hosts; refuse without a terminal unless ``--yes``.
+
+    ``change`` says what would be done, for the refusal (e.g. which run a rollback undoes).
+    """
     if yes:
         return
     if not sys.stdin.isatty():
         raise InputError(
-            "this changes the installation and there is no terminal to confirm on",
+            f"{change} and there is no terminal to confirm on",
             f"review `{review}` first, then run again with --yes",
         )
     click.confirm(question, abort=True, err=True)
@@ -217,10 +289,11 @@ def journal_to_undo(
     return journal_module.latest_journal(journal_dir, host=host, kind=kind, undoable=True)
 
 
-def rollback_question(run: Journal) -> str:
-    """The confirmation question naming the run a rollback undoes."""
+def confirm_rollback(run: Journal, yes: bool, review: str) -> None:
+    """Ask before undoing ``run``, naming it (its host, start, outcome and journal)."""
     started = run.to_dict().get("started", "?")
-    return f"Roll back the run of {run.host} started {started} ({run.outcome}, {run.path.name})?"
+    subject = f"the run of {run.host} started {started} ({run.outcome}, {run.path.name})"
+    confirm_change(f"Roll back {subject}?", yes, review, change=f"rolling back {subject}")
 
 
 def progress_printer(as_json: bool) -> Callable[[str], None]:

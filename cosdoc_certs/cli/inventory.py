@@ -2,8 +2,9 @@
 
 ``check`` validates the file and lists each customer's hosts (no connection is made);
 ``status`` runs ``status`` on every customer's Windows server and SvarUT host at once and
-prints one line per customer (``--json`` for monitoring); the exit code follows the worst
-finding over the whole fleet, an unreachable host counting as a problem.
+prints one line per customer, or every consumer of those named with ``--customer``
+(``--json`` for monitoring); the exit code follows the worst finding over the whole fleet,
+an unreachable host counting as a problem.
 """
 
 from __future__ import annotations
@@ -71,7 +72,9 @@ def status_command(
 ) -> None:
     """The status of every customer at once: worst finding, SvarUT certificate, errors.
 
-    WinRM passwords come from each customer's password_env variable.
+    One line per customer; for the customers named with --customer, every consumer, what
+    each HTTPS binding and the SvarUT endpoint serve, and the findings. WinRM passwords come
+    from each customer's password_env variable.
     """
     loaded = load_inventory(inventory)
     chosen = [loaded.customer(name) for name in customers] or list(loaded.customers)
@@ -80,6 +83,8 @@ def status_command(
     results = [unusable[c.name] if c.name in unusable else next(read) for c in chosen]
     if as_json:
         echo_json([result.to_dict() for result in results])
+    elif customers:
+        click.echo("\n\n".join(result.to_text() for result in results))
     else:
         for result in results:
             click.echo(result.summary())

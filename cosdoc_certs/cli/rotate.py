@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from click.core import ParameterSource
 
 from cosdoc_certs import rotation
 from cosdoc_certs.certs import Role
 from cosdoc_certs.certs.providers import provider_from_option
 from cosdoc_certs.cli._common import (
     confirm_change,
+    confirm_rollback,
     echo_json,
     exit_code_for,
     journal_dir_option,
@@ -31,30 +31,20 @@ from cosdoc_certs.cli._common import (
     password_env_option,
     progress_printer,
     reports_errors,
-    rollback_question,
+    stops_without_changes,
 )
+from cosdoc_certs.cli._inventory_options import inventory_options, target_from_inventory
 from cosdoc_certs.cli._svarut_options import svarut_target_from, svarut_target_options
 from cosdoc_certs.cli._windows_options import connection_options, consumers_from, windows_options
 from cosdoc_certs.cli.inspect import load_bundle_asking_password
-from cosdoc_certs.errors import InputError
-from cosdoc_certs.inventory import load_inventory
 from cosdoc_certs.windows.verify import TlsAddress
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_INVENTORY_OPTIONS = (
-    click.option(
-        "--inventory",
-        type=click.Path(exists=True, dir_okay=False),
-        help=("An inventory TOML file (see docs/inventory.example.toml); use with --customer."),
-    ),
-    click.option("--customer", default=None, help="The customer in --inventory to rotate."),
-    click.option(
-        "--name",
-        default=None,
-        help="A name for the installation in journals "
-        "(default: the customer, else the Windows host).",
-    ),
+_NAME_OPTION = click.option(
+    "--name",
+    default=None,
+    help="A name for the installation in journals (default: the customer, else the Windows host).",
 )
 _TLS_OPTIONS = (
     click.option(
@@ -73,9 +63,7 @@ def _installation_options(command: F) -> F:
         command = option(command)
     command = svarut_target_options("svarut-", host_required=False)(command)
     command = windows_options(host_required=False)(command)
-    for option in reversed(_INVENTORY_OPTIONS):
-        command = option(command)
-    return command
+    return inventory_options(_NAME_OPTION(command))
 
 
 def _pfx_options(command: F) -> F:
@@ -133,12 +121,12 @@ def target_from_options(options: dict[str, Any]) -> rotation.Target:
     options.clear()
     inventory, customer = given.pop("inventory"), given.pop("customer")
     if inventory or customer:
-        return _from_inventory(inventory, customer, given)
+        return target_from_inventory(inventory, customer, given)
     server, svarut_host = given["server"], given["svarut_host"]
     if not server and not svarut_host:
-        raise InputError(
-            "no installation given",
-            "pass --host (and --svarut-host), or --inventory FILE --customer NAME",
+        raise click.UsageError(
+            "no installation given: pass --host (and --svarut-host), "
+            "or --inventory FILE --customer NAME"
         )
     consumers = consumers_from(given["deviations"])
     return rotation.Target(
@@ -150,34 +138,6 @@ def target_from_options(options: dict[str, Any]) -> rotation.Target:
     )
 
 
-_TLS_ENDPOINTS_HINT = (
-    'write tls_endpoints = { "IP:PORT" = "HOST:PORT" } in the customer\'s inventory entry instead'
-)
-
-
-def _from_inventory(
-    inventory: str | None, customer: str | None, given: dict[str, Any]
-) -> rotation.Target:
-    if not (inventory and customer):
-        raise InputError("--inventory and --customer go together", "pass both")
-    context = click.get_current_context()
-    stray = [
-        param.opts[0]
-        for param in context.command.params
-        if param.name in given
-        and context.get_parameter_source(param.name) not in (None, ParameterSource.DEFAULT)
-    ]
-    if stray:
-        raise InputError(
-            f"{stray[0]} cannot be combined with --inventory",
-            _TLS_ENDPOINTS_HINT
-            if stray[0] == "--tls-endpoint"
-            else "change the customer's entry in the inventory instead",
-        )
-    entry = load_inventory(inventory).customer(customer)
-    return rotation.Target.from_customer(entry)
-
-
 def _tls_address(pairs: tuple[str, ...]) -> TlsAddress | None:
     if not pairs:
         return None
@@ -185,9 +145,9 @@ def _tls_address(pairs: tuple[str, ...]) -> TlsAddress | None:
     for pair in pairs:
         binding, separator, address = pair.partition("=")
         if not separator or ":" not in binding or ":" not in address:
-            raise InputError(
-                f"--tls-endpoint {pair!r} is not IP:PORT=HOST:PORT",
-                "e.g. --tls-endpoint 10.0.0.5:443=127.0.0.1:44301",
+            raise click.UsageError(
+                f"--tls-endpoint {pair!r} is not IP:PORT=HOST:PORT "
+                "(e.g. --tls-endpoint 10.0.0.5:443=127.0.0.1:44301)"
             )
         mapping[binding] = address
     return rotation.endpoint_map(mapping)
@@ -197,6 +157,7 @@ def _tls_address(pairs: tuple[str, ...]) -> TlsAddress | None:
 @_installation_options
 @_pfx_options
 @json_option
+@stops_without_changes("plan")
 @reports_errors
 def plan_command(
     pfx_files: tuple[Path, ...],
@@ -277,6 +238,7 @@ def apply_command(
 @_installation_options
 @_journal_options
 @json_option
+@stops_without_changes("verify")
 @reports_errors
 def verify_command(
     journal: Path | None, journal_dir: Path | None, as_json: bool, **options: Any
@@ -320,7 +282,7 @@ def rollback_command(
     """
     target = target_from_options(options)
     run = journal_to_undo(journal, journal_dir, host=target.name, kind=rotation.JOURNAL_KIND)
-    confirm_change(rollback_question(run), yes, "cosdoc-certs verify")
+    confirm_rollback(run, yes, "cosdoc-certs verify")
     result = rotation.rollback(target, run, progress=progress_printer(as_json))
     if as_json:
         echo_json(result.to_dict())

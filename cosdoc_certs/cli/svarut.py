@@ -17,6 +17,7 @@ import click
 from cosdoc_certs.cli._common import (
     OrderedGroup,
     confirm_change,
+    confirm_rollback,
     echo_json,
     exit_code_for,
     journal_dir_option,
@@ -25,7 +26,6 @@ from cosdoc_certs.cli._common import (
     password_env_option,
     progress_printer,
     reports_errors,
-    rollback_question,
 )
 from cosdoc_certs.cli._svarut_options import svarut_target_from, svarut_target_options
 from cosdoc_certs.cli.inspect import load_bundle_asking_password
@@ -189,7 +189,7 @@ def rollback_command(
     """Undo an apply: point prod.env back, remove the new files, restart, verify the old cert."""
     target = svarut_target_from(options)
     run = journal_to_undo(journal, journal_dir, host=target.ssh.host, kind=SVARUT_JOURNAL_KIND)
-    confirm_change(rollback_question(run), yes, "cosdoc-certs svarut verify")
+    confirm_rollback(run, yes, "cosdoc-certs svarut verify")
     result = rollback(target, run, progress=progress_printer(as_json))
     if as_json:
         echo_json(result.to_dict())

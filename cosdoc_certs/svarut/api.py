@@ -175,7 +175,7 @@ def _journal_for(
     if run.host != target.ssh.host:
         raise InputError(
             f"{run.path} is the journal of {run.host}, not {target.ssh.host}",
-            f"run rollback with --host {run.host}",
+            f"roll back with the target of {run.host} (`SshOptions.host`)",
         )
     return run
 

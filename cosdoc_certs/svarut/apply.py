@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from cosdoc_certs.display import Displayed
-from cosdoc_certs.errors import ApplyError, CosDocCertsError, InputError, RemoteError
+from cosdoc_certs.errors import ApplyError, InputError, RemoteError, problem_of
 from cosdoc_certs.journal import Journal, Outcome, StepStatus
 from cosdoc_certs.svarut.connection import ConnectionLostError, HostConnection
 from cosdoc_certs.svarut.gather import Endpoint, compose_argv, read_containers, read_file
@@ -295,7 +295,7 @@ async def _roll_back(
     restart_timeout: float,
 ) -> tuple[HostConnection, BaseException]:
     """Undo after ``error``; return the connection and what to raise (ApplyError or ``error``)."""
-    problem = error.problem if isinstance(error, CosDocCertsError) else str(error) or repr(error)
+    problem = problem_of(error)
     say(f"failed: {problem} — rolling back")
     try:
         connection = await _usable(connection, connector)

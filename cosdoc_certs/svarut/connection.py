@@ -143,27 +143,33 @@ class HostConnection(Protocol):
 def _connect_error(options: SshOptions, error: BaseException) -> RemoteError:
     """One clear line for each way a connection attempt fails."""
     if isinstance(error, asyncssh.HostKeyNotVerifiable):
-        source = (
-            "the pinned key"
-            if options.pinned_host_key
-            else (options.known_hosts or "~/.ssh/known_hosts")
-        )
         return RemoteError(
-            f"the host key of {options.host}:{options.port} does not match {source}",
+            f"the host key of {options.host}:{options.port} {_untrusted_because(options)}",
             "check the host key fingerprint with the host's administrator, then add it to "
-            "known_hosts (ssh-keyscan) or pin it with --host-key",
+            "known_hosts (ssh-keyscan) or pin it (`SshOptions.pinned_host_key`)",
         )
     if isinstance(error, asyncssh.PermissionDenied):
         return RemoteError(
             f"{options.host}:{options.port} refused the SSH login of "
             f"{options.username or 'the current user'}",
-            "check --user and that your key (file or ssh-agent) is in the user's authorized_keys",
+            "check `SshOptions.username` and that your key (file or ssh-agent) is in the "
+            "user's authorized_keys",
         )
     reason = str(error) or type(error).__name__
     return RemoteError(
         f"cannot connect to {options.label}: {reason}",
         "check the host name, the port and that sshd runs and lets you in",
     )
+
+
+def _untrusted_because(options: SshOptions) -> str:
+    """Why the host key was not trusted: a pinned key differs, or known_hosts lacks it."""
+    if options.pinned_host_key:
+        return "does not match the pinned key"
+    known_hosts = options.known_hosts or "~/.ssh/known_hosts"
+    if not Path(known_hosts).expanduser().is_file():
+        return f"cannot be checked: there is no known_hosts file {known_hosts}"
+    return f"is not in {known_hosts} or does not match the key there"
 
 
 def _jump_options(options: SshOptions) -> SshOptions | None:
@@ -208,13 +214,13 @@ async def _open(
     except asyncssh.KeyImportError as error:
         raise InputError(
             f"cannot use the SSH private key for {options.label}: {error}",
-            "give an unencrypted OpenSSH/PEM private key with --identity, or leave it out "
+            "give an unencrypted OpenSSH/PEM private key (`SshOptions.client_keys`), or none "
             "to use ssh-agent and ~/.ssh",
         ) from None
     except UnicodeDecodeError:
         raise InputError(
             f"the known_hosts file {options.known_hosts} is not a text file",
-            "give an OpenSSH known_hosts file, or pin the key with --host-key",
+            "give an OpenSSH known_hosts file, or pin the key (`SshOptions.pinned_host_key`)",
         ) from None
 
 

@@ -18,6 +18,7 @@ import ipaddress
 import json
 import logging
 import re
+import ssl
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -183,7 +184,7 @@ def _check_ca_bundle(path: str) -> None:
     except OSError as error:
         raise InputError(
             f"cannot read the CA bundle {path} ({error.strerror})",
-            "check the --ca-bundle path",
+            "check the path (`ConnectionOptions.ca_bundle`)",
         ) from None
     try:
         x509.load_pem_x509_certificates(data)
@@ -203,8 +204,8 @@ def _tls_error(address: str, error: requests.exceptions.SSLError) -> HostUnreach
             "check --port (WinRM HTTPS is 5986); for an HTTP listener pass --http",
         )
     return HostUnreachableError(
-        f"the TLS certificate of {address} is not trusted ({_reason(error)})",
-        "pass --ca-bundle with the CA that issued the WinRM certificate, "
+        f"the TLS certificate of {address} is not trusted ({_verify_failure(error)})",
+        "give the CA that issued the WinRM certificate (`ConnectionOptions.ca_bundle`), "
         "and connect with the name the certificate was issued to",
     )
 
@@ -452,9 +453,33 @@ def _connection_reason(error: requests.exceptions.ConnectionError) -> str:
     return _reason(error)
 
 
-def _reason(error: Exception) -> str:
+def _verify_failure(error: BaseException) -> str:
+    """What the TLS check said (``self-signed certificate in certificate chain``...).
+
+    requests wraps it three deep (SSLError, MaxRetryError, urllib3's SSLError): the
+    innermost :class:`ssl.SSLCertVerificationError` is looked for through their ``reason``,
+    ``args`` and causes.
+    """
+    seen: list[BaseException] = []
+    pending: list[object] = [error]
+    while pending:
+        current = pending.pop()
+        if not isinstance(current, BaseException) or current in seen:
+            continue
+        seen.append(current)
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return str(current.verify_message or current.reason)
+        pending += [getattr(current, "reason", None), *current.args]
+        pending += [current.__cause__, current.__context__]
+    return _reason(error)
+
+
+def _reason(error: BaseException) -> str:
+    """The error's text on one line, cut at a word (not mid-word) past 200 characters."""
     text = " ".join(str(error).split())
-    return text[:200]
+    if len(text) <= 200:
+        return text
+    return text[:200].rsplit(" ", 1)[0] + " …"
 
 
 def _is_loopback(server: str) -> bool:

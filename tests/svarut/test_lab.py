@@ -390,8 +390,20 @@ def test_unknown_host_with_known_hosts_file(lab: LabSvarutHost, tmp_path: Path) 
     known = tmp_path / "known_hosts"
     known.write_text("")
     target = lab.target(ssh=lab.ssh_options(pinned_host_key=None, known_hosts=str(known)))
-    with pytest.raises(RemoteError, match=f"does not match {known}"):
+    with pytest.raises(RemoteError, match=f"is not in {known} or does not match the key there"):
         svarut.status(target)
+
+
+def test_no_known_hosts_file_is_said_so_not_a_mismatch(
+    lab: LabSvarutHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.ssh/known_hosts
+    target = lab.target(ssh=lab.ssh_options(pinned_host_key=None))
+    with pytest.raises(RemoteError) as raised:
+        svarut.status(target)
+    assert "does not match" not in raised.value.problem
+    assert "no known_hosts file" in raised.value.problem
+    assert "ssh-keyscan" in raised.value.hint
 
 
 def test_refused_login(lab: LabSvarutHost, tmp_path: Path) -> None:
