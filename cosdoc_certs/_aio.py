@@ -2,7 +2,10 @@
 
 Jupyter already runs an event loop in the main thread, where ``asyncio.run`` refuses to
 start; :func:`run_sync` then runs the coroutine on a fresh loop in a worker thread.
-:func:`synchronous` makes the plain twin of an ``..._async`` function with it.
+:func:`synchronous` makes the plain twin of an ``..._async`` function with it; an expected
+error (:class:`~cosdoc_certs.errors.CosDocCertsError`) leaves it with a short traceback —
+the caller's line, not the event loop's and the worker thread's frames, nor the chain of
+library exceptions its message already sums up (logged at DEBUG).
 """
 
 from __future__ import annotations
@@ -10,8 +13,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
+
+from cosdoc_certs.errors import CosDocCertsError
+
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -34,7 +42,11 @@ def synchronous(
 
     @functools.wraps(function)
     def call(*args: P.args, **kwargs: P.kwargs) -> T:
-        return run_sync(function(*args, **kwargs))
+        try:
+            return run_sync(function(*args, **kwargs))
+        except CosDocCertsError as error:
+            logger.debug("%s failed", call.__name__, exc_info=error)
+            raise error.with_traceback(None) from None
 
     call.__name__ = name or function.__name__.removesuffix("_async")
     call.__qualname__ = call.__name__

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.kernel import run_cells, text_of
+from tests.kernel import execute, notebook_of, run_cells, text_of
 
 _LAB = """
 from cosdoc_certs import Lab, lab_target
@@ -61,3 +61,27 @@ def test_status_many_leaves_the_notebook_loops_executor_alone(tmp_path: Path) ->
         tmp_path,
     )
     assert text_of(outputs[1]).strip() == "True [True, True]"
+
+
+def test_an_expected_apply_error_shows_a_short_traceback(tmp_path: Path) -> None:
+    notebook = notebook_of(
+        [
+            _LAB,
+            "from cosdoc_certs import apply_rotation, load_bundle, plan_rotation\n"
+            "bundle = load_bundle([info.pfx_files['pair'], info.pfx_files['ssl']], "
+            "info.pfx_password)\n"
+            "rplan = plan_rotation(target, bundle)\n"
+            "lab.faults.fail_pipeline('apply', 'Access is denied')",
+            "apply_rotation(rplan)",
+            "lab.stop()",
+        ]
+    )
+    notebook.cells[2].metadata["tags"] = ["raises-exception"]
+    outputs = execute(notebook, tmp_path).cells[2].outputs
+    (error,) = [output for output in outputs if output["output_type"] == "error"]
+    assert error["ename"] == "ApplyError"
+    frames = "\n".join(error["traceback"])
+    assert "concurrent" not in frames
+    assert "asyncio" not in frames
+    assert "The above exception was the direct cause" not in frames
+    assert len(error["traceback"]) <= 6, frames
