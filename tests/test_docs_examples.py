@@ -359,6 +359,7 @@ _NOT_OURS = {
     "--runs": "a benchmark script",
     "--env-file": "docker compose",
     "--format": "docker compose ps",
+    "--config-settings": "pip (editable install mode)",
 }
 _COMMANDS = (
     (),
