@@ -78,8 +78,8 @@ class StatusReport(Displayed):
             "consumers": [status.to_dict(self.now) for status in self.consumers],
         }
 
-    def render(self, width: int = 120) -> str:
-        """The report as text: a table per consumer, then its findings."""
+    def render(self, width: int = 160) -> str:
+        """The report as text: a table per consumer, then its findings (thumbprints unbroken)."""
         buffer = io.StringIO()
         console = Console(  # never Jupyter's display: the text goes to the buffer, in one piece
             file=buffer, width=width, force_terminal=False, force_jupyter=False, color_system=None

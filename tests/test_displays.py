@@ -108,3 +108,14 @@ def test_a_rotation_result_shows_hosts_timings_changes_verification_and_journals
 def test_a_svarut_run_result_shows_itself(held: dict[str, Any]) -> None:
     assert isinstance(held["svarut result"], svarut.RunResult)
     assert "journal" in held["svarut result"]._repr_html_()
+
+
+def test_texts_keep_thumbprints_whole(held: dict[str, Any]) -> None:
+    report = held["windows status"]
+    text = str(report)
+    for status in report.consumers:
+        for use in status.uses:
+            if use.thumbprint:
+                assert use.thumbprint in text
+    bundle = held["bundle"]
+    assert all(info.thumbprint in bundle.to_text() for info in bundle)
