@@ -29,6 +29,7 @@ from cryptography.x509.oid import NameOID
 from terminal import Terminal
 
 from cosdoc_certs.cli import main
+from cosdoc_certs.cli._common import OPTION_FOR_PARAMETER
 from cosdoc_certs.journal import Journal, Outcome
 from cosdoc_certs.lab.runner import ConnectionInfo, Lab, SvarutInfo
 
@@ -123,6 +124,7 @@ def _assert_one_clear_line(result: Result, case: Case) -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert case.message in lines[0], lines[0]
+    assert not [word for word in OPTION_FOR_PARAMETER if word in lines[0]], lines[0]
     assert " — " in lines[0] or lines[0].startswith("error: "), lines[0]
 
 

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from cosdoc_certs import (
+    InputError,
     Lab,
+    PasswordRequiredError,
     Target,
     apply_rotation,
     installation_status,
@@ -49,3 +51,16 @@ def test_a_lab_targets_journals_stay_in_the_lab(
     assert result.journal_path.parent == info.journal_dir
     assert rollback_rotation(target).journal_path == result.journal_path  # found there
     assert not elsewhere.exists()
+
+
+def test_library_errors_name_its_parameters_not_cli_options(lab: Lab) -> None:
+    info = lab.connection_info()
+    with pytest.raises(PasswordRequiredError) as no_password:
+        load_bundle([info.pfx_files["ssl"]])
+    assert "`password`" in no_password.value.hint
+    assert "--" not in str(no_password.value)
+    assert "asked" not in str(no_password.value)
+    with pytest.raises(InputError) as no_run:
+        rollback_rotation(lab_target(info))  # nothing was applied: no run to undo
+    assert "`journal`" in no_run.value.hint
+    assert "--" not in str(no_run.value)

@@ -398,9 +398,11 @@ class CertificateBundle(Displayed):
         }
 
     def __repr__(self) -> str:
-        roles = ", ".join(str(info.role or "?") for info in self.certificates)
+        leaves = ", ".join(
+            f"{info.role or '?'} {info.issued_to or info.subject}" for info in self.certificates
+        )
         return (
-            f"<CertificateBundle {len(self.certificates)} certificate(s) ({roles}), "
+            f"<CertificateBundle {len(self.certificates)} certificate(s): {leaves}; "
             f"{len(self.chain)} in chain, {len(self.findings)} finding(s)>"
         )
 

@@ -69,7 +69,7 @@ def exit_code_for(severity: Severity | None) -> ExitCode:
 
 # The library's errors name its parameters in backquotes; the command line's words for them.
 # An SSH host's option is spelt with the `--svarut-` prefix where the command has one (rotate).
-_OPTION_FOR_PARAMETER = {
+OPTION_FOR_PARAMETER = {
     "`password`": "--password-env VAR, or answer the password question",
     "`journal`": "--journal PATH",
     "`journal_dir`": "--journal-dir DIR",
@@ -89,7 +89,7 @@ _OPTION_FOR_PARAMETER = {
 
 def in_cli_words(message: str) -> str:
     """``message`` with each library parameter it names replaced by this command's option."""
-    for parameter, option in _OPTION_FOR_PARAMETER.items():
+    for parameter, option in OPTION_FOR_PARAMETER.items():
         if parameter in message:
             ssh_host = parameter.startswith(("`SshOptions.", "`SvarutTarget."))
             message = message.replace(parameter, _svarut_prefixed(option) if ssh_host else option)
