@@ -7,7 +7,6 @@ that may hold connection strings).
 
 from __future__ import annotations
 
-import asyncio
 import re
 
 # ``Password=…``/``Pwd=…`` in connection strings, env lines and JSON, as remote output may echo them
@@ -43,6 +42,8 @@ def problem_of(error: BaseException) -> str:
         return error.problem
     if isinstance(error, KeyboardInterrupt):  # SignalReceived's text names its signal
         return f"stopped by {error}" if str(error) else "stopped by Ctrl+C (SIGINT)"
+    import asyncio  # here: the CLI's start does not load asyncio (it is loaded if cancelled)
+
     if isinstance(error, asyncio.CancelledError):
         return "stopped before it finished (the run was cancelled)"
     return str(error) or type(error).__name__
