@@ -37,6 +37,7 @@ from cosdoc_certs.cli._inventory_options import inventory_options, target_from_i
 from cosdoc_certs.cli._svarut_options import svarut_target_from, svarut_target_options
 from cosdoc_certs.cli._windows_options import connection_options, consumers_from, windows_options
 from cosdoc_certs.cli.inspect import load_bundle_asking_password
+from cosdoc_certs.errors import InputError
 from cosdoc_certs.windows.verify import TlsAddress
 
 F = TypeVar("F", bound=Callable[..., Any])
