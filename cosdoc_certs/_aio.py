@@ -35,6 +35,27 @@ def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
         return pool.submit(asyncio.run, coroutine).result()
 
 
+def short_errors(
+    function: Callable[P, Coroutine[Any, Any, T]],
+) -> Callable[P, Coroutine[Any, Any, T]]:
+    """``function`` whose expected errors reach the caller with a short traceback.
+
+    For the public ``..._async`` calls: an awaited :class:`CosDocCertsError` shows the
+    caller's line, not every engine frame it passed and the library exceptions its message
+    already sums up (those are logged at DEBUG).
+    """
+
+    @functools.wraps(function)
+    async def call(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await function(*args, **kwargs)
+        except CosDocCertsError as error:
+            logger.debug("%s failed", function.__name__, exc_info=error)
+            raise error.with_traceback(None) from None
+
+    return call
+
+
 def synchronous(
     function: Callable[P, Coroutine[Any, Any, T]], name: str | None = None
 ) -> Callable[P, T]:

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from cosdoc_certs import svarut
-from cosdoc_certs._aio import synchronous
+from cosdoc_certs._aio import short_errors, synchronous
 from cosdoc_certs._signals import StopRequest, stop_on_signals
 from cosdoc_certs.certs import CertificateBundle, Role
 from cosdoc_certs.consumers import COSDOC_CATALOG, Consumer, SvarutConsumer
@@ -268,6 +268,7 @@ class RotationPlan(Displayed):
         return self.plan._repr_html_()
 
 
+@short_errors
 async def plan_async(
     target: Target,
     bundle: CertificateBundle,
@@ -425,6 +426,7 @@ class RotationResult(Displayed):
         )
 
 
+@short_errors
 async def apply_async(
     rplan: RotationPlan,
     *,
@@ -702,6 +704,7 @@ class RotationVerifyReport(Displayed):
         return "<div>" + "".join(parts) + "</div>"
 
 
+@short_errors
 async def verify_async(
     target: Target,
     run: RotationPlan | Journal | Path | str | None = None,
@@ -742,6 +745,7 @@ def _verify_windows(target: Target, windows_plan: Plan) -> WindowsVerifyReport:
 # -- rollback --------------------------------------------------------------------------------
 
 
+@short_errors
 async def rollback_async(
     target: Target,
     journal: Journal | Path | str | None = None,
@@ -939,6 +943,7 @@ class InstallationStatus(Displayed):
         )
 
 
+@short_errors
 async def installation_status_async(
     target: Target, *, warn_days: int = DEFAULT_WARN_DAYS
 ) -> InstallationStatus:
@@ -964,6 +969,7 @@ async def installation_status_async(
     )
 
 
+@short_errors
 async def status_many_async(
     targets: Sequence[Target], *, warn_days: int = DEFAULT_WARN_DAYS
 ) -> list[InstallationStatus]:

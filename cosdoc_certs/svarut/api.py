@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-from cosdoc_certs._aio import synchronous
+from cosdoc_certs._aio import short_errors, synchronous
 from cosdoc_certs._signals import guarded
 from cosdoc_certs.certs.load import load_bundle
 from cosdoc_certs.errors import InputError
@@ -94,6 +94,7 @@ async def _with_connection(target: SvarutTarget) -> tuple[HostConnection, Svarut
     return connection, facts
 
 
+@short_errors
 async def status_async(target: SvarutTarget) -> SvarutFacts:
     """Gather the host's facts: layout, prod.env names, current and served certificate."""
     connection, facts = await _with_connection(target)
@@ -101,6 +102,7 @@ async def status_async(target: SvarutTarget) -> SvarutFacts:
     return facts
 
 
+@short_errors
 async def plan_async(
     target: SvarutTarget, new: NewCertificate, *, today: date | None = None
 ) -> SvarutPlan:
@@ -108,6 +110,7 @@ async def plan_async(
     return plan_rotation(await status_async(target), new, today=today)
 
 
+@short_errors
 async def apply_async(
     target: SvarutTarget,
     splan: SvarutPlan,
@@ -131,12 +134,14 @@ async def apply_async(
     )
 
 
+@short_errors
 async def verify_async(target: SvarutTarget, expected_thumbprint: str | None) -> VerifyReport:
     """Gather again and check what is served, running and configured."""
     expected = normalize_thumbprint(expected_thumbprint) if expected_thumbprint else None
     return check_facts(await status_async(target), expected)
 
 
+@short_errors
 async def rollback_async(
     target: SvarutTarget,
     journal: Journal | Path | str | None = None,
