@@ -246,20 +246,18 @@ async def plan_async(
     ``key_providers`` overrides the Windows key provider chosen for a role's new key
     (``{Role.SIGNING: "Microsoft Enhanced RSA and AES Cryptographic Provider"}``).
     """
+    reason = _svarut_left_alone(target, bundle)
+    # Checked before any coroutine exists: a bundle without the SSL key raises here.
+    new_ssl = svarut.NewCertificate.from_bundle(bundle) if target.svarut and not reason else None
+    svarut_plan = (
+        svarut.plan_async(target.svarut, new_ssl, today=now.date() if now else None)
+        if target.svarut and new_ssl is not None
+        else _none()
+    )
     windows = (
         _in_thread(_plan_windows, target, bundle, now, key_providers)
         if target.windows
         else _no_windows()
-    )
-    reason = _svarut_left_alone(target, bundle)
-    svarut_plan = (
-        svarut.plan_async(
-            target.svarut,
-            svarut.NewCertificate.from_bundle(bundle),
-            today=now.date() if now else None,
-        )
-        if target.svarut and reason is None
-        else _none()
     )
     (windows_plan, facts), splan = await asyncio.gather(windows, svarut_plan)
     host = target.svarut.ssh.host if target.svarut else "(no SvarUT host)"

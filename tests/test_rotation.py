@@ -8,10 +8,13 @@ container exit after ``up -d``).
 
 from __future__ import annotations
 
+import gc
 import json
+import warnings
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from cosdoc_certs import rotation
 from cosdoc_certs.certs import CertificateBundle, load_bundle
@@ -217,3 +220,18 @@ def test_rollback_without_journal_skips_runs_that_changed_nothing(
     assert before.differences(rotation.installation_status(target)) == []
     with pytest.raises(InputError, match="no run to roll back"):
         rotation.rollback(target, journal_dir=tmp_path)  # the rotation is undone already
+
+
+def test_plan_refuses_a_certificate_without_its_key_and_leaves_no_coroutine_behind(
+    lab: Lab, target: rotation.Target, bundle: CertificateBundle, tmp_path: Path
+) -> None:
+    assert bundle.ssl is not None
+    pem = tmp_path / "ssl.pem"
+    pem.write_bytes(bundle.ssl.certificate.public_bytes(serialization.Encoding.PEM))
+    without_key = load_bundle([pem])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(InputError):
+            rotation.plan(target, without_key)
+        gc.collect()
+    assert [str(w.message) for w in caught if w.category is RuntimeWarning] == []
