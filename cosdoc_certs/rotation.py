@@ -46,13 +46,11 @@ from cosdoc_certs.errors import ApplyError, CosDocCertsError, InputError
 from cosdoc_certs.facts import WindowsFacts
 from cosdoc_certs.findings import DEFAULT_WARN_DAYS, Severity, worst
 from cosdoc_certs.inventory import Customer
-from cosdoc_certs.journal import Journal, Outcome, StepStatus, find_journals, latest_journal
+from cosdoc_certs.journal import Journal, Outcome, ParentStep, StepStatus, latest_journal
 from cosdoc_certs.plan import Change, Plan
 from cosdoc_certs.status import StatusReport, gather, status
-from cosdoc_certs.svarut.apply import JOURNAL_KIND as SVARUT_JOURNAL_KIND
 from cosdoc_certs.svarut.planning import CONSUMER as SVARUT_CONSUMER
 from cosdoc_certs.tls import fetch_certificate
-from cosdoc_certs.windows.apply import JOURNAL_KIND as WINDOWS_JOURNAL_KIND
 from cosdoc_certs.windows.apply import WindowsApplyResult, apply_windows, rollback_windows
 from cosdoc_certs.windows.connection import (
     ConnectionOptions,
@@ -379,6 +377,9 @@ async def _apply_phases(
     svarut_result = None
     if rplan.svarut is not None:
         svarut_result = await _svarut_phase(rplan, journal, journal_dir, say, windows_result, stop)
+    if stop.requested:  # the signal came after the last phase: undo it all the same
+        await _stop_after_phases(target, journal, say)
+        stop.raise_if_requested()
     message = _applied_message(windows_result, svarut_result)
     outcome = Outcome.APPLIED if _changed(windows_result, svarut_result) else Outcome.NOTHING_TO_DO
     journal.finish(outcome, message)
@@ -391,6 +392,17 @@ async def _apply_phases(
         message,
         time.perf_counter() - started,
     )
+
+
+async def _stop_after_phases(target: Target, journal: Journal, say: Progress) -> None:
+    """Roll back every host the finished phases changed, after a stop request."""
+    say("stop requested: rolling back every host this run changed")
+    try:
+        await _undo_run(target, journal, say)
+    except Exception as error:
+        journal.finish(Outcome.ROLLBACK_FAILED, f"stopped; rollback: {_problem(error)}")
+        raise
+    journal.finish(Outcome.ROLLED_BACK, "stopped by a signal after the last phase")
 
 
 def _changed(
@@ -435,12 +447,12 @@ async def _windows_phase(
                 consumers=target.consumers,
                 journal_dir=journal_dir,
                 progress=windows_say,
+                parent=ParentStep(journal, step),
             )
 
     try:
         result = await _in_thread(run)
     except BaseException as error:
-        _link_child(journal, step, journal_dir, WINDOWS_JOURNAL_KIND, target.windows_host)
         _finish_failed(journal, step, error, "the SvarUT host was not touched")
         raise
     journal.mark(step, StepStatus.DONE, journal=str(result.journal_path))
@@ -462,11 +474,14 @@ async def _svarut_phase(
     try:
         result = await stop.guard(
             svarut.apply_async(
-                target.svarut, splan, journal_dir=journal_dir, progress=_prefixed("SvarUT", say)
+                target.svarut,
+                splan,
+                journal_dir=journal_dir,
+                progress=_prefixed("SvarUT", say),
+                parent=ParentStep(journal, step),
             )
         )
     except BaseException as error:
-        _link_child(journal, step, journal_dir, SVARUT_JOURNAL_KIND, target.svarut.ssh.host)
         if windows_result is None:
             _finish_failed(journal, step, error, "the Windows server was not changed")
             raise
@@ -519,19 +534,6 @@ async def _undo_windows_after(
         f"{rplan.target.name}: SvarUT failed, so both hosts were rolled back: {problem}",
         f"fix the cause and run apply again (run {journal.path.stem})",
     )
-
-
-def _link_child(
-    journal: Journal, step: int, journal_dir: Path | None, kind: str, host: str | None
-) -> None:
-    """Record in ``step`` the journal a failed host engine wrote during this run, if any."""
-    written = [
-        path
-        for path in find_journals(journal_dir, host=host, kind=kind)
-        if path.name > journal.path.name  # names start with their start time
-    ]
-    if written:
-        journal.mark(step, StepStatus.REGISTERED, journal=str(written[-1]))
 
 
 def _finish_failed(journal: Journal, step: int, error: BaseException, untouched: str) -> None:
@@ -657,13 +659,8 @@ async def rollback_async(
     say = progress or _quiet
     started = time.perf_counter()
     run = _journal_for(target, journal, journal_dir, undoable=True)
-    results: dict[str, Any] = {}
     try:
-        for step in run.steps_to_undo():  # latest first: SvarUT, then Windows
-            child = _child_to_undo(step)
-            if child is not None:
-                results[step["name"]] = await _undo_child(target, step["name"], child, say)
-            run.mark(step["index"], StepStatus.UNDONE)
+        results = await _undo_run(target, run, say)
     except Exception as error:
         run.finish(Outcome.ROLLBACK_FAILED, f"rollback: {_problem(error)}")
         raise
@@ -678,6 +675,21 @@ async def rollback_async(
         message,
         time.perf_counter() - started,
     )
+
+
+async def _undo_run(target: Target, run: Journal, say: Progress) -> dict[str, Any]:
+    """Undo each host the run journal leads to, SvarUT first; each host's result by name.
+
+    Each step is marked undone once its host is restored, so a rollback that is interrupted
+    (or fails) can be run again and goes on where it stopped.
+    """
+    results: dict[str, Any] = {}
+    for step in run.steps_to_undo():  # latest first: SvarUT, then Windows
+        child = _child_to_undo(step)
+        if child is not None:
+            results[step["name"]] = await _undo_child(target, step["name"], child, say)
+        run.mark(step["index"], StepStatus.UNDONE)
+    return results
 
 
 def _child_to_undo(step: Mapping[str, Any]) -> Journal | None:

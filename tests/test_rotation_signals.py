@@ -189,3 +189,105 @@ def test_keyboard_interrupt_raised_during_the_svarut_phase_restores_both_hosts(
         ("windows", "undone"),
         ("svarut", "failed"),
     ]
+
+
+def test_sigint_after_the_svarut_phase_still_restores_both_hosts_then_stops(
+    lab: Lab, tmp_path: Path
+) -> None:
+    target = rotation.lab_target(lab.connection_info(), name="testkommune")
+    info = lab.connection_info()
+    bundle = load_bundle([info.pfx_files["pair"], info.pfx_files["ssl"]], info.pfx_password)
+    before = rotation.installation_status(target)
+
+    def interrupt_after_svarut(message: str) -> None:
+        if message.startswith("SvarUT: done"):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(SignalReceived, match="SIGINT"):
+        rotation.apply(
+            rotation.plan(target, bundle), journal_dir=tmp_path, progress=interrupt_after_svarut
+        )
+    assert before.differences(rotation.installation_status(target)) == []
+    (run,) = _journals(tmp_path, "rotation")
+    assert run.outcome is Outcome.ROLLED_BACK
+    assert {step["status"] for step in run.steps} == {"undone"}
+
+
+def _kill_apply_at(lab: Lab, journals: Path, line: str) -> str:
+    """Start ``cosdoc-certs apply``, SIGKILL it when stderr shows ``line``; its stderr."""
+    info = lab.connection_info()
+    environment = {
+        **os.environ,
+        WINRM_PASSWORD_ENV: info.password,
+        PFX_PASSWORD_ENV: info.pfx_password,
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cosdoc_certs", *_apply_arguments(lab, journals)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment,
+    )
+    try:
+        read = _wait_for_line(process, line)
+        process.kill()
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == -signal.SIGKILL
+    return "".join(read)
+
+
+def _rollback(lab: Lab, journals: Path) -> subprocess.CompletedProcess[str]:
+    info = lab.connection_info()
+    assert info.svarut is not None
+    arguments = [
+        a
+        for a in _apply_arguments(lab, journals)
+        if a not in ("apply", "--pfx", "--password-env", PFX_PASSWORD_ENV)
+        and a not in (str(info.pfx_files["pair"]), str(info.pfx_files["ssl"]))
+    ]
+    return subprocess.run(
+        [sys.executable, "-m", "cosdoc_certs", "rollback", "--yes", *arguments],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env={**os.environ, WINRM_PASSWORD_ENV: info.password},
+        timeout=120,
+        check=False,
+    )
+
+
+def _staging_folders(lab: Lab) -> list[str]:
+    """The staging folders in the lab SvarUT host's /tmp."""
+    assert lab.svarut is not None
+    return sorted(p.name for p in (lab.svarut.sandbox / "tmp").glob("cosdoc-certs-*"))
+
+
+@pytest.mark.parametrize(
+    "line", ["Windows: applying", "SvarUT: installing", "SvarUT: restarting"]
+)
+def test_rollback_after_kill_9_restores_both_hosts_and_removes_the_staged_key(
+    lab: Lab, tmp_path: Path, line: str
+) -> None:
+    before = _state(lab)
+    staging_before = _staging_folders(lab)
+    journals = tmp_path / "journals"
+    if line.startswith("Windows"):
+        lab.faults.slow_pipeline("apply", SLOW_APPLY_SECONDS)  # killed while the server works
+    _kill_apply_at(lab, journals, line)
+    lab.faults.clear()
+    rolled = _rollback(lab, journals)
+    assert rolled.returncode == 0, rolled.stderr
+    assert "nothing left to undo" not in rolled.stdout + rolled.stderr
+    assert "Traceback" not in rolled.stderr
+    assert before.differences(_state(lab)) == []
+    assert _staging_folders(lab) == staging_before
+    (run,) = _journals(journals, "rotation")
+    assert run.outcome is Outcome.ROLLED_BACK
+    again = _rollback(lab, journals)  # nothing is left: a second rollback finds no run
+    assert again.returncode != 0
+    assert before.differences(_state(lab)) == []

@@ -28,14 +28,23 @@ from pathlib import Path
 from typing import Any
 
 from cosdoc_certs.errors import ApplyError, CosDocCertsError, InputError, RemoteError
-from cosdoc_certs.journal import Journal, Outcome, StepStatus
+from cosdoc_certs.journal import Journal, Outcome, ParentStep, StepStatus, find_journals
 from cosdoc_certs.svarut.connection import ConnectionLostError, HostConnection
 from cosdoc_certs.svarut.gather import Endpoint, compose_argv, read_containers, read_file
 from cosdoc_certs.svarut.layout import Layout
 from cosdoc_certs.svarut.planning import SvarutPlan
 from cosdoc_certs.tls import ServedCertificate, fetch_certificate_async
 
-__all__ = ["Connector", "Progress", "RunResult", "apply_plan", "restart", "undo", "wait_serving"]
+__all__ = [
+    "Connector",
+    "Progress",
+    "RunResult",
+    "apply_plan",
+    "remove_crashed_staging",
+    "restart",
+    "undo",
+    "wait_serving",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -169,8 +178,13 @@ async def apply_plan(
     progress: Progress | None = None,
     restart_timeout: float = 60.0,
     staging_parent: str = STAGING_PARENT,
+    parent: ParentStep | None = None,
 ) -> RunResult:
-    """Execute ``splan`` on its host; on any failure undo it and raise :class:`ApplyError`."""
+    """Execute ``splan`` on its host; on any failure undo it and raise :class:`ApplyError`.
+
+    First the staging folders of this host's runs that crashed (their process is gone) are
+    removed: they may hold a plaintext key.
+    """
     say = progress or _quiet
     facts = splan.facts
     old = facts.served_thumbprint or facts.current_thumbprint
@@ -182,6 +196,7 @@ async def apply_plan(
         new_thumbprint=splan.new.thumbprint,
         directory=journal_dir,
         context=_journal_context(splan, staging_parent),
+        parent=parent,
     )
     if splan.is_empty:
         reason = splan.plan.noops[0].noop_reason if splan.plan.noops else None
@@ -190,6 +205,7 @@ async def apply_plan(
         return RunResult(facts.host, Outcome.NOTHING_TO_DO, journal.path, old, reason or "")
     connection = await connector()  # an unreachable host fails here, before any journal
     try:
+        await remove_crashed_staging(connection, journal_dir, facts.host, say)
         journal = start_journal()
     except BaseException:
         await _close_quietly(connection)
@@ -356,14 +372,18 @@ async def undo(
     that check for the run's own half-done edit).
     """
     tell = say or _quiet
-    layout, edited, restarted = _layout_of(journal), False, False
+    edited, restarted = False, False
     # The staged copies (the key among them) go first: nothing depends on them, and a later
-    # step that fails must not leave them behind.
-    for step in sorted(journal.steps_to_undo(), key=lambda step: step["name"] != "stage"):
+    # step that fails must not leave them behind. Every undo is idempotent and the steps are
+    # marked undone only once the old certificate is served again, so an interrupted undo
+    # can simply be run again.
+    pending = sorted(journal.steps_to_undo(), key=lambda step: step["name"] != "stage")
+    for step in pending:
         name, details = step["name"], step["details"]
         if name == "edit-env":
             tell(f"putting {details['path']} back from {details['backup']}")
-            await _restore_env(connection, details, in_run=in_run)
+            interrupted = step["status"] != StepStatus.DONE  # the run's own half-done write
+            await _restore_env(connection, details, in_run=in_run or interrupted)
             edited = True
         elif name == "restart":
             restarted = True
@@ -372,9 +392,23 @@ async def undo(
             await connection.run(["rm", "-f", "--", details["path"]])
         elif name == "stage":
             await connection.remove_tree(details["path"])
-        journal.mark(step["index"], StepStatus.UNDONE)
-    if not (edited or restarted):
-        return journal.old_thumbprint
+    served_thumbprint = journal.old_thumbprint
+    if edited or restarted:
+        served_thumbprint = await _restart_on_old(
+            connection, journal, edited, tell, restart_timeout
+        )
+    journal.mark_many([(step["index"], StepStatus.UNDONE, "", {}) for step in pending])
+    return served_thumbprint
+
+
+async def _restart_on_old(
+    connection: HostConnection,
+    journal: Journal,
+    edited: bool,
+    tell: Progress,
+    restart_timeout: float,
+) -> str:
+    layout = _layout_of(journal)
     tell(f"restarting the containers in {layout.root}")
     await restart(connection, layout)
     # prod.env back as it was: the old certificate again. A restart-only run changed no file:
@@ -385,6 +419,21 @@ async def undo(
         connection, layout, _endpoint_of(journal), expected, restart_timeout
     )
     return served.thumbprint
+
+
+async def remove_crashed_staging(
+    connection: HostConnection, journal_dir: Path | None, host: str, say: Progress
+) -> None:
+    """Remove the staging folders that crashed runs on ``host`` left (they may hold a key)."""
+    for path in find_journals(journal_dir, host=host, kind=JOURNAL_KIND):
+        journal = Journal.load(path)
+        if not journal.crashed:
+            continue
+        for step in journal.steps_to_undo():
+            if step["name"] == "stage":
+                say(f"removing {step['details']['path']}, left by the crashed run {path.stem}")
+                await connection.remove_tree(step["details"]["path"])
+                journal.mark(step["index"], StepStatus.UNDONE, note="removed by a later run")
 
 
 async def _restore_env(
