@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from cosdoc_certs import svarut
 from cosdoc_certs._aio import synchronous
-from cosdoc_certs._signals import StopRequest, stop_on_signals
+from cosdoc_certs._signals import SignalReceived, StopRequest, stop_on_signals
 from cosdoc_certs.certs import CertificateBundle, Role
 from cosdoc_certs.consumers import COSDOC_CATALOG, Consumer, SvarutConsumer
 from cosdoc_certs.errors import ApplyError, CosDocCertsError, InputError
@@ -371,15 +371,21 @@ async def _apply_phases(
         directory=journal_dir,
         context=_journal_context(rplan),
     )
-    windows_result = None
-    if rplan.windows is not None and not rplan.windows.is_empty:
-        windows_result = await _windows_phase(rplan, journal, journal_dir, say)
-    svarut_result = None
-    if rplan.svarut is not None:
-        svarut_result = await _svarut_phase(rplan, journal, journal_dir, say, windows_result, stop)
-    if stop.requested:  # the signal came after the last phase: undo it all the same
-        await _stop_after_phases(target, journal, say)
-        stop.raise_if_requested()
+    try:
+        windows_result, svarut_result = await _phases(rplan, journal, journal_dir, say, stop)
+    except SignalReceived as stopped:  # every host restored (or the journal says what is not)
+        if journal.outcome is Outcome.RUNNING:
+            journal.finish(Outcome.NOTHING_TO_DO, "stopped before any host was touched")
+        stopped.result = RotationResult(
+            target.name,
+            journal.outcome,
+            journal.path,
+            None,
+            None,
+            str(journal.to_dict()["message"]),
+            time.perf_counter() - started,
+        )
+        raise
     message = _applied_message(windows_result, svarut_result)
     outcome = Outcome.APPLIED if _changed(windows_result, svarut_result) else Outcome.NOTHING_TO_DO
     journal.finish(outcome, message)
@@ -403,6 +409,27 @@ async def _stop_after_phases(target: Target, journal: Journal, say: Progress) ->
         journal.finish(Outcome.ROLLBACK_FAILED, f"stopped; rollback: {_problem(error)}")
         raise
     journal.finish(Outcome.ROLLED_BACK, "stopped by a signal after the last phase")
+
+
+async def _phases(
+    rplan: RotationPlan,
+    journal: Journal,
+    journal_dir: Path | None,
+    say: Progress,
+    stop: StopRequest,
+) -> tuple[WindowsApplyResult | None, svarut.RunResult | None]:
+    """Windows, then SvarUT; a stop requested at a phase boundary rolls back what was done."""
+    stop.raise_if_requested()  # before the first host is touched: nothing to undo
+    windows_result = None
+    if rplan.windows is not None and not rplan.windows.is_empty:
+        windows_result = await _windows_phase(rplan, journal, journal_dir, say)
+    svarut_result = None
+    if rplan.svarut is not None:
+        svarut_result = await _svarut_phase(rplan, journal, journal_dir, say, windows_result, stop)
+    if stop.requested:  # the signal came after the last phase: undo it all the same
+        await _stop_after_phases(rplan.target, journal, say)
+        stop.raise_if_requested()
+    return windows_result, svarut_result
 
 
 def _changed(

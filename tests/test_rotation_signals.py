@@ -8,6 +8,7 @@ during the SvarUT phase of :func:`rotation.apply`. Real pypsrp, asyncssh and TLS
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -291,3 +292,35 @@ def test_rollback_after_kill_9_restores_both_hosts_and_removes_the_staged_key(
     again = _rollback(lab, journals)  # nothing is left: a second rollback finds no run
     assert again.returncode != 0
     assert before.differences(_state(lab)) == []
+
+
+def test_kernel_interrupt_while_the_loop_runs_in_a_worker_rolls_back_with_the_result(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """A notebook: a loop already runs in the main thread, so the run's loop is in a worker;
+    the kernel's interrupt is SIGINT to the main thread, which only waits for that worker."""
+    target = rotation.lab_target(lab.connection_info(), name="testkommune")
+    info = lab.connection_info()
+    bundle = load_bundle([info.pfx_files["pair"], info.pfx_files["ssl"]], info.pfx_password)
+    before = rotation.installation_status(target)
+    rplan = rotation.plan(target, bundle)
+
+    def interrupt_during_svarut(message: str) -> None:
+        if message.startswith("SvarUT: installing"):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    async def cell() -> rotation.RotationResult:
+        return rotation.apply(rplan, journal_dir=tmp_path, progress=interrupt_during_svarut)
+
+    loop = asyncio.new_event_loop()  # like a kernel's loop: no SIGINT handler of its own
+    try:
+        with pytest.raises(SignalReceived, match="SIGINT") as caught:
+            loop.run_until_complete(cell())
+    finally:
+        loop.close()
+    result = caught.value.result
+    assert isinstance(result, rotation.RotationResult)
+    assert result.outcome is Outcome.ROLLED_BACK
+    assert before.differences(rotation.installation_status(target)) == []
+    (run,) = _journals(tmp_path, "rotation")
+    assert run.path == result.journal_path
