@@ -64,7 +64,8 @@ from cosdoc_certs.windows.verify import (
     TlsAddress,
     WindowsVerifyReport,
     endpoint_map,
-    verify_windows,
+    newest_valid,
+    verify_desired,
 )
 
 if TYPE_CHECKING:
@@ -641,35 +642,46 @@ async def verify_async(
     *,
     journal_dir: Path | None = None,
 ) -> RotationVerifyReport:
-    """Re-gather both hosts and check the run's plan took effect (default: the latest run)."""
-    windows_plan, expected_ssl = _planned(target, run, journal_dir)
-    windows = (
-        _in_thread(_verify_windows, target, windows_plan)
-        if target.windows and windows_plan is not None
-        else _none()
+    """Re-gather both hosts and check them against the desired state, not a run's plan.
+
+    Every consumer must name the newest valid certificate of its role in the Windows store,
+    keys be readable by the consumer's identity, services run, pools be started, and every
+    HTTPS binding and the SvarUT endpoint serve the newest SSL certificate — so after a
+    no-op run everything is checked, and after a rollback the report says what the
+    installation uses and that it is not the newest. Without a Windows server, the SvarUT
+    endpoint is checked against ``run`` (a plan or a run's journal; default: the latest run).
+    """
+    windows_report, newest_ssl = None, None
+    if target.windows:
+        windows_report, newest_ssl = await _in_thread(_verify_windows, target)
+    expected_ssl = newest_ssl or _run_ssl(target, run, journal_dir)
+    svarut_report = (
+        await svarut.verify_async(target.svarut, expected_ssl) if target.svarut else None
     )
-    svarut_report = svarut.verify_async(target.svarut, expected_ssl) if target.svarut else _none()
-    windows_report, svarut_result = await asyncio.gather(windows, svarut_report)
-    return RotationVerifyReport(target.name, windows_report, svarut_result)
+    return RotationVerifyReport(target.name, windows_report, svarut_report)
 
 
-def _planned(
+def _run_ssl(
     target: Target, run: RotationPlan | Journal | Path | str | None, journal_dir: Path | None
-) -> tuple[Plan | None, str | None]:
-    """The Windows plan and the SvarUT thumbprint of a plan or a run's journal."""
+) -> str | None:
+    """The SSL thumbprint a plan or run put on the SvarUT host (None without a run)."""
     if isinstance(run, RotationPlan):
-        return run.windows, run.svarut.new.thumbprint if run.svarut else None
-    journal = _journal_for(target, run, journal_dir)
-    document = journal.context.get("windows_plan")
-    return (
-        Plan.from_dict(document) if document else None,
-        journal.context.get("svarut_thumbprint"),
-    )
+        return run.svarut.new.thumbprint if run.svarut else None
+    try:
+        journal = _journal_for(target, run, journal_dir)
+    except InputError:
+        if run is not None:
+            raise
+        return None
+    return journal.context.get("svarut_thumbprint")
 
 
-def _verify_windows(target: Target, windows_plan: Plan) -> WindowsVerifyReport:
+def _verify_windows(target: Target) -> tuple[WindowsVerifyReport, str | None]:
+    """The desired-state report of the Windows server, and the newest valid SSL thumbprint."""
     with target.open_windows() as host:
-        return verify_windows(host, windows_plan, target.consumers, tls_address=target.tls_address)
+        report, facts = verify_desired(host, target.consumers, tls_address=target.tls_address)
+    newest = newest_valid(facts, Role.SSL, report.gathered_at)
+    return report, newest.thumbprint if newest else None
 
 
 # -- rollback --------------------------------------------------------------------------------

@@ -66,6 +66,9 @@ def test_rotation_verifies_rolls_back_and_takes_three_windows_round_trips(
     assert lab.https.recorder.script_names == ["apply", "gather"]  # plus the plan's gather: 3
     assert result.outcome is Outcome.APPLIED, str(result)
     assert report.ok, report.to_text()
+    assert report.windows is not None
+    kinds = {check.kind for check in report.windows.checks}
+    assert kinds >= {"uses", "doctor", "service", "pool", "binding"}
     after = rotation.installation_status(target)
     changed = before.differences(after)
     assert after.svarut is not None
@@ -76,6 +79,15 @@ def test_rotation_verifies_rolls_back_and_takes_three_windows_round_trips(
     undone = rotation.rollback(target, journal_dir=tmp_path / "journals")
     assert undone.outcome is Outcome.ROLLED_BACK
     assert before.differences(rotation.installation_status(target)) == []
+    rolled_back = rotation.verify(target, result.journal_path)  # the desired state, not the plan
+    assert not rolled_back.ok
+    assert rolled_back.windows is not None
+    stale = [check for check in rolled_back.windows.failed if check.kind == "uses"]
+    assert stale
+    assert all("not the newest valid" in check.message for check in stale)
+    assert any(check.kind == "binding" for check in rolled_back.windows.failed)
+    assert rolled_back.svarut is not None
+    assert not rolled_back.svarut.ok
     journal = Journal.load(result.journal_path)
     assert journal.outcome is Outcome.ROLLED_BACK
     assert {step["status"] for step in journal.steps} == {"undone"}
