@@ -343,6 +343,8 @@ class LabSvarutHost:
             await self._down(cwd)
         elif args == ["up", "-d"]:
             await self._up(cwd, env_file)
+        elif args[:1] == ["run"]:
+            self._run_throwaway(cwd, env_file, args[1:])
         elif args[:1] == ["ps"]:
             container = self._containers.get(cwd)
             visible = container and (container.state == "running" or "-a" in args)
@@ -350,6 +352,27 @@ class LabSvarutHost:
         else:
             raise _CommandError(f"docker compose {' '.join(args)}: not available in the lab")
         return b""
+
+    def _run_throwaway(self, folder: str, env_file: str, args: list[str]) -> None:
+        """``docker compose run --rm --no-deps -T nginx nginx -t``: test prod.env's files.
+
+        As the nginx image does: the configuration is rendered from the env file as it is
+        now, and ``nginx -t`` fails on a certificate/key pair it cannot load. The running
+        container is not touched.
+        """
+        words = [word for word in args if word not in ("--rm", "--no-deps", "-T")]
+        if words[1:] != ["nginx", "-t"]:
+            raise _CommandError(f"docker compose run {' '.join(args)}: not available in the lab")
+        local_env = self._local(env_file, folder)
+        if not local_env.is_file():
+            raise _CommandError(f"couldn't find env file: {local_env.name}", 14)
+        if self._tls_context(folder, local_env.read_bytes()) is None:
+            raise _CommandError(
+                'nginx: [emerg] cannot load certificate key "/etc/nginx/ssl/key": '
+                "key values mismatch\n"
+                "nginx: configuration file /etc/nginx/nginx.conf test failed",
+                1,
+            )
 
     async def _down(self, folder: str) -> None:
         container = self._containers.pop(folder, None)

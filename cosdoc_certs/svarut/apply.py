@@ -4,8 +4,12 @@ The order follows certbot's reverter: every step is registered in the journal *b
 touches the host, then marked done. The steps: check prod.env is unchanged since the plan
 (compare-and-swap), stage the files in a private 0700 temp folder (key 0600), ``sudo install``
 them root-owned into the certificate folder, back up prod.env beside itself, write the edited
-prod.env, remove the temp folder, ``docker compose down`` / ``up -d``, then wait until the
-containers run and the endpoint serves the new thumbprint.
+prod.env, remove the temp folder, test the new files with ``nginx -t`` in a throwaway
+container (``docker compose run --rm --no-deps -T <service> nginx -t``, which renders the
+configuration from the edited prod.env as the real start would) — so a certificate/key pair
+nginx refuses fails here, while the running nginx still serves the old certificate — then
+``docker compose down`` / ``up -d``, and wait until the containers run and the endpoint serves
+the new thumbprint.
 
 Any failure — a command, a container that exits, a lost connection, Ctrl-C — triggers
 :func:`undo`: reconnect if needed, put prod.env back to its exact original bytes (from the
@@ -22,7 +26,7 @@ import hashlib
 import logging
 import posixpath
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +34,13 @@ from typing import Any
 from cosdoc_certs.errors import ApplyError, CosDocCertsError, InputError, RemoteError
 from cosdoc_certs.journal import Journal, Outcome, ParentStep, StepStatus, find_journals
 from cosdoc_certs.svarut.connection import ConnectionLostError, HostConnection
-from cosdoc_certs.svarut.gather import Endpoint, compose_argv, read_containers, read_file
+from cosdoc_certs.svarut.gather import (
+    ContainerState,
+    Endpoint,
+    compose_argv,
+    read_containers,
+    read_file,
+)
 from cosdoc_certs.svarut.layout import Layout
 from cosdoc_certs.svarut.planning import SvarutPlan
 from cosdoc_certs.tls import ServedCertificate, fetch_certificate_async
@@ -40,6 +50,7 @@ __all__ = [
     "Progress",
     "RunResult",
     "apply_plan",
+    "preflight",
     "remove_crashed_staging",
     "restart",
     "undo",
@@ -125,6 +136,33 @@ async def restart(connection: HostConnection, layout: Layout) -> None:
     """``docker compose --env-file <env> down`` then ``up -d`` in the compose folder."""
     await connection.run(compose_argv(layout, "down"), cwd=layout.root)
     await connection.run(compose_argv(layout, "up", "-d"), cwd=layout.root)
+
+
+async def preflight(
+    connection: HostConnection, layout: Layout, containers: Sequence[ContainerState] = ()
+) -> None:
+    """``nginx -t`` in a throwaway container of the web service, with prod.env as it is now.
+
+    ``containers`` are the project's containers as gathered (they name the nginx service).
+    Raises :class:`RemoteError` with nginx's own complaint when it refuses the configuration.
+    """
+    services = [c.service for c in containers if "nginx" in c.service] or [
+        c.service for c in containers
+    ]
+    service = services[0] if services else "nginx"
+    result = await connection.run(
+        compose_argv(layout, "run", "--rm", "--no-deps", "-T", service, "nginx", "-t"),
+        cwd=layout.root,
+        check=False,
+    )
+    if not result.ok:
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        complaint = [line for line in lines if "[emerg]" in line] or lines
+        raise RemoteError(
+            f"{connection.host}: nginx -t refuses the new files, so nginx was not restarted: "
+            f"{complaint[0] if complaint else f'exit status {result.returncode}'}",
+            f"check the certificate and key files named in {layout.env_path}",
+        )
 
 
 async def wait_serving(
@@ -245,6 +283,8 @@ async def _execute(
         )
     if splan.uploads or splan.env_after is not None:
         await _stage_and_edit(connection, splan, journal, say, staging_parent)
+        say("testing the new files with nginx -t in a throwaway container")
+        await preflight(connection, layout, splan.facts.containers)
     with journal.step("restart", folder=layout.root):
         say(f"restarting the containers in {layout.root}")
         await restart(connection, layout)
@@ -393,7 +433,7 @@ async def undo(
         elif name == "stage":
             await connection.remove_tree(details["path"])
     served_thumbprint = journal.old_thumbprint
-    if edited or restarted:
+    if restarted:  # a run stopped before its restart left the running containers on the old files
         served_thumbprint = await _restart_on_old(
             connection, journal, edited, tell, restart_timeout
         )

@@ -518,3 +518,19 @@ def test_unsupported_commands_get_an_error_and_the_connection_stays(
     assert refused.exit_status == status
     assert message in str(refused.stderr)
     assert after.exit_status == 0  # the same connection still answers
+
+
+def test_a_pair_nginx_refuses_fails_nginx_t_and_nginx_is_never_restarted(
+    lab: LabSvarutHost, certs: Certs, journal_dir: Path
+) -> None:
+    before = _env(lab)
+    splan = svarut.plan(lab.target(), _new(certs.new), today=TODAY)
+    connector = faulty_connector(
+        lab.ssh_options(), lambda op, args: False, corrupt=certs.other_issuer.key_pem()
+    )
+    lab.commands.clear()
+    with pytest.raises(ApplyError, match=r"nginx -t refuses the new files.*mismatch") as failure:
+        svarut.apply(lab.target(connector=connector), splan, journal_dir=journal_dir)
+    assert failure.value.rolled_back
+    assert not [c for c in lab.commands if "down" in c or "up" in c]  # nginx kept running
+    _assert_restored(lab, certs, before)
