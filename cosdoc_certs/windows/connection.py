@@ -57,6 +57,10 @@ class HostUnreachableError(RemoteError):
     """The WinRM endpoint could not be reached (DNS, refused, timeout, TLS)."""
 
 
+class SessionLostError(HostUnreachableError):
+    """The server no longer has the session's shell (its PowerShell host ended): reconnect."""
+
+
 class CredentialsError(RemoteError):
     """The server refused the user name or password."""
 
@@ -446,6 +450,12 @@ def _fault_error(address: str, doing: str, fault: WSManFaultError) -> RemoteErro
         return AccessDeniedError(
             f"{address} denied access while trying to {doing}: {reason}",
             "use an account in the server's Administrators (or Remote Management Users) group",
+        )
+    if fault.code == _INVALID_SELECTORS:
+        return SessionLostError(
+            f"{address} lost the PowerShell session while trying to {doing} (its shell is gone)",
+            "run it again; if it recurs, check the server's WinRM event log (idle timeouts, "
+            "MaxShellsPerUser)",
         )
     return RemoteError(
         f"WinRM on {address} refused to {doing}: {reason}",
