@@ -40,7 +40,7 @@ from cosdoc_certs.journal import Outcome
 from cosdoc_certs.lab.runner import Lab
 from cosdoc_certs.tls import fetch_certificate
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.matrix, pytest.mark.timeout(900)]
 
 Inject = Callable[[Lab], None]
 
