@@ -26,7 +26,7 @@ from lab_cli import (
 
 from cosdoc_certs import rotation, svarut
 from cosdoc_certs._signals import SignalReceived
-from cosdoc_certs.certs import load_bundle
+from cosdoc_certs.certs import CertificateBundle, load_bundle
 from cosdoc_certs.journal import Outcome
 from cosdoc_certs.lab.runner import Lab
 
@@ -37,6 +37,16 @@ SLOW_APPLY_SECONDS = 2.0
 
 def _state(lab: Lab) -> rotation.InstallationStatus:
     return rotation.installation_status(rotation.lab_target(lab.connection_info()))
+
+
+def _rotation_of(
+    lab: Lab,
+) -> tuple[rotation.Target, CertificateBundle, rotation.InstallationStatus]:
+    """The lab installation, the lab's new certificates, and the installation's state now."""
+    target = rotation.lab_target(lab.connection_info(), name="testkommune")
+    info = lab.connection_info()
+    bundle = load_bundle([info.pfx_files["pair"], info.pfx_files["ssl"]], info.pfx_password)
+    return target, bundle, rotation.installation_status(target)
 
 
 def test_sigterm_to_cosdoc_certs_apply_during_the_windows_call_restores_both_hosts(
@@ -74,10 +84,7 @@ def test_sigterm_to_cosdoc_certs_apply_during_the_windows_call_restores_both_hos
 def test_sigint_during_the_svarut_phase_restores_both_hosts_then_stops(
     lab: Lab, tmp_path: Path
 ) -> None:
-    target = rotation.lab_target(lab.connection_info(), name="testkommune")
-    info = lab.connection_info()
-    bundle = load_bundle([info.pfx_files["pair"], info.pfx_files["ssl"]], info.pfx_password)
-    before = rotation.installation_status(target)
+    target, bundle, before = _rotation_of(lab)
     handler = signal.getsignal(signal.SIGINT)
     rplan = rotation.plan(target, bundle)
 
@@ -129,10 +136,7 @@ def test_sigterm_during_a_svarut_only_apply_restores_the_host_then_stops(
 def test_keyboard_interrupt_raised_during_the_svarut_phase_restores_both_hosts(
     lab: Lab, tmp_path: Path
 ) -> None:
-    target = rotation.lab_target(lab.connection_info(), name="testkommune")
-    info = lab.connection_info()
-    bundle = load_bundle([info.pfx_files["pair"], info.pfx_files["ssl"]], info.pfx_password)
-    before = rotation.installation_status(target)
+    target, bundle, before = _rotation_of(lab)
 
     def interrupt_during_svarut(message: str) -> None:
         if message.startswith("SvarUT: installing"):
@@ -154,10 +158,7 @@ def test_keyboard_interrupt_raised_during_the_svarut_phase_restores_both_hosts(
 def test_sigint_after_the_svarut_phase_still_restores_both_hosts_then_stops(
     lab: Lab, tmp_path: Path
 ) -> None:
-    target = rotation.lab_target(lab.connection_info(), name="testkommune")
-    info = lab.connection_info()
-    bundle = load_bundle([info.pfx_files["pair"], info.pfx_files["ssl"]], info.pfx_password)
-    before = rotation.installation_status(target)
+    target, bundle, before = _rotation_of(lab)
 
     def interrupt_after_svarut(message: str) -> None:
         if message.startswith("SvarUT: done"):
@@ -204,10 +205,7 @@ def test_kernel_interrupt_while_the_loop_runs_in_a_worker_rolls_back_with_the_re
 ) -> None:
     """A notebook: a loop already runs in the main thread, so the run's loop is in a worker;
     the kernel's interrupt is SIGINT to the main thread, which only waits for that worker."""
-    target = rotation.lab_target(lab.connection_info(), name="testkommune")
-    info = lab.connection_info()
-    bundle = load_bundle([info.pfx_files["pair"], info.pfx_files["ssl"]], info.pfx_password)
-    before = rotation.installation_status(target)
+    target, bundle, before = _rotation_of(lab)
     rplan = rotation.plan(target, bundle)
 
     def interrupt_during_svarut(message: str) -> None:
