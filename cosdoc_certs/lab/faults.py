@@ -41,6 +41,7 @@ class ServerFaults:
         self._actions: list[_ActionRule] = []
         self._services: dict[str, str] = {}
         self._writes: str | None = None
+        self._served: str | None = None
 
     def fail_action(self, n: int, message: str = "", *, call: int = 1) -> None:
         """Fail the ``n``-th action (1-based) of the ``call``-th ``apply`` call from now.
@@ -70,12 +71,21 @@ class ServerFaults:
         with self._lock:
             self._writes = READ_ONLY
 
+    def serve_wrong_certificate(self, thumbprint: str) -> None:
+        """Every HTTPS binding serves the store certificate ``thumbprint``, whatever it names.
+
+        As a proxy or load balancer in front of the server that was not updated.
+        """
+        with self._lock:
+            self._served = thumbprint.upper()
+
     def clear(self) -> None:
         """Remove every fault (the call count goes on)."""
         with self._lock:
             self._actions.clear()
             self._services.clear()
             self._writes = None
+            self._served = None
 
     # -- asked by the model and the twins ---------------------------------------------------
     def apply_call_started(self) -> None:
@@ -96,6 +106,11 @@ class ServerFaults:
         """Why service ``name`` cannot start besides its certificates, if it is broken."""
         with self._lock:
             return self._services.get(name.casefold())
+
+    def served_instead(self) -> str | None:
+        """The thumbprint every binding serves instead of its own, if one is forced."""
+        with self._lock:
+            return self._served
 
     def write_failure(self) -> str | None:
         """Why a file write fails now (disk full, read-only), if it does."""
