@@ -651,10 +651,11 @@ async def verify_async(
     installation uses and that it is not the newest. Without a Windows server, the SvarUT
     endpoint is checked against ``run`` (a plan or a run's journal; default: the latest run).
     """
+    run_ssl = _run_ssl(target, run, journal_dir)  # a journal given is checked first
     windows_report, newest_ssl = None, None
     if target.windows:
         windows_report, newest_ssl = await _in_thread(_verify_windows, target)
-    expected_ssl = newest_ssl or _run_ssl(target, run, journal_dir)
+    expected_ssl = newest_ssl or run_ssl
     svarut_report = (
         await svarut.verify_async(target.svarut, expected_ssl) if target.svarut else None
     )
