@@ -261,6 +261,16 @@ class Journal:
         return here and isinstance(pid, int) and not _process_alive(pid)
 
     @property
+    def in_progress(self) -> bool:
+        """True for a run still marked running whose process on this workstation lives on."""
+        if self.outcome is not Outcome.RUNNING:
+            return False
+        pid = self._data.get("pid")
+        here = self._data.get("workstation") == socket.gethostname()
+        mine = pid == os.getpid()
+        return here and isinstance(pid, int) and not mine and _process_alive(pid)
+
+    @property
     def undoable(self) -> bool:
         """True when the run changed something that has not been rolled back yet."""
         finished = (Outcome.NOTHING_TO_DO, Outcome.ROLLED_BACK)

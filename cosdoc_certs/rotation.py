@@ -699,6 +699,11 @@ async def rollback_async(
     say = progress or _quiet
     started = time.perf_counter()
     run = _journal_for(target, journal, journal_dir, undoable=True)
+    if run.in_progress:
+        raise InputError(
+            f"the run {run.path.stem} is still in progress (process {run.to_dict()['pid']})",
+            "wait for it to end (or stop it with Ctrl+C, which rolls it back), then check status",
+        )
     try:
         results = await _undo_run(target, run, say)
     except Exception as error:
