@@ -345,6 +345,8 @@ _NOT_OURS = {
     "--runs": "a benchmark script",
     "--env-file": "docker compose",
     "--format": "docker compose ps",
+    "--rm": "docker compose run (the nginx -t pre-flight)",
+    "--no-deps": "docker compose run (the nginx -t pre-flight)",
 }
 _COMMANDS = (
     (),
