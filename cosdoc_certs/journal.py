@@ -254,21 +254,20 @@ class Journal:
     @property
     def crashed(self) -> bool:
         """True for a run still marked running whose process on this workstation is gone."""
-        if self.outcome is not Outcome.RUNNING:
-            return False
-        pid = self._data.get("pid")
-        here = self._data.get("workstation") == socket.gethostname()
-        return here and isinstance(pid, int) and not _process_alive(pid)
+        return self._running_process() is False
 
     @property
     def in_progress(self) -> bool:
-        """True for a run still marked running whose process on this workstation lives on."""
-        if self.outcome is not Outcome.RUNNING:
-            return False
+        """True for a run still marked running whose process (not this one) lives on here."""
+        return self._running_process() is True and self._data.get("pid") != os.getpid()
+
+    def _running_process(self) -> bool | None:
+        """For a run marked running on this workstation: does its process live? Else None."""
         pid = self._data.get("pid")
         here = self._data.get("workstation") == socket.gethostname()
-        mine = pid == os.getpid()
-        return here and isinstance(pid, int) and not mine and _process_alive(pid)
+        if self.outcome is not Outcome.RUNNING or not here or not isinstance(pid, int):
+            return None
+        return _process_alive(pid)
 
     @property
     def undoable(self) -> bool:
