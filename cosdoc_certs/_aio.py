@@ -1,7 +1,9 @@
 """Running the async core from synchronous code: scripts, the CLI and notebooks.
 
 Jupyter already runs an event loop in the main thread, where ``asyncio.run`` refuses to
-start; :func:`run_sync` then runs the coroutine on a fresh loop in a worker thread.
+start; :func:`run_sync` then runs the coroutine on a fresh loop in a worker thread. Stopping
+the kernel then interrupts the main thread only: :func:`run_sync` passes the interrupt on to
+the run in the worker (which rolls back, as after Ctrl+C in the CLI) and waits for it to end.
 :func:`synchronous` makes the plain twin of an ``..._async`` function with it; an expected
 error (:class:`~cosdoc_certs.errors.CosDocCertsError`) leaves it with a short traceback —
 the caller's line, not the event loop's and the worker thread's frames, nor the chain of
@@ -14,9 +16,11 @@ import asyncio
 import concurrent.futures
 import functools
 import logging
+import signal
 from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
+from cosdoc_certs._signals import request_stop
 from cosdoc_certs.errors import CosDocCertsError
 
 logger = logging.getLogger(__name__)
@@ -32,7 +36,14 @@ def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
     except RuntimeError:
         return asyncio.run(coroutine)
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
+        future = pool.submit(asyncio.run, coroutine)
+        while True:
+            try:
+                return future.result()
+            except KeyboardInterrupt:
+                if future.done() or not request_stop(signal.SIGINT):
+                    raise
+                # the run rolls back and ends with SignalReceived: wait for it
 
 
 def short_errors(

@@ -9,6 +9,13 @@ returned, so its journal is complete), and native-async work awaited through
 :meth:`StopRequest.guard` is cancelled at once. Either way :class:`SignalReceived` is raised
 where the engine's rollback catches it, so every host is restored as for Ctrl+C, then the run
 stops. Further signals while that happens are logged, not obeyed.
+
+The stop is noted the moment the signal arrives (a plain ``signal.signal`` handler, not the
+loop's reader), so a check right after a phase sees a signal that came during it. In a
+notebook the loop runs in a worker thread (:func:`~cosdoc_certs._aio.run_sync`) and the
+kernel's interrupt is a KeyboardInterrupt in the main thread, which waits for the worker:
+:func:`request_stop` passes it on to every run in progress, which rolls back and raises
+:class:`SignalReceived` with the run's result attached.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ __all__ = [
     "StopRequest",
     "guarded",
     "raise_if_stop_requested",
+    "request_stop",
     "stop_on_signals",
 ]
 
@@ -43,9 +51,11 @@ class SignalReceived(KeyboardInterrupt):
     ``signal_name`` is the signal's name (``SIGTERM``...), for the stop message.
     """
 
-    def __init__(self, signal_name: str) -> None:
+    def __init__(self, signal_name: str, result: Any = None) -> None:
         super().__init__(f"signal {signal_name}")
         self.signal_name = signal_name
+        self.result = result
+        """What the stopped run did (a rotation's RotationResult), when it is known."""
 
 
 def _stop_signals() -> list[signal.Signals]:
@@ -56,10 +66,11 @@ def _stop_signals() -> list[signal.Signals]:
 class StopRequest:
     """A signal noted in the main thread, for the run's workers and tasks to obey."""
 
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._event = threading.Event()
         self._signal = ""
         self._tasks: set[asyncio.Future[Any]] = set()
+        self._loop = loop
 
     @property
     def requested(self) -> bool:
@@ -67,15 +78,22 @@ class StopRequest:
         return self._event.is_set()
 
     def request(self, number: int) -> None:
-        """Note signal ``number``; cancel the guarded tasks on the first one."""
+        """Note signal ``number`` (from any thread, or a signal handler); stop the run's tasks."""
+        first = not self.requested
+        if first:
+            self._signal = signal.Signals(number).name
+            self._event.set()
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._obey, number, first)
+
+    def _obey(self, number: int, first: bool) -> None:
+        """In the loop: say what happens and cancel the guarded tasks (first signal only)."""
         name = signal.Signals(number).name
-        if self.requested:
+        if not first:
             logger.warning("signal %s: already stopping (rolling back), please wait", name)
             return
-        self._signal = name
-        self._event.set()
         logger.warning("signal %s: stopping after the current step and rolling back", name)
-        for task in self._tasks:
+        for task in list(self._tasks):
             task.cancel()
 
     def raise_if_requested(self) -> None:
@@ -116,6 +134,23 @@ async def guarded(coroutine: Coroutine[Any, Any, T]) -> T:
         return await stop.guard(coroutine)
 
 
+_RUNNING: set[StopRequest] = set()
+_RUNNING_LOCK = threading.Lock()
+
+
+def request_stop(number: int = signal.SIGINT) -> bool:
+    """Ask every run in progress (in any thread) to stop and roll back; False if none runs.
+
+    :func:`~cosdoc_certs._aio.run_sync` calls it when the main thread is interrupted while a
+    run's loop works in a worker thread (a notebook kernel's interrupt).
+    """
+    with _RUNNING_LOCK:
+        running = list(_RUNNING)
+    for stop in running:
+        stop.request(number)
+    return bool(running)
+
+
 def raise_if_stop_requested() -> None:
     """In a run wrapped by :func:`stop_on_signals` (any thread): raise if a signal came."""
     stop = _CURRENT.get()
@@ -131,19 +166,19 @@ def stop_on_signals() -> Iterator[StopRequest]:
     the previous handlers are put back afterwards. Workers started with
     ``asyncio.to_thread`` inside the block see the request (the context is copied).
     """
-    stop = StopRequest()
+    stop = StopRequest(asyncio.get_running_loop())
     token = _CURRENT.set(stop)
-    loop = asyncio.get_running_loop()
     previous = {}
     if threading.current_thread() is threading.main_thread():
         for number in _stop_signals():
-            previous[number] = signal.getsignal(number)
-            loop.add_signal_handler(number, stop.request, number)
+            previous[number] = signal.signal(number, lambda number, _: stop.request(number))
+    with _RUNNING_LOCK:
+        _RUNNING.add(stop)
     try:
         yield stop
     finally:
+        with _RUNNING_LOCK:
+            _RUNNING.discard(stop)
         for number, handler in previous.items():
-            loop.remove_signal_handler(number)
-            if handler is not None:
-                signal.signal(number, handler)
+            signal.signal(number, handler if handler is not None else signal.SIG_DFL)
         _CURRENT.reset(token)

@@ -50,6 +50,7 @@ _BOM = b"\xef\xbb\xbf"
 _UTF16_32_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
 # Unrolled loops ("normal* (special normal*)*"): each byte matches one way, so a string that
 # is never closed fails in linear time instead of backtracking exponentially.
+_WHITESPACE = re.compile(rb"[ \t\r\n]*")
 _SKIP = re.compile(rb"[ \t\r\n]*(?:(?://[^\r\n]*|/\*.*?\*/)[ \t\r\n]*)*", re.DOTALL)
 _STRING_PREFIX = re.compile(
     rb'"[^"\\\x00-\x1f]*(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]*)*'
@@ -352,6 +353,17 @@ class _Parser:
             self._fail(position, "unexpected '/'", "comments start with // or /*")
         return position
 
+    def _after_key(self, position: int) -> int:
+        """Skip whitespace after a property name: .NET allows no comment before its ':'."""
+        position = _WHITESPACE.match(self.data, position, self.end).end()  # type: ignore[union-attr]
+        if self.data[position] == _SLASH:
+            self._fail(
+                position,
+                "'/' is invalid after a property name (.NET allows only whitespace before ':')",
+                "move the comment after the ':' or after the value",
+            )
+        return position
+
     def _value(self, position: int, segments: tuple[Segment, ...], key: str, depth: int) -> int:
         first = self.data[position]
         if first == _QUOTE:
@@ -398,7 +410,7 @@ class _Parser:
                     "keys are case-insensitive; keep one of the two",
                 )
             seen[folded] = position
-            position = self._skip(key_end)
+            position = self._after_key(key_end)
             if self.data[position] != _COLON:
                 self._fail(
                     position, "expected ':' after the key, found " + self._describe(position)

@@ -3,8 +3,15 @@
 A journal is one JSON file (mode 0600, in a 0700 folder) per run and host. Apply code
 *registers* a step before it touches anything (certbot's reverter is the model), marks it
 done or failed afterwards, and records how the run ended. ``rollback`` reads the journal and
-undoes the steps in reverse order. The file is rewritten atomically after every update, so
-a crash leaves the last consistent state on disk.
+undoes the steps in reverse order. The file is rewritten atomically after every update and
+fsynced (the file, then its folder), so a crash or power loss leaves the last consistent state
+on disk.
+
+Write-ahead across journals: a run that drives host engines (a rotation) registers a step per
+host and passes it as the ``parent`` of the host's journal; :meth:`Journal.start` names the new
+host journal in that step before returning, so before a host is touched the run journal already
+leads to the journal that records it — a ``kill -9`` at any instant leaves a chain rollback can
+follow. :attr:`Journal.crashed` tells a run whose process is gone from one still running.
 
 A journal records who ran what, when, on which host, the old and new thumbprints, file
 names and SHA-256 hashes, and the steps — never secrets: values that look like private keys
@@ -22,6 +29,7 @@ import secrets
 import socket
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -32,6 +40,7 @@ from cosdoc_certs.errors import InputError, problem_of
 __all__ = [
     "Journal",
     "Outcome",
+    "ParentStep",
     "StepStatus",
     "default_journal_dir",
     "find_journals",
@@ -90,8 +99,41 @@ def _check_no_secrets(value: Any, where: str) -> None:
             _check_no_secrets(item, where)
 
 
+def _process_alive(pid: int) -> bool:
+    """True while process ``pid`` exists on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (a no-op where folders cannot be opened)."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        logger.debug("fsync of %s is not supported", folder)
+    finally:
+        os.close(descriptor)
+
+
 def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.-]+", "_", text)[:60] or "host"
+
+
+@dataclass(frozen=True)
+class ParentStep:
+    """A step of a run journal that is to name the host journal a phase starts."""
+
+    journal: Journal
+    index: int
 
 
 class Journal:
@@ -111,8 +153,13 @@ class Journal:
         new_thumbprint: str | None,
         directory: Path | None = None,
         context: Mapping[str, Any] | None = None,
+        parent: ParentStep | None = None,
     ) -> Journal:
-        """Create the journal of a new run (``kind`` is e.g. ``svarut``) and write it."""
+        """Create the journal of a new run (``kind`` is e.g. ``svarut``) and write it.
+
+        With ``parent``, that step of the run journal names this journal before this returns
+        (and so before the caller touches its host).
+        """
         folder = directory or default_journal_dir()
         started = datetime.now(timezone.utc)
         stamp = f"{started:%Y%m%dT%H%M%S.%f}Z"  # sortable: latest_journal() relies on it
@@ -124,6 +171,7 @@ class Journal:
             "host": host,
             "user": getpass.getuser(),
             "workstation": socket.gethostname(),
+            "pid": os.getpid(),
             "started": started.isoformat(timespec="seconds"),
             "finished": None,
             "outcome": str(Outcome.RUNNING),
@@ -144,6 +192,8 @@ class Journal:
                 "give a folder you can write to (`journal_dir`, or set COSDOC_CERTS_JOURNAL_DIR)",
             ) from None
         logger.info("journal %s started", journal.path)
+        if parent is not None:
+            parent.journal.mark(parent.index, StepStatus.REGISTERED, journal=str(journal.path))
         return journal
 
     @classmethod
@@ -199,6 +249,24 @@ class Journal:
     def steps(self) -> list[dict[str, Any]]:
         """The steps in the order they were registered (copies)."""
         return [dict(step) for step in self._data["steps"]]
+
+    @property
+    def crashed(self) -> bool:
+        """True for a run still marked running whose process on this workstation is gone."""
+        return self._running_process() is False
+
+    @property
+    def in_progress(self) -> bool:
+        """True for a run still marked running whose process (not this one) lives on here."""
+        return self._running_process() is True and self._data.get("pid") != os.getpid()
+
+    def _running_process(self) -> bool | None:
+        """For a run marked running on this workstation: does its process live? Else None."""
+        pid = self._data.get("pid")
+        here = self._data.get("workstation") == socket.gethostname()
+        if self.outcome is not Outcome.RUNNING or not here or not isinstance(pid, int):
+            return None
+        return _process_alive(pid)
 
     @property
     def undoable(self) -> bool:
@@ -291,6 +359,7 @@ class Journal:
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(temp, self.path)
+            _fsync_folder(self.path.parent)
         finally:
             if temp.exists():
                 temp.unlink()

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from cosdoc_certs import svarut
 from cosdoc_certs._aio import short_errors, synchronous
-from cosdoc_certs._signals import StopRequest, stop_on_signals
+from cosdoc_certs._signals import SignalReceived, StopRequest, stop_on_signals
 from cosdoc_certs.certs import CertificateBundle, Role
 from cosdoc_certs.consumers import COSDOC_CATALOG, Consumer, SvarutConsumer
 from cosdoc_certs.display import Displayed, html_list, html_table, html_text
@@ -49,13 +49,17 @@ from cosdoc_certs.errors import ApplyError, CosDocCertsError, InputError, proble
 from cosdoc_certs.facts import WindowsFacts
 from cosdoc_certs.findings import DEFAULT_WARN_DAYS, Severity, worst
 from cosdoc_certs.inventory import Customer, load_inventory
-from cosdoc_certs.journal import Journal, Outcome, StepStatus, find_journals, latest_journal
+from cosdoc_certs.journal import (
+    Journal,
+    Outcome,
+    ParentStep,
+    StepStatus,
+    latest_journal,
+)
 from cosdoc_certs.plan import Change, Plan
 from cosdoc_certs.status import StatusReport, gather, status
-from cosdoc_certs.svarut.apply import JOURNAL_KIND as SVARUT_JOURNAL_KIND
 from cosdoc_certs.svarut.planning import CONSUMER as SVARUT_CONSUMER
 from cosdoc_certs.tls import fetch_certificate
-from cosdoc_certs.windows.apply import JOURNAL_KIND as WINDOWS_JOURNAL_KIND
 from cosdoc_certs.windows.apply import WindowsApplyResult, apply_windows, rollback_windows
 from cosdoc_certs.windows.connection import (
     ConnectionOptions,
@@ -69,7 +73,8 @@ from cosdoc_certs.windows.verify import (
     TlsAddress,
     WindowsVerifyReport,
     endpoint_map,
-    verify_windows,
+    newest_valid,
+    verify_desired,
 )
 
 if TYPE_CHECKING:
@@ -281,20 +286,18 @@ async def plan_async(
     ``key_providers`` overrides the Windows key provider chosen for a role's new key
     (``{Role.SIGNING: "Microsoft Enhanced RSA and AES Cryptographic Provider"}``).
     """
+    reason = _svarut_left_alone(target, bundle)
+    # Checked before any coroutine exists: a bundle without the SSL key raises here.
+    new_ssl = svarut.NewCertificate.from_bundle(bundle) if target.svarut and not reason else None
+    svarut_plan = (
+        svarut.plan_async(target.svarut, new_ssl, today=now.date() if now else None)
+        if target.svarut and new_ssl is not None
+        else _none()
+    )
     windows = (
         _in_thread(_plan_windows, target, bundle, now, key_providers)
         if target.windows
         else _no_windows()
-    )
-    reason = _svarut_left_alone(target, bundle)
-    svarut_plan = (
-        svarut.plan_async(
-            target.svarut,
-            svarut.NewCertificate.from_bundle(bundle),
-            today=now.date() if now else None,
-        )
-        if target.svarut and reason is None
-        else _none()
     )
     (windows_plan, facts), splan = await asyncio.gather(windows, svarut_plan)
     host = target.svarut.ssh.host if target.svarut else "(no SvarUT host)"
@@ -466,16 +469,25 @@ async def _apply_phases(
         directory=journal_dir,
         context=_journal_context(rplan),
     )
-    windows_result = None
-    phase_seconds = {}
-    if rplan.windows is not None and not rplan.windows.is_empty:
-        windows_result = await _windows_phase(rplan, journal, journal_dir, say)
-        phase_seconds["windows"] = time.perf_counter() - started
-    svarut_result = None
-    if rplan.svarut is not None:
-        svarut_started = time.perf_counter()
-        svarut_result = await _svarut_phase(rplan, journal, journal_dir, say, windows_result, stop)
-        phase_seconds["svarut"] = time.perf_counter() - svarut_started
+    phase_seconds: dict[str, float] = {}
+    try:
+        windows_result, svarut_result = await _phases(
+            rplan, journal, journal_dir, say, stop, phase_seconds
+        )
+    except SignalReceived as stopped:  # every host restored (or the journal says what is not)
+        if journal.outcome is Outcome.RUNNING:
+            journal.finish(Outcome.NOTHING_TO_DO, "stopped before any host was touched")
+        stopped.result = RotationResult(
+            target.name,
+            journal.outcome,
+            journal.path,
+            None,
+            None,
+            str(journal.to_dict()["message"]),
+            time.perf_counter() - started,
+            phase_seconds,
+        )
+        raise
     message = _applied_message(windows_result, svarut_result)
     outcome = Outcome.APPLIED if _changed(windows_result, svarut_result) else Outcome.NOTHING_TO_DO
     journal.finish(outcome, message)
@@ -489,6 +501,46 @@ async def _apply_phases(
         time.perf_counter() - started,
         phase_seconds,
     )
+
+
+async def _stop_after_phases(target: Target, journal: Journal, say: Progress) -> None:
+    """Roll back every host the finished phases changed, after a stop request."""
+    say("stop requested: rolling back every host this run changed")
+    try:
+        await _undo_run(target, journal, say)
+    except Exception as error:
+        journal.finish(Outcome.ROLLBACK_FAILED, f"stopped; rollback: {_problem(error)}")
+        raise
+    journal.finish(Outcome.ROLLED_BACK, "stopped by a signal after the last phase")
+
+
+async def _phases(
+    rplan: RotationPlan,
+    journal: Journal,
+    journal_dir: Path | None,
+    say: Progress,
+    stop: StopRequest,
+    phase_seconds: dict[str, float],
+) -> tuple[WindowsApplyResult | None, svarut.RunResult | None]:
+    """Windows, then SvarUT; a stop requested at a phase boundary rolls back what was done.
+
+    Each host phase's duration goes into ``phase_seconds``.
+    """
+    stop.raise_if_requested()  # before the first host is touched: nothing to undo
+    windows_result = None
+    if rplan.windows is not None and not rplan.windows.is_empty:
+        phase_started = time.perf_counter()
+        windows_result = await _windows_phase(rplan, journal, journal_dir, say)
+        phase_seconds["windows"] = time.perf_counter() - phase_started
+    svarut_result = None
+    if rplan.svarut is not None:
+        phase_started = time.perf_counter()
+        svarut_result = await _svarut_phase(rplan, journal, journal_dir, say, windows_result, stop)
+        phase_seconds["svarut"] = time.perf_counter() - phase_started
+    if stop.requested:  # the signal came after the last phase: undo it all the same
+        await _stop_after_phases(rplan.target, journal, say)
+        stop.raise_if_requested()
+    return windows_result, svarut_result
 
 
 def _changed(
@@ -533,12 +585,12 @@ async def _windows_phase(
                 consumers=target.consumers,
                 journal_dir=journal_dir,
                 progress=windows_say,
+                parent=ParentStep(journal, step),
             )
 
     try:
         result = await _in_thread(run)
     except BaseException as error:
-        _link_child(journal, step, journal_dir, WINDOWS_JOURNAL_KIND, target.windows_host)
         _finish_failed(journal, step, error, "the SvarUT host was not touched")
         raise
     journal.mark(step, StepStatus.DONE, journal=str(result.journal_path))
@@ -560,11 +612,14 @@ async def _svarut_phase(
     try:
         result = await stop.guard(
             svarut.apply_async(
-                target.svarut, splan, journal_dir=journal_dir, progress=_prefixed("SvarUT", say)
+                target.svarut,
+                splan,
+                journal_dir=journal_dir,
+                progress=_prefixed("SvarUT", say),
+                parent=ParentStep(journal, step),
             )
         )
     except BaseException as error:
-        _link_child(journal, step, journal_dir, SVARUT_JOURNAL_KIND, target.svarut.ssh.host)
         if windows_result is None:
             _finish_failed(journal, step, error, "the Windows server was not changed")
             raise
@@ -617,19 +672,6 @@ async def _undo_windows_after(
         f"{rplan.target.name}: SvarUT failed, so both hosts were rolled back: {problem}",
         f"fix the cause and run apply again (run {journal.path.stem})",
     )
-
-
-def _link_child(
-    journal: Journal, step: int, journal_dir: Path | None, kind: str, host: str | None
-) -> None:
-    """Record in ``step`` the journal a failed host engine wrote during this run, if any."""
-    written = [
-        path
-        for path in find_journals(journal_dir, host=host, kind=kind)
-        if path.name > journal.path.name  # names start with their start time
-    ]
-    if written:
-        journal.mark(step, StepStatus.REGISTERED, journal=str(written[-1]))
 
 
 def _finish_failed(journal: Journal, step: int, error: BaseException, untouched: str) -> None:
@@ -711,35 +753,48 @@ async def verify_async(
     *,
     journal_dir: Path | None = None,
 ) -> RotationVerifyReport:
-    """Re-gather both hosts and check the run's plan took effect (default: the latest run)."""
-    windows_plan, expected_ssl = _planned(target, run, journal_dir or target.journal_dir)
-    windows = (
-        _in_thread(_verify_windows, target, windows_plan)
-        if target.windows and windows_plan is not None
-        else _none()
+    """Re-gather both hosts and check them against the desired state, not a run's plan.
+
+    Every consumer must name the newest valid certificate of its role in the Windows store,
+    keys be readable by the consumer's identity, services run, pools be started, and every
+    HTTPS binding and the SvarUT endpoint serve the newest SSL certificate — so after a
+    no-op run everything is checked, and after a rollback the report says what the
+    installation uses and that it is not the newest. Without a Windows server, the SvarUT
+    endpoint is checked against ``run`` (a plan or a run's journal; default: the latest run).
+    """
+    # a journal given is checked first
+    run_ssl = _run_ssl(target, run, journal_dir or target.journal_dir)
+    windows_report, newest_ssl = None, None
+    if target.windows:
+        windows_report, newest_ssl = await _in_thread(_verify_windows, target)
+    expected_ssl = newest_ssl or run_ssl
+    svarut_report = (
+        await svarut.verify_async(target.svarut, expected_ssl) if target.svarut else None
     )
-    svarut_report = svarut.verify_async(target.svarut, expected_ssl) if target.svarut else _none()
-    windows_report, svarut_result = await asyncio.gather(windows, svarut_report)
-    return RotationVerifyReport(target.name, windows_report, svarut_result)
+    return RotationVerifyReport(target.name, windows_report, svarut_report)
 
 
-def _planned(
+def _run_ssl(
     target: Target, run: RotationPlan | Journal | Path | str | None, journal_dir: Path | None
-) -> tuple[Plan | None, str | None]:
-    """The Windows plan and the SvarUT thumbprint of a plan or a run's journal."""
+) -> str | None:
+    """The SSL thumbprint a plan or run put on the SvarUT host (None without a run)."""
     if isinstance(run, RotationPlan):
-        return run.windows, run.svarut.new.thumbprint if run.svarut else None
-    journal = _journal_for(target, run, journal_dir)
-    document = journal.context.get("windows_plan")
-    return (
-        Plan.from_dict(document) if document else None,
-        journal.context.get("svarut_thumbprint"),
-    )
+        return run.svarut.new.thumbprint if run.svarut else None
+    try:
+        journal = _journal_for(target, run, journal_dir)
+    except InputError:
+        if run is not None:
+            raise
+        return None
+    return journal.context.get("svarut_thumbprint")
 
 
-def _verify_windows(target: Target, windows_plan: Plan) -> WindowsVerifyReport:
+def _verify_windows(target: Target) -> tuple[WindowsVerifyReport, str | None]:
+    """The desired-state report of the Windows server, and the newest valid SSL thumbprint."""
     with target.open_windows() as host:
-        return verify_windows(host, windows_plan, target.consumers, tls_address=target.tls_address)
+        report, facts = verify_desired(host, target.consumers, tls_address=target.tls_address)
+    newest = newest_valid(facts, Role.SSL, report.gathered_at)
+    return report, newest.thumbprint if newest else None
 
 
 # -- rollback --------------------------------------------------------------------------------
@@ -757,13 +812,13 @@ async def rollback_async(
     say = progress or _quiet
     started = time.perf_counter()
     run = _journal_for(target, journal, journal_dir or target.journal_dir, undoable=True)
-    results: dict[str, Any] = {}
+    if run.in_progress:
+        raise InputError(
+            f"the run {run.path.stem} is still in progress (process {run.to_dict()['pid']})",
+            "wait for it to end (or stop it with Ctrl+C, which rolls it back), then check status",
+        )
     try:
-        for step in run.steps_to_undo():  # latest first: SvarUT, then Windows
-            child = _child_to_undo(step)
-            if child is not None:
-                results[step["name"]] = await _undo_child(target, step["name"], child, say)
-            run.mark(step["index"], StepStatus.UNDONE)
+        results = await _undo_run(target, run, say)
     except Exception as error:
         run.finish(Outcome.ROLLBACK_FAILED, f"rollback: {_problem(error)}")
         raise
@@ -778,6 +833,21 @@ async def rollback_async(
         message,
         time.perf_counter() - started,
     )
+
+
+async def _undo_run(target: Target, run: Journal, say: Progress) -> dict[str, Any]:
+    """Undo each host the run journal leads to, SvarUT first; each host's result by name.
+
+    Each step is marked undone once its host is restored, so a rollback that is interrupted
+    (or fails) can be run again and goes on where it stopped.
+    """
+    results: dict[str, Any] = {}
+    for step in run.steps_to_undo():  # latest first: SvarUT, then Windows
+        child = _child_to_undo(step)
+        if child is not None:
+            results[step["name"]] = await _undo_child(target, step["name"], child, say)
+        run.mark(step["index"], StepStatus.UNDONE)
+    return results
 
 
 def _child_to_undo(step: Mapping[str, Any]) -> Journal | None:

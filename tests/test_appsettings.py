@@ -123,7 +123,7 @@ def test_corpus_files_have_bom_crlf_and_comments() -> None:
         ('{"a": "x"}', "$.a", "x"),
         ('{"a": "x",}', "$.A", "x"),
         ('{"a": ["x", "y",],}', "$.a[1]", "y"),
-        ('// head\n{ /* a */ "a" /* b */ : /* c */ "x" /* d */ } // tail', "$.a", "x"),
+        ('// head\n{ /* a */ "a" : /* c */ "x" /* d */ } // tail', "$.a", "x"),
         ('{"a": "x"} /* closed */', "a", "x"),
         ('{\r"a": "x"\r}', "$.a", "x"),
         ('{"a": "// not a comment /* nor this */"}', "$.a", "// not a comment /* nor this */"),
@@ -162,6 +162,8 @@ def test_reads_like_dotnet(document: str, path: str, expected: str) -> None:
         ("{'a': 1}", "1:2: expected a key in double quotes, found '''"),
         ("{a: 1}", "1:2: expected a key in double quotes, found 'a'"),
         ('{"a" 1}', "1:6: expected ':' after the key, found '1'"),
+        ('{"a" /* c */ : 1}', "1:6: '/' is invalid after a property name"),
+        ('{"a"// c\n: 1}', "1:5: '/' is invalid after a property name"),
         ('{"a": 01}', "1:7: invalid value"),
         ('{"a": NaN}', "1:7: invalid value"),
         ('{"a": True}', "1:7: invalid value"),
@@ -544,10 +546,14 @@ class _Writer:
             ]
         )
 
+    def space(self) -> str:
+        """Between a property name and its ':' .NET allows whitespace only."""
+        return self.rnd.choice(["", " ", "\t", self.newline + "  "])
+
     def value(self, value: Any, segments: tuple[str | int, ...]) -> str:
         if isinstance(value, dict):
             items = [
-                f"{self.gap()}{self.string(key)}{self.gap()}:{self.gap()}"
+                f"{self.gap()}{self.string(key)}{self.space()}:{self.gap()}"
                 f"{self.value(item, (*segments, key))}{self.gap()}"
                 for key, item in value.items()
             ]

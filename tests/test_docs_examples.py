@@ -360,6 +360,8 @@ _NOT_OURS = {
     "--env-file": "docker compose",
     "--format": "docker compose ps",
     "--config-settings": "pip (editable install mode)",
+    "--rm": "docker compose run (the nginx -t pre-flight)",
+    "--no-deps": "docker compose run (the nginx -t pre-flight)",
 }
 _COMMANDS = (
     (),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -117,3 +119,27 @@ def test_latest_is_the_last_started_even_within_one_second(tmp_path: Path) -> No
     started = [_start(tmp_path, "h") for _ in range(5)]
     assert latest_journal(tmp_path, host="h").path == started[-1].path
     assert find_journals(tmp_path, host="h") == [journal.path for journal in started]
+
+
+def test_a_run_whose_process_lives_is_in_progress_and_once_killed_crashed(tmp_path: Path) -> None:
+    started = (
+        "import sys, time; from pathlib import Path; from cosdoc_certs.journal import Journal; "
+        "Journal.start(kind='rotation', host='testkommune', old_thumbprint=None, "
+        f"new_thumbprint=None, directory=Path({str(tmp_path)!r})).register('windows'); "
+        "print('started', flush=True); time.sleep(60)"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", started], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "started"
+        (journal,) = (Journal.load(path) for path in tmp_path.glob("*.json"))
+        assert journal.in_progress
+        assert not journal.crashed
+    finally:
+        process.kill()
+        process.wait()
+    assert not journal.in_progress
+    assert journal.crashed
+    assert journal.undoable  # rollback takes it up

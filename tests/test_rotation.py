@@ -8,10 +8,13 @@ container exit after ``up -d``).
 
 from __future__ import annotations
 
+import gc
 import json
+import warnings
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from cosdoc_certs import rotation
 from cosdoc_certs.certs import CertificateBundle, load_bundle
@@ -63,6 +66,9 @@ def test_rotation_verifies_rolls_back_and_takes_three_windows_round_trips(
     assert lab.https.recorder.script_names == ["apply", "gather"]  # plus the plan's gather: 3
     assert result.outcome is Outcome.APPLIED, str(result)
     assert report.ok, report.to_text()
+    assert report.windows is not None
+    kinds = {check.kind for check in report.windows.checks}
+    assert kinds >= {"uses", "doctor", "service", "pool", "binding"}
     after = rotation.installation_status(target)
     changed = before.differences(after)
     assert after.svarut is not None
@@ -73,6 +79,15 @@ def test_rotation_verifies_rolls_back_and_takes_three_windows_round_trips(
     undone = rotation.rollback(target, journal_dir=tmp_path / "journals")
     assert undone.outcome is Outcome.ROLLED_BACK
     assert before.differences(rotation.installation_status(target)) == []
+    rolled_back = rotation.verify(target, result.journal_path)  # the desired state, not the plan
+    assert not rolled_back.ok
+    assert rolled_back.windows is not None
+    stale = [check for check in rolled_back.windows.failed if check.kind == "uses"]
+    assert stale
+    assert all("not the newest valid" in check.message for check in stale)
+    assert any(check.kind == "binding" for check in rolled_back.windows.failed)
+    assert rolled_back.svarut is not None
+    assert not rolled_back.svarut.ok
     journal = Journal.load(result.journal_path)
     assert journal.outcome is Outcome.ROLLED_BACK
     assert {step["status"] for step in journal.steps} == {"undone"}
@@ -217,3 +232,18 @@ def test_rollback_without_journal_skips_runs_that_changed_nothing(
     assert before.differences(rotation.installation_status(target)) == []
     with pytest.raises(InputError, match="no run to roll back"):
         rotation.rollback(target, journal_dir=tmp_path)  # the rotation is undone already
+
+
+def test_plan_refuses_a_certificate_without_its_key_and_leaves_no_coroutine_behind(
+    lab: Lab, target: rotation.Target, bundle: CertificateBundle, tmp_path: Path
+) -> None:
+    assert bundle.ssl is not None
+    pem = tmp_path / "ssl.pem"
+    pem.write_bytes(bundle.ssl.certificate.public_bytes(serialization.Encoding.PEM))
+    without_key = load_bundle([pem])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(InputError):
+            rotation.plan(target, without_key)
+        gc.collect()
+    assert [str(w.message) for w in caught if w.category is RuntimeWarning] == []

@@ -34,6 +34,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal
 
+from cosdoc_certs.lab.faults import ServerFaults
 from cosdoc_certs.lab.server.accounts import APP_POOL_PREFIX, NETWORK_SERVICE, SYSTEM
 from cosdoc_certs.lab.server.errors import PathNotFoundError, SimulatedWindowsError
 from cosdoc_certs.lab.server.files import WindowsFileSystem, windows_join, windows_parent
@@ -262,7 +263,8 @@ class CosDocServer:
         self.hostname = hostname
         self.clock = clock or _utc_now
         self.machine_guid = str(uuid.uuid4())
-        self.files = WindowsFileSystem(root)
+        self.faults = ServerFaults()
+        self.files = WindowsFileSystem(root, self.faults.write_failure)
         self.store = CertificateStore(self.files, self.machine_guid)
         self.environment: dict[str, str] = {
             "SystemDrive": "C:",
@@ -740,7 +742,8 @@ class CosDocServer:
                 event_id=7000,
             )
             return [_DISABLED]
-        problems = service_problems(self, service)
+        broken = self.faults.service_failure(service.name)
+        problems = [broken] if broken else service_problems(self, service)
         if problems:
             self._log_service_failure(service, problems)
         else:

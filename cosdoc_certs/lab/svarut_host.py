@@ -11,7 +11,10 @@ certificate makes the container exit, as nginx does. Anything else (lists, pipes
 commands, a folder as the target of ``install``) is answered as a shell would: an error
 status and a line on stderr, and the connection stays up.
 
-Faults for tests: sudo that wants a password, and a container that exits after ``up -d``.
+Faults for tests (:class:`LabFaults`, ``lab.svarut.faults``): sudo that wants a password, a
+container that exits after ``up -d``, a command that fails, the server closing the connection
+at a command, SFTP that fails, a full disk or a read-only file system, an endpoint that
+serves the wrong certificate, and a container that runs but fails every TLS handshake.
 It runs everything as the current user, so it is not a substitute for the real sshd tests.
 """
 
@@ -58,12 +61,47 @@ DEFAULT_ENV = (
 _COMPOSE_YAML = "services:\n  nginx:\n    image: nginx:stable\n    env_file: {env}\n"
 
 
+_WRITING_COMMANDS = frozenset({"install", "cp"})
+
+
 @dataclass
 class LabFaults:
-    """Faults to inject; each test sets what it needs."""
+    """Faults to inject; each test sets what it needs (see docs/lab.md).
+
+    ``fail_command`` / ``disconnect_at`` act once, at the first command whose words include
+    that word (``"install"``, ``"down"``...): it fails with exit 1 and ``Input/output error``,
+    or the server closes the SSH connection instead of running it. ``disk_full`` /
+    ``read_only`` make every write (SFTP, ``install``, ``cp``) fail as Linux says;
+    ``sftp_fails`` fails SFTP only. ``serve_wrong_certificate`` makes the next ``up -d`` serve
+    the files the container served before, whatever prod.env names; ``handshake_fails``
+    makes the next ``up -d`` run a container that answers TLS with a closed connection.
+    """
 
     sudo_needs_password: bool = False
     container_exits: bool = False
+    fail_command: str | None = None
+    disconnect_at: str | None = None
+    sftp_fails: bool = False
+    disk_full: bool = False
+    read_only: bool = False
+    serve_wrong_certificate: bool = False
+    handshake_fails: bool = False
+
+    def write_error(self) -> str | None:
+        """Why a write fails now (``No space left on device``...), if it does."""
+        if self.disk_full:
+            return "No space left on device"
+        if self.read_only:
+            return "Read-only file system"
+        return None
+
+    def take(self, name: str, argv: Sequence[str]) -> bool:
+        """True (once) when fault ``name`` (a word) is set and ``argv`` holds that word."""
+        word = getattr(self, name)
+        if word is None or word not in argv:
+            return False
+        setattr(self, name, None)
+        return True
 
 
 @dataclass
@@ -103,6 +141,7 @@ class LabSvarutHost:
         self.faults = faults or LabFaults()
         self.tls_port = _free_port()
         self._ports: dict[str, int] = {}
+        self._served: dict[str, ssl.SSLContext] = {}  # what each container served last
         self.ssh_port = 0
         self.commands: list[tuple[str, ...]] = []
         self._root_owned: set[str] = set()
@@ -153,7 +192,7 @@ class LabSvarutHost:
             server_host_keys=[self._host_key],
             authorized_client_keys=asyncssh.import_authorized_keys(public),
             process_factory=self._process,
-            sftp_factory=lambda channel: asyncssh.SFTPServer(channel, chroot=bytes(self.sandbox)),
+            sftp_factory=lambda channel: _FaultySFTPServer(channel, self.faults, self.sandbox),
             encoding=None,
             allow_scp=False,
         )
@@ -226,6 +265,11 @@ class LabSvarutHost:
         try:
             argv = _simple_command(process.command or "")
             self.commands.append(argv)
+            if self.faults.take("disconnect_at", argv):
+                process.channel.get_connection().abort()
+                return
+            if self.faults.take("fail_command", argv):
+                raise _CommandError(f"{argv[-1]}: Input/output error")
             output = await self._execute(argv)
         except _CommandError as error:
             process.stderr.write(f"{error}\n".encode())
@@ -249,6 +293,9 @@ class LabSvarutHost:
         handler = getattr(self, f"_cmd_{argv[0]}", None)
         if handler is None:
             raise _CommandError(f"sh: {argv[0]}: not found", 127)
+        refused = self.faults.write_error()
+        if refused and argv[0] in _WRITING_COMMANDS:
+            raise _CommandError(f"{argv[0]}: cannot create regular file '{argv[-1]}': {refused}")
         try:
             return await handler(list(argv[1:]), cwd)  # type: ignore[no-any-return]
         except (ValueError, IndexError):  # operands the stand-in does not take
@@ -343,6 +390,8 @@ class LabSvarutHost:
             await self._down(cwd)
         elif args == ["up", "-d"]:
             await self._up(cwd, env_file)
+        elif args[:1] == ["run"]:
+            self._run_throwaway(cwd, env_file, args[1:])
         elif args[:1] == ["ps"]:
             container = self._containers.get(cwd)
             visible = container and (container.state == "running" or "-a" in args)
@@ -350,6 +399,27 @@ class LabSvarutHost:
         else:
             raise _CommandError(f"docker compose {' '.join(args)}: not available in the lab")
         return b""
+
+    def _run_throwaway(self, folder: str, env_file: str, args: list[str]) -> None:
+        """``docker compose run --rm --no-deps -T nginx nginx -t``: test prod.env's files.
+
+        As the nginx image does: the configuration is rendered from the env file as it is
+        now, and ``nginx -t`` fails on a certificate/key pair it cannot load. The running
+        container is not touched.
+        """
+        words = [word for word in args if word not in ("--rm", "--no-deps", "-T")]
+        if words[1:] != ["nginx", "-t"]:
+            raise _CommandError(f"docker compose run {' '.join(args)}: not available in the lab")
+        local_env = self._local(env_file, folder)
+        if not local_env.is_file():
+            raise _CommandError(f"couldn't find env file: {local_env.name}", 14)
+        if self._tls_context(folder, local_env.read_bytes()) is None:
+            raise _CommandError(
+                'nginx: [emerg] cannot load certificate key "/etc/nginx/ssl/key": '
+                "key values mismatch\n"
+                "nginx: configuration file /etc/nginx/nginx.conf test failed",
+                1,
+            )
 
     async def _down(self, folder: str) -> None:
         container = self._containers.pop(folder, None)
@@ -371,10 +441,18 @@ class LabSvarutHost:
         context = self._tls_context(folder, local_env.read_bytes())
         if context is None:
             return
+        if self.faults.serve_wrong_certificate and folder in self._served:
+            self.faults.serve_wrong_certificate = False
+            context = self._served[folder]
+        self._served[folder] = context
         port = self._ports.setdefault(folder, self.tls_port if not self._ports else _free_port())
-        container.server = await asyncio.start_server(
-            _close_after_handshake, "127.0.0.1", port, ssl=context
-        )
+        if self.faults.handshake_fails:
+            self.faults.handshake_fails = False
+            container.server = await asyncio.start_server(_close_at_once, "127.0.0.1", port)
+        else:
+            container.server = await asyncio.start_server(
+                _close_after_handshake, "127.0.0.1", port, ssl=context
+            )
         container.state, container.exit_code = "running", 0
 
     def _tls_context(self, folder: str, env_bytes: bytes) -> ssl.SSLContext | None:
@@ -429,6 +507,35 @@ def _unquoted_operator(command: str) -> str:
             doubled = command[index : index + 2] == char * 2 and char in ";&|<>"
             return char * 2 if doubled else char
     return ""
+
+
+async def _close_at_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A container that accepts connections but speaks no TLS (a handshake failure)."""
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+
+
+class _FaultySFTPServer(asyncssh.SFTPServer):
+    """The sandbox's SFTP, refusing writes while a fault says so."""
+
+    def __init__(self, channel: Any, faults: LabFaults, sandbox: Path) -> None:
+        super().__init__(channel, chroot=bytes(sandbox))
+        self._faults = faults
+
+    def _refuse(self) -> None:
+        refused = self._faults.write_error() or ("Failure" if self._faults.sftp_fails else None)
+        if refused:
+            raise asyncssh.SFTPFailure(refused)
+
+    def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> object:
+        if pflags & asyncssh.FXF_WRITE:
+            self._refuse()
+        return super().open(path, pflags, attrs)
+
+    def mkdir(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
+        self._refuse()
+        super().mkdir(path, attrs)
 
 
 async def _close_after_handshake(

@@ -18,7 +18,7 @@ from cosdoc_certs._aio import short_errors, synchronous
 from cosdoc_certs._signals import guarded
 from cosdoc_certs.certs.load import load_bundle
 from cosdoc_certs.errors import InputError
-from cosdoc_certs.journal import Journal, Outcome, latest_journal
+from cosdoc_certs.journal import Journal, Outcome, ParentStep, latest_journal
 from cosdoc_certs.svarut.apply import (
     JOURNAL_KIND,
     Connector,
@@ -117,8 +117,12 @@ async def apply_async(
     *,
     journal_dir: Path | None = None,
     progress: Progress | None = None,
+    parent: ParentStep | None = None,
 ) -> RunResult:
     """Apply a plan made by :func:`plan_async`; rolls back and raises ApplyError on failure.
+
+    ``parent`` is the step of a run journal that names this host's journal before the host
+    is touched (a rotation passes it).
 
     Run in the main thread, SIGINT, SIGTERM and SIGHUP roll it back too, then raise
     :class:`~cosdoc_certs._signals.SignalReceived`.
@@ -130,6 +134,7 @@ async def apply_async(
             journal_dir=journal_dir,
             progress=progress,
             restart_timeout=target.restart_timeout,
+            parent=parent,
         )
     )
 

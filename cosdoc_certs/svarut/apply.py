@@ -4,8 +4,12 @@ The order follows certbot's reverter: every step is registered in the journal *b
 touches the host, then marked done. The steps: check prod.env is unchanged since the plan
 (compare-and-swap), stage the files in a private 0700 temp folder (key 0600), ``sudo install``
 them root-owned into the certificate folder, back up prod.env beside itself, write the edited
-prod.env, remove the temp folder, ``docker compose down`` / ``up -d``, then wait until the
-containers run and the endpoint serves the new thumbprint.
+prod.env, remove the temp folder, test the new files with ``nginx -t`` in a throwaway
+container (``docker compose run --rm --no-deps -T <service> nginx -t``, which renders the
+configuration from the edited prod.env as the real start would) — so a certificate/key pair
+nginx refuses fails here, while the running nginx still serves the old certificate — then
+``docker compose down`` / ``up -d``, and wait until the containers run and the endpoint serves
+the new thumbprint.
 
 Any failure — a command, a container that exits, a lost connection, Ctrl-C — triggers
 :func:`undo`: reconnect if needed, put prod.env back to its exact original bytes (from the
@@ -22,21 +26,37 @@ import hashlib
 import logging
 import posixpath
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cosdoc_certs.display import Displayed
 from cosdoc_certs.errors import ApplyError, InputError, RemoteError, problem_of
-from cosdoc_certs.journal import Journal, Outcome, StepStatus
+from cosdoc_certs.journal import Journal, Outcome, ParentStep, StepStatus, find_journals
 from cosdoc_certs.svarut.connection import ConnectionLostError, HostConnection
-from cosdoc_certs.svarut.gather import Endpoint, compose_argv, read_containers, read_file
+from cosdoc_certs.svarut.gather import (
+    ContainerState,
+    Endpoint,
+    compose_argv,
+    read_containers,
+    read_file,
+)
 from cosdoc_certs.svarut.layout import Layout
 from cosdoc_certs.svarut.planning import SvarutPlan
 from cosdoc_certs.tls import ServedCertificate, fetch_certificate_async
 
-__all__ = ["Connector", "Progress", "RunResult", "apply_plan", "restart", "undo", "wait_serving"]
+__all__ = [
+    "Connector",
+    "Progress",
+    "RunResult",
+    "apply_plan",
+    "preflight",
+    "remove_crashed_staging",
+    "restart",
+    "undo",
+    "wait_serving",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +140,33 @@ async def restart(connection: HostConnection, layout: Layout) -> None:
     await connection.run(compose_argv(layout, "up", "-d"), cwd=layout.root)
 
 
+async def preflight(
+    connection: HostConnection, layout: Layout, containers: Sequence[ContainerState] = ()
+) -> None:
+    """``nginx -t`` in a throwaway container of the web service, with prod.env as it is now.
+
+    ``containers`` are the project's containers as gathered (they name the nginx service).
+    Raises :class:`RemoteError` with nginx's own complaint when it refuses the configuration.
+    """
+    services = [c.service for c in containers if "nginx" in c.service] or [
+        c.service for c in containers
+    ]
+    service = services[0] if services else "nginx"
+    result = await connection.run(
+        compose_argv(layout, "run", "--rm", "--no-deps", "-T", service, "nginx", "-t"),
+        cwd=layout.root,
+        check=False,
+    )
+    if not result.ok:
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        complaint = [line for line in lines if "[emerg]" in line] or lines
+        raise RemoteError(
+            f"{connection.host}: nginx -t refuses the new files, so nginx was not restarted: "
+            f"{complaint[0] if complaint else f'exit status {result.returncode}'}",
+            f"check the certificate and key files named in {layout.env_path}",
+        )
+
+
 async def wait_serving(
     connection: HostConnection,
     layout: Layout,
@@ -171,8 +218,13 @@ async def apply_plan(
     progress: Progress | None = None,
     restart_timeout: float = 60.0,
     staging_parent: str = STAGING_PARENT,
+    parent: ParentStep | None = None,
 ) -> RunResult:
-    """Execute ``splan`` on its host; on any failure undo it and raise :class:`ApplyError`."""
+    """Execute ``splan`` on its host; on any failure undo it and raise :class:`ApplyError`.
+
+    First the staging folders of this host's runs that crashed (their process is gone) are
+    removed: they may hold a plaintext key.
+    """
     say = progress or _quiet
     facts = splan.facts
     old = facts.served_thumbprint or facts.current_thumbprint
@@ -184,6 +236,7 @@ async def apply_plan(
         new_thumbprint=splan.new.thumbprint,
         directory=journal_dir,
         context=_journal_context(splan, staging_parent),
+        parent=parent,
     )
     if splan.is_empty:
         reason = splan.plan.noops[0].noop_reason if splan.plan.noops else None
@@ -192,6 +245,7 @@ async def apply_plan(
         return RunResult(facts.host, Outcome.NOTHING_TO_DO, journal.path, old, reason or "")
     connection = await connector()  # an unreachable host fails here, before any journal
     try:
+        await remove_crashed_staging(connection, journal_dir, facts.host, say)
         journal = start_journal()
     except BaseException:
         await _close_quietly(connection)
@@ -231,6 +285,8 @@ async def _execute(
         )
     if splan.uploads or splan.env_after is not None:
         await _stage_and_edit(connection, splan, journal, say, staging_parent)
+        say("testing the new files with nginx -t in a throwaway container")
+        await preflight(connection, layout, splan.facts.containers)
     with journal.step("restart", folder=layout.root):
         say(f"restarting the containers in {layout.root}")
         await restart(connection, layout)
@@ -358,14 +414,18 @@ async def undo(
     that check for the run's own half-done edit).
     """
     tell = say or _quiet
-    layout, edited, restarted = _layout_of(journal), False, False
+    edited, restarted = False, False
     # The staged copies (the key among them) go first: nothing depends on them, and a later
-    # step that fails must not leave them behind.
-    for step in sorted(journal.steps_to_undo(), key=lambda step: step["name"] != "stage"):
+    # step that fails must not leave them behind. Every undo is idempotent and the steps are
+    # marked undone only once the old certificate is served again, so an interrupted undo
+    # can simply be run again.
+    pending = sorted(journal.steps_to_undo(), key=lambda step: step["name"] != "stage")
+    for step in pending:
         name, details = step["name"], step["details"]
         if name == "edit-env":
             tell(f"putting {details['path']} back from {details['backup']}")
-            await _restore_env(connection, details, in_run=in_run)
+            interrupted = step["status"] != StepStatus.DONE  # the run's own half-done write
+            await _restore_env(connection, details, in_run=in_run or interrupted)
             edited = True
         elif name == "restart":
             restarted = True
@@ -374,9 +434,23 @@ async def undo(
             await connection.run(["rm", "-f", "--", details["path"]])
         elif name == "stage":
             await connection.remove_tree(details["path"])
-        journal.mark(step["index"], StepStatus.UNDONE)
-    if not (edited or restarted):
-        return journal.old_thumbprint
+    served_thumbprint = journal.old_thumbprint
+    if restarted:  # a run stopped before its restart left the running containers on the old files
+        served_thumbprint = await _restart_on_old(
+            connection, journal, edited, tell, restart_timeout
+        )
+    journal.mark_many([(step["index"], StepStatus.UNDONE, "", {}) for step in pending])
+    return served_thumbprint
+
+
+async def _restart_on_old(
+    connection: HostConnection,
+    journal: Journal,
+    edited: bool,
+    tell: Progress,
+    restart_timeout: float,
+) -> str:
+    layout = _layout_of(journal)
     tell(f"restarting the containers in {layout.root}")
     await restart(connection, layout)
     # prod.env back as it was: the old certificate again. A restart-only run changed no file:
@@ -387,6 +461,21 @@ async def undo(
         connection, layout, _endpoint_of(journal), expected, restart_timeout
     )
     return served.thumbprint
+
+
+async def remove_crashed_staging(
+    connection: HostConnection, journal_dir: Path | None, host: str, say: Progress
+) -> None:
+    """Remove the staging folders that crashed runs on ``host`` left (they may hold a key)."""
+    for path in find_journals(journal_dir, host=host, kind=JOURNAL_KIND):
+        journal = Journal.load(path)
+        if not journal.crashed:
+            continue
+        for step in journal.steps_to_undo():
+            if step["name"] == "stage":
+                say(f"removing {step['details']['path']}, left by the crashed run {path.stem}")
+                await connection.remove_tree(step["details"]["path"])
+                journal.mark(step["index"], StepStatus.UNDONE, note="removed by a later run")
 
 
 async def _restore_env(

@@ -53,7 +53,7 @@ from cosdoc_certs.consumers import COSDOC_CATALOG, Consumer, config_files, servi
 from cosdoc_certs.display import Displayed
 from cosdoc_certs.errors import ApplyError, CosDocCertsError, InputError
 from cosdoc_certs.facts import WindowsFacts
-from cosdoc_certs.journal import Journal, Outcome, StepStatus
+from cosdoc_certs.journal import Journal, Outcome, ParentStep, StepStatus
 from cosdoc_certs.plan import Change, ChangeKind, Plan
 from cosdoc_certs.thumbprints import normalize_thumbprint
 from cosdoc_certs.windows.apply_contract import (
@@ -420,11 +420,14 @@ def apply_windows(
     consumers: Sequence[Consumer] = COSDOC_CATALOG,
     journal_dir: Path | None = None,
     progress: Progress | None = None,
+    parent: ParentStep | None = None,
 ) -> WindowsApplyResult:
     """Apply the plan's Windows changes on the open ``host`` in one call; roll back on failure.
 
     ``facts`` are those the plan was made from; ``consumers`` the catalog it was made with
-    (the rollback re-gathers with it). Raises :class:`ApplyError` after a rollback.
+    (the rollback re-gathers with it). ``parent`` is the step of a run journal that names
+    this host's journal before anything is touched. Raises :class:`ApplyError` after a
+    rollback.
     """
     say = progress or _quiet
     changes = _windows_changes(plan)
@@ -442,6 +445,7 @@ def apply_windows(
         new_thumbprint=_joined(_thumbprints(compiled, "new")),
         directory=journal_dir,
         context=_context(host, plan, consumers, run_id),
+        parent=parent,
     )
     if not compiled.steps:
         journal.finish(Outcome.NOTHING_TO_DO, "no Windows changes in the plan")
@@ -546,6 +550,9 @@ def _context(
     return {
         "run_id": run_id,
         "address": host.options.address,
+        # The session apply.ps1 runs in: a rollback after a crash closes it first, which stops
+        # an apply.ps1 still running on the server for the killed process.
+        "shell_id": host.shell_id,
         "gather": {
             "service_patterns": service_patterns(consumers),
             "config_files": config_files(consumers),
@@ -701,7 +708,9 @@ def _undo_actions(steps: Sequence[Mapping[str, Any]], *, in_run: bool) -> list[A
             added = (details.get("before") or {}).get("authorities_added") or []
             authorities += [RemoveAuthority(str(thumbprint)) for thumbprint in added]
         elif name == "write-file":
-            expected = None if in_run else details["sha256_after"].upper()
+            # A write the run itself interrupted (not marked done) may have left any bytes.
+            finished = step["status"] == StepStatus.DONE
+            expected = None if in_run or not finished else details["sha256_after"].upper()
             restores.append(RestoreFile(details["file"], details["backup"], expected))
             for owner in details["restart"]:
                 kind = "service" if "service" in owner else "pool"
@@ -856,6 +865,8 @@ def rollback_windows(
             "pass the journal of a run that applied changes",
         )
     steps = journal.steps_to_undo()
+    if journal.outcome is Outcome.RUNNING:
+        _stop_interrupted_call(host, journal, say)
     _refuse_hand_edits(host, journal, steps)
     with _signals_deferred():
         try:
@@ -875,13 +886,26 @@ def rollback_windows(
     return WindowsApplyResult(journal.host, Outcome.ROLLED_BACK, journal.path, (), backups, undone)
 
 
+def _stop_interrupted_call(host: WindowsHost, journal: Journal, say: Progress) -> None:
+    """Close the session of a run that never finished, so its apply.ps1 stops running.
+
+    A killed client leaves its WinRM shell open and apply.ps1 running in it; deleting the
+    shell ends that PowerShell host process. Only then does a gather show what the server did.
+    """
+    shell_id = journal.context.get("shell_id")
+    if not shell_id:
+        return
+    if host.close_shell(str(shell_id)):
+        say("closed the session the interrupted run left open (its apply.ps1 is stopped)")
+
+
 def _refuse_hand_edits(
     host: WindowsHost, journal: Journal, steps: Sequence[Mapping[str, Any]]
 ) -> None:
     """Gather once; refuse before touching anything if a file is neither the run's nor original."""
     facts = _gather(host, journal)
     for step in steps:
-        if step["name"] != "write-file":
+        if step["name"] != "write-file" or step["status"] != StepStatus.DONE:
             continue
         details = step["details"]
         gathered = facts.config_file(details["file"])

@@ -30,11 +30,14 @@ from cryptography import x509
 from pypsrp.complex_objects import ObjectMeta
 from pypsrp.exceptions import AuthenticationError, WinRMError, WinRMTransportError, WSManFaultError
 from pypsrp.powershell import PowerShell, RunspacePool
-from pypsrp.wsman import WSMan
+from pypsrp.wsman import SelectorSet, WSMan
 
 from cosdoc_certs.errors import InputError, RemoteError, hide_passwords
 
 log = logging.getLogger(__name__)
+
+_POWERSHELL_RESOURCE = "http://schemas.microsoft.com/powershell/Microsoft.PowerShell"
+_INVALID_SELECTORS = 2150858843  # 0x8033805B: the server has no shell with that id
 
 PROTOCOL_LOGGERS = ("pypsrp", "psrpcore")
 """Loggers that dump whole PSRP messages at DEBUG: held at INFO+ while a script runs."""
@@ -53,6 +56,10 @@ _WINRM_HINT = (
 
 class HostUnreachableError(RemoteError):
     """The WinRM endpoint could not be reached (DNS, refused, timeout, TLS)."""
+
+
+class SessionLostError(HostUnreachableError):
+    """The server no longer has the session's shell (its PowerShell host ended): reconnect."""
 
 
 class CredentialsError(RemoteError):
@@ -272,6 +279,32 @@ class WindowsHost:
                 "closing the PowerShell session on %s failed: %s", self.options.address, error
             )
 
+    @property
+    def shell_id(self) -> str | None:
+        """The id of the open session's WinRM shell (None when closed)."""
+        return str(self._pool.shell.id) if self._pool is not None and self._pool.shell.id else None
+
+    def close_shell(self, shell_id: str) -> bool:
+        """Delete a shell another (killed) process left open; its running pipeline ends.
+
+        False when the server has no such shell any more (closed, or timed out idle).
+        """
+        selectors = SelectorSet()
+        selectors.add_option("ShellId", shell_id)
+        transport = self.options.wsman()
+        try:
+            with self._remote_errors("close an earlier session"):
+                try:
+                    transport.delete(_POWERSHELL_RESOURCE, selector_set=selectors)
+                except WSManFaultError as fault:
+                    if fault.code == _INVALID_SELECTORS:
+                        return False
+                    raise
+        finally:
+            transport.close()
+        log.info("closed the shell %s on %s", shell_id, self.options.address)
+        return True
+
     def secure_string(self, value: str) -> Any:
         """``value`` as a SecureString parameter, encrypted with this session's key."""
         if self._pool is None:
@@ -418,6 +451,12 @@ def _fault_error(address: str, doing: str, fault: WSManFaultError) -> RemoteErro
         return AccessDeniedError(
             f"{address} denied access while trying to {doing}: {reason}",
             "use an account in the server's Administrators (or Remote Management Users) group",
+        )
+    if fault.code == _INVALID_SELECTORS:
+        return SessionLostError(
+            f"{address} lost the PowerShell session while trying to {doing} (its shell is gone)",
+            "run it again; if it recurs, check the server's WinRM event log (idle timeouts, "
+            "MaxShellsPerUser)",
         )
     return RemoteError(
         f"WinRM on {address} refused to {doing}: {reason}",

@@ -1,4 +1,4 @@
-"""Verify a Windows rotation: the server's state now proves that the plan took effect.
+r"""Verify a Windows rotation: the server's state now proves that the plan took effect.
 
 :func:`verify_windows` gathers the server's facts once more (one pipeline, the same
 ``gather.ps1`` as ``status``), shakes hands with every HTTPS binding over real TLS (SNI with
@@ -10,6 +10,17 @@ the binding's host name where it has one), and checks with :func:`check_windows`
 - ``doctor`` — the doctor finds no error on the consumers the plan changed;
 - ``binding`` — every HTTPS binding *serves* what it should: the new certificate where the
   plan rebound its http.sys entry, otherwise the certificate http.sys is configured with.
+
+:func:`verify_desired` / :func:`check_desired` verify against the *desired* state instead of a
+plan — what ``cosdoc-certs verify`` does, so a no-op run and a rolled-back run are judged too:
+
+- ``uses`` — every configured certificate use (config key, HTTPS binding) names the newest
+  valid certificate of its role in ``LocalMachine\My`` (else: what it names, and the newest);
+- ``doctor`` — no error on any consumer (missing certificate, wrong role, key not readable by
+  the consumer's identity, expiry...);
+- ``service`` / ``pool`` — every automatic service of the consumers runs, every pool of their
+  applications is Started;
+- ``binding`` — every HTTPS binding serves the newest SSL certificate in a real handshake.
 
 The :class:`WindowsVerifyReport` lists each check with ok/failed and a message; ``.ok`` is
 True when all passed. It renders as text, JSON (``to_dict``) and HTML in notebooks.
@@ -25,11 +36,17 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from cosdoc_certs.appsettings import AppSettings, same_thumbprint
-from cosdoc_certs.certs.model import utc_now
+from cosdoc_certs.certs.model import Role, utc_now
 from cosdoc_certs.consumers import COSDOC_CATALOG, Consumer
 from cosdoc_certs.display import Displayed
 from cosdoc_certs.errors import CosDocCertsError, InputError
-from cosdoc_certs.facts import WindowsFacts, diagnose, served_thumbprint
+from cosdoc_certs.facts import (
+    ConsumerStatus,
+    StoreCertificate,
+    WindowsFacts,
+    diagnose,
+    served_thumbprint,
+)
 from cosdoc_certs.findings import Severity
 from cosdoc_certs.plan import Change, ChangeKind, Plan
 from cosdoc_certs.status import gather
@@ -43,8 +60,11 @@ __all__ = [
     "TlsAddress",
     "VerifyCheck",
     "WindowsVerifyReport",
+    "check_desired",
     "check_windows",
     "endpoint_map",
+    "newest_valid",
+    "verify_desired",
     "verify_windows",
 ]
 
@@ -146,6 +166,115 @@ def verify_windows(
     report = check_windows(facts, plan, served, consumers, now=now, host=host.options.address)
     log.info("verify of %s: %r", host.options.address, report)
     return report
+
+
+def verify_desired(
+    host: WindowsHost,
+    consumers: Sequence[Consumer] = COSDOC_CATALOG,
+    *,
+    tls_address: TlsAddress | None = None,
+    now: dt.datetime | None = None,
+) -> tuple[WindowsVerifyReport, WindowsFacts]:
+    """Gather once, shake hands with every binding, check the desired state; and the facts."""
+    facts = gather(host, consumers)
+    address = tls_address or _connection_address(host)
+    bindings = facts.iis.bindings if facts.iis else ()
+    served = {binding: _handshake(binding, address) for binding in bindings}
+    report = check_desired(facts, served, consumers, now=now, host=host.options.address)
+    log.info("verify of %s against the desired state: %r", host.options.address, report)
+    return report, facts
+
+
+def newest_valid(facts: WindowsFacts, role: Role, now: dt.datetime) -> StoreCertificate | None:
+    """The newest certificate of ``role`` in the store that is valid at ``now``."""
+    valid = [
+        certificate
+        for certificate in facts.certificates
+        if certificate.role is role
+        and certificate.info.not_before <= now < certificate.info.not_after
+    ]
+    return max(valid, key=lambda certificate: certificate.info.not_before, default=None)
+
+
+def check_desired(
+    facts: WindowsFacts,
+    served: Mapping[BindingFact, Served],
+    consumers: Sequence[Consumer] = COSDOC_CATALOG,
+    *,
+    now: dt.datetime | None = None,
+    host: str | None = None,
+) -> WindowsVerifyReport:
+    """The checks of :func:`verify_desired` over facts and handshake results (pure)."""
+    moment = now or utc_now()
+    statuses = diagnose(facts, consumers, now=moment)
+    newest = {role: newest_valid(facts, role, moment) for role in Role}
+    checks = [
+        *_use_checks(statuses, newest),
+        *(_doctor_check(status) for status in statuses if status.uses),
+        *_all_running_checks(facts),
+        *_served_checks(facts, served, newest[Role.SSL]),
+    ]
+    name = host or facts.computer_name
+    return WindowsVerifyReport(name, facts.computer_name, facts.document.gathered_at, tuple(checks))
+
+
+def _use_checks(
+    statuses: Iterable[ConsumerStatus], newest: Mapping[Role, StoreCertificate | None]
+) -> Iterator[VerifyCheck]:
+    for status in statuses:
+        for use in status.uses:
+            if use.configured is None:  # a certificate to select by hand, not a use
+                continue
+            best = newest[use.role]
+            subject = f"{status.name}: {use.subject}"
+            named = use.thumbprint or repr(use.configured)
+            if best is None:
+                yield VerifyCheck("uses", subject, False, f"names {named}; no valid {use.role}")
+            elif use.thumbprint == best.thumbprint:
+                yield VerifyCheck("uses", subject, True, f"names {named}, the newest {use.role}")
+            else:
+                yield VerifyCheck(
+                    "uses",
+                    subject,
+                    False,
+                    f"names {named}, not the newest valid {use.role} certificate "
+                    f"{best.thumbprint} (valid to {best.info.not_after:%Y-%m-%d})",
+                )
+
+
+def _doctor_check(status: ConsumerStatus) -> VerifyCheck:
+    errors = [f for f in status.findings if f.severity is Severity.ERROR]
+    message = "; ".join(f"{f.subject}: {f.message} ({f.code})" for f in errors)
+    return VerifyCheck("doctor", status.name, not errors, message or "no errors")
+
+
+def _all_running_checks(facts: WindowsFacts) -> Iterator[VerifyCheck]:
+    for service in facts.services:
+        if service.start_mode.casefold().startswith("auto"):
+            ok = service.state == "Running"
+            yield VerifyCheck("service", service.name, ok, f"is {service.state}")
+    if facts.iis is None:
+        return
+    used = {application.app_pool.casefold() for application in facts.iis.applications}
+    for pool in facts.iis.app_pools:
+        if pool.name.casefold() in used:
+            yield VerifyCheck("pool", pool.name, pool.state == "Started", f"is {pool.state}")
+
+
+def _served_checks(
+    facts: WindowsFacts, served: Mapping[BindingFact, Served], newest: StoreCertificate | None
+) -> Iterator[VerifyCheck]:
+    bindings = facts.iis.bindings if facts.iis else ()
+    for binding in bindings:
+        seen = served.get(binding)
+        if seen is None or isinstance(seen, CosDocCertsError):
+            problem = seen.problem if seen is not None else "no handshake was made"
+            yield VerifyCheck("binding", str(binding), False, problem)
+        elif newest is not None and seen.upper() == newest.thumbprint:
+            yield VerifyCheck("binding", str(binding), True, f"serves {seen} (the newest SSL)")
+        else:
+            wanted = newest.thumbprint if newest else "a valid SSL certificate"
+            yield VerifyCheck("binding", str(binding), False, f"serves {seen}, not {wanted}")
 
 
 def check_windows(

@@ -2,7 +2,9 @@
 
 Installed (with this Python as interpreter) as `<base>/bin/docker`, first on sudo's
 secure_path for the test user. It emulates `docker compose [--env-file F] down | up -d |
-ps [-a] [--format json]` in the current folder: `up -d` reads the env file like compose,
+ps [-a] [--format json] | run --rm --no-deps -T nginx nginx -t` in the current folder
+(`run ... nginx -t` tests the files the env file names with the real `nginx -t`, in a state
+folder of its own, leaving the running nginx alone): `up -d` reads the env file like compose,
 writes an nginx config that serves TLS with the files the env file names (from the
 installation's certificate folder) and starts that nginx in the background, returning at
 once like compose does — an nginx that refuses the files exits, and `ps -a` then shows the
@@ -76,22 +78,56 @@ def _stop(state: Path) -> None:
     record.unlink()
 
 
-def _start(folder: str, env_file: str, state: Path, settings: dict, all_settings: dict) -> int:
-    env_path = Path(folder, env_file)
-    if not env_path.is_file():
-        return _fail(f"couldn't find env file: {env_path}", 14)
+def _files(folder: str, env_path: Path, settings: dict) -> tuple[Path, Path]:
+    """The certificate and key the env file names, in the installation's certificate folder."""
     env = parse_env(env_path.read_bytes())
     files = Path(folder, settings.get("files_dir", "persistent"))
     cert = files / (env.get("SSL_CERT_FILENAME") or "missing.crt")
     key = files / (env.get("SSL_CERT_KEY_FILENAME") or "missing.rsa")
-    if settings.get("fail_next_up"):
-        settings["fail_next_up"] = False
-        SETTINGS.write_text(json.dumps(all_settings))
-        cert = files / "no-such-file.crt"  # nginx will refuse to start: the container exits
+    return cert, key
+
+
+def _write_conf(state: Path, port: int, cert: Path, key: Path) -> Path:
     for temp in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (state / temp).mkdir(exist_ok=True)
     conf = state / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(state=state, port=settings["port"], cert=cert, key=key))
+    conf.write_text(NGINX_CONF.format(state=state, port=port, cert=cert, key=key))
+    return conf
+
+
+def _test(folder: str, env_file: str, state: Path, settings: dict, command: list[str]) -> int:
+    """`run --rm --no-deps -T nginx nginx -t`: the real `nginx -t` on the env file's files."""
+    words = [word for word in command if word not in ("--rm", "--no-deps", "-T")]
+    if words[1:] != ["nginx", "-t"]:
+        return _fail(f"stand-in: unsupported docker compose run {' '.join(command)}")
+    env_path = Path(folder, env_file)
+    if not env_path.is_file():
+        return _fail(f"couldn't find env file: {env_path}", 14)
+    throwaway = state / "throwaway"
+    throwaway.mkdir(exist_ok=True)
+    conf = _write_conf(throwaway, settings["port"], *_files(folder, env_path, settings))
+    checked = subprocess.run(
+        ["/usr/sbin/nginx", "-t", "-p", str(throwaway), "-c", str(conf), "-e", "stderr"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    sys.stderr.write(checked.stderr)
+    return checked.returncode
+
+
+def _start(folder: str, env_file: str, state: Path, settings: dict, all_settings: dict) -> int:
+    env_path = Path(folder, env_file)
+    if not env_path.is_file():
+        return _fail(f"couldn't find env file: {env_path}", 14)
+    cert, key = _files(folder, env_path, settings)
+    if settings.get("fail_next_up"):
+        settings["fail_next_up"] = False
+        SETTINGS.write_text(json.dumps(all_settings))
+        cert = cert.with_name("no-such-file.crt")  # nginx will refuse to start: the container exits
+    conf = _write_conf(state, settings["port"], cert, key)
     with open(state / "stderr.log", "ab") as log:
         process = subprocess.Popen(
             ["/usr/sbin/nginx", "-p", str(state), "-c", str(conf), "-e", str(state / "error.log")],
@@ -153,6 +189,8 @@ def main(argv: list[str]) -> int:
         return _start(folder, env_file, state, settings, all_settings)
     if args[:1] == ["ps"]:
         return _ps(folder, state, settings, "-a" in args)
+    if args[:1] == ["run"]:
+        return _test(folder, env_file, state, settings, args[1:])
     return _fail(f"stand-in: unsupported docker compose {' '.join(args)}")
 
 

@@ -13,6 +13,8 @@ import hashlib
 import json
 import re
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -530,3 +532,42 @@ def test_unsupported_commands_get_an_error_and_the_connection_stays(
     assert refused.exit_status == status
     assert message in str(refused.stderr)
     assert after.exit_status == 0  # the same connection still answers
+
+
+def test_a_pair_nginx_refuses_fails_nginx_t_and_nginx_is_never_restarted(
+    lab: LabSvarutHost, certs: Certs, journal_dir: Path
+) -> None:
+    before = _env(lab)
+    splan = svarut.plan(lab.target(), _new(certs.new), today=TODAY)
+    connector = faulty_connector(
+        lab.ssh_options(), lambda op, args: False, corrupt=certs.other_issuer.key_pem()
+    )
+    lab.commands.clear()
+    with pytest.raises(ApplyError, match=r"nginx -t refuses the new files.*mismatch") as failure:
+        svarut.apply(lab.target(connector=connector), splan, journal_dir=journal_dir)
+    assert failure.value.rolled_back
+    assert not [c for c in lab.commands if "down" in c or "up" in c]  # nginx kept running
+    _assert_restored(lab, certs, before)
+
+
+def test_the_next_apply_removes_the_staging_folder_of_a_crashed_run(
+    lab: LabSvarutHost, certs: Certs, journal_dir: Path
+) -> None:
+    staging = "/tmp/cosdoc-certs-0123456789abcdef"  # the host's staging folder
+    lab.path(staging).mkdir(mode=0o700)
+    lab.path(staging).joinpath("cert-20261129.rsa").write_bytes(certs.new.key_pem())
+    crashed = (  # a run whose process is gone: it started its journal and staged, then died
+        "from pathlib import Path; from cosdoc_certs.journal import Journal; "
+        f"j = Journal.start(kind='svarut', host='127.0.0.1', old_thumbprint=None, "
+        f"new_thumbprint=None, directory=Path({str(journal_dir)!r})); "
+        f"j.register('stage', path={staging!r})"
+    )
+    subprocess.run([sys.executable, "-c", crashed], check=True, timeout=60)
+    (journal,) = (Journal.load(path) for path in journal_dir.glob("*.json"))
+    assert journal.crashed
+    splan = svarut.plan(lab.target(), _new(certs.new), today=TODAY)
+    progress: list[str] = []
+    svarut.apply(lab.target(), splan, journal_dir=journal_dir, progress=progress.append)
+    assert not lab.path(staging).exists()
+    assert any(staging in line and "crashed run" in line for line in progress)
+    assert Journal.load(journal.path).steps[0]["status"] == "undone"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from cosdoc_certs.lab.server.errors import PathNotFoundError, SimulatedWindowsError
@@ -30,8 +31,9 @@ BLOCKING_ATTRIBUTES = frozenset({"ReadOnly", "Hidden", "System"})
 class WindowsFileSystem:
     """Files of one simulated Windows server, kept as real files under ``root``."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, write_failure: Callable[[], str | None] = lambda: None):
         self.root = root
+        self._write_failure = write_failure  # a full disk or read-only volume (lab faults)
         root.mkdir(parents=True, exist_ok=True)
         self._attributes: dict[Path, frozenset[str]] = {}
 
@@ -61,6 +63,11 @@ class WindowsFileSystem:
     def write(self, path: str, data: bytes) -> None:
         """Write ``data`` to ``path``, creating missing folders (keeps an existing name's case)."""
         real = self.real_path(path)
+        refused = self._write_failure()
+        if refused is not None:
+            raise SimulatedWindowsError(
+                refused, error_id="System.IO.IOException", category="WriteError", target=path
+            )
         if real.is_dir():
             raise SimulatedWindowsError(
                 f"Access to the path '{path}' is denied.",

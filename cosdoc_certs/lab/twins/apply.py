@@ -168,12 +168,16 @@ def _read_actions(parameters: dict[str, Any]) -> list[Action]:
 
 def _run_actions(run: _Run, actions: list[Action]) -> ApplyDocument:
     """Check every write-file's hash, then run the actions in order up to the first failure."""
+    run.server.faults.apply_call_started()
     refused = _preflight(run.server, actions)
     if refused is not None:
         return ApplyDocument((refused,), 0, refused.index)
     results: list[ActionResult] = []
     for index, action in enumerate(actions):
         try:
+            injected = run.server.faults.action_failure(index)
+            if injected is not None:  # the lab's fail_action: before the action changes anything
+                raise _ActionFailed(injected, {})
             message, before = _EXECUTORS[type(action)](run, action)
         except _ActionFailed as failure:
             results.append(

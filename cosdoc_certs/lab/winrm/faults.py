@@ -26,6 +26,8 @@ class DropPoint(enum.Enum):
     NONE = "none"
     BEFORE = "before"
     AFTER = "after"
+    SHELL_LOST = "shell-lost"
+    """Not a drop: the server forgets the request's shell first (its PowerShell host died)."""
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ class Faults:
         self._latency = 0.0
         self._drops: list[_DropRule] = []
         self._seen: Counter[str | None] = Counter()
-        self._failing: dict[str, str] = {}
+        self._failing: dict[str, tuple[str, int | None]] = {}
         self._slow: dict[str, float] = {}
 
     @property
@@ -75,10 +77,28 @@ class Faults:
         with self._lock:
             self._drops.append(_DropRule(self._seen[action] + n, action, point))
 
-    def fail_pipeline(self, name: str, message: str) -> None:
-        """Make every run of script ``name`` end with a terminating error ``message``."""
+    def fail_pipeline(self, name: str, message: str, *, times: int | None = None) -> None:
+        """Make runs of script ``name`` end with a terminating error ``message``.
+
+        Every run by default; ``times=1`` fails only the next one — e.g. an ``apply`` whose
+        undo (the next ``apply`` call) then succeeds.
+        """
+        if times is not None and times < 1:
+            raise ValueError("times counts runs from 1")
         with self._lock:
-            self._failing[name] = message
+            self._failing[name] = (message, times)
+
+    def lose_shell_at(self, n: int, *, action: str | None = None) -> None:
+        """At the n-th request (1-based, from now), the server loses the request's shell.
+
+        As when wsmprovhost.exe dies or an administrator closes the session: the request (and
+        every later one on that shell) is answered with "the shell was not found"; a running
+        script in it is stopped.
+        """
+        if n < 1:
+            raise ValueError("n counts requests from 1")
+        with self._lock:
+            self._drops.append(_DropRule(self._seen[action] + n, action, DropPoint.SHELL_LOST))
 
     def slow_pipeline(self, name: str, seconds: float) -> None:
         """Delay the output of script ``name`` by ``seconds`` (beyond the operation timeout)."""
@@ -108,7 +128,15 @@ class Faults:
     def failure_of(self, name: str) -> str | None:
         """The injected terminating error for script ``name``, if any."""
         with self._lock:
-            return self._failing.get(name)
+            if name not in self._failing:
+                return None
+            message, times = self._failing[name]
+            if times is not None:
+                if times <= 1:
+                    del self._failing[name]
+                else:
+                    self._failing[name] = (message, times - 1)
+            return message
 
     def delay_of(self, name: str) -> float:
         """The injected delay in seconds for script ``name`` (0 if none)."""

@@ -159,6 +159,13 @@ class WinRMEndpoint:
             password.encode(), expected_password.encode()
         )
 
+    def lose_shell(self, shell_id: str) -> None:
+        """Forget a shell as if its host process died (a lab fault); its pipelines stop."""
+        with self._lock:
+            shell = self._shells.pop(shell_id.upper(), None) if shell_id else None
+        if shell is not None:
+            shell.close()
+
     def handle(self, request: wsman.WSManRequest) -> bytes:
         """Answer one WS-Management request (raises WSManFault for a fault answer)."""
         handlers = {
@@ -339,6 +346,9 @@ class _Handler(BaseHTTPRequestHandler):
         drop = endpoint.faults.on_request(request.action)
         if drop is DropPoint.BEFORE:
             return HTTPStatus.OK, b"", drop
+        if drop is DropPoint.SHELL_LOST:
+            endpoint.lose_shell(request.shell_id)
+            drop = DropPoint.NONE
         try:
             answer = endpoint.handle(request)
             endpoint.recorder.response(request.action, len(answer))
