@@ -3,7 +3,16 @@
 ``C:\\Program Files\\DIPS\\x\\appsettings.json`` lives at ``<root>/C/Program Files/DIPS/x/
 appsettings.json``. Lookups are case-insensitive like NTFS: an existing file or folder is
 found whatever the case of the path asked for, and a new one keeps the case it was written
-with. Only absolute drive paths (``X:\\...``, either slash) are accepted.
+with. Absolute drive paths (``X:\\...``, either slash) and UNC paths (``\\\\server\\share\\...``,
+kept under ``<root>/UNC/server/share``) are accepted.
+
+The remoting session that runs the scripts does not see every file the way the services do
+(:meth:`WindowsFileSystem.read_in_session`, :meth:`WindowsFileSystem.test_path`): a file whose
+ACL leaves out the administrators (``denied``) cannot be read and ``Test-Path`` says it is not
+there; a file another process holds open without sharing (``locked``) cannot be read; a UNC
+path is a second hop, which the session's credentials do not reach without Kerberos delegation
+or CredSSP — access denied, and ``Test-Path`` says False. ``Join-Path`` asks the file-system
+provider, which throws for a drive letter the server does not have (:meth:`join_path`).
 
 Files carry the attributes that matter to a write (``ReadOnly``, ``Hidden``):
 :meth:`WindowsFileSystem.write_all_bytes` fails on them as .NET's ``File.WriteAllBytes``
@@ -23,6 +32,9 @@ from cosdoc_certs.lab.server.errors import PathNotFoundError, SimulatedWindowsEr
 logger = logging.getLogger(__name__)
 
 _DRIVE_PATH = re.compile(r"^([A-Za-z]):[\\/](.*)$", re.DOTALL)
+_UNC_PATH = re.compile(r"^[\\/]{2}([^\\/]+[\\/][^\\/]+)(?:[\\/](.*))?$", re.DOTALL)
+UNAUTHORIZED = "System.UnauthorizedAccessException"
+IO_EXCEPTION = "System.IO.IOException"
 _FORBIDDEN_NAMES = frozenset({"", ".", ".."})
 BLOCKING_ATTRIBUTES = frozenset({"ReadOnly", "Hidden", "System"})
 """Attributes on which ``File.WriteAllBytes`` (CREATE_ALWAYS) is denied."""
@@ -36,6 +48,70 @@ class WindowsFileSystem:
         self._write_failure = write_failure  # a full disk or read-only volume (lab faults)
         root.mkdir(parents=True, exist_ok=True)
         self._attributes: dict[Path, frozenset[str]] = {}
+        self.drives: set[str] = {"C", "D"}
+        self.denied: set[str] = set()
+        self.locked: set[str] = set()
+
+    def read_in_session(self, path: str) -> bytes:
+        """``[IO.File]::ReadAllBytes`` in the remoting session (see the module docstring)."""
+        folded = path.casefold()
+        if folded in self.denied or _UNC_PATH.match(path):
+            raise SimulatedWindowsError(
+                f"Access to the path '{path}' is denied.",
+                error_id=UNAUTHORIZED,
+                category="PermissionDenied",
+                hresult=0x80070005,
+                target=path,
+            )
+        if folded in self.locked:
+            raise SimulatedWindowsError(
+                f"The process cannot access the file '{path}' because it is being used by "
+                "another process.",
+                error_id=IO_EXCEPTION,
+                category="ReadError",
+                hresult=0x80070020,
+                target=path,
+            )
+        if not self.drive_exists(path):
+            raise SimulatedWindowsError(
+                f"Could not find a part of the path '{path}'.",
+                error_id="System.IO.DirectoryNotFoundException",
+                category="ObjectNotFound",
+                hresult=0x80070003,
+                target=path,
+            )
+        if not self.is_file(path):
+            raise SimulatedWindowsError(
+                f"Could not find file '{path}'.",
+                error_id="System.IO.FileNotFoundException",
+                category="ObjectNotFound",
+                hresult=0x80070002,
+                target=path,
+            )
+        return self.read(path)
+
+    def test_path(self, path: str) -> bool:
+        """``Test-Path -PathType Leaf`` in the session: False when it cannot see the file."""
+        if path.casefold() in self.denied or _UNC_PATH.match(path) or not self.drive_exists(path):
+            return False
+        return self.is_file(path)
+
+    def drive_exists(self, path: str) -> bool:
+        """True for a UNC path or a path on a drive letter this server has."""
+        match = _DRIVE_PATH.match(path)
+        return match is None or match.group(1).upper() in self.drives
+
+    def join_path(self, folder: str, child: str) -> str:
+        """``Join-Path``: like :func:`windows_join`, but the drive must exist (provider check)."""
+        if not self.drive_exists(folder):
+            drive = folder[:1].upper()
+            raise SimulatedWindowsError(
+                f"Cannot find drive. A drive with the name '{drive}' does not exist.",
+                error_id="DriveNotFound,Microsoft.PowerShell.Commands.JoinPathCommand",
+                category="ObjectNotFound",
+                target=drive,
+            )
+        return windows_join(folder, child)
 
     def real_path(self, path: str) -> Path:
         """The local file that holds the Windows ``path`` (resolved case-insensitively)."""
@@ -139,6 +215,11 @@ def windows_parent(path: str) -> str:
 
 
 def _split(path: str) -> tuple[str, list[str]]:
+    unc = _UNC_PATH.match(path)
+    if unc is not None:
+        server_share, rest = unc.group(1), unc.group(2) or ""
+        parts = [part for part in re.split(r"[\\/]+", f"{server_share}\\{rest}") if part]
+        return "UNC", parts
     match = _DRIVE_PATH.match(path)
     if match is None:
         raise SimulatedWindowsError(
