@@ -18,7 +18,8 @@ are in ``LocalMachine\\My``, and the findings a consultant acts on. Finding code
 - about IIS bindings: ``binding-no-certificate``, ``binding-mismatch``, ``sni-shadowed``;
 - about the consumer itself: ``consumer-not-found``, ``not-running``, ``account-unresolved``
   (its account has no SID on the server), ``config-unreadable`` (the file is there but the
-  remoting session cannot read it: locked, access denied, a UNC share), ``iis-module-missing``.
+  remoting session cannot read it: locked, access denied, a UNC share), ``iis-module-missing``,
+  ``http-sys-unread`` (netsh failed: IIS's configured hashes stand in for what is served).
 
 Accounts are compared by SID, never by name: ``gather`` resolves every service account, pool
 identity and key-file reader to a SID on the server, and names are only what the server
@@ -241,6 +242,7 @@ class CertificateUse:
             "key_storage": certificate.fact.key_storage if certificate else None,
             "key_provider": certificate.fact.key_provider if certificate else None,
             "account": self.account,
+            "account_sid": self.account_sid,
             "file": self.file,
         }
 
@@ -705,6 +707,7 @@ class _Doctor:
                 uses.append(use)
                 findings += self._certificate_findings(use)
         findings += _shadowing(iis.bindings, bindings)
+        findings += _http_sys_unread(self.facts, consumer.name)
         if not bindings:
             findings.append(
                 Finding(
@@ -828,6 +831,24 @@ def _identity_findings(instance: _Instance) -> list[Finding]:
             f"({identity.error or 'not resolved'}); key access can be neither checked nor "
             "granted — correct the account (services.msc / IIS) and gather again",
             instance.name,
+        )
+    ]
+
+
+def _http_sys_unread(facts: WindowsFacts, subject: str) -> list[Finding]:
+    """A warning when netsh could not list http.sys's bindings (IIS's own hashes are used)."""
+    netsh = facts.document.http_sys
+    if netsh.exit_code == 0:
+        return []
+    first = netsh.output.strip().splitlines()[:1]
+    return [
+        Finding(
+            "http-sys-unread",
+            Severity.WARNING,
+            f"netsh http show sslcert failed (exit code {netsh.exit_code}"
+            f"{': ' + first[0] if first else ''}); what IIS is configured with is shown "
+            "instead of what is served — run it by hand on the server",
+            subject,
         )
     ]
 

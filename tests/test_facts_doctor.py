@@ -337,3 +337,17 @@ def test_other_installations_are_found_without_deviations(
     by_name = {status.name: status for status in statuses}
     assert len(by_name["Authentication"].instances) == authentication_instances
     assert len(by_name["Digihelse"].uses) == 4
+
+
+def test_netsh_failing_is_a_warning_and_iis_hashes_stand_in() -> None:
+    sample = Path(__file__).parent / "windows" / "gather-sample.json"
+    data = json.loads(sample.read_text(encoding="utf-8"))
+    data["httpSys"] = {"exitCode": 1, "output": "Feil: tilgang nektet.\r\n"}
+    facts = WindowsFacts.from_json(json.dumps(data))
+    assert facts.iis is not None
+    assert facts.iis.ssl_bindings == ()
+    statuses = diagnose(facts, COSDOC_CATALOG, now=NOW)
+    bindings = next(s for s in statuses if s.name == "IIS HTTPS bindings")
+    (unread,) = [f for f in bindings.findings if f.code == "http-sys-unread"]
+    assert "exit code 1: Feil: tilgang nektet." in unread.message
+    assert bindings.uses[0].thumbprint == data["certificates"][0]["thumbprint"]

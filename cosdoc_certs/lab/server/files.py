@@ -35,6 +35,25 @@ _DRIVE_PATH = re.compile(r"^([A-Za-z]):[\\/](.*)$", re.DOTALL)
 _UNC_PATH = re.compile(r"^[\\/]{2}([^\\/]+[\\/][^\\/]+)(?:[\\/](.*))?$", re.DOTALL)
 UNAUTHORIZED = "System.UnauthorizedAccessException"
 IO_EXCEPTION = "System.IO.IOException"
+_DENIED = ("Access to the path '{path}' is denied.", UNAUTHORIZED, "PermissionDenied", 0x80070005)
+_LOCKED = (
+    "The process cannot access the file '{path}' because it is being used by another process.",
+    IO_EXCEPTION,
+    "ReadError",
+    0x80070020,
+)
+_NO_FOLDER = (
+    "Could not find a part of the path '{path}'.",
+    "System.IO.DirectoryNotFoundException",
+    "ObjectNotFound",
+    0x80070003,
+)
+_NO_FILE = (
+    "Could not find file '{path}'.",
+    "System.IO.FileNotFoundException",
+    "ObjectNotFound",
+    0x80070002,
+)
 _FORBIDDEN_NAMES = frozenset({"", ".", ".."})
 BLOCKING_ATTRIBUTES = frozenset({"ReadOnly", "Hidden", "System"})
 """Attributes on which ``File.WriteAllBytes`` (CREATE_ALWAYS) is denied."""
@@ -54,41 +73,28 @@ class WindowsFileSystem:
 
     def read_in_session(self, path: str) -> bytes:
         """``[IO.File]::ReadAllBytes`` in the remoting session (see the module docstring)."""
-        folded = path.casefold()
-        if folded in self.denied or _UNC_PATH.match(path):
+        problem = self._session_problem(path)
+        if problem is not None:
+            message, error_id, category, hresult = problem
             raise SimulatedWindowsError(
-                f"Access to the path '{path}' is denied.",
-                error_id=UNAUTHORIZED,
-                category="PermissionDenied",
-                hresult=0x80070005,
-                target=path,
-            )
-        if folded in self.locked:
-            raise SimulatedWindowsError(
-                f"The process cannot access the file '{path}' because it is being used by "
-                "another process.",
-                error_id=IO_EXCEPTION,
-                category="ReadError",
-                hresult=0x80070020,
-                target=path,
-            )
-        if not self.drive_exists(path):
-            raise SimulatedWindowsError(
-                f"Could not find a part of the path '{path}'.",
-                error_id="System.IO.DirectoryNotFoundException",
-                category="ObjectNotFound",
-                hresult=0x80070003,
-                target=path,
-            )
-        if not self.is_file(path):
-            raise SimulatedWindowsError(
-                f"Could not find file '{path}'.",
-                error_id="System.IO.FileNotFoundException",
-                category="ObjectNotFound",
-                hresult=0x80070002,
+                message.replace("{path}", path),
+                error_id=error_id,
+                category=category,
+                hresult=hresult,
                 target=path,
             )
         return self.read(path)
+
+    def _session_problem(self, path: str) -> tuple[str, str, str, int] | None:
+        """What .NET throws when the session reads ``path``: message, type, category, HRESULT."""
+        folded = path.casefold()
+        if folded in self.denied or _UNC_PATH.match(path):
+            return _DENIED
+        if folded in self.locked:
+            return _LOCKED
+        if not self.drive_exists(path):
+            return _NO_FOLDER
+        return None if self.is_file(path) else _NO_FILE
 
     def test_path(self, path: str) -> bool:
         """``Test-Path -PathType Leaf`` in the session: False when it cannot see the file."""
