@@ -371,7 +371,7 @@ def _grant_read(run: _Run, action: GrantRead) -> tuple[str, dict[str, Any]]:
             before,
         )
     key_file = found[1]
-    before.update(key_file=key_file, could_read=entry.can_read_key(action.sid))
+    before.update(key_file=key_file, could_read=action.sid.upper() in entry.readers)  # itself
     try:
         store.grant_read(action.thumbprint, f"*{action.sid}")
     except SimulatedWindowsError as error:
