@@ -57,6 +57,12 @@ def _gather(lab: Lab) -> WindowsFacts:
         return gather(host)
 
 
+def _facts_of(scenario: str, tmp_path: Path, certificates: LabCertificates) -> WindowsFacts:
+    """One gather against a running lab of ``scenario``."""
+    with _running(scenario, tmp_path, certificates) as lab:
+        return _gather(lab)
+
+
 def _bundle(certificates: LabCertificates, tmp_path: Path) -> CertificateBundle:
     files = certificates.write_files(tmp_path / "pfx")
     return load_bundle([files.pair_pfx, files.ssl_pfx], certificates.pfx_password.encode())
@@ -111,8 +117,7 @@ def test_a_dot_user_service_account_gets_its_grant(
 def test_a_norwegian_server_reads_the_keys_its_accounts_can_read(
     tmp_path: Path, certificates: LabCertificates
 ) -> None:
-    with _running("norwegian", tmp_path, certificates) as lab:
-        facts = _gather(lab)
+    facts = _facts_of("norwegian", tmp_path, certificates)
     assert not [f for f in _findings(facts) if f[0] == "key-not-readable"]
 
 
@@ -152,8 +157,7 @@ def test_apply_grants_on_a_capi_key_opened_through_cng(
 def test_a_tpm_key_is_refused_before_anything_changes(
     tmp_path: Path, certificates: LabCertificates
 ) -> None:
-    with _running("tpm-key", tmp_path, certificates) as lab:
-        facts = _gather(lab)
+    facts = _facts_of("tpm-key", tmp_path, certificates)
     renewed = facts.certificate(certificates.renewed_ssl.thumbprint)
     assert renewed is not None
     assert renewed.fact.key_provider == "Microsoft Platform Crypto Provider"
@@ -168,8 +172,7 @@ def test_a_tpm_key_is_refused_before_anything_changes(
 def test_another_programs_http_sys_binding_does_not_stop_gather(
     tmp_path: Path, certificates: LabCertificates
 ) -> None:
-    with _running("foreign-sslcert", tmp_path, certificates) as lab:
-        facts = _gather(lab)
+    facts = _facts_of("foreign-sslcert", tmp_path, certificates)
     assert facts.iis is not None
     served = {(e.ip, e.port, e.host): e.thumbprint for e in facts.iis.ssl_bindings}
     ssl = certificates.current_ssl.thumbprint
@@ -181,8 +184,7 @@ def test_another_programs_http_sys_binding_does_not_stop_gather(
 def test_netsh_in_norwegian_gives_the_same_bindings(
     tmp_path: Path, certificates: LabCertificates
 ) -> None:
-    with _running("norwegian", tmp_path, certificates) as lab:
-        facts = _gather(lab)
+    facts = _facts_of("norwegian", tmp_path, certificates)
     assert facts.iis is not None
     assert {(e.ip, e.port, e.host) for e in facts.iis.ssl_bindings} == {
         (ANY_IP, 443, ""),
@@ -205,8 +207,7 @@ def test_netsh_in_norwegian_gives_the_same_bindings(
 def test_a_config_file_that_cannot_be_read_is_reported_with_why(
     tmp_path: Path, certificates: LabCertificates, scenario: str, subject: str, reason: str
 ) -> None:
-    with _running(scenario, tmp_path, certificates) as lab:
-        facts = _gather(lab)
+    facts = _facts_of(scenario, tmp_path, certificates)
     unreadable = [f for f in _findings(facts) if f[0] == "config-unreadable"]
     assert [f[1] for f in unreadable] == [subject]
     assert reason in unreadable[0][2]
@@ -218,8 +219,7 @@ def test_a_config_file_that_cannot_be_read_is_reported_with_why(
 def test_a_service_on_a_missing_drive_does_not_stop_gather(
     tmp_path: Path, certificates: LabCertificates
 ) -> None:
-    with _running("missing-drive", tmp_path, certificates) as lab:
-        facts = _gather(lab)
+    facts = _facts_of("missing-drive", tmp_path, certificates)
     (file,) = [f for f in facts.document.config_files if f.path.startswith("Q:")]
     assert (file.path, file.exists) == ("Q:\\DIPS\\KPR\\Arkiv\\appsettings.json", False)
     assert len(facts.document.config_files) > 1
@@ -260,8 +260,7 @@ def test_services_run_by_a_host_program_have_the_applications_folder(
 def test_iis_without_its_module_blocks_the_plan(
     tmp_path: Path, certificates: LabCertificates
 ) -> None:
-    with _running("iis-without-module", tmp_path, certificates) as lab:
-        facts = _gather(lab)
+    facts = _facts_of("iis-without-module", tmp_path, certificates)
     assert facts.iis is None
     errors = [f for f in _findings(facts) if f[0] == "iis-module-missing"]
     assert errors
@@ -272,8 +271,7 @@ def test_iis_without_its_module_blocks_the_plan(
 def test_the_module_without_iis_still_gathers_the_services(
     tmp_path: Path, certificates: LabCertificates
 ) -> None:
-    with _running("module-without-iis", tmp_path, certificates) as lab:
-        facts = _gather(lab)
+    facts = _facts_of("module-without-iis", tmp_path, certificates)
     assert facts.iis is None
     assert {s.name for s in facts.services} >= {"Digihelse.Adressering", "KPR.Innsending"}
     assert not [f for f in _findings(facts) if f[0] == "iis-module-missing"]
