@@ -281,7 +281,7 @@ class GatherDocument:
     def from_data(cls, data: Any) -> GatherDocument:
         """Validate and parse ``gather``'s document already decoded from JSON.
 
-        A document ``{"schemaVersion": 1, "error": "..."}`` (gather.ps1 failed as a whole)
+        A document ``{"schemaVersion": 2, "error": "..."}`` (gather.ps1 failed as a whole)
         raises :class:`GatherFailedError` with the script's reason.
         """
         if isinstance(data, dict) and isinstance(data.get("error"), str):

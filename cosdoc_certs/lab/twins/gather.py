@@ -87,9 +87,7 @@ def register(registry: ScriptRegistry, server: CosDocServer) -> None:
 def gather(server: CosDocServer, call: ScriptCall) -> ScriptResult:
     """Run ``gather`` against ``server``: one JSON string, as ``gather.ps1`` writes it."""
     if server.language_mode != "FullLanguage":  # gather.ps1's first check: one document
-        refusal = CONSTRAINED_LANGUAGE.format(script="gather.ps1")
-        document = {"schemaVersion": SCHEMA_VERSION, "error": refusal}
-        return ScriptResult(output=[json.dumps(document, separators=(",", ":"))])
+        return _failure(CONSTRAINED_LANGUAGE.format(script="gather.ps1"))
     try:
         parameters = _bind(call.parameters)
     except ValueError as error:
@@ -102,9 +100,14 @@ def gather(server: CosDocServer, call: ScriptCall) -> ScriptResult:
                 parameters.get("ConfigFiles", _DEFAULT_CONFIG_FILES),
             )
     except SimulatedWindowsError as error:  # gather.ps1's outer catch: still one document
-        failed = {"schemaVersion": SCHEMA_VERSION, "error": error.message}
-        return ScriptResult(output=[json.dumps(failed, separators=(",", ":"))])
+        return _failure(error.message)
     return ScriptResult(output=[document.to_json()])
+
+
+def _failure(reason: str) -> ScriptResult:
+    """The document gather.ps1 writes when it fails as a whole: ``{schemaVersion, error}``."""
+    failed = {"schemaVersion": SCHEMA_VERSION, "error": reason}
+    return ScriptResult(output=[json.dumps(failed, separators=(",", ":"))])
 
 
 def gather_document(
