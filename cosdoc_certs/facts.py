@@ -16,7 +16,14 @@ are in ``LocalMachine\\My``, and the findings a consultant acts on. Finding code
   key is in a provider the consumer cannot use: CNG for a CAPI-only consumer, a legacy
   PROV_RSA_FULL provider for SHA-256 signing);
 - about IIS bindings: ``binding-no-certificate``, ``binding-mismatch``, ``sni-shadowed``;
-- about the consumer itself: ``consumer-not-found``, ``not-running``.
+- about the consumer itself: ``consumer-not-found``, ``not-running``, ``account-unresolved``
+  (its account has no SID on the server), ``config-unreadable`` (the file is there but the
+  remoting session cannot read it: locked, access denied, a UNC share), ``iis-module-missing``,
+  ``http-sys-unread`` (netsh failed: IIS's configured hashes stand in for what is served).
+
+Accounts are compared by SID, never by name: ``gather`` resolves every service account, pool
+identity and key-file reader to a SID on the server, and names are only what the server
+calls them (``NT-MYNDIGHET\\NETTVERKSTJENESTE`` on a Norwegian server).
 """
 
 from __future__ import annotations
@@ -61,6 +68,7 @@ from cosdoc_certs.windows.gather import (
     CertificateFact,
     ConfigFileFact,
     GatherDocument,
+    IdentityFact,
     IisFacts,
     ServiceFact,
 )
@@ -71,17 +79,28 @@ log = logging.getLogger(__name__)
 _WILDCARD_IPS = frozenset({"*", "", "0.0.0.0"})  # noqa: S104 -- binding notation
 # Every address of a family: http.sys answers these after SNI entries, so they shadow nothing.
 _ANY_ADDRESS = _WILDCARD_IPS | {"::", "[::]"}
-_ACCOUNT_ALIASES = {
-    "localsystem": "nt authority\\system",
-    ".\\localsystem": "nt authority\\system",
-    "system": "nt authority\\system",
-    "networkservice": "nt authority\\network service",
-    "nt authority\\networkservice": "nt authority\\network service",
-    "localservice": "nt authority\\local service",
-    "nt authority\\localservice": "nt authority\\local service",
-}
-_EVERYBODY = frozenset({"everyone", "nt authority\\authenticated users", "builtin\\users"})
-_APP_POOL_PREFIX = "iis apppool\\"
+SYSTEM_SID = "S-1-5-18"
+ADMINISTRATORS_SID = "S-1-5-32-544"
+IIS_IUSRS_SID = "S-1-5-32-568"
+DEFAULT_KEY_READER_SIDS = (SYSTEM_SID, ADMINISTRATORS_SID)
+"""Who may read a key Windows has just imported: SYSTEM and Administrators."""
+# Everyone, Authenticated Users, BUILTIN\Users: every account a service or pool runs as.
+_EVERYBODY_SIDS = frozenset({"S-1-1-0", "S-1-5-11", "S-1-5-32-545"})
+_APP_POOL_SID_PREFIX = "S-1-5-82-"  # IIS AppPool\<pool>: members of IIS_IUSRS
+_FILE_KEY_PROVIDERS = frozenset(
+    {
+        "Microsoft Software Key Storage Provider",
+        "Microsoft Enhanced RSA and AES Cryptographic Provider",
+        "Microsoft Enhanced Cryptographic Provider v1.0",
+        "Microsoft Base Cryptographic Provider v1.0",
+        "Microsoft Strong Cryptographic Provider",
+        "Microsoft RSA SChannel Cryptographic Provider",
+        "Microsoft Enhanced DSS and Diffie-Hellman Cryptographic Provider",
+        "Microsoft DH SChannel Cryptographic Provider",
+        "Microsoft Base DSS and Diffie-Hellman Cryptographic Provider",
+    }
+)
+"""The software providers that keep a key in a file under ProgramData\\Microsoft\\Crypto."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,6 +216,7 @@ class CertificateUse:
     account: str | None = None
     file: str | None = None
     app_pool: str | None = None
+    account_sid: str | None = None
 
     @property
     def subject(self) -> str:
@@ -222,6 +242,7 @@ class CertificateUse:
             "key_storage": certificate.fact.key_storage if certificate else None,
             "key_provider": certificate.fact.key_provider if certificate else None,
             "account": self.account,
+            "account_sid": self.account_sid,
             "file": self.file,
         }
 
@@ -286,25 +307,52 @@ def diagnose(
     return tuple(doctor.examine(consumer) for consumer in consumers)
 
 
-def can_read(account: str, readers: Iterable[str], computer_name: str = "") -> bool:
-    """True if ``account`` is among ``readers`` directly or through a well-known group."""
-    wanted = _canonical_account(account, computer_name)
-    for reader in readers:
-        granted = _canonical_account(reader, computer_name)
-        if granted == wanted or granted in _EVERYBODY:
+def can_read(account_sid: str, reader_sids: Iterable[str | None]) -> bool:
+    """True if the account with ``account_sid`` is among ``reader_sids`` itself or through a
+    well-known group (Everyone, Authenticated Users, Users; IIS_IUSRS for app-pool identities;
+    Administrators for SYSTEM)."""
+    wanted = account_sid.upper()
+    for reader in reader_sids:
+        granted = (reader or "").upper()
+        if granted == wanted or granted in _EVERYBODY_SIDS:
             return True
-        if granted == "builtin\\iis_iusrs" and wanted.startswith(_APP_POOL_PREFIX):
+        if granted == IIS_IUSRS_SID and wanted.startswith(_APP_POOL_SID_PREFIX):
             return True
-        if granted == "builtin\\administrators" and wanted == "nt authority\\system":
+        if granted == ADMINISTRATORS_SID and wanted == SYSTEM_SID:
             return True
     return False
 
 
-def _canonical_account(name: str, computer_name: str) -> str:
-    folded = name.strip().casefold()
-    if folded.startswith(".\\") and computer_name:
-        folded = f"{computer_name.casefold()}\\{folded[2:]}"
-    return _ACCOUNT_ALIASES.get(folded, folded)
+def key_without_file(fact: CertificateFact) -> bool:
+    """True for a private key a TPM, smart card or HSM provider keeps: no file to grant on."""
+    return (
+        fact.has_private_key
+        and fact.key_file is None
+        and fact.key_provider is not None
+        and fact.key_provider not in _FILE_KEY_PROVIDERS
+    )
+
+
+def config_read_problem(file: ConfigFileFact) -> str:
+    """Why the remoting session could not read an existing config file, in words to act on."""
+    error = file.error or ""
+    if file.path.startswith(("\\\\", "//")):
+        return (
+            f"cannot read {file.path}: a UNC path is a second hop the remoting session cannot "
+            "reach without CredSSP or Kerberos delegation; connect with --auth credssp or "
+            "kerberos delegation, or name a local path in a deviations file"
+        )
+    if error.startswith("System.UnauthorizedAccessException"):
+        return (
+            f"cannot read {file.path}: access denied to the connecting account; give "
+            "Administrators read on it (the service keeps its own access)"
+        )
+    if error.startswith("System.IO.IOException"):
+        return (
+            f"cannot read {file.path}: locked by another process (backup or antivirus?); "
+            "try again when it is free"
+        )
+    return f"cannot read {file.path}: {error}"
 
 
 def _store_certificate(fact: CertificateFact) -> StoreCertificate:
@@ -317,7 +365,10 @@ def _store_certificate(fact: CertificateFact) -> StoreCertificate:
 
 @dataclasses.dataclass(frozen=True)
 class _Instance:
-    """One service or IIS application of a consumer: its name, config file and account."""
+    """One service or IIS application of a consumer: its name, config file and account.
+
+    ``account`` is the server's name for the account, ``identity`` what gather resolved.
+    """
 
     name: str
     config_path: str | None
@@ -325,6 +376,7 @@ class _Instance:
     running: bool
     state: str
     app_pool: str | None = None
+    identity: IdentityFact | None = None
 
 
 class _Doctor:
@@ -375,6 +427,7 @@ class _Doctor:
                         instance.name,
                     )
                 )
+            findings += _identity_findings(instance)
             settings = self._settings(instance, findings)
             if settings is None:
                 continue
@@ -406,7 +459,10 @@ class _Doctor:
             place = f" in a site named «…{consumer.environment}…»" if consumer.environment else ""
             missing = f"no IIS application {consumer.application!r}{place}"
             if self.facts.iis is None:
-                missing = "IIS (WebAdministration) is not installed on this server"
+                iis_problem = _iis_module_missing(self.facts, consumer.name)
+                if iis_problem is not None:
+                    return [], [iis_problem]
+                missing = "IIS is not installed on this server"
         if instances:
             return instances, []
         finding = Finding(
@@ -423,9 +479,10 @@ class _Doctor:
         return _Instance(
             name=service.name,
             config_path=ntpath.join(folder, config_file) if folder else None,
-            account=service.account or None,
+            account=service.identity.shown(service.account) or None,
             running=service.state == "Running" or service.start_mode != "Auto",
             state=service.state,
+            identity=service.identity,
         )
 
     def _applications(self, consumer: IisConsumer) -> list[ApplicationFact]:
@@ -455,11 +512,22 @@ class _Doctor:
             running=pool is not None and pool.state == "Started",
             state=f"app pool {application.app_pool} {pool.state if pool else 'missing'}",
             app_pool=application.app_pool,
+            identity=pool.identity if pool else None,
         )
 
     def _settings(self, instance: _Instance, findings: list[Finding]) -> AppSettings | None:
         path = instance.config_path
         gathered = self.facts.config_file(path) if path else None
+        if gathered is not None and gathered.error is not None:
+            findings.append(
+                Finding(
+                    "config-unreadable",
+                    Severity.ERROR,
+                    config_read_problem(gathered),
+                    instance.name,
+                )
+            )
+            return None
         if path is None or gathered is None or gathered.content is None:
             where = path or "(the service has no executable path)"
             findings.append(
@@ -513,6 +581,7 @@ class _Doctor:
             account=instance.account,
             file=settings.source,
             app_pool=instance.app_pool,
+            account_sid=instance.identity.sid if instance.identity else None,
         )
 
     # -- what a use names ---------------------------------------------------------------------
@@ -585,10 +654,15 @@ class _Doctor:
                     certificate.thumbprint,
                 )
             )
-        if use.account is None:
+        if use.account is None or use.account_sid is None:
             return findings
         if fact.key_file is None:
-            reason = fact.key_error or "a key without a file (TPM, smart card or HSM)"
+            reason = fact.key_error or "no key file"
+            if key_without_file(fact):
+                reason = (
+                    f"the key is kept by {fact.key_provider} (TPM, smart card or HSM), which has "
+                    "no key file whose ACL could be read or granted"
+                )
             findings.append(
                 Finding(
                     "key-file-unknown",
@@ -597,7 +671,7 @@ class _Doctor:
                     subject,
                 )
             )
-        elif not can_read(use.account, fact.readers, self.facts.computer_name):
+        elif not can_read(use.account_sid, (reader.sid for reader in fact.readers)):
             findings.append(
                 Finding(
                     "key-not-readable",
@@ -649,10 +723,10 @@ class _Doctor:
     def _bindings(self, consumer: HttpsBindingsConsumer) -> ConsumerStatus:
         iis = self.facts.iis
         if iis is None:
-            finding = Finding(
+            finding = _iis_module_missing(self.facts, consumer.name) or Finding(
                 "consumer-not-found",
                 Severity.WARNING,
-                "IIS (WebAdministration) is not installed on this server",
+                "IIS is not installed on this server",
                 consumer.name,
             )
             return ConsumerStatus(consumer, (), (), (finding,))
@@ -667,6 +741,7 @@ class _Doctor:
                 uses.append(use)
                 findings += self._certificate_findings(use)
         findings += _shadowing(iis.bindings, bindings)
+        findings += _http_sys_unread(self.facts, consumer.name)
         if not bindings:
             findings.append(
                 Finding(
@@ -776,6 +851,56 @@ def _provider_findings(use: CertificateUse, key_api: KeyApi) -> list[Finding]:
             use.subject,
         )
     ]
+
+
+def _identity_findings(instance: _Instance) -> list[Finding]:
+    identity = instance.identity
+    if identity is None or identity.sid is not None:
+        return []
+    return [
+        Finding(
+            "account-unresolved",
+            Severity.ERROR,
+            f"its account {instance.account} has no SID on the server "
+            f"({identity.error or 'not resolved'}); key access can be neither checked nor "
+            "granted — correct the account (services.msc / IIS) and gather again",
+            instance.name,
+        )
+    ]
+
+
+def _http_sys_unread(facts: WindowsFacts, subject: str) -> list[Finding]:
+    """A warning when netsh could not list http.sys's bindings (IIS's own hashes are used)."""
+    netsh = facts.document.http_sys
+    if netsh.exit_code == 0:
+        return []
+    first = netsh.output.strip().splitlines()[:1]
+    return [
+        Finding(
+            "http-sys-unread",
+            Severity.WARNING,
+            f"netsh http show sslcert failed (exit code {netsh.exit_code}"
+            f"{': ' + first[0] if first else ''}); what IIS is configured with is shown "
+            "instead of what is served — run it by hand on the server",
+            subject,
+        )
+    ]
+
+
+def _iis_module_missing(facts: WindowsFacts, subject: str) -> Finding | None:
+    """The error when IIS runs but gather could not read it (no WebAdministration)."""
+    presence = facts.document.iis_presence
+    if not presence.installed or (presence.module and presence.error is None):
+        return None
+    why = presence.error or "its PowerShell module WebAdministration is not installed"
+    return Finding(
+        "iis-module-missing",
+        Severity.ERROR,
+        f"IIS is installed, but gather could not read it: {why}; install the IIS Management "
+        "Scripts and Tools (Install-WindowsFeature Web-Scripting-Tools) and gather again — "
+        "until then no IIS application or HTTPS binding can be planned",
+        subject,
+    )
 
 
 def served_thumbprint(iis: IisFacts, binding: BindingFact) -> str:

@@ -82,3 +82,21 @@ def test_keep_leaves_the_lab_files(tmp_path: Path) -> None:
     kept = Path(json.loads(done.stdout)["lab_files"])
     assert kept.is_dir()
     assert list((kept / "client" / "journals").glob("*-rotation-*.json"))
+
+
+@pytest.mark.parametrize("scenario", ["norwegian", "dot-user"])
+def test_the_demo_rotates_and_rolls_back_where_account_names_differ(
+    tmp_path: Path, scenario: str
+) -> None:
+    done = _demo(tmp_path, "--scenario", scenario, "--json")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    assert report["ok"] is True
+    assert report["apply"]["outcome"] == "applied"
+    assert report["rollback"]["outcome"] == "rolled-back"
+    grants = [c for c in report["plan"]["changes"] if c["action"] == "grant-key-read"]
+    assert grants
+    assert all(c["details"]["sid"].startswith("S-1-5-") for c in grants)
+    if scenario == "norwegian":
+        accounts = {c["details"]["account"] for c in grants}
+        assert "NT-MYNDIGHET\\NETTVERKSTJENESTE" in accounts

@@ -12,7 +12,6 @@ import pytest
 from cosdoc_certs.windows.gather import (
     GatherContractError,
     GatherDocument,
-    app_pool_account,
     install_folder,
 )
 
@@ -36,9 +35,34 @@ def test_the_golden_sample_of_gather_ps1_parses() -> None:
     assert (sni.ip, sni.port, sni.host, sni.sni) == ("*", 443, "cosdoc.example.no", True)
     assert (plain.port, plain.host, plain.sni) == (8443, "", False)
     assert [c.key_storage for c in document.certificates] == ["CNG", "CAPI", None]
+    assert [c.key_folder for c in document.certificates] == [
+        "Crypto\\Keys",
+        "Crypto\\RSA\\MachineKeys",
+        None,
+    ]
+    assert [r.sid for r in document.certificates[0].readers][:2] == ["S-1-5-18", "S-1-5-32-544"]
+    assert document.services[1].identity.sid == "S-1-5-18"
+    default_pool, specific = document.iis.app_pools
+    assert default_pool.account == "IIS APPPOOL\\DefaultAppPool"  # the server's name
+    assert (specific.identity.sid, specific.account) == (None, "DIPS\\svc-auth")
     assert document.config_files[0].content is not None
     assert document.config_files[0].content.startswith(b"\xef\xbb\xbf{")
     assert document.config_files[1].content is None
+    assert document.config_files[2].error is not None
+    assert document.config_files[2].error.startswith("System.UnauthorizedAccessException")
+
+
+def test_http_sys_bindings_are_parsed_from_the_netsh_text() -> None:
+    document = GatherDocument.from_json(SAMPLE.read_text(encoding="utf-8"))
+    assert document.iis is not None
+    bindings = [
+        (b.ip, b.port, b.host, b.thumbprint[:4], b.store) for b in document.iis.ssl_bindings
+    ]
+    assert bindings == [
+        ("", 443, "cosdoc.example.no", "6E7E", "My"),
+        ("0.0.0.0", 8443, "", "6E7E", "MY"),  # noqa: S104 -- an http.sys entry
+        ("::", 9443, "", "EA37", ""),
+    ]
 
 
 def test_to_json_round_trips() -> None:
@@ -65,7 +89,7 @@ _DELETE = object()
 @pytest.mark.parametrize(
     ("path", "value", "message"),
     [
-        (("schemaVersion",), 2, "schema version 2"),
+        (("schemaVersion",), 1, "schema version 1"),
         (("services",), {}, "$.services must be an array, got an object"),
         (("services", 0, "name"), 7, "$.services[0].name must be str, got a number"),
         (("services", 1, "account"), _DELETE, "$.services[1].account is missing"),
@@ -74,6 +98,9 @@ _DELETE = object()
         (("certificates", 0, "notAfter"), "\\/Date(1)\\/", "is not a yyyy-MM-ddTHH:mm:ssZ date"),
         (("certificates", 1, "thumbprint"), "00" * 20, "thumbprint is not the DER's"),
         (("configFiles", 0, "exists"), None, "$.configFiles[0].exists must be bool, got null"),
+        (("services", 0, "identity"), "S-1-5-18", "$.services[0].identity must be an object"),
+        (("certificates", 0, "readers", 0), "NT AUTHORITY\\SYSTEM", "readers[0] must be an object"),
+        (("httpSys",), _DELETE, "$.httpSys is missing"),
     ],
 )
 def test_a_document_off_the_contract_is_refused(
@@ -110,21 +137,19 @@ def test_text_that_is_not_json_is_refused() -> None:
         ('"D:\\CosDoc\\Tjeneste med mellomrom\\svc.exe"', "D:\\CosDoc\\Tjeneste med mellomrom"),
         ("C:\\tools\\runner.bat arg", "C:\\tools"),
         ("   ", None),
+        (
+            '"C:\\Program Files\\dotnet\\dotnet.exe" "D:\\DIPS\\Adressering\\App.dll" --service',
+            "D:\\DIPS\\Adressering",
+        ),
+        ("C:\\Program Files\\dotnet\\dotnet.exe D:\\DIPS\\Adr\\App.dll", "D:\\DIPS\\Adr"),
+        ('C:\\Windows\\System32\\cmd.exe /c "D:\\DIPS\\Wrapped\\start.cmd"', "D:\\DIPS\\Wrapped"),
+        ('"C:\\Program Files\\dotnet\\dotnet.exe" --info', "C:\\Program Files\\dotnet"),
     ],
 )
 def test_install_folder_of_a_service_path_name(path_name: str, expected: str | None) -> None:
     assert install_folder(path_name) == expected
 
 
-@pytest.mark.parametrize(
-    ("identity_type", "user_name", "expected"),
-    [
-        ("ApplicationPoolIdentity", "", "IIS AppPool\\Authentication"),
-        ("SpecificUser", "DIPS\\svc-auth", "DIPS\\svc-auth"),
-        ("NetworkService", "", "NT AUTHORITY\\NETWORK SERVICE"),
-        ("LocalSystem", "", "NT AUTHORITY\\SYSTEM"),
-        ("LocalService", "", "NT AUTHORITY\\LOCAL SERVICE"),
-    ],
-)
-def test_app_pool_account(identity_type: str, user_name: str, expected: str) -> None:
-    assert app_pool_account("Authentication", identity_type, user_name) == expected
+def test_nssm_app_directory_wins_over_the_executable() -> None:
+    assert install_folder("C:\\tools\\nssm.exe", "D:\\DIPS\\KPR") == "D:\\DIPS\\KPR"
+    assert install_folder("C:\\tools\\nssm.exe", "  ") == "C:\\tools"

@@ -49,6 +49,7 @@ def test_services_are_matched_like_powershell_like(lab: Lab, raw: dict[str, obje
     for service in document.services:
         assert service.install_folder == lab.server.service(service.name).install_folder
         assert service.account == lab.server.service(service.name).account
+        assert service.identity.sid == lab.server.accounts.logon_sid(service.account)
 
 
 def test_certificates_carry_key_storage_files_and_readers(lab: Lab, raw: dict[str, object]) -> None:
@@ -60,7 +61,8 @@ def test_certificates_carry_key_storage_files_and_readers(lab: Lab, raw: dict[st
         assert fact.der == entry.der
         assert fact.key_storage == entry.key_storage
         assert fact.key_file == entry.key_file
-        assert set(fact.readers) == set(entry.readers)
+        assert {reader.sid for reader in fact.readers} == entry.readers
+        assert {reader.name for reader in fact.readers} >= {"NT AUTHORITY\\SYSTEM"}
     storages = {c.key_storage for c in document.certificates}
     assert {"CNG", "CAPI"} <= storages
 
@@ -92,6 +94,8 @@ def test_iis_applications_include_site_roots_with_expanded_paths(raw: dict[str, 
     pools = {p.name: p.account for p in document.iis.app_pools}
     assert pools["Authentication Drift"] == "DOMENE\\svc-cosdoc-auth"
     assert pools["SkatteIntegrasjonApi Drift"] == "IIS AppPool\\SkatteIntegrasjonApi Drift"
+    identities = {p.name: p.identity.sid for p in document.iis.app_pools}
+    assert str(identities["SkatteIntegrasjonApi Drift"]).startswith("S-1-5-82-")
 
 
 def test_an_unknown_parameter_fails_like_powershell(lab: Lab) -> None:

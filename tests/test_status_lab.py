@@ -347,6 +347,6 @@ def test_a_gather_that_fails_as_a_whole_still_returns_its_document_with_the_reas
     with Lab(server=server, root=tmp_path / "lab", svarut=False) as running:
         with WindowsHost(running.connection_info().options(https=False)) as host:
             data = host.run_script("gather", ServicePatterns=["Digihelse*"])
-        assert data == {"schemaVersion": 1, "error": 'Invalid class "Win32_Service"'}
+        assert data == {"schemaVersion": 2, "error": 'Invalid class "Win32_Service"'}
         with pytest.raises(GatherFailedError, match=r"gather\.ps1 failed on the server: Invalid"):
             status(running.connection_info().options(https=False))

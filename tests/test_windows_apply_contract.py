@@ -122,12 +122,16 @@ CASES = {
         {"backup": None},
     ),
     "grant": Case(
-        lambda s, b: [GrantRead(_current_ssl(s), "DOMENE\\someone")],
+        lambda s, b: [
+            GrantRead(_current_ssl(s), "DOMENE\\someone", s.accounts.lookup("DOMENE\\someone"))
+        ],
         True,
         "DOMENE\\someone may read",
     ),
     "grant-unknown-certificate": Case(
-        lambda s, b: [GrantRead("AB" * 20, "DOMENE\\someone")], False, "Cannot find path"
+        lambda s, b: [GrantRead("AB" * 20, "DOMENE\\someone", "S-1-5-21-1-2-3-1001")],
+        False,
+        "Cannot find path",
     ),
     "bind-unknown-certificate": Case(
         lambda s, b: [SetBinding("CosDoc Drift", "*:443:cosdoc.testkommune.no", "AB" * 20)],
@@ -236,8 +240,11 @@ def _sha_of(data: bytes) -> str:
 
 def test_a_grant_reports_whether_the_account_could_read_before(server: LabServer) -> None:
     thumbprint = server.certificates.current.signing.thumbprint
-    first = _run(server, [GrantRead(thumbprint, "DOMENE\\new-account")], [])
-    again = _run(server, [GrantRead(thumbprint, "DOMENE\\new-account")], [])
+    grant = GrantRead(
+        thumbprint, "DOMENE\\new-account", server.accounts.lookup("DOMENE\\new-account")
+    )
+    first = _run(server, [grant], [])
+    again = _run(server, [grant], [])
     assert first.results[0].before["could_read"] is False
     assert again.results[0].before["could_read"] is True
     assert str(first.results[0].before["key_file"]).startswith("C:\\ProgramData\\Microsoft\\Crypto")
@@ -336,7 +343,7 @@ def test_every_action_round_trips_through_json() -> None:
         ImportPfx(0, ("A" * 40,)),
         ImportPfx(1, ("A" * 40,), "Microsoft Software Key Storage Provider", ("MIIB",)),
         WriteFile("C:\\a.json", "e30=", "B" * 64),
-        GrantRead("A" * 40, "IIS AppPool\\x"),
+        GrantRead("A" * 40, "IIS AppPool\\x", "S-1-5-82-1-2-3-4-5"),
         SetBinding("site", "*:443:h", "A" * 40),
         RestartService("s"),
         RecyclePool("p"),
@@ -419,7 +426,7 @@ def _example(kind: type[Action]) -> Action:
     examples: dict[type, Action] = {
         ImportPfx: ImportPfx(0, ()),
         WriteFile: WriteFile("p", "c", "h"),
-        GrantRead: GrantRead("t", "a"),
+        GrantRead: GrantRead("t", "a", "S-1-5-18"),
         SetBinding: SetBinding("s", "b", "t"),
         RestartService: RestartService("n"),
         RecyclePool: RecyclePool("n"),

@@ -29,6 +29,7 @@ from cosdoc_certs import rotation
 from cosdoc_certs.certs import load_bundle
 from cosdoc_certs.cli._common import ExitCode, echo_json, json_option, reports_errors
 from cosdoc_certs.lab.runner import Lab
+from cosdoc_certs.lab.scenarios import SCENARIOS
 
 INVISIBLE_CHARACTER_FINDING = "thumbprint-invisible-char"
 
@@ -105,12 +106,13 @@ def run_demo(
     keep: bool = False,
     show: Callable[[str], None] | None = None,
     progress: Callable[[str], None] | None = None,
+    scenario: str = "default",
 ) -> DemoRun:
-    """Run the whole demo against a fresh lab; ``show`` prints each phase's result."""
+    """Run the whole demo against a fresh lab of ``scenario``; ``show`` prints each phase."""
     say = show or (lambda _: None)
     run = DemoRun(root=Path(tempfile.mkdtemp(prefix="cosdoc-demo-")) if keep else None)
     started = time.perf_counter()
-    with Lab(root=run.root) as lab:
+    with Lab(scenario=scenario, root=run.root) as lab:
         run.phases["lab start"] = time.perf_counter() - started
         _rotate_and_roll_back(run, lab, say, progress)
     return run
@@ -225,14 +227,22 @@ def _summary(run: DemoRun) -> str:
 
 @click.command("demo")
 @click.option("--keep", is_flag=True, help="Keep the lab's files (server, journals, PFX files).")
+@click.option(
+    "--scenario",
+    type=click.Choice(sorted(SCENARIOS)),
+    default="default",
+    show_default=True,
+    help="Which installation the lab simulates, e.g. norwegian (a Norwegian-language "
+    "Windows Server); see docs/lab.md.",
+)
 @json_option
 @reports_errors
-def command(keep: bool, as_json: bool) -> None:
+def command(keep: bool, scenario: str, as_json: bool) -> None:
     """Rotate a whole installation in the built-in lab: status, plan, apply, verify, rollback.
 
     Needs nothing but this package: the lab runs in this process on 127.0.0.1 and is
     removed afterwards (unless --keep). Exit 0 only when the rotation and the rollback were
-    both verified.
+    both verified. Example: cosdoc-certs demo --scenario norwegian
     """
     out = Console(highlight=False, soft_wrap=True)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -246,7 +256,7 @@ def command(keep: bool, as_json: bool) -> None:
         if not as_json:
             err.print(f"  • {message}", markup=False)
 
-    run = run_demo(keep=keep, show=show, progress=progress)
+    run = run_demo(keep=keep, show=show, progress=progress, scenario=scenario)
     if as_json:
         echo_json(run.to_dict())
     else:

@@ -35,7 +35,14 @@ from types import TracebackType
 from typing import Literal
 
 from cosdoc_certs.lab.faults import ServerFaults
-from cosdoc_certs.lab.server.accounts import APP_POOL_PREFIX, NETWORK_SERVICE, SYSTEM
+from cosdoc_certs.lab.server.accounts import (
+    APP_POOL_PREFIX,
+    LOCAL_SERVICE_SID,
+    NETWORK_SERVICE_SID,
+    SYSTEM_SID,
+    AccountDirectory,
+    Language,
+)
 from cosdoc_certs.lab.server.errors import PathNotFoundError, SimulatedWindowsError
 from cosdoc_certs.lab.server.files import WindowsFileSystem, windows_join, windows_parent
 from cosdoc_certs.lab.server.httpsys import (
@@ -100,7 +107,10 @@ __all__ = [
 
 ServiceState = Literal["Running", "Stopped", "StopPending"]
 PoolState = Literal["Started", "Stopped"]
-IdentityType = Literal["ApplicationPoolIdentity", "SpecificUser", "NetworkService", "LocalSystem"]
+IdentityType = Literal[
+    "ApplicationPoolIdentity", "SpecificUser", "NetworkService", "LocalService", "LocalSystem"
+]
+LanguageMode = Literal["FullLanguage", "ConstrainedLanguage"]
 SNI_FLAG = 1
 CENTRAL_STORE_FLAG = 2
 _DISABLED = (
@@ -126,11 +136,15 @@ class WindowsService:
     """A Windows service as ``Win32_Service`` shows it, plus what it does with certificates.
 
     ``account`` is StartName (``DOMENE\\svc-digihelse``, ``NT AUTHORITY\\NetworkService``,
-    ``LocalSystem``); ``path_name`` is PathName (the executable, quoted or not, maybe with
-    arguments); ``state`` is ``"Running"``, ``"Stopped"`` or ``"StopPending"``; ``start_mode``
-    is ``"Auto"``, ``"Manual"`` or ``"Disabled"``. ``process_id`` is Win32_Service.ProcessId
-    (0 when no process runs). ``hangs_on_stop``: the process never finishes stopping (a hung
-    shutdown), so the service stays ``StopPending`` with its process alive.
+    ``LocalSystem``, ``.\\user``); ``path_name`` is PathName (the executable, quoted or not,
+    maybe with arguments); ``state`` is ``"Running"``, ``"Stopped"`` or ``"StopPending"``;
+    ``start_mode`` is ``"Auto"``, ``"Manual"`` or ``"Disabled"``. ``process_id`` is
+    Win32_Service.ProcessId (0 when no process runs). ``hangs_on_stop``: the process never
+    finishes stopping (a hung shutdown), so the service stays ``StopPending`` with its process
+    alive. ``parameters`` is the service's registry ``Parameters`` key (nssm keeps
+    ``AppDirectory`` there); ``app_folder`` is where the application really reads its
+    appsettings.json when that is not the executable's folder (a DLL run by ``dotnet.exe``,
+    an nssm-wrapped program).
     """
 
     name: str
@@ -142,6 +156,8 @@ class WindowsService:
     uses: CertificateUse = NO_CERTIFICATES
     process_id: int = 0
     hangs_on_stop: bool = False
+    parameters: dict[str, str] = field(default_factory=dict)
+    app_folder: str | None = None
 
     @property
     def process_name(self) -> str:
@@ -155,8 +171,8 @@ class WindowsService:
 
     @property
     def install_folder(self) -> str:
-        """The folder of the executable, where the service's appsettings.json lives."""
-        return windows_parent(self.executable)
+        """The folder the application runs from, where its appsettings.json lives."""
+        return self.app_folder or windows_parent(self.executable)
 
     @property
     def settings_file(self) -> str:
@@ -179,14 +195,17 @@ class AppPool:
 
     @property
     def account(self) -> str:
-        """The account the pool's worker process runs as (``IIS AppPool\\<name>`` by default)."""
+        """The account the pool's worker process runs as (``IIS AppPool\\<name>`` by default).
+
+        The built-in identities are given as their SIDs: their names depend on the language.
+        """
         if self.identity_type == "ApplicationPoolIdentity":
             return APP_POOL_PREFIX + self.name
         if self.identity_type == "SpecificUser":
             return self.user_name
-        if self.identity_type == "NetworkService":
-            return NETWORK_SERVICE
-        return SYSTEM
+        return {"NetworkService": NETWORK_SERVICE_SID, "LocalService": LOCAL_SERVICE_SID}.get(
+            self.identity_type, SYSTEM_SID
+        )
 
 
 @dataclass(eq=False)
@@ -250,6 +269,21 @@ class IisApplication:
     uses: CertificateUse = NO_CERTIFICATES
 
 
+@dataclass(frozen=True)
+class HttpSysEntry:
+    """An http.sys certificate binding that no IIS site owns (another program's, or a stale one).
+
+    ``endpoint`` is ``ip:port`` or ``host:port`` as netsh prints it; ``store`` may be empty
+    (netsh prints ``(null)``), which the ``IIS:\\SslBindings`` provider cannot map.
+    """
+
+    endpoint: str
+    thumbprint: str
+    app_id: str
+    store: str = "My"
+    sni: bool = False
+
+
 class CosDocServer:
     """One simulated CosDoc application server (see the module docstring)."""
 
@@ -259,13 +293,19 @@ class CosDocServer:
         *,
         hostname: str = "COSDOC-APP01",
         clock: Callable[[], datetime.datetime] | None = None,
+        language: Language = "en",
     ) -> None:
         self.hostname = hostname
         self.clock = clock or _utc_now
         self.machine_guid = str(uuid.uuid4())
         self.faults = ServerFaults()
         self.files = WindowsFileSystem(root, self.faults.write_failure)
-        self.store = CertificateStore(self.files, self.machine_guid)
+        self.accounts = AccountDirectory(hostname, language)
+        self.store = CertificateStore(self.files, self.machine_guid, self.accounts)
+        self.language_mode: LanguageMode = "FullLanguage"
+        self.iis_installed = True
+        self.web_administration = True
+        self.foreign_http_sys: list[HttpSysEntry] = []
         self.environment: dict[str, str] = {
             "SystemDrive": "C:",
             "SystemRoot": "C:\\Windows",
@@ -398,6 +438,45 @@ class CosDocServer:
         for site in self.sites.values():
             for binding in site.bindings:
                 yield site, binding
+
+    def http_sys_entries(self) -> list[HttpSysEntry]:
+        """http.sys's certificate bindings: IIS's (one per entry, see ``httpsys``; the first
+        binding's certificate) and every other program's."""
+        entries: dict[tuple[str, str], HttpSysEntry] = {}
+        for _, binding in self.bindings():
+            if binding.protocol.casefold() != "https" or not binding.thumbprint:
+                continue
+            if binding.ssl_flags & CENTRAL_STORE_FLAG:
+                continue  # no entry of its own (ccs=port)
+            kind, key = binding.http_sys_entry
+            app_id = str(self.http_sys_settings.get((kind, key), DEFAULT_SETTINGS)["AppId"])
+            entries.setdefault(
+                (kind, key),
+                HttpSysEntry(key, binding.thumbprint, app_id, sni=kind == "hostnameport"),
+            )
+        return [*entries.values(), *self.foreign_http_sys]
+
+    def netsh_show_sslcert(self) -> str:
+        """What ``netsh http show sslcert`` prints, in the server's display language."""
+        return render_netsh_sslcert(self.http_sys_entries(), self.accounts.language)
+
+    def iis_ssl_bindings(self) -> list[HttpSysEntry]:
+        """``Get-ChildItem IIS:\\SslBindings``: throws on an entry the provider cannot map."""
+        entries = self.http_sys_entries()
+        for entry in entries:
+            if not entry.store:
+                raise SimulatedWindowsError(
+                    "Value cannot be null.\r\nParameter name: storeName",
+                    error_id="System.ArgumentNullException,"
+                    "Microsoft.PowerShell.Commands.GetChildItemCommand",
+                    category="InvalidArgument",
+                    target=entry.endpoint,
+                )
+        return entries
+
+    def service_parameter(self, name: str, value: str) -> str | None:
+        """A value of ``HKLM:\\SYSTEM\\CurrentControlSet\\Services\\<name>\\Parameters``."""
+        return self.service(name).parameters.get(value)
 
     # -- operations ---------------------------------------------------------------------------
 
@@ -795,6 +874,53 @@ def _invalid_operation(
         hresult=0x80131509,
         target=service.name,
     )
+
+
+_NETSH_LABELS: dict[Language, dict[str, str]] = {
+    "en": {
+        "title": "SSL Certificate bindings:",
+        "ipport": "IP:port",
+        "hostnameport": "Hostname:port",
+        "hash": "Certificate Hash",
+        "appid": "Application ID",
+        "store": "Certificate Store Name",
+        "revocation": "Verify Client Certificate Revocation",
+        "enabled": "Enabled",
+        "negotiate": "Negotiate Client Certificate",
+        "disabled": "Disabled",
+    },
+    "nb": {
+        "title": "SSL-sertifikatbindinger:",
+        "ipport": "IP:port",
+        "hostnameport": "Vertsnavn:port",
+        "hash": "Sertifikatets hash-verdi",
+        "appid": "Program-ID",
+        "store": "Navn på sertifikatlager",
+        "revocation": "Bekreft tilbakekalling av klientsertifikat",
+        "enabled": "Aktivert",
+        "negotiate": "Forhandle klientsertifikat",
+        "disabled": "Deaktivert",
+    },
+}
+
+
+def render_netsh_sslcert(entries: list[HttpSysEntry], language: Language) -> str:
+    """``netsh http show sslcert`` output: a title, then one block of ``label : value`` lines
+    per entry (lower-case hash, ``(null)`` for no store name), labels in ``language``."""
+    labels = _NETSH_LABELS[language]
+    lines = ["", labels["title"], "-" * len(labels["title"]), ""]
+    for entry in entries:
+        rows = [
+            (labels["hostnameport" if entry.sni else "ipport"], entry.endpoint),
+            (labels["hash"], entry.thumbprint.lower()),
+            (labels["appid"], entry.app_id),
+            (labels["store"], entry.store or "(null)"),
+            (labels["revocation"], labels["enabled"]),
+            (labels["negotiate"], labels["disabled"]),
+        ]
+        lines += [f"    {label:<36} : {value}" for label, value in rows]
+        lines.append("")
+    return "\r\n".join(lines) + "\r\n"
 
 
 def executable_of(path_name: str) -> str:

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cosdoc_certs.appsettings import AppSettings
-from cosdoc_certs.certs.providers import ENHANCED_RSA_AES, KeyApi
+from cosdoc_certs.certs.providers import ENHANCED_RSA_AES, PLATFORM_KSP, KeyApi
 from cosdoc_certs.lab.certs import (
     EnterprisePair,
     Issued,
@@ -63,12 +63,14 @@ from cosdoc_certs.lab.model import (
     Binding,
     CertificateUse,
     CosDocServer,
+    HttpSysEntry,
     IisApplication,
     IisSite,
     KeyStorage,
     ThumbprintLookup,
     WindowsService,
 )
+from cosdoc_certs.lab.server.accounts import Language
 from cosdoc_certs.lab.server.files import windows_join
 from cosdoc_certs.lab.server.httpsys import DEFAULT_SETTINGS
 from cosdoc_certs.lab.server.rules import lookup_value
@@ -110,6 +112,7 @@ class Layout:
     """Role → the provider of the current key (by name; wins over ``key_storage``)."""
     digihelse_key_api: KeyApi = KeyApi.ANY
     """How the Digihelse services open their keys (``CAPI``: a .NET Framework build)."""
+    language: Language = "en"
 
 
 DEVIATING_LAYOUT = Layout(
@@ -184,13 +187,16 @@ class LabServer(CosDocServer):
         certificates: LabCertificates,
         *,
         now: datetime.datetime | None = None,
+        language: Language = "en",
     ) -> None:
         self._temporary = (
             tempfile.TemporaryDirectory(prefix="cosdoc-lab-server-") if root is None else None
         )
         folder = Path(self._temporary.name) if self._temporary is not None else root
         assert folder is not None
-        super().__init__(folder, hostname=HOSTNAME, clock=(lambda: now) if now else None)
+        super().__init__(
+            folder, hostname=HOSTNAME, clock=(lambda: now) if now else None, language=language
+        )
         self.certificates = certificates
         self.tenants: dict[str, LabCertificates] = {}
 
@@ -250,7 +256,7 @@ def default_installation(
     """
     layout = layout or Layout()
     certificates = certificates or make_lab_certificates(now=now)
-    server = LabServer(root, certificates, now=now)
+    server = LabServer(root, certificates, now=now, language=layout.language)
     _seed_store(server, certificates, layout)
     _install_services(server, certificates, layout)
     _install_environment(server, "Drift", 1, DRIFT_HOST, certificates, layout, fallback=True)
@@ -580,6 +586,223 @@ def broken_wmi_installation(
     return server
 
 
+# -- what real Windows servers do that the default does not show --------------------------------
+
+
+def norwegian_installation(
+    root: Path | None = None,
+    *,
+    now: datetime.datetime | None = None,
+    certificates: LabCertificates | None = None,
+) -> LabServer:
+    """The default installation on a Norwegian-language Windows Server: account names are
+    localized (``NT-MYNDIGHET\\NETTVERKSTJENESTE``), English ones do not resolve, and netsh
+    prints Norwegian labels. KPR.Overvaker still runs as ``NT AUTHORITY\\NetworkService``."""
+    layout = Layout(language="nb")
+    return default_installation(root, now=now, certificates=certificates, layout=layout)
+
+
+def dot_user_installation(
+    root: Path | None = None,
+    *,
+    now: datetime.datetime | None = None,
+    certificates: LabCertificates | None = None,
+) -> LabServer:
+    """KPR.Innsending runs as the local account ``.\\svc-kpr`` (how the SCM stores a local
+    account in StartName); icacls and ``NTAccount.Translate`` do not resolve that spelling."""
+    server = default_installation(root, now=now, certificates=certificates)
+    server.accounts.add_local_user("svc-kpr")
+    server.service("KPR.Innsending").account = ".\\svc-kpr"
+    grant_consumers_read(server)
+    reboot(server)
+    return server
+
+
+def capi_via_cng_installation(
+    root: Path | None = None,
+    *,
+    now: datetime.datetime | None = None,
+    certificates: LabCertificates | None = None,
+) -> LabServer:
+    """Every key CAPI (``RSA\\MachineKeys``), opened the way .NET Framework 4.8 opens it:
+    ``GetRSAPrivateKey`` returns an ``RSACng`` whose ``Key.UniqueName`` is the CAPI file."""
+    server = all_keys_installation("CAPI", root, now=now, certificates=certificates)
+    server.store.dotnet_opens_capi_as_cng = True
+    return server
+
+
+def tpm_key_installation(
+    root: Path | None = None,
+    *,
+    now: datetime.datetime | None = None,
+    certificates: LabCertificates | None = None,
+) -> LabServer:
+    """The renewed SSL certificate was enrolled on the server with its key in the TPM
+    (Microsoft Platform Crypto Provider): in the store with a key, but no key file to grant."""
+    server = default_installation(root, now=now, certificates=certificates)
+    renewed = server.certificates.renewed_ssl
+    server.store.add(
+        renewed.certificate,
+        renewed.private_key,
+        provider=PLATFORM_KSP,
+        friendly_name=_friendly_name(renewed, "ssl"),
+    )
+    return server
+
+
+def foreign_sslcert_installation(
+    root: Path | None = None,
+    *,
+    now: datetime.datetime | None = None,
+    certificates: LabCertificates | None = None,
+) -> LabServer:
+    """Another program's http.sys binding (``0.0.0.0:8443``, no certificate store name) beside
+    IIS's: the ``IIS:\\SslBindings`` provider throws on it, netsh lists it."""
+    server = default_installation(root, now=now, certificates=certificates)
+    server.foreign_http_sys.append(
+        HttpSysEntry(
+            "0.0.0.0:8443",
+            server.certificates.previous.signing.thumbprint,
+            "{a4b9e7d1-2c3f-4e5a-9b8c-1d2e3f4a5b6c}",
+            store="",
+        )
+    )
+    return server
+
+
+def locked_config_installation(
+    root: Path | None = None,
+    *,
+    now: datetime.datetime | None = None,
+    certificates: LabCertificates | None = None,
+) -> LabServer:
+    """Digihelse.Adressering's appsettings.json is held open without sharing (a backup agent)."""
+    server = default_installation(root, now=now, certificates=certificates)
+    server.files.locked.add(server.service("Digihelse.Adressering").settings_file.casefold())
+    return server
+
+
+def unreadable_config_installation(
+    root: Path | None = None,
+    *,
+    now: datetime.datetime | None = None,
+    certificates: LabCertificates | None = None,
+) -> LabServer:
+    """KPR.Innsending's appsettings.json grants only its own account: administrators are denied."""
+    server = default_installation(root, now=now, certificates=certificates)
+    server.files.denied.add(server.service("KPR.Innsending").settings_file.casefold())
+    return server
+
+
+def unc_config_installation(
+    root: Path | None = None,
+    *,
+    now: datetime.datetime | None = None,
+    certificates: LabCertificates | None = None,
+) -> LabServer:
+    """SkatteIntegrasjonApi (Drift) runs from a file share, ``\\\\fs01\\cosdoc\\Skatt``: IIS reads
+    it, a remoting session cannot (the second hop)."""
+    server = default_installation(root, now=now, certificates=certificates)
+    (application,) = [
+        app
+        for app in server.applications
+        if app.path == "/SkatteIntegrasjonApi" and app.site == "CosDoc Drift"
+    ]
+    share = "\\\\fs01\\cosdoc\\SkatteIntegrasjonApi"
+    old = windows_join(server.expand_environment(application.physical_path), SETTINGS_FILE_NAME)
+    server.files.write(windows_join(share, SETTINGS_FILE_NAME), server.files.read(old))
+    application.physical_path = share
+    return server
+
+
+def missing_drive_installation(
+    root: Path | None = None,
+    *,
+    now: datetime.datetime | None = None,
+    certificates: LabCertificates | None = None,
+) -> LabServer:
+    """A stale service left on a drive the server no longer has (``Q:``), Manual and Stopped."""
+    server = default_installation(root, now=now, certificates=certificates)
+    server.add_service(
+        WindowsService(
+            "KPR.Arkiv",
+            "KPR Arkiv",
+            KPR_ACCOUNT,
+            "Q:\\DIPS\\KPR\\Arkiv\\KPR.Arkiv.exe",
+            start_mode="Manual",
+        )
+    )
+    return server
+
+
+def constrained_language_installation(
+    root: Path | None = None,
+    *,
+    now: datetime.datetime | None = None,
+    certificates: LabCertificates | None = None,
+) -> LabServer:
+    """An AppLocker/WDAC server: remote PowerShell runs in Constrained Language Mode."""
+    server = default_installation(root, now=now, certificates=certificates)
+    server.language_mode = "ConstrainedLanguage"
+    return server
+
+
+def dotnet_hosted_installation(
+    root: Path | None = None,
+    *,
+    now: datetime.datetime | None = None,
+    certificates: LabCertificates | None = None,
+) -> LabServer:
+    """Services run by a host program: Digihelse.Adressering as ``dotnet.exe <dll>``,
+    KPR.Innsending under nssm (``AppDirectory`` in its Parameters key) and
+    Digihelse.Meldingstjeneste through ``cmd.exe /c <folder>\\start.cmd``."""
+    server = default_installation(root, now=now, certificates=certificates)
+    adressering = server.service("Digihelse.Adressering")
+    folder = adressering.install_folder
+    adressering.path_name = (
+        f'"C:\\Program Files\\dotnet\\dotnet.exe" "{folder}\\Digihelse.Adressering.dll" --service'
+    )
+    adressering.app_folder = folder
+    innsending = server.service("KPR.Innsending")
+    innsending.app_folder = innsending.install_folder
+    innsending.parameters["AppDirectory"] = innsending.app_folder
+    innsending.parameters["Application"] = innsending.executable
+    innsending.path_name = "C:\\tools\\nssm\\win64\\nssm.exe"
+    meldingstjeneste = server.service("Digihelse.Meldingstjeneste")
+    meldingstjeneste.app_folder = meldingstjeneste.install_folder
+    meldingstjeneste.path_name = (
+        f'C:\\Windows\\System32\\cmd.exe /c "{meldingstjeneste.app_folder}\\start.cmd"'
+    )
+    return server
+
+
+def iis_without_module_installation(
+    root: Path | None = None,
+    *,
+    now: datetime.datetime | None = None,
+    certificates: LabCertificates | None = None,
+) -> LabServer:
+    """IIS runs, but its PowerShell module (Web-Scripting-Tools) was never installed."""
+    server = default_installation(root, now=now, certificates=certificates)
+    server.web_administration = False
+    return server
+
+
+def module_without_iis_installation(
+    root: Path | None = None,
+    *,
+    now: datetime.datetime | None = None,
+    certificates: LabCertificates | None = None,
+) -> LabServer:
+    """The WebAdministration module is there (RSAT), IIS is not: the services only."""
+    server = default_installation(root, now=now, certificates=certificates)
+    server.iis_installed = False
+    server.sites.clear()
+    server.applications.clear()
+    server.app_pools.clear()
+    return server
+
+
 def _cng_installation(
     root: Path | None = None,
     *,
@@ -615,6 +838,19 @@ SCENARIOS: dict[str, Callable[..., LabServer]] = {
     "sslcert-options": sslcert_options_installation,
     "ipv6-binding": ipv6_binding_installation,
     "broken-wmi": broken_wmi_installation,
+    "norwegian": norwegian_installation,
+    "dot-user": dot_user_installation,
+    "capi-via-cng": capi_via_cng_installation,
+    "tpm-key": tpm_key_installation,
+    "foreign-sslcert": foreign_sslcert_installation,
+    "locked-config": locked_config_installation,
+    "unreadable-config": unreadable_config_installation,
+    "unc-config": unc_config_installation,
+    "missing-drive": missing_drive_installation,
+    "constrained-language": constrained_language_installation,
+    "dotnet-hosted": dotnet_hosted_installation,
+    "iis-without-module": iis_without_module_installation,
+    "module-without-iis": module_without_iis_installation,
 }
 """Scenario name (``cosdoc-certs lab --scenario``) → builder(root, *, now=, certificates=)."""
 
@@ -757,7 +993,7 @@ def _grant(server: CosDocServer, settings_file: str, uses: CertificateUse, accou
         found = settings.find(setting.key)
         entry = lookup_value(server, found.value, uses.lookup) if found else None
         if entry is not None and entry.has_private_key:
-            server.store.grant_read(entry.thumbprint, account)
+            server.store.grant_account(entry.thumbprint, account)
 
 
 def _utc_now() -> datetime.datetime:

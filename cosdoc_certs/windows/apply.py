@@ -359,8 +359,11 @@ def _owners(facts: WindowsFacts, path: str) -> list[dict[str, str]]:
 
 def _grant_step(change: Change, facts: WindowsFacts, run_id: str) -> Step:
     thumbprint = normalize_thumbprint(str(change.details["thumbprint"]))
-    account = str(change.details["account"])
-    return Step(GrantRead(thumbprint, account), {"thumbprint": thumbprint, "account": account})
+    account, sid = str(change.details["account"]), str(change.details["sid"])
+    return Step(
+        GrantRead(thumbprint, account, sid),
+        {"thumbprint": thumbprint, "account": account, "sid": sid},
+    )
 
 
 def _rebind_step(change: Change, facts: WindowsFacts, run_id: str) -> Step:

@@ -15,7 +15,7 @@ the first failure (every action name and ``content_index`` is checked, and every
     {"action": "import-pfx", "index": int, "thumbprints": [str],
      "key_provider": str|null, "authorities": [base64 DER]}
     {"action": "write-file", "path", "content_index": int, "expected_sha256"}
-    {"action": "grant-read", "thumbprint", "account"}
+    {"action": "grant-read", "thumbprint", "account", "sid"}
     {"action": "set-binding", "site", "binding": "ip:port:host", "thumbprint",
      "settings": ["Name=value", ...]|null}
     {"action": "restart-service", "name"}
@@ -100,11 +100,17 @@ class WriteFile:
 
 @dataclasses.dataclass(frozen=True)
 class GrantRead:
-    """Give ``account`` read on the private key file of ``thumbprint``."""
+    """Give the account with ``sid`` read on the private key file of ``thumbprint``.
+
+    ``apply.ps1`` grants by SID (``icacls <file> /grant *<sid>:(R)``): names are localized and
+    the SCM's spellings (``.\\user``) do not resolve. ``account`` is the server's own name
+    for it, for messages.
+    """
 
     action: ClassVar[str] = "grant-read"
     thumbprint: str
     account: str
+    sid: str
 
 
 @dataclasses.dataclass(frozen=True)

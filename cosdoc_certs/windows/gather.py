@@ -5,21 +5,27 @@ emit this document; :meth:`GatherDocument.from_json` validates and parses it, an
 :meth:`GatherDocument.to_json` writes it (the twin uses that). Field names are the snake_case
 of the document's camelCase keys; dates are ``yyyy-MM-ddTHH:mm:ssZ`` (UTC), bytes base64.
 
-Schema version 1::
+Schema version 2 (``identity`` is ``{"sid": str|null, "name": str|null, "error": str|null}``:
+the SID the server resolved, its own — possibly localized — name, and why it could not)::
 
-    {"schemaVersion": 1, "computerName": str, "gatheredAt": date, "psVersion": str,
+    {"schemaVersion": 2, "computerName": str, "gatheredAt": date, "psVersion": str,
      "services": [{"name", "displayName", "state", "startMode", "account", "pathName",
-                   "installFolder": str|null}],
+                   "appDirectory": str|null, "installFolder": str|null, "identity"}],
+     "iisPresence": {"installed": bool, "module": bool, "error": str|null},
      "iis": null | {"sites": [{"name", "id": int, "physicalPath", "appPool"}],
                     "applications": [{"site", "path", "physicalPath", "appPool"}],
-                    "appPools": [{"name", "state", "identityType", "userName"}],
+                    "appPools": [{"name", "state", "identityType", "userName", "identity"}],
                     "bindings": [{"site", "bindingInformation", "sslFlags": int,
-                                  "certificateHash", "certificateStoreName"}],
-                    "sslBindings": [{"ip", "port": int, "host", "thumbprint", "store"}]},
+                                  "certificateHash", "certificateStoreName"}]},
+     "httpSys": {"exitCode": int, "output": str},
      "certificates": [{"thumbprint", "der": base64, "hasPrivateKey": bool, "notAfter": date,
                        "keyStorage": "CNG"|"CAPI"|null, "keyProvider": str|null,
-                       "keyFile": str|null, "readers": [str], "keyError": str|null}],
-     "configFiles": [{"path", "exists": bool, "content": base64|null}]}
+                       "keyFolder": str|null, "keyFile": str|null, "readers": [identity],
+                       "keyError": str|null}],
+     "configFiles": [{"path", "exists": bool, "content": base64|null, "error": str|null}]}
+
+``httpSys`` is what ``netsh http show sslcert`` printed; :attr:`IisFacts.ssl_bindings` is parsed
+from it here (:mod:`cosdoc_certs.windows.netsh`), not by the script.
 """
 
 from __future__ import annotations
@@ -38,8 +44,10 @@ from typing import Any
 
 from cosdoc_certs.errors import RemoteError, hide_passwords
 from cosdoc_certs.thumbprints import thumbprint_of_der
+from cosdoc_certs.windows.netsh import SslBindingFact as SslBindingFact  # part of the facts
+from cosdoc_certs.windows.netsh import parse_sslcert
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DATE_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 SNI_FLAG = 1
 CENTRAL_STORE_FLAG = 2
@@ -68,8 +76,26 @@ class GatherFailedError(RemoteError):
 
 
 @dataclasses.dataclass(frozen=True)
+class IdentityFact:
+    """An account as the server resolved it: SID, the server's own name for it, or why not."""
+
+    sid: str | None
+    name: str | None
+    error: str | None
+
+    def shown(self, fallback: str) -> str:
+        """The name to show a person: the server's, else ``fallback`` (as configured)."""
+        return self.name or fallback
+
+
+@dataclasses.dataclass(frozen=True)
 class ServiceFact:
-    """A Windows service matching a catalog pattern (Win32_Service)."""
+    """A Windows service matching a catalog pattern (Win32_Service).
+
+    ``account`` is ``StartName`` as the SCM stores it (``.\\user``, ``LocalSystem``,
+    ``NT AUTHORITY\\NetworkService``…); ``identity`` is what it resolved to on the server.
+    ``app_directory`` is nssm's ``AppDirectory`` from the service's Parameters key, if any.
+    """
 
     name: str
     display_name: str
@@ -77,7 +103,9 @@ class ServiceFact:
     start_mode: str
     account: str
     path_name: str
+    app_directory: str | None
     install_folder: str | None
+    identity: IdentityFact
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,11 +142,13 @@ class AppPoolFact:
     state: str
     identity_type: str
     user_name: str
+    identity: IdentityFact
 
     @property
     def account(self) -> str:
-        """The Windows account the pool's worker process runs as."""
-        return app_pool_account(self.name, self.identity_type, self.user_name)
+        """The account the pool's worker process runs as, by the server's own name for it."""
+        configured = self.user_name if self.identity_type.casefold() == "specificuser" else ""
+        return self.identity.shown(configured or f"{self.identity_type} ({self.name})")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,25 +195,33 @@ class BindingFact:
 
 
 @dataclasses.dataclass(frozen=True)
-class SslBindingFact:
-    """A certificate binding in http.sys: ``ip:port`` (empty host) or ``host:port`` (SNI)."""
-
-    ip: str
-    port: int
-    host: str
-    thumbprint: str
-    store: str
-
-
-@dataclasses.dataclass(frozen=True)
 class IisFacts:
-    """Everything gathered from IIS (WebAdministration)."""
+    """Everything gathered from IIS (WebAdministration); ``ssl_bindings`` from netsh."""
 
     sites: tuple[SiteFact, ...]
     applications: tuple[ApplicationFact, ...]
     app_pools: tuple[AppPoolFact, ...]
     bindings: tuple[BindingFact, ...]
-    ssl_bindings: tuple[SslBindingFact, ...]
+    ssl_bindings: tuple[SslBindingFact, ...] = dataclasses.field(
+        default=(), metadata={"derived": True}
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class IisPresence:
+    """Whether IIS is installed (W3SVC or applicationHost.config) and its module is there."""
+
+    installed: bool
+    module: bool
+    error: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class CommandOutput:
+    """A native command's exit code and output, as the script captured them."""
+
+    exit_code: int
+    output: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -196,18 +234,23 @@ class CertificateFact:
     not_after: dt.datetime
     key_storage: str | None
     key_provider: str | None
+    key_folder: str | None
     key_file: str | None
-    readers: tuple[str, ...]
+    readers: tuple[IdentityFact, ...]
     key_error: str | None
 
 
 @dataclasses.dataclass(frozen=True)
 class ConfigFileFact:
-    """A consumer's config file, looked for under a service or IIS folder."""
+    """A consumer's config file, looked for under a service or IIS folder.
+
+    ``error`` is why an existing file could not be read (``<.NET exception type>: <message>``).
+    """
 
     path: str
     exists: bool
     content: bytes | None
+    error: str | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,7 +262,9 @@ class GatherDocument:
     gathered_at: dt.datetime
     ps_version: str
     services: tuple[ServiceFact, ...]
+    iis_presence: IisPresence
     iis: IisFacts | None
+    http_sys: CommandOutput
     certificates: tuple[CertificateFact, ...]
     config_files: tuple[ConfigFileFact, ...]
 
@@ -236,7 +281,7 @@ class GatherDocument:
     def from_data(cls, data: Any) -> GatherDocument:
         """Validate and parse ``gather``'s document already decoded from JSON.
 
-        A document ``{"schemaVersion": 1, "error": "..."}`` (gather.ps1 failed as a whole)
+        A document ``{"schemaVersion": 2, "error": "..."}`` (gather.ps1 failed as a whole)
         raises :class:`GatherFailedError` with the script's reason.
         """
         if isinstance(data, dict) and isinstance(data.get("error"), str):
@@ -249,6 +294,11 @@ class GatherDocument:
         for index, certificate in enumerate(document.certificates):
             if thumbprint_of_der(certificate.der) != certificate.thumbprint.upper():
                 raise GatherContractError(f"$.certificates[{index}].thumbprint is not the DER's")
+        if document.iis is not None:
+            bindings = parse_sslcert(document.http_sys.output)
+            document = dataclasses.replace(
+                document, iis=dataclasses.replace(document.iis, ssl_bindings=bindings)
+            )
         return document
 
     def to_json(self) -> str:
@@ -256,33 +306,35 @@ class GatherDocument:
         return json.dumps(_encode(self), separators=(",", ":"), ensure_ascii=False)
 
 
-def install_folder(path_name: str) -> str | None:
-    """The folder of the executable in a service's ``PathName`` (quoted or not, with arguments)."""
+_HOSTED_FILES = {"dotnet.exe": (".dll",), "cmd.exe": (".cmd", ".bat")}
+
+
+def install_folder(path_name: str, app_directory: str | None = None) -> str | None:
+    """The folder a service's application runs from, as ``gather.ps1`` finds it.
+
+    nssm's ``AppDirectory`` when there is one; for ``dotnet.exe`` the folder of the first
+    ``.dll`` argument, for ``cmd.exe`` that of the first ``.cmd``/``.bat``; otherwise the
+    folder of the executable in ``PathName`` (quoted or not, with arguments or not).
+    """
+    if app_directory and app_directory.strip():
+        return app_directory.strip()
     text = path_name.strip()
     if not text:
         return None
     if text.startswith('"'):
         end = text.find('"', 1)
         executable = text[1:] if end < 0 else text[1:end]
+        rest = "" if end < 0 else text[end + 1 :]
     else:
         match = re.match(r"^(.+?\.exe)(?:\s|$)", text, re.IGNORECASE)
         executable = match.group(1) if match else text.split(None, 1)[0]
+        rest = text[len(executable) :]
+    hosted = _HOSTED_FILES.get(ntpath.basename(executable).casefold(), ())
+    for quoted, bare in re.findall(r'"([^"]*)"|(\S+)', rest) if hosted else ():
+        candidate = str(quoted or bare)
+        if candidate.casefold().endswith(hosted):
+            return ntpath.dirname(candidate)
     return ntpath.dirname(executable)
-
-
-_WELL_KNOWN_POOL_IDENTITIES = {
-    "localsystem": "NT AUTHORITY\\SYSTEM",
-    "localservice": "NT AUTHORITY\\LOCAL SERVICE",
-    "networkservice": "NT AUTHORITY\\NETWORK SERVICE",
-}
-
-
-def app_pool_account(pool: str, identity_type: str, user_name: str) -> str:
-    """The account of an app pool: ``IIS AppPool\\<pool>``, a built-in account, or the user."""
-    kind = identity_type.strip().lower()
-    if kind == "specificuser":
-        return user_name
-    return _WELL_KNOWN_POOL_IDENTITIES.get(kind, f"IIS AppPool\\{pool}")
 
 
 def _format_date(value: dt.datetime) -> str:
@@ -337,7 +389,7 @@ def _fields_of(kind: Any) -> tuple[tuple[str, str, Any], ...]:
     """Each field of the dataclass ``kind``: name, JSON key, type hint (resolved once)."""
     hints = typing.get_type_hints(kind)
     return tuple(
-        (field.name, _camel(field.name), hints[field.name]) for field in dataclasses.fields(kind)
+        (field.name, _camel(field.name), hints[field.name]) for field in _document_fields(kind)
     )
 
 
@@ -363,6 +415,11 @@ def _decode_scalar(kind: Any, value: Any, where: str) -> Any:
     return value
 
 
+def _document_fields(kind: Any) -> list[dataclasses.Field[Any]]:
+    """The fields the JSON document carries (derived ones are computed after parsing)."""
+    return [field for field in dataclasses.fields(kind) if not field.metadata.get("derived")]
+
+
 def _json_type(value: Any) -> str:
     names = {dict: "an object", list: "an array", str: "text", bool: "a boolean"}
     if value is None:
@@ -374,7 +431,7 @@ def _encode(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {
             _camel(field.name): _encode(getattr(value, field.name))
-            for field in dataclasses.fields(value)
+            for field in _document_fields(value)
         }
     if isinstance(value, tuple):
         return [_encode(item) for item in value]

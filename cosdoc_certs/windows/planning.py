@@ -56,12 +56,14 @@ from cosdoc_certs.consumers import (
 )
 from cosdoc_certs.errors import ConfigFileError, InputError
 from cosdoc_certs.facts import (
+    DEFAULT_KEY_READER_SIDS,
     CertificateUse,
     ConsumerStatus,
     StoreCertificate,
     WindowsFacts,
     can_read,
     diagnose,
+    key_without_file,
     served_thumbprint,
 )
 from cosdoc_certs.plan import Change, ChangeKind, Plan
@@ -80,9 +82,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 STORE = "LocalMachine\\My"
-_DEFAULT_KEY_READERS = ("NT AUTHORITY\\SYSTEM", "BUILTIN\\Administrators")
 _PAIR = (Role.SIGNING, Role.ENCRYPTION)
-_CONFIG_PROBLEMS = frozenset({"config-missing", "config-invalid", "setting-missing"})
+_CONFIG_PROBLEMS = frozenset(
+    {"config-missing", "config-invalid", "setting-missing", "config-unreadable"}
+)
 # IIS's "*" is http.sys's 0.0.0.0; "[::]" (every IPv6 address) is an entry of its own.
 _WILDCARD_IPS = frozenset({"*", "", "0.0.0.0"})  # noqa: S104 -- binding notation
 
@@ -103,6 +106,7 @@ def plan_windows(
     """
     moment = now or utc_now()
     new = _new_certificates(bundle, facts, moment)
+    _refuse_unread_iis(facts)
     planner = _Planner(facts, new, host, dict(key_providers or {}))
     for status in diagnose(facts, consumers, now=moment):
         planner.add(status)
@@ -182,6 +186,7 @@ class _Grant:
     thumbprint: str
     role: Role
     account: str
+    sid: str
     instances: list[str]
 
 
@@ -312,15 +317,21 @@ class _Planner:
         return None
 
     def _can_read(self, use: CertificateUse) -> bool:
-        assert use.account is not None
+        if use.account_sid is None:
+            raise InputError(
+                f"{use.instance} runs as {use.account}, which the server could not resolve to a "
+                "SID, so its access to the new key can be neither checked nor granted",
+                "correct the account of the service or app pool, then plan again; nothing was "
+                "changed",
+            )
         stored = self.facts.certificate(self.new[use.role].thumbprint)
         if stored is None or not stored.fact.has_private_key:
-            readers: Sequence[str] = _DEFAULT_KEY_READERS  # what an imported key gets
+            readers: Sequence[str | None] = DEFAULT_KEY_READER_SIDS  # what an imported key gets
         elif stored.fact.key_file is None:
             return False  # cannot see the ACL: grant (apply finds the key file)
         else:
-            readers = stored.fact.readers
-        return can_read(use.account, readers, self.facts.computer_name)
+            readers = [reader.sid for reader in stored.fact.readers]
+        return can_read(use.account_sid, readers)
 
     def _edit_changes(self, consumer: str, uses: list[CertificateUse]) -> Iterable[Change]:
         files: dict[str, list[CertificateUse]] = {}
@@ -364,17 +375,30 @@ class _Planner:
 
     def _add_grant(self, consumer: str, use: CertificateUse) -> None:
         assert use.account is not None
+        assert use.account_sid is not None
         thumbprint = self.new[use.role].thumbprint
-        key = (thumbprint, use.account.casefold())
-        grant = self.grants.setdefault(key, _Grant(consumer, thumbprint, use.role, use.account, []))
+        stored = self.facts.certificate(thumbprint)
+        if stored is not None and key_without_file(stored.fact):
+            raise InputError(
+                f"{use.instance} ({use.account}) needs read on the key of the new {use.role} "
+                f"certificate {short_thumbprint(thumbprint)}, but that key is kept by "
+                f"{stored.fact.key_provider} (TPM, smart card or HSM): access cannot be granted "
+                "by a file ACL",
+                "give the account access with the provider's own tools (or use a certificate "
+                "with a software key), then plan again; nothing was changed",
+            )
+        key = (thumbprint, use.account_sid)
+        grant = self.grants.setdefault(
+            key, _Grant(consumer, thumbprint, use.role, use.account, use.account_sid, [])
+        )
         if use.instance not in grant.instances:
             grant.instances.append(use.instance)
 
     def _grant_change(self, grant: _Grant) -> Change:
         stored = self.facts.certificate(grant.thumbprint)
         where = (
-            f"its {stored.fact.key_storage} key file"
-            if stored and stored.fact.key_storage
+            f"its key file in {stored.fact.key_folder}"
+            if stored and stored.fact.key_folder
             else "its key once imported"
         )
         return Change(
@@ -386,6 +410,7 @@ class _Planner:
             {
                 "thumbprint": grant.thumbprint,
                 "account": grant.account,
+                "sid": grant.sid,
                 "role": grant.role.value,
                 "instances": list(grant.instances),
             },
@@ -688,6 +713,20 @@ def _provider_problem(name: str, role: Role, needs: Sequence[tuple[str, KeyApi]]
         if why is not None:
             return f"{consumer}: {why}"
     return None
+
+
+def _refuse_unread_iis(facts: WindowsFacts) -> None:
+    """InputError when IIS runs but gather could not read it: its part would be left out."""
+    presence = facts.document.iis_presence
+    if facts.iis is not None or not presence.installed:
+        return
+    why = presence.error or "its PowerShell module WebAdministration is not installed"
+    raise InputError(
+        f"IIS runs on this server, but gather could not read it: {why}; every IIS application "
+        "and HTTPS binding would silently keep the old certificate",
+        "install the IIS Management Scripts and Tools (Install-WindowsFeature "
+        "Web-Scripting-Tools), then plan again; nothing was changed",
+    )
 
 
 def _refuse_config_problems(

@@ -29,11 +29,13 @@ from cosdoc_certs.lab.model import (
     executable_of,
 )
 from cosdoc_certs.lab.scenarios import LabServer, edit_settings
-from cosdoc_certs.lab.server.accounts import can_read, canonical_account
+from cosdoc_certs.lab.server.accounts import NETWORK_SERVICE_SID, AccountDirectory, Language
 from cosdoc_certs.lab.server.store import DEFAULT_PROVIDERS
 
 DIGIHELSE = "Digihelse.Meldingstjeneste"
 LRM = "\u200e"
+# Windows' SID for IIS AppPool\DefaultAppPool (the same on every server)
+DEFAULT_APP_POOL_SID = "S-1-5-82-3006700770-424185619-1745488364-794895919-4004696415"
 
 
 # -- files ---------------------------------------------------------------------------------------
@@ -49,7 +51,35 @@ def test_windows_paths_map_to_drive_folders_and_ignore_case(tmp_path: Path) -> N
     assert files.read("C:\\Program Files\\DIPS\\App\\appsettings.json") == b"{ }"
 
 
-@pytest.mark.parametrize("path", ["relative\\file.txt", "\\\\server\\share\\x", "C:\\a\\..\\b"])
+def test_the_remoting_session_cannot_read_everything_a_service_can(tmp_path: Path) -> None:
+    files = WindowsFileSystem(tmp_path)
+    share = "\\\\fs01\\cosdoc\\appsettings.json"
+    files.write(share, b"{}")
+    files.write("C:\\a\\denied.json", b"{}")
+    files.write("C:\\a\\locked.json", b"{}")
+    files.denied.add("c:\\a\\denied.json")
+    files.locked.add("c:\\a\\locked.json")
+    assert files.read(share) == b"{}"  # the service (IIS) reads it
+    for path, error in [
+        (share, "System.UnauthorizedAccessException"),  # the second hop
+        ("C:\\a\\denied.json", "System.UnauthorizedAccessException"),
+        ("C:\\a\\locked.json", "System.IO.IOException"),
+        ("C:\\a\\none.json", "System.IO.FileNotFoundException"),
+        ("Q:\\a\\x.json", "System.IO.DirectoryNotFoundException"),
+    ]:
+        with pytest.raises(SimulatedWindowsError) as caught:
+            files.read_in_session(path)
+        assert caught.value.error_id == error
+    assert [files.test_path(p) for p in (share, "C:\\a\\denied.json", "C:\\a\\locked.json")] == [
+        False,
+        False,
+        True,
+    ]
+    with pytest.raises(SimulatedWindowsError, match="drive with the name 'Q'"):
+        files.join_path("Q:\\DIPS", "appsettings.json")
+
+
+@pytest.mark.parametrize("path", ["relative\\file.txt", "C:\\a\\..\\b"])
 def test_paths_that_are_not_absolute_drive_paths_are_refused(tmp_path: Path, path: str) -> None:
     files = WindowsFileSystem(tmp_path)
     with pytest.raises(SimulatedWindowsError, match="path"):
@@ -85,16 +115,45 @@ def test_the_executable_is_taken_out_of_a_service_path_name(
 
 
 @pytest.mark.parametrize(
-    ("name", "canonical"),
+    ("language", "name", "sid"),
     [
-        ("LocalSystem", "NT AUTHORITY\\SYSTEM"),
-        ("NT AUTHORITY\\NetworkService", "NT AUTHORITY\\NETWORK SERVICE"),
-        ("nt authority\\network service", "NT AUTHORITY\\NETWORK SERVICE"),
-        ("DOMENE\\svc-kpr", "DOMENE\\svc-kpr"),
+        ("en", "NT AUTHORITY\\NETWORK SERVICE", NETWORK_SERVICE_SID),
+        ("en", "nt authority\\network service", NETWORK_SERVICE_SID),
+        ("nb", "NT-MYNDIGHET\\NETTVERKSTJENESTE", NETWORK_SERVICE_SID),
+        ("nb", "BUILTIN\\Administratorer", "S-1-5-32-544"),
+        ("en", "IIS AppPool\\DefaultAppPool", DEFAULT_APP_POOL_SID),
+        ("nb", "IIS APPPOOL\\DefaultAppPool", DEFAULT_APP_POOL_SID),
     ],
 )
-def test_account_aliases_are_the_names_an_acl_shows(name: str, canonical: str) -> None:
-    assert canonical_account(name) == canonical
+def test_names_resolve_to_sids_in_the_servers_language(
+    language: Language, name: str, sid: str
+) -> None:
+    assert AccountDirectory("COSDOC-APP01", language).lookup(name) == sid
+
+
+@pytest.mark.parametrize(
+    ("language", "name"),
+    [
+        ("nb", "NT AUTHORITY\\NETWORK SERVICE"),  # English name on a Norwegian server
+        ("en", "NT AUTHORITY\\NetworkService"),  # the SCM's short spelling
+        ("en", "LocalSystem"),
+        ("en", ".\\svc-lokal"),  # the SCM's spelling of a local account
+    ],
+)
+def test_names_windows_cannot_map_fail_with_1332(language: Language, name: str) -> None:
+    with pytest.raises(SimulatedWindowsError, match="No mapping between account names") as caught:
+        AccountDirectory("COSDOC-APP01", language).lookup(name)
+    assert caught.value.hresult & 0xFFFF == 1332
+
+
+def test_the_scm_runs_short_spellings_and_dot_accounts_as_their_sids() -> None:
+    accounts = AccountDirectory("COSDOC-APP01", "nb")
+    local = accounts.add_local_user("svc-lokal")
+    assert accounts.logon_sid(".\\svc-lokal") == local
+    assert accounts.logon_sid("LocalSystem") == "S-1-5-18"
+    assert accounts.logon_sid("NT AUTHORITY\\NetworkService") == NETWORK_SERVICE_SID
+    assert accounts.name_of(NETWORK_SERVICE_SID) == "NT-MYNDIGHET\\NETTVERKSTJENESTE"
+    assert accounts.name_of(local) == "COSDOC-APP01\\svc-lokal"
 
 
 @pytest.mark.parametrize(
@@ -115,7 +174,9 @@ def test_account_aliases_are_the_names_an_acl_shows(name: str, canonical: str) -
 def test_key_readers_include_the_modelled_groups(
     account: str, readers: set[str], expected: bool
 ) -> None:
-    assert can_read(account, readers) is expected
+    accounts = AccountDirectory("COSDOC-APP01")
+    sids = {accounts.lookup(reader) for reader in readers}
+    assert accounts.can_read(accounts.logon_sid(account), sids) is expected
 
 
 # -- certificate store ---------------------------------------------------------------------------
@@ -140,7 +201,7 @@ def test_importing_a_pfx_stores_the_key_in_a_file_readable_by_system_and_adminis
     assert entry.key_file.startswith(folder + "\\")
     assert default_server.files.is_file(entry.key_file)
     assert b"PRIVATE KEY" not in default_server.files.read(entry.key_file)
-    assert entry.readers == {"NT AUTHORITY\\SYSTEM", "BUILTIN\\Administrators"}
+    assert entry.readers == {"S-1-5-18", "S-1-5-32-544"}
 
 
 def test_a_two_key_pfx_imports_both_certificates_with_their_keys(default_server: LabServer) -> None:

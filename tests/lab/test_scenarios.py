@@ -161,6 +161,25 @@ FAILING = {
     "broken-wmi": set(),
     "missing-acl": {"Digihelse.Meldingstjeneste", "Digihelse.Adressering"},
     "wrong-role": {"KPR.Innsending"},
+    # Windows behaviours the scripts must cope with: every consumer still starts
+    **{
+        name: set()
+        for name in (
+            "norwegian",
+            "dot-user",
+            "capi-via-cng",
+            "tpm-key",
+            "foreign-sslcert",
+            "locked-config",
+            "unreadable-config",
+            "unc-config",
+            "constrained-language",
+            "dotnet-hosted",
+            "iis-without-module",
+            "module-without-iis",
+        )
+    },
+    "missing-drive": {"KPR.Arkiv"},  # stale, Manual, on a drive that is gone: never started
     "expired-certificate": {
         "Digihelse.Meldingstjeneste",
         "Digihelse.Adressering",
@@ -174,6 +193,9 @@ FAILING = {
 }
 
 
+NEVER_STARTED = {"KPR.Arkiv"}  # a Manual service: stopped without a failure
+
+
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_each_scenario_fails_exactly_the_consumers_it_breaks(
     tmp_path: Path, name: str, lab_certificates: LabCertificates
@@ -183,7 +205,7 @@ def test_each_scenario_fails_exactly_the_consumers_it_breaks(
         stopped = {s.name for s in server.services.values() if s.state != "Running"}
         stopped |= {p.name for p in server.app_pools.values() if p.state != "Started"}
         assert stopped == FAILING[name]
-        assert bool(server.event_log) == bool(FAILING[name])
+        assert bool(server.event_log) == bool(FAILING[name] - NEVER_STARTED)
     finally:
         server.close()
 

@@ -159,19 +159,19 @@ Describe 'apply.ps1 certificates: import, key read grant' {
     }
 
     It 'grants read on the key file and says whether the account could read before' {
-        $grant = @{ action = 'grant-read'; thumbprint = $script:Thumbprint; account = 'NT AUTHORITY\NETWORK SERVICE' }
+        $grant = @{ action = 'grant-read'; thumbprint = $script:Thumbprint; account = 'NETWORK SERVICE'; sid = 'S-1-5-20' }
         $first = Invoke-Apply -Actions @($grant)
         $first.results[0].ok | Should -BeTrue
         $first.results[0].before.key_file | Should -BeLike "$env:ProgramData\Microsoft\Crypto\Keys\*"
         $first.results[0].before.could_read | Should -BeFalse
-        $readers = @((Get-Acl -LiteralPath $first.results[0].before.key_file).Access | ForEach-Object { $_.IdentityReference.Value })
-        $readers | Should -Contain 'NT AUTHORITY\NETWORK SERVICE'
+        $rules = (Get-Acl -LiteralPath $first.results[0].before.key_file).GetAccessRules($true, $true, [System.Security.Principal.SecurityIdentifier])
+        @($rules | ForEach-Object { $_.IdentityReference.Value }) | Should -Contain 'S-1-5-20'
         $second = Invoke-Apply -Actions @($grant)
         $second.results[0].before.could_read | Should -BeTrue
     }
 
     It 'fails a grant for a certificate that is not in the store' {
-        $result = Invoke-Apply -Actions @(@{ action = 'grant-read'; thumbprint = ('AB' * 20); account = 'NT AUTHORITY\NETWORK SERVICE' })
+        $result = Invoke-Apply -Actions @(@{ action = 'grant-read'; thumbprint = ('AB' * 20); account = 'NETWORK SERVICE'; sid = 'S-1-5-20' })
         $result.results[0].ok | Should -BeFalse
     }
 

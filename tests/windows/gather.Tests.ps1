@@ -41,8 +41,8 @@ Describe 'gather.ps1 output' {
         $script:Facts = Invoke-Gather -ServicePatterns @('W32Time', 'WinRM')
     }
 
-    It 'is schema version 1 from this computer' {
-        $script:Facts.schemaVersion | Should -Be 1
+    It 'is schema version 2 from this computer' {
+        $script:Facts.schemaVersion | Should -Be 2
         $script:Facts.computerName | Should -Be $env:COMPUTERNAME
         $script:Facts.gatheredAt | Should -Match '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$'
     }
@@ -52,6 +52,14 @@ Describe 'gather.ps1 output' {
         $winrm.Count | Should -Be 1
         $winrm[0].account | Should -Be (Get-CimInstance Win32_Service -Filter "Name='WinRM'").StartName
         $winrm[0].installFolder | Should -Be "$env:SystemRoot\system32"
+    }
+
+    It 'resolves every service account to a SID with the server''s own name' {
+        $winrm = @($script:Facts.services | Where-Object { $_.name -eq 'WinRM' })[0]
+        $winrm.identity.sid | Should -Be 'S-1-5-20'  # StartName 'NT AUTHORITY\NetworkService'
+        $expected = (New-Object System.Security.Principal.SecurityIdentifier('S-1-5-20')).Translate([System.Security.Principal.NTAccount]).Value
+        $winrm.identity.name | Should -Be $expected  # NT-MYNDIGHET\NETTVERKSTJENESTE in Norwegian
+        $winrm.identity.error | Should -BeNullOrEmpty
     }
 
     It 'keeps a one-element array an array' {
@@ -71,9 +79,17 @@ Describe 'gather.ps1 output' {
         }
     }
 
-    It 'reports IIS when WebAdministration is installed' {
-        $hasIis = $null -ne (Get-Module -ListAvailable -Name WebAdministration)
-        ($null -ne $script:Facts.iis) | Should -Be $hasIis
+    It 'reports IIS when it is installed and WebAdministration is there' {
+        $hasModule = $null -ne (Get-Module -ListAvailable -Name WebAdministration)
+        $hasIis = $null -ne (Get-Service -Name W3SVC -ErrorAction SilentlyContinue)
+        $script:Facts.iisPresence.module | Should -Be $hasModule
+        $script:Facts.iisPresence.installed | Should -Be $hasIis
+        ($null -ne $script:Facts.iis) | Should -Be ($hasIis -and $hasModule)
+    }
+
+    It 'returns what netsh http show sslcert printed' {
+        $script:Facts.httpSys.exitCode | Should -Be 0
+        $script:Facts.httpSys.output | Should -Not -BeNullOrEmpty
     }
 
     It 'reports every HTTPS binding of IIS' -Skip:($null -eq (Get-Module -ListAvailable -Name WebAdministration)) {
@@ -82,10 +98,9 @@ Describe 'gather.ps1 output' {
         @($script:Facts.iis.bindings).Count | Should -Be $expected
     }
 
-    It 'finds the http.sys entry of every HTTPS binding that has a certificate' -Skip:($null -eq (Get-Module -ListAvailable -Name WebAdministration)) {
-        $served = @($script:Facts.iis.sslBindings | ForEach-Object { $_.thumbprint.ToUpperInvariant() })
+    It 'has the hash of every HTTPS binding with a certificate in the netsh text' -Skip:($null -eq (Get-Module -ListAvailable -Name WebAdministration)) {
         foreach ($binding in @($script:Facts.iis.bindings | Where-Object { $_.certificateHash })) {
-            $served | Should -Contain $binding.certificateHash.ToUpperInvariant()
+            $script:Facts.httpSys.output | Should -Match $binding.certificateHash
         }
     }
 }
@@ -109,14 +124,17 @@ Describe 'key storage: CNG and CAPI key files and their readers' {
         $fact = $script:Facts.certificates | Where-Object { $_.thumbprint -eq $script:Cng.Thumbprint }
         $fact.keyStorage | Should -Be 'CNG'
         $fact.keyFile | Should -BeLike "$env:ProgramData\Microsoft\Crypto\Keys\*"
+        $fact.keyFolder | Should -Be 'Crypto\Keys'
         Test-Path -LiteralPath $fact.keyFile | Should -BeTrue
-        $fact.readers | Should -Contain 'NT AUTHORITY\SYSTEM'
+        @($fact.readers | ForEach-Object { $_.sid }) | Should -Contain 'S-1-5-18'
     }
 
-    It 'finds a CAPI key under Crypto\RSA\MachineKeys' {
+    It 'finds a CAPI key under Crypto\RSA\MachineKeys, whatever .NET opened it as' {
+        # .NET 4.6+ may open it through CNG (keyStorage CNG): the folder is what counts.
         $fact = $script:Facts.certificates | Where-Object { $_.thumbprint -eq $script:Capi.Thumbprint }
-        $fact.keyStorage | Should -Be 'CAPI'
         $fact.keyFile | Should -BeLike "$env:ProgramData\Microsoft\Crypto\RSA\MachineKeys\*"
+        $fact.keyFolder | Should -Be 'Crypto\RSA\MachineKeys'
+        $fact.keyError | Should -BeNullOrEmpty
         Test-Path -LiteralPath $fact.keyFile | Should -BeTrue
     }
 }
@@ -131,14 +149,42 @@ Describe 'Get-InstallFolder' {
         @{ PathName = 'D:\CosDoc\svc.EXE'; Expected = 'D:\CosDoc' }
         @{ PathName = '"D:\CosDoc\Tjeneste med mellomrom\svc.exe"'; Expected = 'D:\CosDoc\Tjeneste med mellomrom' }
         @{ PathName = 'C:\tools\runner.bat arg'; Expected = 'C:\tools' }
+        @{ PathName = '"C:\Program Files\dotnet\dotnet.exe" "D:\DIPS\Adressering\App.dll" --service'; Expected = 'D:\DIPS\Adressering' }
+        @{ PathName = 'C:\Program Files\dotnet\dotnet.exe D:\DIPS\Adr\App.dll'; Expected = 'D:\DIPS\Adr' }
+        @{ PathName = 'C:\Windows\System32\cmd.exe /c "D:\DIPS\Wrapped\start.cmd"'; Expected = 'D:\DIPS\Wrapped' }
+        @{ PathName = '"C:\Program Files\dotnet\dotnet.exe" --info'; Expected = 'C:\Program Files\dotnet' }
     ) {
         param($PathName, $Expected)
         Get-InstallFolder -PathName $PathName | Should -Be $Expected
     }
+
+    It 'prefers nssm''s AppDirectory' {
+        Get-InstallFolder -PathName 'C:\tools\nssm.exe' -AppDirectory 'D:\DIPS\KPR' | Should -Be 'D:\DIPS\KPR'
+    }
+}
+
+Describe 'Resolve-Identity' {
+    BeforeAll { Import-GatherFunction -Name 'Resolve-Identity' }
+
+    It 'resolves .\<local account> as COMPUTERNAME\<account>' {
+        $administrator = (New-Object System.Security.Principal.SecurityIdentifier('S-1-5-32-544')).Translate([System.Security.Principal.NTAccount]).Value
+        (Resolve-Identity -Sid 'S-1-5-32-544').name | Should -Be $administrator
+        $local = Get-LocalUser | Select-Object -First 1
+        (Resolve-Identity -Name ('.\' + $local.Name)).sid | Should -Be $local.SID.Value
+    }
+
+    It 'reports a name that does not resolve instead of failing' {
+        $identity = Resolve-Identity -Name 'NT AUTHORITY\NetworkService'
+        $identity.sid | Should -BeNullOrEmpty
+        $identity.error | Should -Not -BeNullOrEmpty
+    }
 }
 
 Describe 'Get-ConfigFileFacts' {
-    BeforeAll { Import-GatherFunction -Name 'Get-ConfigFileFacts' }
+    BeforeAll {
+        Import-GatherFunction -Name 'Get-ConfigFileFacts'
+        Import-GatherFunction -Name 'Read-ConfigFile'
+    }
 
     It 'returns the bytes of present files and marks missing ones' {
         $folder = Join-Path -Path $TestDrive -ChildPath 'Digihelse'
@@ -151,5 +197,25 @@ Describe 'Get-ConfigFileFacts' {
         ([Convert]::FromBase64String($files[0].content) -join ',') | Should -Be ($bytes -join ',')
         $files[1].exists | Should -BeFalse
         $files[1].content | Should -BeNullOrEmpty
+    }
+
+    It 'reports a folder on a drive that does not exist as missing, without stopping' {
+        $drive = @([char[]]([int][char]'Q'..[int][char]'Z') | Where-Object { -not (Test-Path -LiteralPath "${_}:\") })[0]
+        $files = Get-ConfigFileFacts -Folders @("${drive}:\DIPS\Gone") -RelativePaths @('appsettings.json')
+        $files[0].exists | Should -BeFalse
+        $files[0].error | Should -BeNullOrEmpty
+    }
+
+    It 'reports a locked file with its error' {
+        $path = Join-Path -Path $TestDrive -ChildPath 'locked.json'
+        [IO.File]::WriteAllText($path, '{}')
+        $stream = [IO.File]::Open($path, 'Open', 'ReadWrite', 'None')
+        try {
+            $file = Read-ConfigFile -Path $path
+        } finally {
+            $stream.Dispose()
+        }
+        $file.exists | Should -BeTrue
+        $file.error | Should -BeLike 'System.IO.IOException: *'
     }
 }

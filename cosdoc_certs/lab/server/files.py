@@ -3,7 +3,16 @@
 ``C:\\Program Files\\DIPS\\x\\appsettings.json`` lives at ``<root>/C/Program Files/DIPS/x/
 appsettings.json``. Lookups are case-insensitive like NTFS: an existing file or folder is
 found whatever the case of the path asked for, and a new one keeps the case it was written
-with. Only absolute drive paths (``X:\\...``, either slash) are accepted.
+with. Absolute drive paths (``X:\\...``, either slash) and UNC paths (``\\\\server\\share\\...``,
+kept under ``<root>/UNC/server/share``) are accepted.
+
+The remoting session that runs the scripts does not see every file the way the services do
+(:meth:`WindowsFileSystem.read_in_session`, :meth:`WindowsFileSystem.test_path`): a file whose
+ACL leaves out the administrators (``denied``) cannot be read and ``Test-Path`` says it is not
+there; a file another process holds open without sharing (``locked``) cannot be read; a UNC
+path is a second hop, which the session's credentials do not reach without Kerberos delegation
+or CredSSP — access denied, and ``Test-Path`` says False. ``Join-Path`` asks the file-system
+provider, which throws for a drive letter the server does not have (:meth:`join_path`).
 
 Files carry the attributes that matter to a write (``ReadOnly``, ``Hidden``):
 :meth:`WindowsFileSystem.write_all_bytes` fails on them as .NET's ``File.WriteAllBytes``
@@ -23,6 +32,28 @@ from cosdoc_certs.lab.server.errors import PathNotFoundError, SimulatedWindowsEr
 logger = logging.getLogger(__name__)
 
 _DRIVE_PATH = re.compile(r"^([A-Za-z]):[\\/](.*)$", re.DOTALL)
+_UNC_PATH = re.compile(r"^[\\/]{2}([^\\/]+[\\/][^\\/]+)(?:[\\/](.*))?$", re.DOTALL)
+UNAUTHORIZED = "System.UnauthorizedAccessException"
+IO_EXCEPTION = "System.IO.IOException"
+_DENIED = ("Access to the path '{path}' is denied.", UNAUTHORIZED, "PermissionDenied", 0x80070005)
+_LOCKED = (
+    "The process cannot access the file '{path}' because it is being used by another process.",
+    IO_EXCEPTION,
+    "ReadError",
+    0x80070020,
+)
+_NO_FOLDER = (
+    "Could not find a part of the path '{path}'.",
+    "System.IO.DirectoryNotFoundException",
+    "ObjectNotFound",
+    0x80070003,
+)
+_NO_FILE = (
+    "Could not find file '{path}'.",
+    "System.IO.FileNotFoundException",
+    "ObjectNotFound",
+    0x80070002,
+)
 _FORBIDDEN_NAMES = frozenset({"", ".", ".."})
 BLOCKING_ATTRIBUTES = frozenset({"ReadOnly", "Hidden", "System"})
 """Attributes on which ``File.WriteAllBytes`` (CREATE_ALWAYS) is denied."""
@@ -36,6 +67,57 @@ class WindowsFileSystem:
         self._write_failure = write_failure  # a full disk or read-only volume (lab faults)
         root.mkdir(parents=True, exist_ok=True)
         self._attributes: dict[Path, frozenset[str]] = {}
+        self.drives: set[str] = {"C", "D"}
+        self.denied: set[str] = set()
+        self.locked: set[str] = set()
+
+    def read_in_session(self, path: str) -> bytes:
+        """``[IO.File]::ReadAllBytes`` in the remoting session (see the module docstring)."""
+        problem = self._session_problem(path)
+        if problem is not None:
+            message, error_id, category, hresult = problem
+            raise SimulatedWindowsError(
+                message.replace("{path}", path),
+                error_id=error_id,
+                category=category,
+                hresult=hresult,
+                target=path,
+            )
+        return self.read(path)
+
+    def _session_problem(self, path: str) -> tuple[str, str, str, int] | None:
+        """What .NET throws when the session reads ``path``: message, type, category, HRESULT."""
+        folded = path.casefold()
+        if folded in self.denied or _UNC_PATH.match(path):
+            return _DENIED
+        if folded in self.locked:
+            return _LOCKED
+        if not self.drive_exists(path):
+            return _NO_FOLDER
+        return None if self.is_file(path) else _NO_FILE
+
+    def test_path(self, path: str) -> bool:
+        """``Test-Path -PathType Leaf`` in the session: False when it cannot see the file."""
+        if path.casefold() in self.denied or _UNC_PATH.match(path) or not self.drive_exists(path):
+            return False
+        return self.is_file(path)
+
+    def drive_exists(self, path: str) -> bool:
+        """True for a UNC path or a path on a drive letter this server has."""
+        match = _DRIVE_PATH.match(path)
+        return match is None or match.group(1).upper() in self.drives
+
+    def join_path(self, folder: str, child: str) -> str:
+        """``Join-Path``: like :func:`windows_join`, but the drive must exist (provider check)."""
+        if not self.drive_exists(folder):
+            drive = folder[:1].upper()
+            raise SimulatedWindowsError(
+                f"Cannot find drive. A drive with the name '{drive}' does not exist.",
+                error_id="DriveNotFound,Microsoft.PowerShell.Commands.JoinPathCommand",
+                category="ObjectNotFound",
+                target=drive,
+            )
+        return windows_join(folder, child)
 
     def real_path(self, path: str) -> Path:
         """The local file that holds the Windows ``path`` (resolved case-insensitively)."""
@@ -139,6 +221,11 @@ def windows_parent(path: str) -> str:
 
 
 def _split(path: str) -> tuple[str, list[str]]:
+    unc = _UNC_PATH.match(path)
+    if unc is not None:
+        server_share, rest = unc.group(1), unc.group(2) or ""
+        parts = [part for part in re.split(r"[\\/]+", f"{server_share}\\{rest}") if part]
+        return "UNC", parts
     match = _DRIVE_PATH.match(path)
     if match is None:
         raise SimulatedWindowsError(

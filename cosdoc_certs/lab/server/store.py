@@ -5,9 +5,17 @@ keeps it: CNG keys (Microsoft Software Key Storage Provider) under
 ``C:\\ProgramData\\Microsoft\\Crypto\\Keys\\<unique name>``, CAPI keys under
 ``C:\\ProgramData\\Microsoft\\Crypto\\RSA\\MachineKeys\\<unique name>``. The file holds a marker,
 never key material: the key itself stays in memory. Who may read the key file is the entry's
-``readers`` set (always ``NT AUTHORITY\\SYSTEM`` and ``BUILTIN\\Administrators`` after an
-import, like Windows' default machine-key ACL). Each key has its provider by name
-(:mod:`cosdoc_certs.certs.providers`): CNG keys the software KSP, CAPI keys a CSP.
+``readers`` set of SIDs (always SYSTEM ``S-1-5-18`` and Administrators ``S-1-5-32-544`` after
+an import, like Windows' default machine-key ACL); names come from the server's
+:class:`~cosdoc_certs.lab.server.accounts.AccountDirectory`, in its language. Each key has its
+provider by name (:mod:`cosdoc_certs.certs.providers`): CNG keys the software KSP, CAPI keys a
+CSP; a key kept by a TPM or smart-card provider has a unique name but no file in any machine
+key folder.
+
+What .NET hands a script for a private key is modelled too (:meth:`CertificateStore.key_handle`):
+on .NET Framework 4.6+ ``GetRSAPrivateKey`` opens software CAPI keys through CNG and returns an
+``RSACng`` whose ``Key.UniqueName`` is the CAPI container file under ``RSA\\MachineKeys``
+(``dotnet_opens_capi_as_cng``).
 
 Importing a PFX puts each key into the provider its key bag's "Microsoft CSP Name" attribute
 names, as ``PFXImportCertStore`` does unless told to always use CNG; a key whose PFX names
@@ -37,9 +45,9 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, Pub
 
 from cosdoc_certs.certs.load import FileContents, read_certificate_file
 from cosdoc_certs.certs.pkcs12 import parse_pfx
-from cosdoc_certs.certs.providers import ENHANCED_RSA_AES, SOFTWARE_KSP, key_provider
+from cosdoc_certs.certs.providers import ENHANCED_RSA_AES, PLATFORM_KSP, SOFTWARE_KSP, key_provider
 from cosdoc_certs.errors import CertificateLoadError
-from cosdoc_certs.lab.server.accounts import DEFAULT_KEY_READERS, can_read, canonical_account
+from cosdoc_certs.lab.server.accounts import DEFAULT_KEY_READERS, AccountDirectory
 from cosdoc_certs.lab.server.errors import SimulatedWindowsError
 from cosdoc_certs.lab.server.files import WindowsFileSystem, windows_join
 from cosdoc_certs.thumbprints import normalize_thumbprint, thumbprint_of_der
@@ -49,7 +57,10 @@ logger = logging.getLogger(__name__)
 KeyStorage = Literal["CNG", "CAPI"]
 CNG_KEY_FOLDER = "C:\\ProgramData\\Microsoft\\Crypto\\Keys"
 CAPI_KEY_FOLDER = "C:\\ProgramData\\Microsoft\\Crypto\\RSA\\MachineKeys"
+SYSTEM_KEY_FOLDER = "C:\\ProgramData\\Microsoft\\Crypto\\SystemKeys"
+MACHINE_KEY_FOLDERS = (CNG_KEY_FOLDER, CAPI_KEY_FOLDER, SYSTEM_KEY_FOLDER)
 _KEY_FOLDERS: dict[str, str] = {"CNG": CNG_KEY_FOLDER, "CAPI": CAPI_KEY_FOLDER}
+_HARDWARE_PROVIDERS = frozenset({PLATFORM_KSP, "Microsoft Smart Card Key Storage Provider"})
 DEFAULT_PROVIDERS: dict[str, str] = {"CNG": SOFTWARE_KSP, "CAPI": ENHANCED_RSA_AES}
 """The provider a key added as CNG or CAPI gets when no provider is named."""
 IMPORT_PFX_DEFAULT = SOFTWARE_KSP
@@ -81,6 +92,8 @@ class StoreEntry:
     key_file: str | None = None
     readers: set[str] = field(default_factory=set)
     friendly_name: str = ""
+    unique_name: str = ""
+    accounts: AccountDirectory | None = field(default=None, repr=False)
 
     @property
     def thumbprint(self) -> str:
@@ -98,16 +111,36 @@ class StoreEntry:
         return self.private_key is not None
 
     def can_read_key(self, account: str) -> bool:
-        """True if ``account`` may read the key file (directly or through a modelled group)."""
-        return self.key_file is not None and can_read(account, self.readers)
+        """True if ``account`` (a name, ``StartName`` or SID) may read the key file."""
+        if self.key_file is None or self.accounts is None:
+            return False
+        try:
+            sid = self.accounts.logon_sid(account)
+        except SimulatedWindowsError:
+            return False  # an account Windows cannot map cannot log on either
+        return self.accounts.can_read(sid, self.readers)
+
+
+@dataclass(frozen=True)
+class KeyHandle:
+    """What ``GetRSAPrivateKey`` returns: ``RSACng`` (``Key.Provider``, ``Key.UniqueName``) or
+    ``RSACryptoServiceProvider`` (``CspKeyContainerInfo``), as .NET Framework 4.8 does."""
+
+    kind: Literal["RSACng", "RSACryptoServiceProvider"]
+    provider: str
+    unique_name: str
 
 
 class CertificateStore:
     """``Cert:\\LocalMachine\\My`` of one simulated server; key files live in ``files``."""
 
-    def __init__(self, files: WindowsFileSystem, machine_guid: str) -> None:
+    def __init__(
+        self, files: WindowsFileSystem, machine_guid: str, accounts: AccountDirectory
+    ) -> None:
         self.files = files
         self.machine_guid = machine_guid
+        self.accounts = accounts
+        self.dotnet_opens_capi_as_cng = False
         self.entries: dict[str, StoreEntry] = {}
         self.authorities: dict[str, x509.Certificate] = {}
         self.pfx_import_always_cng = False
@@ -127,10 +160,11 @@ class CertificateStore:
         """Put ``certificate`` (and its key, in a new key file) in the store; returns the entry.
 
         The key goes into ``provider`` (by name; its CNG/CAPI kind wins over ``key_storage``)
-        or the default provider of ``key_storage``. Adding a certificate without a key that
-        the store already holds keeps the existing entry.
+        or the default provider of ``key_storage``; a TPM or smart-card provider keeps it
+        without a file. Adding a certificate without a key that the store already holds keeps
+        the existing entry.
         """
-        entry = StoreEntry(certificate, friendly_name=friendly_name)
+        entry = StoreEntry(certificate, friendly_name=friendly_name, accounts=self.accounts)
         previous = self.entries.get(entry.thumbprint)
         if private_key is None and previous is not None:
             return previous
@@ -140,9 +174,11 @@ class CertificateStore:
             entry.private_key = private_key
             entry.key_storage = key_storage
             entry.key_provider = provider or DEFAULT_PROVIDERS[key_storage]
-            entry.key_file = self._new_key_file(key_storage, entry.thumbprint)
+            entry.unique_name = f"{uuid.uuid4().hex}_{self.machine_guid}"
+            if entry.key_provider not in _HARDWARE_PROVIDERS:
+                entry.key_file = self._new_key_file(entry, key_storage)
             entry.readers = set(DEFAULT_KEY_READERS)
-            entry.readers.update(canonical_account(reader) for reader in readers)
+            entry.readers.update(self.accounts.logon_sid(reader) for reader in readers)
         if previous is not None:
             self._delete_key_file(previous)
         self.entries[entry.thumbprint] = entry
@@ -216,16 +252,34 @@ class CertificateStore:
             )
         return entry
 
-    def grant_read(self, thumbprint: str, account: str) -> None:
-        """Give ``account`` read on the key file, like ``icacls <key file> /grant account:(R)``."""
+    def key_handle(self, thumbprint: str) -> KeyHandle | None:
+        """What ``GetRSAPrivateKey`` returns for the certificate's key (None without a key)."""
+        entry = self.get(thumbprint)
+        if not entry.has_private_key:
+            return None
+        if entry.key_storage == "CAPI" and not self.dotnet_opens_capi_as_cng:
+            return KeyHandle("RSACryptoServiceProvider", str(entry.key_provider), entry.unique_name)
+        provider = SOFTWARE_KSP if entry.key_storage == "CAPI" else str(entry.key_provider)
+        return KeyHandle("RSACng", provider, entry.unique_name)
+
+    def grant_read(self, thumbprint: str, trustee: str) -> None:
+        """``icacls <key file> /grant <trustee>:(R)``: ``*S-1-…`` or a name this server resolves.
+
+        A name Windows cannot map (``.\\user``, ``NT AUTHORITY\\NetworkService``, an English
+        name on a Norwegian server) fails with icacls' error 1332.
+        """
         entry = self._entry_with_key(thumbprint)
-        entry.readers.add(canonical_account(account))
+        entry.readers.add(self.accounts.icacls_sid(trustee))
+
+    def grant_account(self, thumbprint: str, account: str) -> None:
+        """Give the account a service or pool runs as read on the key file (lab set-up)."""
+        entry = self._entry_with_key(thumbprint)
+        entry.readers.add(self.accounts.logon_sid(account))
 
     def revoke_read(self, thumbprint: str, account: str) -> None:
         """Take ``account``'s own read grant off the key file (groups are left alone)."""
         entry = self._entry_with_key(thumbprint)
-        wanted = canonical_account(account).casefold()
-        entry.readers = {reader for reader in entry.readers if reader.casefold() != wanted}
+        entry.readers.discard(self.accounts.logon_sid(account))
 
     def remove(self, thumbprint: str) -> None:
         """Delete the certificate and its key file (``Remove-Item Cert:\\... -DeleteKey``)."""
@@ -237,8 +291,7 @@ class CertificateStore:
         entry = self.get(thumbprint)
         if entry.key_file is None:
             raise SimulatedWindowsError(
-                f"The certificate {entry.thumbprint} has no private key, so there is no key file "
-                "to grant access to.",
+                f"The certificate {entry.thumbprint} has no key file to grant access to.",
                 error_id="NoPrivateKey",
                 category="InvalidOperation",
                 hresult=0x8009000D,
@@ -246,10 +299,9 @@ class CertificateStore:
             )
         return entry
 
-    def _new_key_file(self, key_storage: KeyStorage, thumbprint: str) -> str:
-        unique_name = f"{uuid.uuid4().hex}_{self.machine_guid}"
-        path = windows_join(_KEY_FOLDERS[key_storage], unique_name)
-        marker = f"simulated {key_storage} key container for {thumbprint}; no key material\n"
+    def _new_key_file(self, entry: StoreEntry, key_storage: KeyStorage) -> str:
+        path = windows_join(_KEY_FOLDERS[key_storage], entry.unique_name)
+        marker = f"simulated {key_storage} key container for {entry.thumbprint}; no key material\n"
         self.files.write(path, marker.encode("ascii"))
         return path
 

@@ -46,6 +46,7 @@ from cosdoc_certs.lab.server.httpsys import (
     SettingValue,
 )
 from cosdoc_certs.lab.server.powershell import convert_from_json
+from cosdoc_certs.lab.twins.gather import CONSTRAINED_LANGUAGE, find_key_file
 from cosdoc_certs.lab.winrm import ScriptCall, ScriptRegistry, ScriptResult
 from cosdoc_certs.windows.apply_contract import (
     ACTION_TYPES,
@@ -107,11 +108,15 @@ def register(registry: ScriptRegistry, server: CosDocServer) -> None:
 def apply(server: CosDocServer, call: ScriptCall) -> ScriptResult:
     """Run ``apply`` against ``server``: one JSON string, as ``apply.ps1`` writes it.
 
-    Like the script, every way out of its body writes the result document: a missing
-    ``-Actions``/``-RunId``, ``-Actions`` that ``ConvertFrom-Json`` refuses (5.1's length
-    limit included) or an unknown action end in a document whose ``error`` says why, with no
-    action run. An unknown parameter fails in PowerShell's binder, before the script runs.
+    Like the script, every way out of its body writes the result document: Constrained
+    Language Mode, a missing ``-Actions``/``-RunId``, ``-Actions`` that ``ConvertFrom-Json``
+    refuses (5.1's length limit included) or an unknown action end in a document whose
+    ``error`` says why, with no action run. An unknown parameter fails in PowerShell's
+    binder, before the script runs.
     """
+    if server.language_mode != "FullLanguage":
+        refusal = CONSTRAINED_LANGUAGE.format(script="apply.ps1")
+        return ScriptResult(output=[ApplyDocument((), 0, None, error=refusal).to_json()])
     try:
         parameters = _bind(call.parameters)
     except ValueError as error:  # PowerShell's parameter binder, before the script runs
@@ -349,11 +354,31 @@ def _write_in_place(
 
 
 def _grant_read(run: _Run, action: GrantRead) -> tuple[str, dict[str, Any]]:
+    """apply.ps1's Invoke-GrantRead: the key file by its unique name, then icacls by SID."""
     before: dict[str, Any] = {"key_file": None, "could_read": False}
-    entry = _windows(lambda: run.server.store.get(action.thumbprint), before)
-    before.update(key_file=entry.key_file, could_read=entry.can_read_key(action.account))
-    _windows(lambda: run.server.store.grant_read(action.thumbprint, action.account), before)
-    return f"{action.account} may read {entry.key_file}", before
+    store = run.server.store
+    entry = _windows(lambda: store.get(action.thumbprint), before)
+    if re.fullmatch(r"S-1-[0-9-]+", action.sid) is None:
+        raise _ActionFailed(f"'{action.sid}' is not a SID.", before)
+    handle = store.key_handle(entry.thumbprint)
+    if handle is None:
+        raise _ActionFailed(f"The certificate {entry.thumbprint} has no private key.", before)
+    found = find_key_file(run.server, handle.unique_name)
+    if found is None:
+        raise _ActionFailed(
+            f"The key of {entry.thumbprint} ({handle.provider}) has no file in any machine key "
+            "folder: it cannot be granted by a file ACL.",
+            before,
+        )
+    key_file = found[1]
+    before.update(key_file=key_file, could_read=action.sid.upper() in entry.readers)  # itself
+    try:
+        store.grant_read(action.thumbprint, f"*{action.sid}")
+    except SimulatedWindowsError as error:
+        raise _ActionFailed(
+            f"icacls failed (exit code {error.hresult & 0xFFFF}): {error.message}", before
+        ) from None
+    return f"{action.account} may read {key_file}", before
 
 
 def _set_binding(run: _Run, action: SetBinding) -> tuple[str, dict[str, Any]]:

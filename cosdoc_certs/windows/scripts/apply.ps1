@@ -24,8 +24,10 @@
                                                compare-and-swap: the file must still have the
                                                planned SHA-256; the original is copied to
                                                "<path>.cosdoc-certs-<RunId>.bak" beside it first
-      grant-read      {thumbprint, account}    icacls <key file> /grant "<account>:(R)" on the
-                                               CNG (Crypto\Keys) or CAPI (RSA\MachineKeys) key file
+      grant-read      {thumbprint, account, sid}
+                                               icacls <key file> /grant "*<sid>:(R)" (by SID:
+                                               names are localized); the key file is found by
+                                               its unique name in every machine key folder
       set-binding     {site, binding, thumbprint, settings|null}
                                                netsh http update sslcert (hostnameport= for SNI,
                                                ipport= otherwise: 0.0.0.0 for '*', IPv6 in
@@ -69,6 +71,14 @@ param(
     [System.Security.SecureString] $PfxPassword
 )
 
+# Checked first: in Constrained Language Mode (AppLocker/WDAC) every .NET call below fails.
+# Only a plain hashtable and ConvertTo-Json here (both work in that mode): nothing ran.
+if ($ExecutionContext.SessionState.LanguageMode -ne 'FullLanguage') {
+    $refusal = 'apply.ps1 cannot run: PowerShell on this server is in Constrained Language Mode (AppLocker or WDAC), which blocks the .NET calls it needs; it needs FullLanguage (now: {0}). Run it from a session the policy exempts, or ask the server''s administrators to allow the script.' -f $ExecutionContext.SessionState.LanguageMode
+    ConvertTo-Json -InputObject @{ schema_version = 1; results = @(); completed = 0; failed_index = $null; error = $refusal } -Compress
+    return
+}
+
 Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 $ProgressPreference = 'SilentlyContinue'
@@ -85,7 +95,7 @@ $CaStorePath = 'Cert:\LocalMachine\CA'
 $RootStorePath = 'Cert:\LocalMachine\Root'
 $RsaExtensions = 'System.Security.Cryptography.X509Certificates.RSACertificateExtensions' -as [type]
 $EcdsaExtensions = 'System.Security.Cryptography.X509Certificates.ECDsaCertificateExtensions' -as [type]
-$SoftwareKsp = 'Microsoft Software Key Storage Provider'
+$KeyFolders = @('Crypto\Keys', 'Crypto\RSA\MachineKeys', 'Crypto\SystemKeys')
 $HttpSysRegistry = 'HKLM:\SYSTEM\CurrentControlSet\Services\HTTP\Parameters\'
 # An http.sys entry's registry values and what netsh writes when an option is not given.
 $HttpSysDefaults = [ordered]@{
@@ -167,49 +177,39 @@ function Get-PrivateKeyObject {
 }
 
 function Get-KeyFilePath {
-    # The key file as gather.ps1 finds it: CNG under Crypto\Keys, CAPI under RSA\MachineKeys.
+    # The key file as gather.ps1 finds it: by the key's unique name, in every machine key
+    # folder, whatever .NET opened the key as (it opens software CAPI keys through CNG too).
     param([System.Security.Cryptography.X509Certificates.X509Certificate2] $Certificate)
     if (-not $Certificate.HasPrivateKey) { throw ('The certificate {0} has no private key.' -f $Certificate.Thumbprint) }
     $key = Get-PrivateKeyObject -Certificate $Certificate
     try {
         $cngKey = Get-OptionalProperty -InputObject $key -Name 'Key'
         if ($cngKey -is [System.Security.Cryptography.CngKey]) {
-            if ([string] $cngKey.Provider.Provider -ne $SoftwareKsp) {
-                throw ('The key of {0} is in {1}: it has no file to grant access to.' -f $Certificate.Thumbprint, $cngKey.Provider.Provider)
-            }
-            $path = Join-Path -Path $env:ProgramData -ChildPath ('Microsoft\Crypto\Keys\' + $cngKey.UniqueName) -ErrorAction Stop
+            $provider, $uniqueName = [string] $cngKey.Provider.Provider, [string] $cngKey.UniqueName
         } elseif ($key -is [System.Security.Cryptography.ICspAsymmetricAlgorithm]) {
-            $container = [string] $key.CspKeyContainerInfo.UniqueKeyContainerName
-            $path = Join-Path -Path $env:ProgramData -ChildPath ('Microsoft\Crypto\RSA\MachineKeys\' + $container) -ErrorAction Stop
+            $provider, $uniqueName = [string] $key.CspKeyContainerInfo.ProviderName, [string] $key.CspKeyContainerInfo.UniqueKeyContainerName
         } else {
             throw ('The key of {0} is neither a CNG nor a CAPI key.' -f $Certificate.Thumbprint)
         }
     } finally {
         if ($key -is [System.IDisposable]) { $key.Dispose() }
     }
-    if (-not (Test-Path -LiteralPath $path -PathType Leaf)) { throw ('Key file not found: ' + $path) }
-    return $path
+    foreach ($folder in $KeyFolders) {
+        $path = [System.IO.Path]::Combine($env:ProgramData, 'Microsoft', $folder, $uniqueName)
+        if ([System.IO.File]::Exists($path)) { return $path }
+    }
+    throw ('The key of {0} ({1}) has no file in any machine key folder: it cannot be granted by a file ACL.' -f $Certificate.Thumbprint, $provider)
 }
 
 function Test-AccountCanRead {
-    # True when an Allow rule for the account itself (by SID) includes reading the file.
-    param([string] $Path, [string] $Account)
-    try {
-        $sid = (New-Object -TypeName System.Security.Principal.NTAccount -ArgumentList $Account -ErrorAction Stop).Translate([System.Security.Principal.SecurityIdentifier])
-    } catch {
-        return $false
-    }
-    foreach ($rule in @((Get-Acl -LiteralPath $Path).Access)) {
+    # True when an Allow rule for the SID itself includes reading the file (rules read as SIDs).
+    param([string] $Path, [string] $Sid)
+    $acl = Get-Acl -LiteralPath $Path -ErrorAction Stop
+    foreach ($rule in @($acl.GetAccessRules($true, $true, [System.Security.Principal.SecurityIdentifier]))) {
         if ([string] $rule.AccessControlType -ne 'Allow') { continue }
         $rights = [int] $rule.FileSystemRights
         $canRead = (($rights -band 1) -ne 0) -or (($rights -band 0x10000000) -ne 0) -or ($rights -lt 0)
-        if (-not $canRead) { continue }
-        try {
-            $ruleSid = $rule.IdentityReference.Translate([System.Security.Principal.SecurityIdentifier])
-        } catch {
-            continue
-        }
-        if ($ruleSid.Value -eq $sid.Value) { return $true }
+        if ($canRead -and [string] $rule.IdentityReference.Value -eq $Sid) { return $true }
     }
     return $false
 }
@@ -395,10 +395,12 @@ function Invoke-GrantRead {
     param($Action, $Before)
     $certificate = Get-Item -LiteralPath (Join-Path -Path $StorePath -ChildPath ([string] $Action.thumbprint))
     $keyFile = Get-KeyFilePath -Certificate $certificate
-    $account = [string] $Action.account
+    $account, $sid = [string] $Action.account, [string] $Action.sid
+    if ($sid -notmatch '^S-1-[0-9-]+$') { throw ("'{0}' is not a SID." -f $sid) }
     $Before.key_file = $keyFile
-    $Before.could_read = Test-AccountCanRead -Path $keyFile -Account $account
-    $result = Invoke-Native -FilePath 'icacls.exe' -ArgumentList @($keyFile, '/grant', "${account}:(R)")
+    $Before.could_read = Test-AccountCanRead -Path $keyFile -Sid $sid
+    # By SID: names are localized (NT-MYNDIGHET\...) and '.\user' does not resolve (1332).
+    $result = Invoke-Native -FilePath 'icacls.exe' -ArgumentList @($keyFile, '/grant', "*${sid}:(R)")
     if ($result.ExitCode -ne 0) { throw ('icacls failed (exit code {0}): {1}' -f $result.ExitCode, $result.Output) }
     return ('{0} may read {1}' -f $account, $keyFile)
 }
