@@ -412,19 +412,26 @@ def test_svarut_lab_commands_run_against_the_lab(lab_process: dict[str, Any]) ->
     assert "[restart-compose]" in completed.stdout
 
 
-def test_status_kerberos_line_against_the_basic_only_lab_says_what_to_fix(
-    lab_process: dict[str, Any],
+def test_status_kerberos_line_without_a_ticket_says_what_to_fix(
+    lab_process: dict[str, Any], tmp_path: Path
 ) -> None:
     blocks = _SH_BLOCK.findall((REPO / "docs" / "status.md").read_text(encoding="utf-8"))
     (line,) = [line for block in blocks for line in block.splitlines() if "kerberos" in line]
     line = line.replace(
         "cosdoc-app01.kommune.local", f"127.0.0.1 --port {lab_process['http_port']}"
     )
+    no_tickets = {**os.environ, "KRB5CCNAME": f"FILE:{tmp_path / 'no-tickets'}"}
     completed = subprocess.run(
-        ["bash", "-c", line], capture_output=True, text=True, timeout=60, check=False
+        ["bash", "-c", line],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=no_tickets,
     )
     assert completed.returncode == 4
     assert completed.stderr.startswith("error: 127.0.0.1:")
-    assert "the logged-on user" in completed.stderr
+    assert "no Kerberos ticket for the logged-on user" in completed.stderr
+    assert "kinit" in completed.stderr
     assert "Traceback" not in completed.stderr
     assert "None" not in completed.stderr

@@ -135,8 +135,8 @@ def _options(lab: Lab, **changes: object) -> ConnectionOptions:
         "port": info.http_port,
         "username": info.username,
         "password": info.password,
-        "auth": "basic",
-        "insecure_http": True,
+        "auth": "negotiate",
+        "https": False,
         "connection_timeout": 5,
     }
     values.update(changes)
@@ -165,7 +165,7 @@ def test_connection_problems_are_one_clear_error(
 
 
 def test_an_untrusted_winrm_certificate_says_to_pass_the_ca(lab: Lab) -> None:
-    options = _options(lab, port=lab.connection_info().https_port, insecure_http=False)
+    options = _options(lab, port=lab.connection_info().https_port, https=True)
     with pytest.raises(HostUnreachableError) as raised:
         status(options)
     problem = raised.value.problem  # OpenSSL's own words, not urllib3's wrapping cut mid-word
@@ -195,7 +195,7 @@ def test_a_failing_gather_reports_the_powershell_message(lab: Lab) -> None:
 def test_a_server_that_does_not_know_the_script_is_one_line_exit_4() -> None:
     with WinRMEndpoint(ScriptRegistry(), username="u", password="p") as endpoint:
         args = ["status", "--host", "127.0.0.1", "--port", str(endpoint.port), "--user", "u"]
-        args += ["--winrm-password-env", PASSWORD_ENV, "--auth", "basic", "--insecure-http"]
+        args += ["--winrm-password-env", PASSWORD_ENV, "--http"]
         result = CliRunner().invoke(main, args, env={PASSWORD_ENV: "p"})
     assert result.exit_code == 4, result.output
     assert "gather failed on 127.0.0.1" in result.output
@@ -217,8 +217,7 @@ def test_non_terminating_errors_are_never_ignored() -> None:
             port=endpoint.port,
             username="u",
             password="p",
-            auth="basic",
-            insecure_http=True,
+            https=False,
         )
         with (
             WindowsHost(options) as host,

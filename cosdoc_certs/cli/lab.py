@@ -32,27 +32,35 @@ _WAIT_SECONDS = 0.5
     help="Keep the simulated server's files (DIR/server) and the client files (DIR/client) "
     "here instead of a temporary folder removed on stop.",
 )
+@click.option(
+    "--allow-unencrypted",
+    is_flag=True,
+    help="Also take unencrypted messages and basic auth over HTTP (WinRM's "
+    "AllowUnencrypted=true, off on a default Windows Server).",
+)
 @json_option
 @reports_errors
-def command(scenario: str, root: Path | None, as_json: bool) -> None:
+def command(scenario: str, root: Path | None, allow_unencrypted: bool, as_json: bool) -> None:
     """Run a simulated CosDoc application server on 127.0.0.1 until Ctrl+C.
 
-    It speaks WinRM (PowerShell remoting) over HTTP and HTTPS with basic auth, runs this
-    tool's scripts against a simulated certificate store, services and IIS, and serves the
-    IIS HTTPS bindings as real TLS listeners. Prints how to connect; with --json, one JSON
-    document (for scripts that start the lab as a subprocess). SIGINT or SIGTERM stop it.
+    It speaks WinRM (PowerShell remoting) like a default Windows Server: HTTP with Negotiate
+    (NTLM) and every message encrypted, HTTPS also with basic auth for the local account. It
+    runs this tool's scripts against a simulated certificate store, services and IIS, and
+    serves the IIS HTTPS bindings as real TLS listeners. Prints how to connect, one command
+    per authentication; with --json, one JSON document (for scripts that start the lab as a
+    subprocess). SIGINT or SIGTERM stop it.
     """
     if root is not None:
         _make_folder(root)
     stop = threading.Event()
-    with Lab(scenario=scenario, root=root) as lab:
+    with Lab(scenario=scenario, root=root, allow_unencrypted=allow_unencrypted) as lab:
         previous = _stop_on_signals(stop)
         try:
             info = lab.connection_info()
             if as_json:
                 echo_json({"scenario": scenario, **info.as_dict()})
             else:
-                _print_info(info, scenario, kept=root is not None)
+                _print_info(info, scenario, kept=root is not None, unencrypted=allow_unencrypted)
             while not stop.wait(_WAIT_SECONDS):
                 pass
         finally:
@@ -82,14 +90,34 @@ def _restore_signals(previous: dict[int, object]) -> None:
         signal.signal(signum, handler)  # type: ignore[arg-type]
 
 
-def _print_info(info: ConnectionInfo, scenario: str, *, kept: bool) -> None:
+def status_commands(info: ConnectionInfo, *, unencrypted: bool = False) -> dict[str, str]:
+    """A ready ``cosdoc-certs status`` command line per way of connecting to the lab."""
+    base = f"cosdoc-certs status --host {info.host} --user {info.username} "
+    password = f"--winrm-password-env {LAB_PASSWORD_ENV}"
+    https = f"--port {info.https_port} --ca-bundle {info.ca_file}"
+    commands = {
+        "negotiate (NTLM), HTTP, encrypted": f"{base}--port {info.http_port} --http {password}",
+        "ntlm, HTTP, encrypted": f"{base}--port {info.http_port} --http --auth ntlm {password}",
+        "negotiate, HTTPS": f"{base}{https} {password}",
+        "basic (local account), HTTPS": f"{base}{https} --auth basic {password}",
+    }
+    if unencrypted:
+        commands["basic, plain HTTP (--allow-unencrypted)"] = (
+            f"{base}--port {info.http_port} --auth basic --insecure-http {password}"
+        )
+    return commands
+
+
+def _print_info(info: ConnectionInfo, scenario: str, *, kept: bool, unencrypted: bool) -> None:
     echo = click.echo
     echo(f"CosDoc lab running: simulated application server {info.hostname} ({scenario})")
     echo("")
-    echo("WinRM (PowerShell remoting, basic auth):")
-    echo(f"  https://{info.host}:{info.https_port}/wsman   trust the CA file below")
-    echo(f"  http://{info.host}:{info.http_port}/wsman    plain HTTP: lab only (--insecure-http)")
-    echo(f"  user      {info.username}")
+    echo("WinRM (PowerShell remoting), as a default Windows Server:")
+    echo(f"  http://{info.host}:{info.http_port}/wsman    Negotiate/NTLM, every message encrypted")
+    echo(f"  https://{info.host}:{info.https_port}/wsman   also basic; trust the CA file below")
+    if unencrypted:
+        echo("  unencrypted messages and basic over HTTP allowed (AllowUnencrypted=true)")
+    echo(f"  user      {info.username} (a local account)")
     echo(f"  password  {info.password}")
     echo(f"  CA file   {info.ca_file}")
     echo("")
@@ -113,13 +141,11 @@ def _print_info(info: ConnectionInfo, scenario: str, *, kept: bool) -> None:
         echo(f"  {role:<11} {path}")
     echo(f"  password: export {info.pfx_password_env}='{info.pfx_password}'")
     echo("")
-    echo("Try:")
+    echo("Try (one line per authentication):")
     echo(f"  export {LAB_PASSWORD_ENV}='{info.password}'")
-    echo(
-        f"  cosdoc-certs status --host {info.host} --port {info.https_port} --user "
-        f"{info.username} --auth basic --ca-bundle {info.ca_file} --winrm-password-env "
-        f"{LAB_PASSWORD_ENV}"
-    )
+    for label, line in status_commands(info, unencrypted=unencrypted).items():
+        echo(f"  # {label}")
+        echo(f"  {line}")
     echo("")
     where = "kept" if kept else "removed when the lab stops; keep them with --root DIR"
     echo(f"Server files: {info.server_root} ({where})")

@@ -2,10 +2,11 @@
 
 ``with Lab() as lab:`` builds a scenario's :class:`~cosdoc_certs.lab.scenarios.LabServer`,
 serves its HTTPS bindings as TLS listeners, and starts two WinRM endpoints on 127.0.0.1 —
-plain HTTP and HTTPS (certificate from the lab's test CA) — with fresh basic-auth
-credentials and the script twins registered. :meth:`Lab.connection_info` says how to
-connect; :meth:`ConnectionInfo.options` gives the :class:`ConnectionOptions` the Windows
-side of this package takes.
+plain HTTP and HTTPS (certificate from the lab's test CA) — with a fresh password for the
+local account ``lab-admin`` and the script twins registered. As on a default Windows Server,
+HTTP takes Negotiate (NTLM) with sealed messages; HTTPS also takes Basic for the local account.
+:meth:`Lab.connection_info` says how to connect; :meth:`ConnectionInfo.options` gives the
+:class:`ConnectionOptions` the Windows side of this package takes.
 
 With ``svarut=True`` (the default) it also runs the lab SvarUT host
 (:class:`~cosdoc_certs.lab.svarut_host.LabSvarutHost`): an SSH server with the single-install
@@ -97,17 +98,23 @@ class ConnectionInfo:
     svarut: SvarutInfo | None = None
     journal_dir: Path | None = None
 
-    def options(self, *, https: bool = True) -> ConnectionOptions:
-        """Connection options for this lab (basic auth; HTTPS trusting the lab CA by default)."""
+    def options(self, *, https: bool = True, auth: str = "negotiate") -> ConnectionOptions:
+        """Connection options for this lab: HTTPS trusting the lab CA, or HTTP.
+
+        ``auth`` defaults to Negotiate (NTLM under it), as on a default Windows Server: over
+        HTTP every message is sealed by the auth context. Basic over HTTP is plain text and
+        works only against a lab started with ``allow_unencrypted=True``.
+        """
+        plain_basic = auth == "basic" and not https
         return ConnectionOptions(
             server=self.host,
             port=self.https_port if https else self.http_port,
             username=self.username,
             password=self.password,
-            auth="basic",
+            auth=auth,
             https=https,
             ca_bundle=str(self.ca_file) if https else None,
-            insecure_http=not https,
+            insecure_http=plain_basic,
         )
 
     def inventory_entry(self, name: str = "lab", *, password_env: str = LAB_PASSWORD_ENV) -> str:
@@ -171,7 +178,9 @@ class Lab:
     ``scenario`` names a builder in :data:`~cosdoc_certs.lab.scenarios.SCENARIOS`; pass
     ``server`` instead to run one you built. ``root`` keeps the server's files
     (``<root>/server``) and the client files (``<root>/client``) after the lab stops.
-    ``faults`` injects failures into both endpoints.
+    ``faults`` injects failures into both endpoints. Like a default Windows Server, the HTTP
+    endpoint takes only Negotiate/Kerberos with sealed messages; ``allow_unencrypted=True``
+    (``AllowUnencrypted=true``) also takes unencrypted messages and Basic over HTTP.
     """
 
     def __init__(
@@ -182,6 +191,7 @@ class Lab:
         root: Path | None = None,
         faults: Faults | None = None,
         svarut: bool = True,
+        allow_unencrypted: bool = False,
     ) -> None:
         if server is None and scenario not in SCENARIOS:
             known = ", ".join(sorted(SCENARIOS))
@@ -200,7 +210,11 @@ class Lab:
         register_twins(self.registry, self.server)
         self._password = secrets.token_urlsafe(18)
         self.http = WinRMEndpoint(
-            self.registry, username=LAB_USERNAME, password=self._password, faults=self.faults
+            self.registry,
+            username=LAB_USERNAME,
+            password=self._password,
+            faults=self.faults,
+            allow_unencrypted=allow_unencrypted,
         )
         self.https = WinRMEndpoint(
             self.registry,

@@ -31,6 +31,7 @@ from pypsrp.complex_objects import ObjectMeta
 from pypsrp.exceptions import AuthenticationError, WinRMError, WinRMTransportError, WSManFaultError
 from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.wsman import SelectorSet, WSMan
+from spnego.exceptions import NoCredentialError, SpnegoError
 
 from cosdoc_certs.errors import InputError, RemoteError, hide_passwords
 
@@ -341,28 +342,84 @@ class WindowsHost:
         except AuthenticationError:
             raise CredentialsError(
                 f"{self.options.address} refused the credentials of {self._who}",
-                "check the user name (DOMAIN\\user) and password, and the --auth method",
+                self._credentials_hint(),
             ) from None
         except WSManFaultError as fault:
             raise _fault_error(self.options.address, doing, fault) from None
         except WinRMTransportError as error:
+            if error.code == 500 and not error.response_text and not self.options.uses_tls:
+                raise RemoteError(
+                    f"{self.options.address} refused an unencrypted message while trying to "
+                    f"{doing} (WinRM's AllowUnencrypted is false, the Windows default)",
+                    "use --http with --auth negotiate, kerberos or ntlm (messages are "
+                    "encrypted), or HTTPS",
+                ) from None
             raise _http_error(self.options.address, doing, error) from None
         except requests.exceptions.SSLError as error:
             raise _tls_error(self.options.address, error) from None
         except requests.exceptions.Timeout:
+            self._forget_sealing()
             raise HostUnreachableError(
                 f"{self.options.address} did not answer in time while trying to {doing}",
                 _WINRM_HINT,
             ) from None
         except requests.exceptions.ConnectionError as error:
+            self._forget_sealing()
             raise HostUnreachableError(
                 f"cannot reach {self.options.address}: {_connection_reason(error)}", _WINRM_HINT
+            ) from None
+        except NoCredentialError:
+            raise CredentialsError(
+                f"{self.options.address}: no Kerberos ticket for {self._who}",
+                "run kinit user@REALM first (klist shows the tickets), or pass --user with "
+                "--auth negotiate",
+            ) from None
+        except SpnegoError as error:
+            raise CredentialsError(
+                f"{self.options.address}: {self.options.auth} authentication of {self._who} "
+                f"failed: {_spnego_reason(error)}",
+                "connect with the server's DNS name (its HTTP/ or host/ SPN), check the "
+                "realm in krb5.conf and the clocks; or pass --user with --auth ntlm",
+            ) from None
+        except ImportError as error:
+            raise RemoteError(
+                f"{self.options.auth} authentication needs Kerberos support in Python "
+                f"({error.msg})",
+                "install the MIT Kerberos library and pip install 'pypsrp[kerberos]' "
+                "(Debian: apt install libkrb5-dev first), or use --auth ntlm with --user",
             ) from None
         except WinRMError as error:
             raise RemoteError(
                 f"PowerShell remoting on {self.options.address} failed to {doing}: {error}",
                 "try again; if it persists, check the server's WinRM event log",
             ) from None
+
+    def _credentials_hint(self) -> str:
+        if self.options.auth == "basic" and not self.options.uses_tls:
+            return (
+                "Windows takes basic authentication over HTTP only with AllowUnencrypted=true "
+                "(off by default) and for local accounts only: use --http --auth negotiate, "
+                "or HTTPS"
+            )
+        if self.options.auth == "basic" and "\\" in (self.options.username or ""):
+            return (
+                "basic authentication works for local accounts only (user, not DOMAIN\\user): "
+                "use --auth negotiate or kerberos for a domain account"
+            )
+        return "check the user name (DOMAIN\\user) and password, and the --auth method"
+
+    def _forget_sealing(self) -> None:
+        """After a lost connection, make the transport authenticate again before sealing.
+
+        Message encryption (Negotiate/Kerberos/NTLM over HTTP) uses a security context that
+        belonged to the lost TCP connection. pypsrp would seal the next request with it on a
+        new connection, which the server cannot read (HTTP 400); without a context it first
+        authenticates the new connection, as on the first request.
+        """
+        wsman = getattr(self._pool, "connection", None)
+        transport = getattr(wsman, "transport", None)
+        if getattr(transport, "encryption", None) is not None:
+            transport.encryption = None  # type: ignore[union-attr]
 
 
 @contextmanager
@@ -479,6 +536,12 @@ def _http_error(address: str, doing: str, error: WinRMTransportError) -> RemoteE
         f"WinRM on {address} answered HTTP {error.code} while trying to {doing}",
         "check that the address is a WinRM endpoint (path /wsman) and its event log",
     )
+
+
+def _spnego_reason(error: SpnegoError) -> str:
+    """The GSSAPI/SSPI message without pyspnego's error-code prefix and context suffix."""
+    text = " ".join(str(error.message or error).split())
+    return text.split(", Context:", 1)[0][:200]
 
 
 def _connection_reason(error: requests.exceptions.ConnectionError) -> str:

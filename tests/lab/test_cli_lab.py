@@ -212,6 +212,28 @@ def test_lab_text_output_says_how_to_connect_and_root_keeps_the_files(tmp_path: 
     assert (tmp_path / "client" / "renewed-pair.pfx").is_file()
 
 
+def test_every_printed_status_command_works_against_the_lab() -> None:
+    """The lab prints one command per authentication; each one runs as printed."""
+    with _lab_process("--allow-unencrypted") as (process, printed):
+        lines = [line.strip() for line in printed.splitlines()]
+        export = next(line for line in lines if line.startswith("export COSDOC_LAB_WINRM"))
+        commands = [line for line in lines if line.startswith("cosdoc-certs status")]
+        assert len(commands) == 5
+        assert any("--http" in line and "--auth" not in line for line in commands)
+        for line in commands:
+            completed = subprocess.run(
+                ["bash", "-c", f"{export}\n{line} --json"],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            assert completed.returncode in (0, 3), f"{line}: {completed.stderr}"
+            assert json.loads(completed.stdout)["computer_name"] == "COSDOC-APP01"
+        stderr = _stop(process, signal.SIGTERM)
+    assert "Traceback" not in stderr
+
+
 def _store_thumbprints(info: ConnectionInfo) -> set[str]:
     """Thumbprints of the SSL certificates the lab's server holds (read over the lab's gather)."""
     with WindowsHost(info.options(https=False)) as host:

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 import logging
 import os
+import re
 import socket
 import ssl
+import struct
 import tempfile
 import threading
 import time
@@ -26,7 +27,19 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from spnego.exceptions import SpnegoError
+
 from cosdoc_certs.lab.winrm import wsman
+from cosdoc_certs.lab.winrm.auth import (
+    CERTIFICATE_AUTHORIZATION,
+    SPNEGO_ENCRYPTED,
+    Authenticator,
+    AuthRefused,
+    ConnectionAuth,
+    is_encrypted,
+    seal,
+    unseal,
+)
 from cosdoc_certs.lab.winrm.faults import CallRecorder, DropPoint, Faults
 from cosdoc_certs.lab.winrm.psrp import Services, ShellSession
 from cosdoc_certs.lab.winrm.scripts import ScriptRegistry
@@ -36,6 +49,7 @@ log = logging.getLogger(__name__)
 MAX_ENVELOPE_SIZE_KB = 500  # the WinRM default on Windows Server 2012 and later
 _RECEIVE_MARGIN = 0.25  # answer a long-poll Receive this many seconds before its timeout
 _CONTENT_TYPE = "application/soap+xml;charset=UTF-8"
+_PROTOCOL = re.compile(r'protocol="([^"]+)"')
 
 
 def tls_context(cert_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
@@ -68,13 +82,23 @@ class WinRMEndpoint:
         host: str = "127.0.0.1",
         port: int = 0,
         faults: Faults | None = None,
+        allow_unencrypted: bool = False,
+        keytab: Path | None = None,
+        certificates: dict[str, str] | None = None,
     ) -> None:
         self.registry = registry
         self.faults = faults if faults is not None else Faults()
         self.recorder = CallRecorder()
         self.host = host
-        self._credentials = (username, password)
         self._tls = tls
+        self.auth = Authenticator(
+            username=username,
+            password=password,
+            tls=tls is not None,
+            allow_unencrypted=allow_unencrypted,
+            keytab=keytab,
+            certificates=certificates,
+        )
         self._requested_port = port
         self._services = Services(registry, self.faults, self.recorder)
         self._shells: dict[str, ShellSession] = {}
@@ -115,6 +139,7 @@ class WinRMEndpoint:
         """Listen and serve in a background thread."""
         if self._server is not None:
             return
+        self.auth.open()
         server = _HTTPServer((self.host, self._requested_port), _Handler, self)
         if self._tls is not None:
             server.socket = self._tls.wrap_socket(
@@ -143,21 +168,8 @@ class WinRMEndpoint:
         server.server_close()
         thread.join()
         self._server = self._thread = None
+        self.auth.close()
         log.info("lab WinRM endpoint stopped")
-
-    def authorised(self, header: str | None) -> bool:
-        """Whether an ``Authorization`` header carries the endpoint's basic credentials."""
-        if not header or not header.startswith("Basic "):
-            return False
-        try:
-            decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            return False
-        username, _, password = decoded.partition(":")
-        expected_user, expected_password = self._credentials
-        return hmac.compare_digest(username.lower(), expected_user.lower()) & hmac.compare_digest(
-            password.encode(), expected_password.encode()
-        )
 
     def lose_shell(self, shell_id: str) -> None:
         """Forget a shell as if its host process died (a lab fault); its pipelines stop."""
@@ -261,7 +273,7 @@ class WinRMEndpoint:
         raise wsman.not_supported(f"Get on the resource {request.resource_uri}")
 
     def _owner(self) -> str:
-        return f"LAB\\{self._credentials[0]}"
+        return f"{self.auth.computer}\\{self.auth.username}"
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -306,6 +318,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.request.do_handshake()
             self.request.settimeout(None)
         self.server.track(self.request, True)
+        self._auth = ConnectionAuth()
+        self._sealed_protocol = ""
         super().setup()
 
     def finish(self) -> None:
@@ -321,20 +335,97 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path.rstrip("/") != "/wsman":
             self._reply(HTTPStatus.NOT_FOUND, b"")
             return
-        if not endpoint.authorised(self.headers.get("Authorization")):
-            endpoint.recorder.fault("Unauthorized")
-            self._reply(HTTPStatus.UNAUTHORIZED, b"", {"WWW-Authenticate": 'Basic realm="WSMAN"'})
+        try:
+            token_headers = self._authenticate(endpoint, body)
+        except AuthRefused as refused:
+            if refused.presented:
+                endpoint.recorder.fault("Unauthorized")
+            self._reply(HTTPStatus.UNAUTHORIZED, b"", endpoint.auth.challenge_headers())
+            return
+        if token_headers is None:
+            return
+        message = self._open_message(endpoint, body)
+        if message is None:
             return
         latency = endpoint.faults.latency_per_request
         if latency:
             time.sleep(latency)
-        status, payload, drop = self._answer(endpoint, body)
+        status, payload, drop = self._answer(endpoint, message)
         if drop is not DropPoint.NONE:
             endpoint.recorder.fault(f"DroppedConnection{drop.value.capitalize()}")
             self.close_connection = True
             _shutdown(self.request)
             return
-        self._reply(status, payload)
+        if self._sealed_protocol:
+            content_type, payload = seal(self._auth.context, self._sealed_protocol, payload)
+            self._reply(status, payload, token_headers, content_type)
+        else:
+            self._reply(status, payload, token_headers)
+
+    def _authenticate(self, endpoint: WinRMEndpoint, body: bytes) -> list[tuple[str, str]] | None:
+        """Check the request's credentials: extra reply headers, or None when already answered.
+
+        A Negotiate/Kerberos token steps the connection's acceptor (401 with the next token
+        until complete; the handshake's empty POST is answered 200). Basic and certificate
+        authenticate each request; a sealed connection needs no header.
+        """
+        header = self.headers.get("Authorization") or ""
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() in ("negotiate", "kerberos"):
+            step = endpoint.auth.step(self._auth, scheme, value)
+            token = base64.b64encode(step.token).decode("ascii") if step.token else ""
+            headers = [("WWW-Authenticate", f"{scheme} {token}")] if token else []
+            if not step.complete:
+                self._reply(HTTPStatus.UNAUTHORIZED, b"", headers)
+                return None
+            if not body:
+                self._reply(HTTPStatus.OK, b"", headers)
+                return None
+            return headers
+        if scheme.lower() == "basic":
+            self._auth.reset()
+            endpoint.auth.basic(value)
+            return []
+        if header == CERTIFICATE_AUTHORIZATION:
+            self._auth.reset()
+            endpoint.auth.certificate(self._peer_certificate())
+            return []
+        if header or not self._auth.sealing:
+            raise AuthRefused("no credentials", presented=bool(header))
+        return []
+
+    def _open_message(self, endpoint: WinRMEndpoint, body: bytes) -> bytes | None:
+        """The SOAP message of a request, unsealed; None when refused (already answered).
+
+        Plain HTTP takes only sealed messages unless the endpoint allows unencrypted traffic:
+        Windows answers an unencrypted message with HTTP 500 and an empty body.
+        """
+        content_type = self.headers.get("Content-Type") or ""
+        self._sealed_protocol = ""
+        if is_encrypted(content_type):
+            if not self._auth.sealing:
+                endpoint.recorder.fault("Unauthorized")
+                self._reply(HTTPStatus.UNAUTHORIZED, b"", endpoint.auth.challenge_headers())
+                return None
+            try:
+                message = unseal(self._auth.context, body)
+            except (ValueError, struct.error, SpnegoError):
+                endpoint.recorder.fault("UndecryptableMessage")
+                self._reply(HTTPStatus.BAD_REQUEST, b"")
+                return None
+            match = _PROTOCOL.search(content_type)
+            self._sealed_protocol = match.group(1) if match else SPNEGO_ENCRYPTED
+            return message
+        if self._auth.sealing and not endpoint.auth.tls and not endpoint.auth.allow_unencrypted:
+            endpoint.recorder.fault("UnencryptedRefused")
+            self._reply(HTTPStatus.INTERNAL_SERVER_ERROR, b"")
+            return None
+        return body
+
+    def _peer_certificate(self) -> bytes | None:
+        if isinstance(self.request, ssl.SSLSocket):
+            return self.request.getpeercert(binary_form=True)
+        return None
 
     def _answer(self, endpoint: WinRMEndpoint, body: bytes) -> tuple[HTTPStatus, bytes, DropPoint]:
         try:
@@ -364,13 +455,17 @@ class _Handler(BaseHTTPRequestHandler):
             return HTTPStatus.INTERNAL_SERVER_ERROR, wsman.fault(request.message_id, internal), drop
 
     def _reply(
-        self, status: HTTPStatus, payload: bytes, headers: dict[str, str] | None = None
+        self,
+        status: HTTPStatus,
+        payload: bytes,
+        headers: list[tuple[str, str]] | None = None,
+        content_type: str = _CONTENT_TYPE,
     ) -> None:
         self.send_response(status)
-        for name, value in (headers or {}).items():
+        for name, value in headers or ():
             self.send_header(name, value)
         if payload:
-            self.send_header("Content-Type", _CONTENT_TYPE)
+            self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)

@@ -1,0 +1,165 @@
+"""WinRM authentication as a default Windows Server does it, through the real pypsrp client.
+
+The lab's HTTP endpoint takes Negotiate (NTLM) and seals every message; Basic is for local
+accounts over HTTPS (or plain HTTP on a lab that allows unencrypted traffic). What reaches the
+wire is read by a recording proxy on loopback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pypsrp.exceptions import WinRMTransportError
+from pypsrp.powershell import RunspacePool
+from pypsrp.wsman import WSMan
+
+from cosdoc_certs.errors import RemoteError
+from cosdoc_certs.lab.runner import Lab
+from cosdoc_certs.lab.scenarios import LabServer
+from cosdoc_certs.status import status
+from cosdoc_certs.windows.connection import ConnectionOptions, CredentialsError, WindowsHost
+from tests.lab.wire import RecordingProxy
+
+CLEARTEXT_MARKS = (b"soap-envelope", b"Envelope", b"cosdoc-certs-script", b"ResourceURI")
+
+
+@pytest.fixture
+def unencrypted_lab(default_server: LabServer, tmp_path: Path) -> Iterator[Lab]:
+    """A lab started with ``allow_unencrypted`` (WinRM's AllowUnencrypted=true)."""
+    with Lab(server=default_server, root=tmp_path / "lab", allow_unencrypted=True) as running:
+        yield running
+
+
+def _through(proxy: RecordingProxy, options: ConnectionOptions) -> ConnectionOptions:
+    values = {
+        field: getattr(options, field)
+        for field in ("server", "username", "password", "auth", "https", "insecure_http")
+    }
+    return ConnectionOptions(**values, port=proxy.port)
+
+
+@pytest.mark.parametrize("auth", ["negotiate", "ntlm"])
+def test_sealed_http_carries_no_cleartext_soap_nor_password(lab: Lab, auth: str) -> None:
+    info = lab.connection_info()
+    with RecordingProxy((info.host, info.http_port)) as proxy:
+        report = status(_through(proxy, info.options(https=False, auth=auth)))
+    assert report.facts.computer_name == "COSDOC-APP01"
+    sent, received = proxy.sent, proxy.received
+    assert b"multipart/encrypted" in sent
+    assert b"multipart/encrypted" in received
+    assert b'protocol="application/HTTP-SPNEGO-session-encrypted"' in sent
+    for mark in CLEARTEXT_MARKS:
+        assert mark not in sent
+        assert mark not in received
+    for secret in (info.password.encode(), info.password.encode("utf-16-le")):
+        assert secret not in sent
+    assert b"COSDOC-APP01" not in received
+    assert "COSDOC-APP01".encode("utf-16-le") not in received
+
+
+def test_the_wire_recorder_does_see_cleartext_when_there_is_some(unencrypted_lab: Lab) -> None:
+    """The check above could not pass by a blind recorder: plain basic shows everything."""
+    info = unencrypted_lab.connection_info()
+    with RecordingProxy((info.host, info.http_port)) as proxy:
+        status(_through(proxy, info.options(https=False, auth="basic")))
+    assert b"soap-envelope" in proxy.sent
+    assert b"cosdoc-certs-script" in proxy.sent or b"ResourceURI" in proxy.sent
+    assert b"COSDOC-APP01" in proxy.received or b"soap-envelope" in proxy.received
+
+
+def test_negotiate_over_http_needs_only_user_and_password(lab: Lab) -> None:
+    info = lab.connection_info()
+    options = ConnectionOptions(
+        info.host, port=info.http_port, username=info.username, password=info.password, https=False
+    )
+    assert options.auth == "negotiate"
+    assert status(options).facts.computer_name == "COSDOC-APP01"
+    assert lab.http.recorder.faults["Unauthorized"] == 0
+
+
+def test_negotiate_over_https_works_without_sealing(lab: Lab) -> None:
+    assert status(lab.connection_info().options(https=True)).facts.computer_name == "COSDOC-APP01"
+
+
+def test_a_wrong_password_over_negotiate_is_one_clear_line(lab: Lab) -> None:
+    info = lab.connection_info()
+    options = ConnectionOptions(
+        info.host, port=info.http_port, username=info.username, password="wrong", https=False
+    )
+    with pytest.raises(CredentialsError, match="refused the credentials of 'lab-admin'") as caught:
+        status(options)
+    assert "wrong" not in str(caught.value)
+    assert lab.http.recorder.faults["Unauthorized"] == 1
+    assert lab.http.recorder.shells == []
+
+
+def test_basic_over_http_is_refused_by_a_default_server_and_says_why(lab: Lab) -> None:
+    info = lab.connection_info()
+    with pytest.raises(CredentialsError, match="AllowUnencrypted") as caught:
+        status(info.options(https=False, auth="basic"))
+    assert "--http --auth negotiate" in caught.value.hint
+    assert lab.http.recorder.shells == []
+
+
+def test_an_unencrypted_message_to_the_http_endpoint_gets_the_windows_answer(lab: Lab) -> None:
+    """NTLM-authenticated but unsealed: Windows answers HTTP 500 with an empty body."""
+    info = lab.connection_info()
+
+    def unsealed_pool(options: ConnectionOptions) -> RunspacePool:
+        transport = WSMan(
+            options.server,
+            port=options.effective_port,
+            username=options.username,
+            password=options.password,
+            ssl=False,
+            auth="ntlm",
+            encryption="never",
+            no_proxy=True,
+        )
+        return RunspacePool(transport)
+
+    with pytest.raises(WinRMTransportError) as raw:
+        unsealed_pool(info.options(https=False)).open()
+    assert raw.value.code == 500
+    assert raw.value.response_text == ""
+    host = WindowsHost(info.options(https=False, auth="ntlm"), pool_factory=unsealed_pool)
+    with pytest.raises(RemoteError, match="refused an unencrypted message") as caught:
+        host.open()
+    assert "AllowUnencrypted" in caught.value.problem
+    assert lab.http.recorder.faults["UnencryptedRefused"] == 2
+    assert lab.http.recorder.shells == []
+
+
+def test_basic_over_https_takes_the_local_account(lab: Lab) -> None:
+    report = status(lab.connection_info().options(https=True, auth="basic"))
+    assert report.facts.computer_name == "COSDOC-APP01"
+
+
+@pytest.mark.parametrize("user", ["KOMMUNE\\lab-admin", "lab-admin@kommune.local"])
+def test_basic_is_refused_for_a_domain_account_even_with_the_right_password(
+    lab: Lab, user: str
+) -> None:
+    info = lab.connection_info()
+    options = ConnectionOptions(
+        info.host,
+        port=info.https_port,
+        username=user,
+        password=info.password,
+        auth="basic",
+        ca_bundle=str(info.ca_file),
+    )
+    with pytest.raises(CredentialsError) as caught:
+        status(options)
+    assert lab.https.recorder.faults["Unauthorized"] == 1
+    if "\\" in user:
+        assert "local accounts only" in caught.value.hint
+
+
+def test_basic_over_plain_http_works_only_where_unencrypted_traffic_is_allowed(
+    unencrypted_lab: Lab,
+) -> None:
+    options = unencrypted_lab.connection_info().options(https=False, auth="basic")
+    assert options.insecure_http
+    assert status(options).facts.computer_name == "COSDOC-APP01"
