@@ -1,7 +1,7 @@
 """The WinRM connection options ``status`` and the rotate commands share, and what they build.
 
 One definition of ``--host --port --user --winrm-password-env --auth --ca-bundle --http
---insecure-http --client-cert --client-key`` (and ``--consumers``), so every command that
+--insecure-http --delegate --client-cert --client-key`` (and ``--consumers``), so every command that
 talks to the Windows server spells them the same way. ``--winrm-password-env`` is not
 ``--password-env``: that one names the PFX password in the commands that open PFX files.
 """
@@ -67,6 +67,12 @@ def windows_options(*, host_required: bool) -> Callable[[F], F]:
             "the lab or a test VM only.",
         ),
         click.option(
+            "--delegate",
+            is_flag=True,
+            help="Forward your Kerberos ticket to the server (kinit -f), so it can read "
+            "config files on a UNC share (the second hop).",
+        ),
+        click.option(
             "--client-cert",
             type=click.Path(exists=True, dir_okay=False),
             help="Client certificate (PEM) for --auth certificate.",
@@ -105,6 +111,7 @@ def connection_options(given: dict[str, Any]) -> ConnectionOptions:
         insecure_http=given["insecure_http"],
         client_certificate=given["client_cert"],
         client_key=given["client_key"],
+        delegate=given["delegate"],
     )
 
 

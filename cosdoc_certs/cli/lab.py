@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import click
 
 from cosdoc_certs.cli._common import echo_json, json_option, reports_errors
 from cosdoc_certs.errors import InputError
+from cosdoc_certs.lab.kerberos import SERVICE_HOST, LabRealm
 from cosdoc_certs.lab.runner import LAB_PASSWORD_ENV, ConnectionInfo, Lab
 from cosdoc_certs.lab.scenarios import SCENARIOS
 
@@ -38,9 +42,18 @@ _WAIT_SECONDS = 0.5
     help="Also take unencrypted messages and basic auth over HTTP (WinRM's "
     "AllowUnencrypted=true, off on a default Windows Server).",
 )
+@click.option(
+    "--kerberos",
+    is_flag=True,
+    help="Also run a Kerberos realm (COSDOC.TEST) on 127.0.0.1 with a user holding a "
+    "ticket, and give the server its keytab, as for a domain-joined server (needs MIT "
+    "Kerberos: krb5-kdc, krb5-admin-server, krb5-user).",
+)
 @json_option
 @reports_errors
-def command(scenario: str, root: Path | None, allow_unencrypted: bool, as_json: bool) -> None:
+def command(
+    scenario: str, root: Path | None, allow_unencrypted: bool, kerberos: bool, as_json: bool
+) -> None:
     """Run a simulated CosDoc application server on 127.0.0.1 until Ctrl+C.
 
     It speaks WinRM (PowerShell remoting) like a default Windows Server: HTTP with Negotiate
@@ -53,14 +66,22 @@ def command(scenario: str, root: Path | None, allow_unencrypted: bool, as_json: 
     if root is not None:
         _make_folder(root)
     stop = threading.Event()
-    with Lab(scenario=scenario, root=root, allow_unencrypted=allow_unencrypted) as lab:
+    with contextlib.ExitStack() as running:
+        realm = running.enter_context(LabRealm()) if kerberos else None
+        if realm is not None:
+            realm.kinit()
+        keytab = realm.keytab if realm is not None else None
+        lab = running.enter_context(
+            Lab(scenario=scenario, root=root, allow_unencrypted=allow_unencrypted, keytab=keytab)
+        )
         previous = _stop_on_signals(stop)
         try:
             info = lab.connection_info()
+            ways = _Ways(unencrypted=allow_unencrypted, realm=realm)
             if as_json:
-                echo_json({"scenario": scenario, **info.as_dict()})
+                echo_json({"scenario": scenario, **info.as_dict(), **ways.as_dict()})
             else:
-                _print_info(info, scenario, kept=root is not None, unencrypted=allow_unencrypted)
+                _print_info(info, scenario, kept=root is not None, ways=ways)
             while not stop.wait(_WAIT_SECONDS):
                 pass
         finally:
@@ -90,7 +111,27 @@ def _restore_signals(previous: dict[int, object]) -> None:
         signal.signal(signum, handler)  # type: ignore[arg-type]
 
 
-def status_commands(info: ConnectionInfo, *, unencrypted: bool = False) -> dict[str, str]:
+@dataclass(frozen=True)
+class _Ways:
+    """The ways of connecting the lab offers beyond a default Windows Server's."""
+
+    unencrypted: bool = False
+    realm: LabRealm | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        if self.realm is None:
+            return {"allow_unencrypted": self.unencrypted, "kerberos": None}
+        kerberos = {
+            "realm": self.realm.realm,
+            "user": self.realm.user,
+            "password": self.realm.password,
+            "host": SERVICE_HOST,
+            "environment": self.realm.environment,
+        }
+        return {"allow_unencrypted": self.unencrypted, "kerberos": kerberos}
+
+
+def status_commands(info: ConnectionInfo, ways: _Ways) -> dict[str, str]:
     """A ready ``cosdoc-certs status`` command line per way of connecting to the lab."""
     base = f"cosdoc-certs status --host {info.host} --user {info.username} "
     password = f"--winrm-password-env {LAB_PASSWORD_ENV}"
@@ -101,26 +142,40 @@ def status_commands(info: ConnectionInfo, *, unencrypted: bool = False) -> dict[
         "negotiate, HTTPS": f"{base}{https} {password}",
         "basic (local account), HTTPS": f"{base}{https} --auth basic {password}",
     }
-    if unencrypted:
+    if ways.unencrypted:
         commands["basic, plain HTTP (--allow-unencrypted)"] = (
             f"{base}--port {info.http_port} --auth basic --insecure-http {password}"
+        )
+    if ways.realm is not None:
+        environment = " ".join(f"{name}={value}" for name, value in ways.realm.environment.items())
+        commands["kerberos (ticket of lab-user), HTTP, encrypted, delegated"] = (
+            f"{environment} cosdoc-certs status --host {SERVICE_HOST} --port {info.http_port} "
+            "--http --auth kerberos --delegate"
         )
     return commands
 
 
-def _print_info(info: ConnectionInfo, scenario: str, *, kept: bool, unencrypted: bool) -> None:
+def _print_info(info: ConnectionInfo, scenario: str, *, kept: bool, ways: _Ways) -> None:
     echo = click.echo
     echo(f"CosDoc lab running: simulated application server {info.hostname} ({scenario})")
     echo("")
     echo("WinRM (PowerShell remoting), as a default Windows Server:")
     echo(f"  http://{info.host}:{info.http_port}/wsman    Negotiate/NTLM, every message encrypted")
     echo(f"  https://{info.host}:{info.https_port}/wsman   also basic; trust the CA file below")
-    if unencrypted:
+    if ways.unencrypted:
         echo("  unencrypted messages and basic over HTTP allowed (AllowUnencrypted=true)")
     echo(f"  user      {info.username} (a local account)")
     echo(f"  password  {info.password}")
     echo(f"  CA file   {info.ca_file}")
     echo("")
+    if ways.realm is not None:
+        realm = ways.realm
+        echo(f"Kerberos realm {realm.realm} (KDC 127.0.0.1:{realm.port}), server {SERVICE_HOST}:")
+        echo(f"  user      {realm.user} (has a forwardable ticket)")
+        echo(f"  password  {realm.password}")
+        environment = " ".join(f"{name}={value}" for name, value in realm.environment.items())
+        echo(f"  a new ticket: {environment} kinit -f {realm.user}")
+        echo("")
     echo("IIS HTTPS bindings (simulated ip:port -> real address, TLS with SNI):")
     for simulated, real in info.tls_endpoints.items():
         port = simulated.rsplit(":", 1)[1]
@@ -143,7 +198,7 @@ def _print_info(info: ConnectionInfo, scenario: str, *, kept: bool, unencrypted:
     echo("")
     echo("Try (one line per authentication):")
     echo(f"  export {LAB_PASSWORD_ENV}='{info.password}'")
-    for label, line in status_commands(info, unencrypted=unencrypted).items():
+    for label, line in status_commands(info, ways).items():
         echo(f"  # {label}")
         echo(f"  {line}")
     echo("")

@@ -181,6 +181,8 @@ class Lab:
     ``faults`` injects failures into both endpoints. Like a default Windows Server, the HTTP
     endpoint takes only Negotiate/Kerberos with sealed messages; ``allow_unencrypted=True``
     (``AllowUnencrypted=true``) also takes unencrypted messages and Basic over HTTP.
+    ``keytab`` (see :class:`~cosdoc_certs.lab.kerberos.LabRealm`) lets both endpoints take
+    Kerberos for ``localhost``.
     """
 
     def __init__(
@@ -192,6 +194,7 @@ class Lab:
         faults: Faults | None = None,
         svarut: bool = True,
         allow_unencrypted: bool = False,
+        keytab: Path | None = None,
     ) -> None:
         if server is None and scenario not in SCENARIOS:
             known = ", ".join(sorted(SCENARIOS))
@@ -215,6 +218,7 @@ class Lab:
             password=self._password,
             faults=self.faults,
             allow_unencrypted=allow_unencrypted,
+            keytab=keytab,
         )
         self.https = WinRMEndpoint(
             self.registry,
@@ -222,6 +226,7 @@ class Lab:
             password=self._password,
             tls=self._endpoint_tls(),
             faults=self.faults,
+            keytab=keytab,
         )
         self._files = self.server.certificates.write_files(self.client_folder)
         self.svarut = LabSvarutHost(base / "svarut") if svarut else None

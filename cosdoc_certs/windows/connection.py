@@ -86,7 +86,8 @@ class ConnectionOptions:
     ``https`` (default) validates the server certificate against the system store or
     ``ca_bundle``. ``https=False`` is allowed for Negotiate/Kerberos/NTLM (message
     encryption). ``insecure_http=True`` means plain HTTP without encryption — basic auth
-    readable on the wire: only for the lab or a test VM.
+    readable on the wire: only for the lab or a test VM. ``delegate`` forwards the Kerberos
+    ticket to the server (for a second hop, e.g. a config file on a UNC share).
     """
 
     server: str
@@ -99,6 +100,7 @@ class ConnectionOptions:
     insecure_http: bool = False
     client_certificate: str | None = None
     client_key: str | None = None
+    delegate: bool = False
     connection_timeout: int = 30
     operation_timeout: int = 20
     read_timeout: int = 60
@@ -121,6 +123,11 @@ class ConnectionOptions:
             )
         if not self.uses_tls:
             self._check_plain_http()
+        if self.delegate and self.auth not in ("negotiate", "kerberos"):
+            raise InputError(
+                f"--delegate needs Kerberos; --auth {self.auth} cannot pass credentials on",
+                "use --auth kerberos (or negotiate) with a forwardable ticket (kinit -f)",
+            )
         if self.auth == "certificate" and not (self.client_certificate and self.client_key):
             raise InputError(
                 "--auth certificate needs the client certificate and its key",
@@ -156,6 +163,8 @@ class ConnectionOptions:
     def wsman(self) -> WSMan:
         """A pypsrp WSMan transport for these options."""
         extra: dict[str, Any] = {}
+        if self.delegate:
+            extra = {"negotiate_delegate": True}
         if self.auth == "certificate":
             extra = {
                 "certificate_pem": self.client_certificate,

@@ -212,14 +212,23 @@ def test_lab_text_output_says_how_to_connect_and_root_keeps_the_files(tmp_path: 
     assert (tmp_path / "client" / "renewed-pair.pfx").is_file()
 
 
-def test_every_printed_status_command_works_against_the_lab() -> None:
+@pytest.mark.parametrize(
+    ("flag", "expected"),
+    [("--allow-unencrypted", "--insecure-http"), ("--kerberos", "--auth kerberos")],
+)
+def test_every_printed_status_command_works_against_the_lab(
+    request: pytest.FixtureRequest, flag: str, expected: str
+) -> None:
     """The lab prints one command per authentication; each one runs as printed."""
-    with _lab_process("--allow-unencrypted") as (process, printed):
+    if flag == "--kerberos":
+        request.getfixturevalue("kerberos_realm")  # skips (or fails in CI) without Kerberos
+    with _lab_process(flag) as (process, printed):
         lines = [line.strip() for line in printed.splitlines()]
         export = next(line for line in lines if line.startswith("export COSDOC_LAB_WINRM"))
-        commands = [line for line in lines if line.startswith("cosdoc-certs status")]
+        commands = [line for line in lines if "cosdoc-certs status" in line]
         assert len(commands) == 5
         assert any("--http" in line and "--auth" not in line for line in commands)
+        assert any(expected in line for line in commands)
         for line in commands:
             completed = subprocess.run(
                 ["bash", "-c", f"{export}\n{line} --json"],

@@ -78,6 +78,16 @@ class ConnectionAuth:
 
 
 @dataclasses.dataclass(frozen=True)
+class Authentication:
+    """One completed handshake: the mechanism under Negotiate, who, and whether the client
+    delegated its credentials (a forwarded Kerberos ticket: the second hop to a UNC share)."""
+
+    protocol: str
+    account: str
+    delegated: bool
+
+
+@dataclasses.dataclass(frozen=True)
 class Step:
     """One answer in a handshake: the token to send back and whether it is complete."""
 
@@ -116,6 +126,14 @@ class Authenticator:
         self.certificates = {upn.lower(): account for upn, account in (certificates or {}).items()}
         self._password = password
         self._folder: tempfile.TemporaryDirectory[str] | None = None
+        self._lock = threading.Lock()
+        self._authentications: list[Authentication] = []
+
+    @property
+    def authentications(self) -> list[Authentication]:
+        """The completed Negotiate/Kerberos handshakes, in order."""
+        with self._lock:
+            return list(self._authentications)
 
     def open(self) -> None:
         """Write the acceptor's user file (mode 0600, in a folder of its own)."""
@@ -213,7 +231,16 @@ class Authenticator:
             raise AuthRefused(str(error)) from None
         if state.context.complete:
             state.account = str(state.context.client_principal or self.username)
+            self._record(state)
         return Step(answer, bool(state.context.complete))
+
+    def _record(self, state: ConnectionAuth) -> None:
+        context = state.context
+        delegated = bool(context.context_attr & spnego.ContextReq.delegate)
+        done = Authentication(str(context.negotiated_protocol), state.account, delegated)
+        log.info("authenticated %s with %s", done.account, done.protocol)
+        with self._lock:
+            self._authentications.append(done)
 
     def _acceptor(self) -> Any:
         with self._acceptor_environment():
