@@ -141,6 +141,10 @@ def status_commands(info: ConnectionInfo, ways: _Ways) -> dict[str, str]:
         "ntlm, HTTP, encrypted": f"{base}--port {info.http_port} --http --auth ntlm {password}",
         "negotiate, HTTPS": f"{base}{https} {password}",
         "basic (local account), HTTPS": f"{base}{https} --auth basic {password}",
+        "certificate (mapped to the local account), HTTPS": (
+            f"cosdoc-certs status --host {info.host} {https} --auth certificate "
+            f"--client-cert {info.client_certificate} --client-key {info.client_key}"
+        ),
     }
     if ways.unencrypted:
         commands["basic, plain HTTP (--allow-unencrypted)"] = (

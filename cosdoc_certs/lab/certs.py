@@ -53,6 +53,9 @@ _BACKDATE = datetime.timedelta(days=1)
 _KEY_SIZE = 2048
 
 
+_UPN_OID = x509.ObjectIdentifier("1.3.6.1.4.1.311.20.2.3")
+
+
 def _key_usage(
     *,
     digital_signature: bool = False,
@@ -176,10 +179,12 @@ class TestCA:
         not_after: datetime.datetime | None = None,
         key_size: int = _KEY_SIZE,
         sha1_signature: bool = False,
+        upns: Sequence[str] = (),
     ) -> Issued:
         """A leaf certificate signed by the intermediate, with its own RSA key.
 
         The key is fresh, or for a CA made with ``published_keys`` the next published test key.
+        ``upns`` adds Microsoft user principal names (otherName) to the subjectAltName.
         """
         key = _next_key(key_size, self.published_keys)
         builder = _builder(
@@ -191,7 +196,7 @@ class TestCA:
             builder = builder.add_extension(
                 x509.ExtendedKeyUsage(list(extended_key_usage)), critical=False
             )
-        names = _alternative_names(dns_names, ip_addresses)
+        names = _alternative_names(dns_names, ip_addresses) + [_upn(upn) for upn in upns]
         if names:
             builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
         builder = builder.add_extension(
@@ -298,6 +303,17 @@ def make_ssl_certificate(
         ip_addresses=ip_addresses,
         not_before=not_before,
         not_after=not_after,
+    )
+
+
+def make_client_certificate(ca: TestCA, upn: str) -> Issued:
+    """A TLS client certificate for ``upn`` (user@host), as WinRM certificate auth maps it."""
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, upn.partition("@")[0])])
+    return ca.issue(
+        subject,
+        key_usage=SSL_KEY_USAGE,
+        extended_key_usage=(ExtendedKeyUsageOID.CLIENT_AUTH,),
+        upns=(upn,),
     )
 
 
@@ -558,6 +574,14 @@ def _alternative_names(
     names: list[x509.GeneralName] = [x509.DNSName(name) for name in dns_names]
     names.extend(x509.IPAddress(ipaddress.ip_address(address)) for address in ip_addresses)
     return names
+
+
+def _upn(upn: str) -> x509.GeneralName:
+    """A Microsoft UPN otherName: a DER UTF8String under OID 1.3.6.1.4.1.311.20.2.3."""
+    value = upn.encode("utf-8")
+    if len(value) > 127:
+        raise ValueError("a UPN this long is not supported by the lab")
+    return x509.OtherName(_UPN_OID, bytes([0x0C, len(value)]) + value)
 
 
 def _resign_with_sha1(

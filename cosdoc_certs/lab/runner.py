@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import secrets
 import ssl
 import tempfile
@@ -30,7 +31,7 @@ from types import TracebackType
 from typing import Any
 
 from cosdoc_certs.errors import InputError
-from cosdoc_certs.lab.certs import make_ssl_certificate
+from cosdoc_certs.lab.certs import Issued, make_client_certificate, make_ssl_certificate
 from cosdoc_certs.lab.scenarios import PFX_PASSWORD_ENV, SCENARIOS, LabServer
 from cosdoc_certs.lab.svarut_host import LAB_USER, LabSvarutHost
 from cosdoc_certs.lab.twins import register_twins
@@ -45,6 +46,7 @@ logger = logging.getLogger(__name__)
 LOOPBACK = "127.0.0.1"
 LAB_USERNAME = "lab-admin"
 LAB_PASSWORD_ENV = "COSDOC_LAB_WINRM_PASSWORD"  # noqa: S105 -- a variable name
+CLIENT_CERTIFICATE_UPN = f"{LAB_USERNAME}@localhost"  # as New-Item WSMan:\\...\\ClientCertificate
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,8 @@ class ConnectionInfo:
     pfx_password: str = field(repr=False)
     svarut: SvarutInfo | None = None
     journal_dir: Path | None = None
+    client_certificate: Path | None = None
+    client_key: Path | None = None
 
     def options(self, *, https: bool = True, auth: str = "negotiate") -> ConnectionOptions:
         """Connection options for this lab: HTTPS trusting the lab CA, or HTTP.
@@ -106,15 +110,18 @@ class ConnectionInfo:
         works only against a lab started with ``allow_unencrypted=True``.
         """
         plain_basic = auth == "basic" and not https
+        certificate = auth == "certificate"
         return ConnectionOptions(
             server=self.host,
             port=self.https_port if https else self.http_port,
-            username=self.username,
-            password=self.password,
+            username=None if certificate else self.username,
+            password=None if certificate else self.password,
             auth=auth,
             https=https,
             ca_bundle=str(self.ca_file) if https else None,
             insecure_http=plain_basic,
+            client_certificate=str(self.client_certificate) if certificate else None,
+            client_key=str(self.client_key) if certificate else None,
         )
 
     def inventory_entry(self, name: str = "lab", *, password_env: str = LAB_PASSWORD_ENV) -> str:
@@ -156,6 +163,8 @@ class ConnectionInfo:
         document["server_root"] = str(self.server_root)
         document["journal_dir"] = str(self.journal_dir) if self.journal_dir else None
         document["pfx_files"] = {name: str(path) for name, path in self.pfx_files.items()}
+        for name in ("client_certificate", "client_key"):
+            document[name] = str(document[name]) if document[name] else None
         if self.svarut is not None:
             document["svarut"]["client_key"] = str(self.svarut.client_key)
         return document
@@ -212,6 +221,7 @@ class Lab:
         self.registry = ScriptRegistry()
         register_twins(self.registry, self.server)
         self._password = secrets.token_urlsafe(18)
+        self._client = make_client_certificate(self.server.certificates.ca, CLIENT_CERTIFICATE_UPN)
         self.http = WinRMEndpoint(
             self.registry,
             username=LAB_USERNAME,
@@ -227,8 +237,10 @@ class Lab:
             tls=self._endpoint_tls(),
             faults=self.faults,
             keytab=keytab,
+            certificates={CLIENT_CERTIFICATE_UPN: LAB_USERNAME},
         )
         self._files = self.server.certificates.write_files(self.client_folder)
+        self._client_files = _write_client_certificate(self.client_folder, self._client)
         self.svarut = LabSvarutHost(base / "svarut") if svarut else None
         self._started = False
 
@@ -301,6 +313,8 @@ class Lab:
             pfx_password=self.server.certificates.pfx_password,
             svarut=self._svarut_info(),
             journal_dir=self.client_folder / "journals",
+            client_certificate=self._client_files[0],
+            client_key=self._client_files[1],
         )
 
     def _start_svarut(self, host: LabSvarutHost) -> None:
@@ -328,7 +342,21 @@ class Lab:
         """A TLS context for the HTTPS endpoint: localhost/127.0.0.1, issued by the lab CA."""
         ca = self.server.certificates.ca
         issued = make_ssl_certificate(ca, ("localhost",), ip_addresses=(LOOPBACK,))
-        return tls_context(issued.cert_pem() + issued.chain_pem(), issued.key_pem())
+        return tls_context(
+            issued.cert_pem() + issued.chain_pem(),
+            issued.key_pem(),
+            client_ca_pem=ca.root_pem() + ca.intermediate.cert_pem(),
+        )
+
+
+def _write_client_certificate(folder: Path, client: Issued) -> tuple[Path, Path]:
+    """The client certificate (PEM) and its key (PEM, mode 0600) for certificate auth."""
+    certificate, key = folder / "winrm-client.pem", folder / "winrm-client.key"
+    certificate.write_bytes(client.cert_pem() + client.chain_pem())
+    descriptor = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(client.key_pem())
+    return certificate, key
 
 
 def _require_empty(folder: Path) -> None:

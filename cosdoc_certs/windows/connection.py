@@ -253,6 +253,8 @@ class WindowsHost:
 
     @property
     def _who(self) -> str:
+        if self.options.auth == "certificate":
+            return f"the client certificate {self.options.client_certificate}"
         return repr(self.options.username) if self.options.username else "the logged-on user"
 
     def __enter__(self) -> WindowsHost:
@@ -414,6 +416,12 @@ class WindowsHost:
             return (
                 "basic authentication works for local accounts only (user, not DOMAIN\\user): "
                 "use --auth negotiate or kerberos for a domain account"
+            )
+        if self.options.auth == "certificate":
+            return (
+                "the server must map the certificate to an account (New-Item "
+                "WSMan:\\localhost\\ClientCertificate with its UPN and issuer) and have "
+                "Auth/Certificate enabled"
             )
         return "check the user name (DOMAIN\\user) and password, and the --auth method"
 

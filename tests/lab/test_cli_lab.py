@@ -158,8 +158,11 @@ def _stop(process: subprocess.Popen[str], signum: int) -> str:
 
 
 def _info(document: dict[str, Any]) -> ConnectionInfo:
-    fields = {key: value for key, value in document.items() if key != "scenario"}
+    lab_only = ("scenario", "allow_unencrypted", "kerberos")
+    fields = {key: value for key, value in document.items() if key not in lab_only}
     fields["ca_file"] = Path(fields["ca_file"])
+    for name in ("client_certificate", "client_key"):
+        fields[name] = Path(fields[name])
     fields["server_root"] = Path(fields["server_root"])
     fields["pfx_files"] = {name: Path(path) for name, path in fields["pfx_files"].items()}
     fields["svarut"] = SvarutInfo(
@@ -226,7 +229,7 @@ def test_every_printed_status_command_works_against_the_lab(
         lines = [line.strip() for line in printed.splitlines()]
         export = next(line for line in lines if line.startswith("export COSDOC_LAB_WINRM"))
         commands = [line for line in lines if "cosdoc-certs status" in line]
-        assert len(commands) == 5
+        assert len(commands) == 6
         assert any("--http" in line and "--auth" not in line for line in commands)
         assert any(expected in line for line in commands)
         for line in commands:

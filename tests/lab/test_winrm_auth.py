@@ -16,6 +16,7 @@ from pypsrp.powershell import RunspacePool
 from pypsrp.wsman import WSMan
 
 from cosdoc_certs.errors import RemoteError
+from cosdoc_certs.lab.certs import make_client_certificate
 from cosdoc_certs.lab.runner import Lab
 from cosdoc_certs.lab.scenarios import LabServer
 from cosdoc_certs.status import status
@@ -163,3 +164,32 @@ def test_basic_over_plain_http_works_only_where_unencrypted_traffic_is_allowed(
     options = unencrypted_lab.connection_info().options(https=False, auth="basic")
     assert options.insecure_http
     assert status(options).facts.computer_name == "COSDOC-APP01"
+
+
+def test_certificate_authentication_maps_the_client_certificate_to_the_local_account(
+    lab: Lab,
+) -> None:
+    report = status(lab.connection_info().options(auth="certificate"))
+    assert report.facts.computer_name == "COSDOC-APP01"
+    assert lab.https.recorder.faults["Unauthorized"] == 0
+
+
+def test_a_client_certificate_mapped_to_no_account_is_refused(lab: Lab, tmp_path: Path) -> None:
+    info = lab.connection_info()
+    stranger = make_client_certificate(lab.server.certificates.ca, "someone@localhost")
+    certificate, key = tmp_path / "client.pem", tmp_path / "client.key"
+    certificate.write_bytes(stranger.cert_pem())
+    key.write_bytes(stranger.key_pem())
+    options = ConnectionOptions(
+        info.host,
+        port=info.https_port,
+        auth="certificate",
+        ca_bundle=str(info.ca_file),
+        client_certificate=str(certificate),
+        client_key=str(key),
+    )
+    with pytest.raises(CredentialsError, match="refused the credentials of the client") as caught:
+        status(options)
+    assert "ClientCertificate" in caught.value.hint
+    assert lab.https.recorder.faults["Unauthorized"] == 1
+    assert lab.https.recorder.shells == []

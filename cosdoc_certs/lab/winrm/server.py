@@ -52,9 +52,18 @@ _CONTENT_TYPE = "application/soap+xml;charset=UTF-8"
 _PROTOCOL = re.compile(r'protocol="([^"]+)"')
 
 
-def tls_context(cert_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
-    """A server-side TLS context for the endpoint from a PEM certificate (chain) and key."""
+def tls_context(
+    cert_pem: bytes, key_pem: bytes, *, client_ca_pem: bytes | None = None
+) -> ssl.SSLContext:
+    """A server-side TLS context for the endpoint from a PEM certificate (chain) and key.
+
+    ``client_ca_pem`` (the CA certificates client certificates must chain to) asks clients
+    for a certificate, for certificate authentication; a client may still connect without.
+    """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    if client_ca_pem is not None:
+        context.verify_mode = ssl.CERT_OPTIONAL
+        context.load_verify_locations(cadata=client_ca_pem.decode("ascii"))
     with tempfile.TemporaryDirectory(prefix="cosdoc-lab-tls-") as folder:
         cert_path, key_path = Path(folder, "cert.pem"), Path(folder, "key.pem")
         cert_path.write_bytes(cert_pem)
