@@ -1,30 +1,53 @@
 """Time of a full Windows rotation of the default lab: plan + apply + verify-gather.
 
-Run: python3 benchmarks/bench_windows_apply.py [--runs N] [--latency SECONDS ...]
+Run: python3 benchmarks/bench_windows_apply.py [--runs N] [--latency SECONDS ...] [--auth ...]
 Each run builds a fresh default lab installation (certificates made once), then over one
-session (HTTPS): gather and plan, apply (one ``apply.ps1`` pipeline), and the verify
-re-gather. Prints the median time of each part and of the whole, with the WS-Management
-requests and pipelines the lab's call recording counted — without latency and with 50 ms
-per request (``--latency`` changes the list).
+session: gather and plan, apply (one ``apply.ps1`` pipeline), and the verify re-gather.
+Prints the median time of each part and of the whole, with the WS-Management requests and
+pipelines the lab's call recording counted, the HTTP requests (authentication legs
+included) and the authentication handshakes — without latency and with 50 ms per request
+(``--latency`` changes the list), for each way of authenticating (``--auth`` picks some:
+negotiate-http, ntlm-http, kerberos-http, negotiate-https, basic-https, certificate-https;
+kerberos-http needs MIT Kerberos, see ``cosdoc_certs.lab.kerberos``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
+import os
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 from cosdoc_certs.certs import CertificateBundle, load_bundle
-from cosdoc_certs.lab.runner import Lab
+from cosdoc_certs.lab.kerberos import SERVICE_HOST, LabRealm, kerberos_tools_missing
+from cosdoc_certs.lab.runner import ConnectionInfo, Lab
 from cosdoc_certs.lab.scenarios import LabCertificates, default_installation, make_lab_certificates
 from cosdoc_certs.status import gather
 from cosdoc_certs.windows.apply import apply_windows
-from cosdoc_certs.windows.connection import WindowsHost
+from cosdoc_certs.windows.connection import ConnectionOptions, WindowsHost
 from cosdoc_certs.windows.planning import plan_windows
 
 HOST = "cosdoc-app01"
+AUTHS = (
+    "negotiate-http",
+    "ntlm-http",
+    "kerberos-http",
+    "negotiate-https",
+    "basic-https",
+    "certificate-https",
+)
+
+
+def _options(info: ConnectionInfo, auth: str) -> ConnectionOptions:
+    method, scheme = auth.split("-")
+    options = info.options(https=scheme == "https", auth=method)
+    if method == "kerberos":
+        options = dataclasses.replace(options, server=SERVICE_HOST, username=None, password=None)
+    return options
 
 
 def _ms(samples: list[float]) -> str:
@@ -36,14 +59,21 @@ def _bundle(certificates: LabCertificates, folder: Path) -> CertificateBundle:
     return load_bundle([files.pair_pfx, files.ssl_pfx], certificates.pfx_password.encode())
 
 
-def one_rotation(certificates: LabCertificates, latency: float, folder: Path) -> dict[str, float]:
+def one_rotation(
+    certificates: LabCertificates,
+    latency: float,
+    folder: Path,
+    auth: str = "negotiate-https",
+    keytab: Path | None = None,
+) -> dict[str, float]:
     """Rotate a fresh default lab; the seconds of each part and the recorder's counts."""
     server = default_installation(folder / "server", certificates=certificates)
     bundle = _bundle(certificates, folder / "pfx")
-    with Lab(server=server, root=folder / "lab", svarut=False) as lab:
+    with Lab(server=server, root=folder / "lab", svarut=False, keytab=keytab) as lab:
         lab.faults.latency_per_request = latency
-        lab.https.recorder.reset()
-        with WindowsHost(lab.connection_info().options(https=True)) as host:
+        endpoint = lab.https if auth.endswith("https") else lab.http
+        endpoint.recorder.reset()
+        with WindowsHost(_options(lab.connection_info(), auth)) as host:
             started = time.perf_counter()
             facts = gather(host)
             plan = plan_windows(facts, bundle, host=HOST)
@@ -53,8 +83,10 @@ def one_rotation(certificates: LabCertificates, latency: float, folder: Path) ->
             gather(host)
             verified = time.perf_counter()
         assert not result.results or all(r.ok for r in result.results)
-        recorder = lab.https.recorder
+        recorder = endpoint.recorder
         return {
+            "http": endpoint.http_posts,
+            "handshakes": len(endpoint.auth.authentications),
             "plan": planned - started,
             "apply": applied - planned,
             "verify": verified - applied,
@@ -66,28 +98,48 @@ def one_rotation(certificates: LabCertificates, latency: float, folder: Path) ->
 
 
 def main() -> None:
-    """Measure rotations with each latency."""
+    """Measure rotations for each way of authenticating, with each latency."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--latency", type=float, nargs="*", default=[0.0, 0.05])
+    parser.add_argument("--auth", nargs="*", choices=AUTHS, default=list(AUTHS))
     arguments = parser.parse_args()
     certificates = make_lab_certificates()
-    for latency in arguments.latency:
-        runs = []
-        for number in range(arguments.runs):
-            with tempfile.TemporaryDirectory(prefix="bench-windows-apply-") as folder:
-                runs.append(one_rotation(certificates, latency, Path(folder) / str(number)))
-        last = runs[-1]
-        median = {
-            part: _ms([r[part] for r in runs]) for part in ("total", "plan", "apply", "verify")
-        }
-        print(
-            f"latency {latency * 1000:3.0f} ms/request: rotation {median['total']}"
-            f" (gather+plan {median['plan']}, apply {median['apply']},"
-            f" verify-gather {median['verify']}); {last['actions']:.0f} actions,"
-            f" {last['requests']:.0f} WS-Man requests, {last['pipelines']:.0f} pipelines"
-            f" ({arguments.runs} runs, HTTPS)"
-        )
+    with contextlib.ExitStack() as stack:
+        keytab = None
+        if "kerberos-http" in arguments.auth:
+            if kerberos_tools_missing():
+                print(f"kerberos-http skipped: missing {', '.join(kerberos_tools_missing())}")
+                arguments.auth.remove("kerberos-http")
+            else:
+                realm = stack.enter_context(LabRealm())
+                realm.kinit()
+                os.environ.update(realm.environment)
+                keytab = realm.keytab
+        for auth in arguments.auth:
+            for latency in arguments.latency:
+                _report(certificates, auth, latency, arguments.runs, keytab)
+
+
+def _report(
+    certificates: LabCertificates, auth: str, latency: float, runs: int, keytab: Path | None
+) -> None:
+    done = []
+    for number in range(runs):
+        with tempfile.TemporaryDirectory(prefix="bench-windows-apply-") as folder:
+            done.append(
+                one_rotation(certificates, latency, Path(folder) / str(number), auth, keytab)
+            )
+    last = done[-1]
+    median = {part: _ms([r[part] for r in done]) for part in ("total", "plan", "apply", "verify")}
+    print(
+        f"{auth:17} latency {latency * 1000:3.0f} ms/request: rotation {median['total']}"
+        f" (gather+plan {median['plan']}, apply {median['apply']},"
+        f" verify-gather {median['verify']}); {last['actions']:.0f} actions,"
+        f" {last['requests']:.0f} WS-Man requests, {last['http']:.0f} HTTP requests,"
+        f" {last['handshakes']:.0f} handshake(s), {last['pipelines']:.0f} pipelines"
+        f" ({runs} runs)"
+    )
 
 
 if __name__ == "__main__":

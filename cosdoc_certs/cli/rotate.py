@@ -75,8 +75,8 @@ def _pfx_options(command: F) -> F:
         multiple=True,
         metavar="ROLE=NAME",
         help="Import the new ROLE key (signing, encryption, ssl) into this Windows key provider "
-        "(cng, capi, or a full name such as \"Microsoft Enhanced RSA and AES Cryptographic "
-        "Provider\"); default: the provider of the current key of that role (repeat).",
+        '(cng, capi, or a full name such as "Microsoft Enhanced RSA and AES Cryptographic '
+        'Provider"); default: the provider of the current key of that role (repeat).',
     )(command)
     return click.option(
         "--pfx",

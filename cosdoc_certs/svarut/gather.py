@@ -259,8 +259,7 @@ async def _detect(connection: HostConnection, layouts: tuple[Layout, ...]) -> tu
         looked = " or ".join(layout.env_path for layout in layouts)
         raise RemoteError(
             f"no SvarUT installation on {connection.host}: no {looked}",
-            "check the paths on the host and give `SvarutTarget.root` "
-            "(and `SvarutTarget.layout`)",
+            "check the paths on the host and give `SvarutTarget.root` (and `SvarutTarget.layout`)",
         )
     if len(present) > 1:
         raise RemoteError(

@@ -165,8 +165,7 @@ def _read_actions(parameters: dict[str, Any]) -> list[Action]:
             isinstance(position, int) and 0 <= position < len(contents)
         ):
             raise ValueError(
-                f"Action {index}: -FileContents has no file number {position}; "
-                "nothing was changed."
+                f"Action {index}: -FileContents has no file number {position}; nothing was changed."
             )
     return actions_from_json(text, contents)
 
@@ -493,8 +492,7 @@ def _check_settings(
     ]
     if changed:
         raise _ActionFailed(
-            f"netsh http update sslcert changed the settings of {argument}: "
-            f"{'; '.join(changed)}.",
+            f"netsh http update sslcert changed the settings of {argument}: {'; '.join(changed)}.",
             before,
         )
 

@@ -112,6 +112,7 @@ class WinRMEndpoint:
         self._services = Services(registry, self.faults, self.recorder)
         self._shells: dict[str, ShellSession] = {}
         self._lock = threading.Lock()
+        self._http_posts = 0
         self._server: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -186,6 +187,17 @@ class WinRMEndpoint:
             shell = self._shells.pop(shell_id.upper(), None) if shell_id else None
         if shell is not None:
             shell.close()
+
+    @property
+    def http_posts(self) -> int:
+        """HTTP requests received, the authentication legs (401 answers) included."""
+        with self._lock:
+            return self._http_posts
+
+    def count_post(self) -> None:
+        """Count one HTTP request (called by the connection handler)."""
+        with self._lock:
+            self._http_posts += 1
 
     def handle(self, request: wsman.WSManRequest) -> bytes:
         """Answer one WS-Management request (raises WSManFault for a fault answer)."""
@@ -340,6 +352,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         endpoint = self.server.endpoint
+        endpoint.count_post()
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         if self.path.rstrip("/") != "/wsman":
             self._reply(HTTPStatus.NOT_FOUND, b"")
