@@ -27,7 +27,7 @@ from typing import Any
 
 import requests
 from cryptography import x509
-from pypsrp.complex_objects import ObjectMeta
+from pypsrp.complex_objects import ObjectMeta, PSInvocationState
 from pypsrp.exceptions import AuthenticationError, WinRMError, WinRMTransportError, WSManFaultError
 from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.wsman import SelectorSet, WSMan
@@ -77,6 +77,24 @@ class ScriptError(RemoteError):
 
 class UnknownScriptError(InputError):
     """No script with that name ships with this package."""
+
+
+class _ShellGone(Exception):
+    """The session's shell is gone before the pipeline started: safe to open again and retry."""
+
+
+class SecureParameter:
+    """A script parameter sent as a SecureString; its value never appears in a repr."""
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def __repr__(self) -> str:
+        return "SecureParameter(****)"
+
+    def reveal(self) -> str:
+        """The plain value (to encrypt it for a session)."""
+        return self._value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -317,34 +335,71 @@ class WindowsHost:
         log.info("closed the shell %s on %s", shell_id, self.options.address)
         return True
 
-    def secure_string(self, value: str) -> Any:
-        """``value`` as a SecureString parameter, encrypted with this session's key."""
-        if self._pool is None:
-            raise RemoteError(
-                f"no open session on {self.options.address}", "use WindowsHost as a context manager"
-            )
-        with self._remote_errors("exchange a session key"), protocol_logs_quiet():
-            self._pool.exchange_keys()
-        return self._pool.serialize(value, ObjectMeta("SS"))
+    def secure_string(self, value: str) -> SecureParameter:
+        """``value`` as a SecureString parameter for :meth:`run_script`.
+
+        It is encrypted with the session key of the session that runs the script, when it
+        runs (a session opened again after expiry has another key).
+        """
+        return SecureParameter(value)
 
     def run_script(self, name: str, **parameters: Any) -> Any:
-        """Run the package script ``name`` with ``parameters``; return its parsed JSON output."""
-        if self._pool is None:
-            raise RemoteError(
-                f"no open session on {self.options.address}", "use WindowsHost as a context manager"
-            )
+        """Run the package script ``name`` with ``parameters``; return its parsed JSON output.
+
+        If the server no longer has the session's shell before the script started (WinRM
+        deleted it after its idle timeout while the consultant read the plan), the session
+        is opened again and the script sent once more: it had not run.
+        """
         script = load_script(name)
-        shell = PowerShell(self._pool)
-        shell.add_script(script)
-        for parameter, value in parameters.items():
-            shell.add_parameter(parameter, value)
         log.debug(
             "running %s on %s (parameters: %s)", name, self.options.address, sorted(parameters)
         )
-        with self._remote_errors(f"run {name}"), protocol_logs_quiet():
-            output = shell.invoke()
+        try:
+            shell, output = self._invoke(name, script, parameters)
+        except _ShellGone:
+            log.info("the session on %s expired; opening a new one", self.options.address)
+            self._pool = None  # its shell is gone: nothing to close
+            self.open()
+            shell, output = self._invoke(name, script, parameters)
         _raise_for_errors(name, self.options.address, shell)
         return _parse_output(name, output)
+
+    def _invoke(
+        self, name: str, script: str, parameters: dict[str, Any]
+    ) -> tuple[PowerShell, list[Any]]:
+        """One pipeline: the script with its parameters (secrets encrypted for this session)."""
+        pool = self._pool
+        if pool is None:
+            raise RemoteError(
+                f"no open session on {self.options.address}", "use WindowsHost as a context manager"
+            )
+        shell = PowerShell(pool)
+        with self._remote_errors(f"run {name}"), protocol_logs_quiet():
+            try:
+                values = self._session_values(pool, parameters)
+                shell.add_script(script)
+                for parameter, value in values.items():
+                    shell.add_parameter(parameter, value)
+                output = shell.invoke()
+            except WSManFaultError as fault:
+                not_started = shell.state == PSInvocationState.NOT_STARTED
+                if fault.code == _INVALID_SELECTORS and not_started:
+                    raise _ShellGone from None
+                raise
+        return shell, output
+
+    @staticmethod
+    def _session_values(pool: RunspacePool, parameters: dict[str, Any]) -> dict[str, Any]:
+        """The parameters, each :class:`SecureParameter` encrypted with the pool's key."""
+        if not any(isinstance(value, SecureParameter) for value in parameters.values()):
+            return parameters
+        pool.exchange_keys()
+        return {
+            name: pool.serialize(value.reveal(), ObjectMeta("SS"))
+            if isinstance(value, SecureParameter)
+            else value
+            for name, value in parameters.items()
+        }
 
     @contextmanager
     def _remote_errors(self, doing: str) -> Iterator[None]:

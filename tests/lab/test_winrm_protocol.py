@@ -304,7 +304,8 @@ def test_requests_to_a_deleted_shell_fault_with_invalid_selectors(endpoint: WinR
     with pytest.raises(WSManFaultError) as raised:
         ps.invoke()
     assert raised.value.code == wsman.INVALID_SELECTORS
-    assert "shell was not found" in raised.value.reason
+    assert "invalid selectors" in raised.value.reason  # as real servers word it
+    assert raised.value.provider == "Shell provider"  # the shell's message is inside
 
 
 def test_stopping_the_endpoint_releases_a_waiting_receive(endpoint: WinRMEndpoint) -> None:

@@ -47,6 +47,7 @@ from cosdoc_certs.lab.winrm.scripts import ScriptRegistry
 log = logging.getLogger(__name__)
 
 MAX_ENVELOPE_SIZE_KB = 500  # the WinRM default on Windows Server 2012 and later
+IDLE_TIMEOUT_SECONDS = 7200.0  # WinRM's default IdleTimeout of a shell
 _RECEIVE_MARGIN = 0.25  # answer a long-poll Receive this many seconds before its timeout
 _CONTENT_TYPE = "application/soap+xml;charset=UTF-8"
 _PROTOCOL = re.compile(r'protocol="([^"]+)"')
@@ -94,8 +95,10 @@ class WinRMEndpoint:
         allow_unencrypted: bool = False,
         keytab: Path | None = None,
         certificates: dict[str, str] | None = None,
+        idle_timeout: float = IDLE_TIMEOUT_SECONDS,
     ) -> None:
         self.registry = registry
+        self.idle_timeout = idle_timeout
         self.faults = faults if faults is not None else Faults()
         self.recorder = CallRecorder()
         self.host = host
@@ -111,6 +114,7 @@ class WinRMEndpoint:
         self._requested_port = port
         self._services = Services(registry, self.faults, self.recorder)
         self._shells: dict[str, ShellSession] = {}
+        self._last_used: dict[str, float] = {}
         self._lock = threading.Lock()
         self._http_posts = 0
         self._server: _HTTPServer | None = None
@@ -213,11 +217,32 @@ class WinRMEndpoint:
         return handlers[request.action](request)
 
     def _shell(self, shell_id: str) -> ShellSession:
+        """The shell a request names; a shell idle longer than ``idle_timeout`` is gone.
+
+        WinRM deletes a shell no request touched for its IdleTimeout (7200 s by default);
+        a later request for it gets the "shell was not found" fault, as for an unknown id.
+        """
+        key, now = shell_id.upper(), time.monotonic()
         with self._lock:
-            shell = self._shells.get(shell_id.upper())
-        if shell is None:
+            shell = self._shells.get(key)
+            expired = shell is not None and now - self._last_used[key] > self.idle_timeout
+            if expired:
+                del self._shells[key]
+            else:
+                self._last_used[key] = now
+        if shell is not None and expired:
+            log.info("shell %s expired after %.1f s idle", key, self.idle_timeout)
+            self.recorder.fault("ShellExpired")
+            shell.close()
+        if shell is None or expired:
             raise wsman.shell_not_found(shell_id)
         return shell
+
+    def _touch(self, shell_id: str) -> None:
+        """A request for the shell just ended: its idle time starts now."""
+        with self._lock:
+            if shell_id.upper() in self._shells:
+                self._last_used[shell_id.upper()] = time.monotonic()
 
     def _create(self, request: wsman.WSManRequest) -> bytes:
         if not request.resource_uri.startswith(wsman.POWERSHELL_RESOURCE_PREFIX):
@@ -231,11 +256,14 @@ class WinRMEndpoint:
         shell.open(_decode(creation.text))
         with self._lock:
             self._shells[shell.shell_id] = shell
+            self._last_used[shell.shell_id] = time.monotonic()
         self.recorder.shell_created(shell.shell_id)
         return wsman.response(
             request,
             wsman.resource_created(self.url, request.resource_uri, shell.shell_id),
-            wsman.shell_element(shell.shell_id, request.resource_uri, self._owner(), "Connected"),
+            wsman.shell_element(
+                shell.shell_id, request.resource_uri, self._owner(), "Connected", self.idle_timeout
+            ),
         )
 
     def _command(self, request: wsman.WSManRequest) -> bytes:
@@ -262,7 +290,10 @@ class WinRMEndpoint:
         envelope = min(request.max_envelope_size or server_max, server_max)
         timeout = max(0.0, request.operation_timeout - _RECEIVE_MARGIN)
         budget = wsman.base64_budget(envelope)
-        data, done = shell.receive(command_id, budget, timeout, request.message_id)
+        try:
+            data, done = shell.receive(command_id, budget, timeout, request.message_id)
+        finally:
+            self._touch(shell.shell_id)
         return wsman.response(request, wsman.receive_response(data, command_id, done))
 
     def _signal(self, request: wsman.WSManRequest) -> bytes:
@@ -288,7 +319,11 @@ class WinRMEndpoint:
         if request.resource_uri == wsman.SHELL_RESOURCE and request.shell_id:
             shell = self._shell(request.shell_id)
             element = wsman.shell_element(
-                shell.shell_id, wsman.POWERSHELL_RESOURCE_PREFIX, self._owner(), "Connected"
+                shell.shell_id,
+                wsman.POWERSHELL_RESOURCE_PREFIX,
+                self._owner(),
+                "Connected",
+                self.idle_timeout,
             )
             return wsman.response(request, element)
         raise wsman.not_supported(f"Get on the resource {request.resource_uri}")

@@ -64,18 +64,30 @@ _DURATION = re.compile(
 class WSManFault(Exception):
     """A WS-Management fault to answer with (HTTP 500 and a SOAP Fault body)."""
 
-    def __init__(self, code: int, subcode: str, reason: str, *, sender: bool = True) -> None:
+    def __init__(
+        self,
+        code: int,
+        subcode: str,
+        reason: str,
+        *,
+        sender: bool = True,
+        detail: str = "",
+        provider_message: str = "",
+    ) -> None:
         super().__init__(f"{subcode} ({code}): {reason}")
         self.code = code
         self.subcode = subcode
         self.reason = reason
         self.sender = sender
+        self.detail = detail
+        self.provider_message = provider_message
 
 
 OPERATION_TIMEOUT = 2150858793  # 0x80338029 ERROR_WSMAN_OPERATION_TIMEDOUT
 INVALID_SELECTORS = 2150858843  # 0x8033805B: unknown shell or command
 ACTION_NOT_SUPPORTED = 2150858817
 INTERNAL_ERROR = 2150858752
+UNEXPECTED_SELECTORS = "http://schemas.dmtf.org/wbem/wsman/1/wsman/faultDetail/UnexpectedSelectors"
 
 
 def operation_timed_out() -> WSManFault:
@@ -90,14 +102,19 @@ def operation_timed_out() -> WSManFault:
 
 
 def shell_not_found(shell_id: str) -> WSManFault:
-    """The fault for a request naming a shell the endpoint does not have."""
+    """The fault for a request naming a shell the endpoint does not have (or no longer has:
+    deleted, or expired after its IdleTimeout) — shaped like the recordings of real servers:
+    the selectors detail, and the shell provider's message inside ``f:ProviderFault``."""
     return WSManFault(
         INVALID_SELECTORS,
         "w:InvalidSelectors",
-        f"The request for the Windows Remote Shell with ShellId {shell_id} failed because the "
-        "shell was not found on the server. Possible causes are: the specified ShellId is "
-        "incorrect or the shell no longer exists on the server. Provide the correct ShellId "
-        "or create a new shell and retry the operation.",
+        "The WS-Management service cannot process the request because the request contained "
+        "invalid selectors for the resource.",
+        detail=UNEXPECTED_SELECTORS,
+        provider_message=f"The request for the Windows Remote Shell with ShellId {shell_id} "
+        "failed because the shell was not found on the server. Possible causes are: the "
+        "specified ShellId is incorrect or the shell no longer exists on the server. Provide "
+        "the correct ShellId or create a new shell and retry the operation.",
     )
 
 
@@ -224,10 +241,21 @@ def fault(relates_to: str, error: WSManFault) -> bytes:
     reason = ET.SubElement(fault_el, _q("s:Reason"))
     ET.SubElement(reason, _q("s:Text"), {_q("xml:lang"): "en-US"}).text = error.reason
     detail = ET.SubElement(fault_el, _q("s:Detail"))
-    wsman_fault = ET.SubElement(
-        detail, _q("f:WSManFault"), {"Code": str(error.code), "Machine": "127.0.0.1"}
-    )
-    ET.SubElement(wsman_fault, _q("f:Message")).text = error.reason
+    if error.detail:
+        ET.SubElement(detail, _q("w:FaultDetail")).text = error.detail
+    attributes = {"Code": str(error.code), "Machine": "127.0.0.1"}
+    wsman_fault = ET.SubElement(detail, _q("f:WSManFault"), attributes)
+    message = ET.SubElement(wsman_fault, _q("f:Message"))
+    if error.provider_message:
+        provider = ET.SubElement(
+            message,
+            _q("f:ProviderFault"),
+            {"provider": "Shell provider", "path": "%systemroot%\\system32\\WsmSvc.dll"},
+        )
+        inner = ET.SubElement(provider, _q("f:WSManFault"), attributes)
+        ET.SubElement(inner, _q("f:Message")).text = error.provider_message
+    else:
+        message.text = error.reason
     return _envelope(FAULT_ACTION, relates_to, [fault_el])
 
 
@@ -244,7 +272,9 @@ def _envelope(action: str, relates_to: str, body: list[ET.Element]) -> bytes:
     return data
 
 
-def shell_element(shell_id: str, resource_uri: str, owner: str, state: str) -> ET.Element:
+def shell_element(
+    shell_id: str, resource_uri: str, owner: str, state: str, idle_timeout: float = 7200.0
+) -> ET.Element:
     """The ``rsp:Shell`` description returned by Create and Get."""
     shell = ET.Element(_q("rsp:Shell"))
     fields = {
@@ -252,7 +282,7 @@ def shell_element(shell_id: str, resource_uri: str, owner: str, state: str) -> E
         "ResourceUri": resource_uri,
         "Owner": owner,
         "ClientIP": "127.0.0.1",
-        "IdleTimeOut": "PT7200.000S",
+        "IdleTimeOut": f"PT{idle_timeout:.3f}S",
         "InputStreams": "stdin pr",
         "OutputStreams": "stdout",
         "State": state,

@@ -1,0 +1,68 @@
+"""How the client copes with the faults a real WinRM service answers with (the lab answers
+them the same way, with the same codes): an expired idle shell, a request over the
+server's MaxEnvelopeSizekb, an account without the right to remote."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from cosdoc_certs.certs import load_bundle
+from cosdoc_certs.lab.runner import Lab
+from cosdoc_certs.lab.winrm import wsman
+from cosdoc_certs.status import gather
+from cosdoc_certs.windows.apply import apply_windows
+from cosdoc_certs.windows.connection import WindowsHost
+from cosdoc_certs.windows.planning import plan_windows
+
+IDLE = 0.4
+
+
+def _gather(host: WindowsHost) -> str:
+    return str(host.run_script("gather")["computerName"])
+
+
+@pytest.mark.parametrize("https", [False, True], ids=["http-sealed", "https"])
+def test_a_shell_expired_while_idle_is_opened_again_and_the_script_runs(
+    lab: Lab, https: bool
+) -> None:
+    endpoint = lab.https if https else lab.http
+    endpoint.idle_timeout = IDLE
+    with WindowsHost(lab.connection_info().options(https=https)) as host:
+        assert _gather(host) == "COSDOC-APP01"
+        time.sleep(IDLE * 2)  # the consultant reads the plan
+        assert _gather(host) == "COSDOC-APP01"
+    assert endpoint.recorder.faults["ShellExpired"] == 1
+    assert len(endpoint.recorder.shells) == 2
+    assert endpoint.recorder.script_names == ["gather", "gather"]
+
+
+def test_apply_after_the_shell_expired_sends_the_pfx_password_for_the_new_session(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """The SecureString key belongs to a session: the consultant read the plan longer than
+    the idle timeout, so apply runs in a new session and its PFX password must still open
+    the PFX files (a password encrypted for the old session would not)."""
+    info = lab.connection_info()
+    files = info.pfx_files
+    bundle = load_bundle([files["pair"], files["ssl"]], info.pfx_password.encode())
+    lab.http.idle_timeout = IDLE
+    with WindowsHost(info.options(https=False)) as host:
+        facts = gather(host)
+        plan = plan_windows(facts, bundle, host="cosdoc-app01")
+        time.sleep(IDLE * 2)
+        result = apply_windows(host, plan, bundle, facts, journal_dir=tmp_path / "journals")
+    assert result.results
+    assert all(step.ok for step in result.results)
+    assert lab.http.recorder.faults["ShellExpired"] == 1
+    assert lab.http.recorder.script_names == ["gather", "apply"]
+
+
+def test_the_expired_shell_fault_is_shaped_like_a_real_servers() -> None:
+    fault = wsman.fault("uuid:1", wsman.shell_not_found("ABC"))
+    assert b"faultDetail/UnexpectedSelectors</" in fault
+    assert b'Code="2150858843"' in fault
+    assert b":ProviderFault" in fault
+    assert b"ShellId ABC failed because the shell was not found" in fault
