@@ -4,12 +4,14 @@ server's MaxEnvelopeSizekb, an account without the right to remote."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
 import pytest
 
 from cosdoc_certs.certs import load_bundle
+from cosdoc_certs.errors import RemoteError
 from cosdoc_certs.lab.runner import Lab
 from cosdoc_certs.lab.winrm import wsman
 from cosdoc_certs.status import gather
@@ -66,3 +68,40 @@ def test_the_expired_shell_fault_is_shaped_like_a_real_servers() -> None:
     assert b'Code="2150858843"' in fault
     assert b":ProviderFault" in fault
     assert b"ShellId ABC failed because the shell was not found" in fault
+
+
+def test_a_server_with_a_smaller_envelope_size_gets_requests_that_fit(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """pypsrp sends up to 500 KiB per request to any PowerShell 3+ server; one configured
+    with MaxEnvelopeSizekb=150 refuses that (HTTP 413) before the script starts. The client
+    reads the server's limit, opens a session that fits, and the rotation goes on."""
+    info = lab.connection_info()
+    files = info.pfx_files
+    bundle = load_bundle([files["pair"], files["ssl"]], info.pfx_password.encode())
+    lab.http.max_envelope_kb = 150
+    large = "x" * (400 * 1024)  # a parameter the size of a chain of large PFX files
+    with WindowsHost(info.options(https=False)) as host:
+        facts = gather(host)
+        plan = plan_windows(facts, bundle, host="cosdoc-app01")
+        host.run_script("gather", ServicePatterns=[large], ConfigFiles=[])
+        result = apply_windows(host, plan, bundle, facts, journal_dir=tmp_path / "journals")
+    assert all(step.ok for step in result.results)
+    assert lab.http.recorder.faults["EnvelopeTooLarge"] == 1
+    assert lab.http.recorder.requests["Get"] == 1  # the server's configuration, read once
+    assert lab.http.recorder.script_names == ["gather", "gather", "apply"]
+
+
+def test_a_request_over_the_envelope_size_the_server_reports_fails_clearly(lab: Lab) -> None:
+    """A server whose configuration cannot be trusted (it refuses what it advertises): one
+    clear line, no retry loop, nothing run."""
+    info = lab.connection_info()
+    lab.http.max_envelope_kb = 150
+    with WindowsHost(info.options(https=False)) as host:
+        host.options = dataclasses.replace(host.options, max_envelope_size=400 * 1024)
+        host.close()
+        host.open()
+        with pytest.raises(RemoteError, match="larger than its MaxEnvelopeSizekb") as caught:
+            host.run_script("gather", ServicePatterns=["x" * (300 * 1024)], ConfigFiles=[])
+    assert "Set-Item WSMan:\\localhost\\MaxEnvelopeSizekb" in caught.value.hint
+    assert lab.http.recorder.script_names == []

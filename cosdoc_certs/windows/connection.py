@@ -83,6 +83,14 @@ class _ShellGone(Exception):
     """The session's shell is gone before the pipeline started: safe to open again and retry."""
 
 
+class _EnvelopeTooLarge(Exception):
+    """The server refused a request over its MaxEnvelopeSizekb before the script started."""
+
+
+_PYPSRP_DEFAULT_ENVELOPE = 153600
+_CONFIG_NAMESPACES = {"cfg": "http://schemas.microsoft.com/wbem/wsman/1/config"}
+
+
 class SecureParameter:
     """A script parameter sent as a SecureString; its value never appears in a repr."""
 
@@ -106,6 +114,8 @@ class ConnectionOptions:
     encryption). ``insecure_http=True`` means plain HTTP without encryption — basic auth
     readable on the wire: only for the lab or a test VM. ``delegate`` forwards the Kerberos
     ticket to the server (for a second hop, e.g. a config file on a UNC share).
+    ``max_envelope_size`` (bytes) caps each request; by default pypsrp sends up to 500 KiB
+    and :class:`WindowsHost` lowers it to the server's ``MaxEnvelopeSizekb`` when refused.
     """
 
     server: str
@@ -119,6 +129,7 @@ class ConnectionOptions:
     client_certificate: str | None = None
     client_key: str | None = None
     delegate: bool = False
+    max_envelope_size: int | None = None
     connection_timeout: int = 30
     operation_timeout: int = 20
     read_timeout: int = 60
@@ -183,6 +194,8 @@ class ConnectionOptions:
         extra: dict[str, Any] = {}
         if self.delegate:
             extra = {"negotiate_delegate": True}
+        if self.max_envelope_size is not None:
+            extra["max_envelope_size"] = self.max_envelope_size
         if self.auth == "certificate":
             extra = {
                 "certificate_pem": self.client_certificate,
@@ -361,6 +374,9 @@ class WindowsHost:
             self._pool = None  # its shell is gone: nothing to close
             self.open()
             shell, output = self._invoke(name, script, parameters)
+        except _EnvelopeTooLarge:
+            self._fit_envelope_to_server()
+            shell, output = self._invoke(name, script, parameters)
         _raise_for_errors(name, self.options.address, shell)
         return _parse_output(name, output)
 
@@ -386,7 +402,40 @@ class WindowsHost:
                 if fault.code == _INVALID_SELECTORS and not_started:
                     raise _ShellGone from None
                 raise
+            except WinRMTransportError as error:
+                not_started = shell.state == PSInvocationState.NOT_STARTED
+                if error.code == 413 and not_started and self.options.max_envelope_size is None:
+                    raise _EnvelopeTooLarge from None
+                raise
         return shell, output
+
+    def _fit_envelope_to_server(self) -> None:
+        """Read the server's MaxEnvelopeSizekb and open a session that sends no more.
+
+        pypsrp sends requests of up to 500 KiB to any server of PowerShell 3 or later; one
+        configured smaller refuses them (HTTP 413) before the script starts.
+        """
+        pool = self._pool
+        assert pool is not None
+        with self._remote_errors("read the server's MaxEnvelopeSizekb"):
+            config = pool.connection.get_server_config()
+        found = config.find("cfg:Config/cfg:MaxEnvelopeSizekb", namespaces=_CONFIG_NAMESPACES)
+        text = (found.text or "") if found is not None else ""
+        limit = int(text) * 1024 if text.isdigit() else 0
+        if not limit:
+            raise _http_error(
+                self.options.address, "send the script", WinRMTransportError("http", 413, "")
+            )
+        # pypsrp raises exactly 153600 (its default) to 500 KiB by itself: stay one below
+        size = limit - 1 if limit == _PYPSRP_DEFAULT_ENVELOPE else limit
+        log.info(
+            "%s takes requests of at most %d bytes; opening a session that fits",
+            self.options.address,
+            size,
+        )
+        self.close()
+        self.options = dataclasses.replace(self.options, max_envelope_size=size)
+        self.open()
 
     @staticmethod
     def _session_values(pool: RunspacePool, parameters: dict[str, Any]) -> dict[str, Any]:
@@ -598,6 +647,13 @@ def _http_error(address: str, doing: str, error: WinRMTransportError) -> RemoteE
         return CredentialsError(
             f"{address} refused the credentials",
             "check the user name (DOMAIN\\user), the password and the --auth method",
+        )
+    if error.code == 413:
+        return RemoteError(
+            f"{address} refused a request larger than its MaxEnvelopeSizekb while trying to "
+            f"{doing} (HTTP 413)",
+            "the client sends at most 150 KB per request: on the server run "
+            "Set-Item WSMan:\\localhost\\MaxEnvelopeSizekb 500 (the Windows default)",
         )
     if error.code == 403:
         return AccessDeniedError(

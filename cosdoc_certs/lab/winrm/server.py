@@ -79,7 +79,9 @@ class WinRMEndpoint:
     """A WinRM (WS-Management + PSRP) endpoint on 127.0.0.1 running the registry's scripts.
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`. ``port=0`` picks a free
-    port; ``tls`` (see :func:`tls_context`) switches to HTTPS.
+    port; ``tls`` (see :func:`tls_context`) switches to HTTPS. ``idle_timeout`` (seconds) and
+    ``max_envelope_kb`` (WinRM's ``MaxEnvelopeSizekb``: a larger request is answered HTTP 413)
+    may be changed while it runs.
     """
 
     def __init__(
@@ -99,6 +101,7 @@ class WinRMEndpoint:
     ) -> None:
         self.registry = registry
         self.idle_timeout = idle_timeout
+        self.max_envelope_kb = MAX_ENVELOPE_SIZE_KB
         self.faults = faults if faults is not None else Faults()
         self.recorder = CallRecorder()
         self.host = host
@@ -286,7 +289,7 @@ class WinRMEndpoint:
         shell = self._shell(request.shell_id)
         desired = wsman.find(request.body, "rsp:Receive/rsp:DesiredStream")
         command_id = desired.attrib.get("CommandId") if desired is not None else None
-        server_max = MAX_ENVELOPE_SIZE_KB * 1024
+        server_max = self.max_envelope_kb * 1024
         envelope = min(request.max_envelope_size or server_max, server_max)
         timeout = max(0.0, request.operation_timeout - _RECEIVE_MARGIN)
         budget = wsman.base64_budget(envelope)
@@ -315,7 +318,7 @@ class WinRMEndpoint:
 
     def _get(self, request: wsman.WSManRequest) -> bytes:
         if request.resource_uri == wsman.CONFIG_RESOURCE:
-            return wsman.response(request, wsman.config_element(MAX_ENVELOPE_SIZE_KB))
+            return wsman.response(request, wsman.config_element(self.max_envelope_kb))
         if request.resource_uri == wsman.SHELL_RESOURCE and request.shell_id:
             shell = self._shell(request.shell_id)
             element = wsman.shell_element(
@@ -403,6 +406,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         message = self._open_message(endpoint, body)
         if message is None:
+            return
+        if len(message) > endpoint.max_envelope_kb * 1024:
+            endpoint.recorder.fault("EnvelopeTooLarge")
+            self._reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, b"")
             return
         latency = endpoint.faults.latency_per_request
         if latency:
