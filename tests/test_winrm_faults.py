@@ -14,9 +14,9 @@ from cosdoc_certs.certs import load_bundle
 from cosdoc_certs.errors import RemoteError
 from cosdoc_certs.lab.runner import Lab
 from cosdoc_certs.lab.winrm import wsman
-from cosdoc_certs.status import gather
+from cosdoc_certs.status import gather, status
 from cosdoc_certs.windows.apply import apply_windows
-from cosdoc_certs.windows.connection import WindowsHost
+from cosdoc_certs.windows.connection import AccessDeniedError, WindowsHost
 from cosdoc_certs.windows.planning import plan_windows
 
 IDLE = 0.4
@@ -105,3 +105,18 @@ def test_a_request_over_the_envelope_size_the_server_reports_fails_clearly(lab: 
             host.run_script("gather", ServicePatterns=["x" * (300 * 1024)], ConfigFiles=[])
     assert "Set-Item WSMan:\\localhost\\MaxEnvelopeSizekb" in caught.value.hint
     assert lab.http.recorder.script_names == []
+
+
+@pytest.mark.parametrize("language", ["en-US", "nb-NO"])
+def test_an_account_without_remoting_rights_is_access_denied_in_any_language(
+    lab: Lab, language: str
+) -> None:
+    """The client decides by the fault code (5), never by the English text."""
+    lab.http.access_denied = True
+    lab.http.language = language
+    with pytest.raises(AccessDeniedError, match="denied access while trying to open") as caught:
+        status(lab.connection_info().options(https=False))
+    assert "Administrators" in caught.value.hint
+    if language == "nb-NO":
+        assert "Ingen tilgang" in caught.value.problem
+    assert lab.http.recorder.shells == []

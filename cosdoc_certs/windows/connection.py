@@ -48,7 +48,7 @@ USER_AUTHS = frozenset({"basic", "ntlm"})  # cannot use the logged-on user's tic
 PASSWORDLESS_AUTHS = frozenset({"kerberos", "certificate"})
 _MESSAGE_ENCRYPTING_AUTHS = frozenset({"negotiate", "kerberos", "ntlm"})
 _SCRIPT_NAME = re.compile(r"[A-Za-z0-9_-]+")
-_ACCESS_DENIED_FAULT = "5"
+ACCESS_DENIED_FAULT = 5  # ERROR_ACCESS_DENIED, whatever the server's display language
 _WINRM_HINT = (
     "check the host name and port (5986 for HTTPS, 5985 for HTTP), the firewall, and that "
     "WinRM listens on the server (Enable-PSRemoting; winrm enumerate winrm/config/listener)"
@@ -625,7 +625,7 @@ def _parse_output(name: str, output: list[Any]) -> Any:
 
 def _fault_error(address: str, doing: str, fault: WSManFaultError) -> RemoteError:
     reason = " ".join(str(fault.reason or fault).split())
-    if str(fault.code) == _ACCESS_DENIED_FAULT or "access is denied" in reason.lower():
+    if fault.code == ACCESS_DENIED_FAULT:  # by code: the reason text is in the server's language
         return AccessDeniedError(
             f"{address} denied access while trying to {doing}: {reason}",
             "use an account in the server's Administrators (or Remote Management Users) group",

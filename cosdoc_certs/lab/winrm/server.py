@@ -79,9 +79,11 @@ class WinRMEndpoint:
     """A WinRM (WS-Management + PSRP) endpoint on 127.0.0.1 running the registry's scripts.
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`. ``port=0`` picks a free
-    port; ``tls`` (see :func:`tls_context`) switches to HTTPS. ``idle_timeout`` (seconds) and
-    ``max_envelope_kb`` (WinRM's ``MaxEnvelopeSizekb``: a larger request is answered HTTP 413)
-    may be changed while it runs.
+    port; ``tls`` (see :func:`tls_context`) switches to HTTPS. ``idle_timeout`` (seconds),
+    ``max_envelope_kb`` (WinRM's ``MaxEnvelopeSizekb``: a larger request is answered HTTP
+    413), ``access_denied`` (the account authenticates but may not open a shell: fault code
+    5) and ``language`` (``"nb-NO"``: fault texts of a Norwegian server) may be changed
+    while it runs.
     """
 
     def __init__(
@@ -102,6 +104,8 @@ class WinRMEndpoint:
         self.registry = registry
         self.idle_timeout = idle_timeout
         self.max_envelope_kb = MAX_ENVELOPE_SIZE_KB
+        self.access_denied = False
+        self.language = "en-US"
         self.faults = faults if faults is not None else Faults()
         self.recorder = CallRecorder()
         self.host = host
@@ -248,6 +252,8 @@ class WinRMEndpoint:
                 self._last_used[shell_id.upper()] = time.monotonic()
 
     def _create(self, request: wsman.WSManRequest) -> bytes:
+        if self.access_denied:
+            raise wsman.access_denied(self.language)
         if not request.resource_uri.startswith(wsman.POWERSHELL_RESOURCE_PREFIX):
             raise wsman.not_supported(f"the resource {request.resource_uri}")
         shell_el = wsman.find(request.body, "rsp:Shell")

@@ -73,6 +73,7 @@ class WSManFault(Exception):
         sender: bool = True,
         detail: str = "",
         provider_message: str = "",
+        language: str = "en-US",
     ) -> None:
         super().__init__(f"{subcode} ({code}): {reason}")
         self.code = code
@@ -81,12 +82,14 @@ class WSManFault(Exception):
         self.sender = sender
         self.detail = detail
         self.provider_message = provider_message
+        self.language = language
 
 
 OPERATION_TIMEOUT = 2150858793  # 0x80338029 ERROR_WSMAN_OPERATION_TIMEDOUT
 INVALID_SELECTORS = 2150858843  # 0x8033805B: unknown shell or command
 ACTION_NOT_SUPPORTED = 2150858817
 INTERNAL_ERROR = 2150858752
+ACCESS_DENIED = 5  # ERROR_ACCESS_DENIED
 UNEXPECTED_SELECTORS = "http://schemas.dmtf.org/wbem/wsman/1/wsman/faultDetail/UnexpectedSelectors"
 
 
@@ -99,6 +102,17 @@ def operation_timed_out() -> WSManFault:
         "in OperationTimeout.",
         sender=False,
     )
+
+
+_ACCESS_DENIED_TEXT = {"en-US": "Access is denied. ", "nb-NO": "Ingen tilgang. "}
+
+
+def access_denied(language: str = "en-US") -> WSManFault:
+    """The fault for an account that authenticated but may not use remoting (not in
+    Administrators or Remote Management Users, or a local administrator whose token UAC
+    filters), in the server's display language."""
+    text = _ACCESS_DENIED_TEXT.get(language, _ACCESS_DENIED_TEXT["en-US"])
+    return WSManFault(ACCESS_DENIED, "w:AccessDenied", text, language=language)
 
 
 def shell_not_found(shell_id: str) -> WSManFault:
@@ -239,7 +253,7 @@ def fault(relates_to: str, error: WSManFault) -> bytes:
     ET.SubElement(code, _q("s:Value")).text = "s:Sender" if error.sender else "s:Receiver"
     ET.SubElement(ET.SubElement(code, _q("s:Subcode")), _q("s:Value")).text = error.subcode
     reason = ET.SubElement(fault_el, _q("s:Reason"))
-    ET.SubElement(reason, _q("s:Text"), {_q("xml:lang"): "en-US"}).text = error.reason
+    ET.SubElement(reason, _q("s:Text"), {_q("xml:lang"): error.language}).text = error.reason
     detail = ET.SubElement(fault_el, _q("s:Detail"))
     if error.detail:
         ET.SubElement(detail, _q("w:FaultDetail")).text = error.detail
