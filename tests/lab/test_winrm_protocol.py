@@ -15,7 +15,7 @@ import requests
 from pypsrp.client import Client
 from pypsrp.exceptions import WSManFaultError
 from pypsrp.powershell import PowerShell, RunspacePool
-from pypsrp.wsman import WSMan
+from pypsrp.wsman import SelectorSet, WSMan, WSManAction
 
 from cosdoc_certs.lab.certs import make_ssl_certificate, make_test_ca
 from cosdoc_certs.lab.winrm import (
@@ -374,3 +374,24 @@ def test_a_client_that_does_not_trust_the_lab_ca_is_refused_and_the_endpoint_ser
             ps = PowerShell(pool)
             ps.add_script("# cosdoc-certs-script: gather\n")
             assert ps.invoke() == ["gather"]
+
+
+def test_create_answers_with_the_fields_a_real_server_sends(endpoint: WinRMEndpoint) -> None:
+    """rsp:Shell as recorded from Windows (pypsrp's test responses), and p:ActivityId."""
+    pool = RunspacePool(_wsman(endpoint))
+    pool.open()
+    try:
+        selectors = SelectorSet()
+        selectors.add_option("ShellId", pool.shell.id)
+        answer = _wsman(endpoint).invoke(
+            WSManAction.GET, wsman.SHELL_RESOURCE, None, selector_set=selectors
+        )
+    finally:
+        pool.close()
+    shell = answer.find("s:Body/rsp:Shell", wsman.NS)
+    assert shell is not None
+    fields = {child.tag.split("}")[1]: child.text for child in shell}
+    for name in ("ProcessId", "MaxIdleTimeOut", "Locale", "ProfileLoaded", "IdleTimeOut"):
+        assert fields[name]
+    assert fields["Owner"] == "LAB\\administrator"
+    assert answer.find("s:Header/p:ActivityId", wsman.NS) is not None

@@ -54,6 +54,7 @@ SHELL_RESOURCE = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell"
 CONFIG_RESOURCE = "http://schemas.microsoft.com/wbem/wsman/1/config"
 COMMAND_STATE_DONE = _SHELL + "CommandState/Done"
 COMMAND_STATE_RUNNING = _SHELL + "CommandState/Running"
+_PROCESS_ID = 1868  # the wsmprovhost.exe of every lab shell, as in a recording
 _ENVELOPE_OVERHEAD = 2048  # bytes around a ReceiveResponse's base64 payload, generous
 _DURATION = re.compile(
     r"^P(?:(?P<d>\d+(?:\.\d+)?)D)?(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?"
@@ -278,6 +279,7 @@ def _envelope(action: str, relates_to: str, body: list[ET.Element]) -> bytes:
     header = ET.SubElement(envelope, _q("s:Header"))
     ET.SubElement(header, _q("a:Action")).text = action
     ET.SubElement(header, _q("a:MessageID")).text = f"uuid:{str(uuid.uuid4()).upper()}"
+    ET.SubElement(header, _q("p:ActivityId")).text = str(uuid.uuid4()).upper()
     ET.SubElement(header, _q("a:To")).text = ANONYMOUS
     ET.SubElement(header, _q("a:RelatesTo")).text = relates_to
     body_el = ET.SubElement(envelope, _q("s:Body"))
@@ -296,9 +298,17 @@ def shell_element(
         "ResourceUri": resource_uri,
         "Owner": owner,
         "ClientIP": "127.0.0.1",
+        "ProcessId": str(_PROCESS_ID),
         "IdleTimeOut": f"PT{idle_timeout:.3f}S",
         "InputStreams": "stdin pr",
         "OutputStreams": "stdout",
+        "MaxIdleTimeOut": "PT2147483.647S",
+        "Locale": "en-US",
+        "DataLocale": "en-US",
+        "CompressionMode": "NoCompression",
+        "ProfileLoaded": "Yes",
+        "Encoding": "UTF8",
+        "BufferMode": "Block",
         "State": state,
         "ShellRunTime": "P0DT0H0M0S",
         "ShellInactivity": "P0DT0H0M0S",
