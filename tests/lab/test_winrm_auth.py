@@ -7,10 +7,12 @@ wire is read by a recording proxy on loopback.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import winrm
 from pypsrp.exceptions import WinRMTransportError
 from pypsrp.powershell import RunspacePool
 from pypsrp.wsman import WSMan
@@ -193,3 +195,24 @@ def test_a_client_certificate_mapped_to_no_account_is_refused(lab: Lab, tmp_path
     assert "ClientCertificate" in caught.value.hint
     assert lab.https.recorder.faults["Unauthorized"] == 1
     assert lab.https.recorder.shells == []
+
+
+def test_pywinrm_runs_a_lab_script_in_a_cmd_shell_over_sealed_ntlm(lab: Lab) -> None:
+    """A second real client: pywinrm's run_ps sends powershell -encodedcommand to a WinRS cmd
+    shell, with its own NTLM message encryption."""
+    info = lab.connection_info()
+    with RecordingProxy((info.host, info.http_port)) as proxy:
+        session = winrm.Session(
+            f"http://127.0.0.1:{proxy.port}/wsman",
+            auth=(info.username, info.password),
+            transport="ntlm",
+            message_encryption="always",
+            ca_trust_path=str(info.ca_file),
+        )
+        done = session.run_ps("# cosdoc-certs-script: gather\n")
+    assert done.status_code == 0
+    assert json.loads(done.std_out)["computerName"] == "COSDOC-APP01"
+    assert lab.http.recorder.script_names == ["gather"]
+    assert b"multipart/encrypted" in proxy.sent
+    for mark in CLEARTEXT_MARKS:
+        assert mark not in proxy.sent

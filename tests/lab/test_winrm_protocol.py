@@ -279,7 +279,7 @@ def _wsman(endpoint: WinRMEndpoint, **kwargs: Any) -> WSMan:
     )
 
 
-def test_execute_cmd_is_refused_with_a_clear_fault(endpoint: WinRMEndpoint) -> None:
+def test_a_cmd_shell_answers_an_unknown_program_as_cmd_exe_does(endpoint: WinRMEndpoint) -> None:
     client = Client(
         "127.0.0.1",
         port=endpoint.port,
@@ -290,9 +290,10 @@ def test_execute_cmd_is_refused_with_a_clear_fault(endpoint: WinRMEndpoint) -> N
         encryption="never",
         no_proxy=True,
     )
-    with pytest.raises(WSManFaultError, match="speaks PowerShell remoting") as raised:
-        client.execute_cmd("whoami")
-    assert raised.value.code == wsman.ACTION_NOT_SUPPORTED
+    stdout, stderr, code = client.execute_cmd("whoami")
+    assert (stdout, code) == ("", 1)
+    assert "'whoami' is not recognized as an internal or external command" in stderr
+    assert endpoint.recorder.script_names == []
 
 
 def test_requests_to_a_deleted_shell_fault_with_invalid_selectors(endpoint: WinRMEndpoint) -> None:

@@ -43,6 +43,7 @@ from cosdoc_certs.lab.winrm.auth import (
 from cosdoc_certs.lab.winrm.faults import CallRecorder, DropPoint, Faults
 from cosdoc_certs.lab.winrm.psrp import Services, ShellSession
 from cosdoc_certs.lab.winrm.scripts import ScriptRegistry
+from cosdoc_certs.lab.winrm.winrs import CMD_RESOURCE, CmdShell
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,7 @@ class WinRMEndpoint:
         self._requested_port = port
         self._services = Services(registry, self.faults, self.recorder)
         self._shells: dict[str, ShellSession] = {}
+        self._cmd_shells: dict[str, CmdShell] = {}
         self._last_used: dict[str, float] = {}
         self._lock = threading.Lock()
         self._http_posts = 0
@@ -212,6 +214,9 @@ class WinRMEndpoint:
 
     def handle(self, request: wsman.WSManRequest) -> bytes:
         """Answer one WS-Management request (raises WSManFault for a fault answer)."""
+        cmd_shell = self._cmd_shell(request.shell_id) if request.shell_id else None
+        if cmd_shell is not None and request.action in ("Command", "Receive", "Signal"):
+            return self._cmd_request(cmd_shell, request)
         handlers = {
             "Create": self._create,
             "Command": self._command,
@@ -254,6 +259,8 @@ class WinRMEndpoint:
     def _create(self, request: wsman.WSManRequest) -> bytes:
         if self.access_denied:
             raise wsman.access_denied(self.language)
+        if request.resource_uri == CMD_RESOURCE:
+            return self._create_cmd(request)
         if not request.resource_uri.startswith(wsman.POWERSHELL_RESOURCE_PREFIX):
             raise wsman.not_supported(f"the resource {request.resource_uri}")
         shell_el = wsman.find(request.body, "rsp:Shell")
@@ -274,6 +281,49 @@ class WinRMEndpoint:
                 shell.shell_id, request.resource_uri, self._owner(), "Connected", self.idle_timeout
             ),
         )
+
+    def _create_cmd(self, request: wsman.WSManRequest) -> bytes:
+        shell_id = str(uuid.uuid4()).upper()
+        with self._lock:
+            self._cmd_shells[shell_id] = CmdShell(shell_id, self._services)
+        self.recorder.shell_created(shell_id)
+        return wsman.response(
+            request,
+            wsman.resource_created(self.url, request.resource_uri, shell_id),
+            wsman.shell_element(
+                shell_id, request.resource_uri, self._owner(), "Connected", self.idle_timeout
+            ),
+        )
+
+    def _cmd_shell(self, shell_id: str) -> CmdShell | None:
+        with self._lock:
+            return self._cmd_shells.get(shell_id.upper())
+
+    def _cmd_request(self, shell: CmdShell, request: wsman.WSManRequest) -> bytes:
+        """Command, Receive and Signal for a WinRS cmd shell."""
+        if request.action == "Command":
+            line = wsman.find(request.body, "rsp:CommandLine")
+            command = wsman.find(request.body, "rsp:CommandLine/rsp:Command")
+            if line is None or command is None:
+                raise wsman.invalid_message("Command carries no rsp:CommandLine/rsp:Command")
+            command_id = (line.attrib.get("CommandId") or str(uuid.uuid4())).upper()
+            arguments = [a.text or "" for a in wsman.findall(line, "rsp:Arguments")]
+            shell.command(command_id, (command.text or "").strip('"'), arguments)
+            self.recorder.pipeline_created(command_id)
+            return wsman.response(request, wsman.command_response(command_id))
+        if request.action == "Receive":
+            desired = wsman.find(request.body, "rsp:Receive/rsp:DesiredStream")
+            command_id = (desired.attrib.get("CommandId") or "") if desired is not None else ""
+            output = shell.receive(command_id.upper())
+            streams = {"stdout": output.stdout, "stderr": output.stderr}
+            element = wsman.receive_streams(command_id, streams, output.exit_code)
+            return wsman.response(request, element)
+        if request.action == "Signal":
+            signal_el = wsman.find(request.body, "rsp:Signal")
+            command_id = signal_el.attrib.get("CommandId", "") if signal_el is not None else ""
+            shell.forget(command_id.upper())
+            return wsman.response(request, wsman.empty("SignalResponse"))
+        raise wsman.not_supported(f"{request.action} on a cmd shell")
 
     def _command(self, request: wsman.WSManRequest) -> bytes:
         shell = self._shell(request.shell_id)
@@ -316,7 +366,11 @@ class WinRMEndpoint:
 
     def _delete(self, request: wsman.WSManRequest) -> bytes:
         with self._lock:
+            cmd_shell = self._cmd_shells.pop(request.shell_id.upper(), None)
             shell = self._shells.pop(request.shell_id.upper(), None)
+        if cmd_shell is not None:
+            cmd_shell.close()
+            return wsman.response(request)
         if shell is None:
             raise wsman.shell_not_found(request.shell_id)
         shell.close()

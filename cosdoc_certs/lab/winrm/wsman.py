@@ -353,6 +353,23 @@ def receive_response(data: bytes, command_id: str | None, done: bool) -> ET.Elem
     return element
 
 
+def receive_streams(command_id: str, streams: dict[str, bytes], exit_code: int) -> ET.Element:
+    """``rsp:ReceiveResponse`` of a finished WinRS command: each stream and its end, and the
+    command state Done with its exit code."""
+    element = ET.Element(_q("rsp:ReceiveResponse"))
+    for name, data in streams.items():
+        attributes = {"Name": name, "CommandId": command_id}
+        if data:
+            stream = ET.SubElement(element, _q("rsp:Stream"), attributes)
+            stream.text = base64.b64encode(data).decode("ascii")
+        ET.SubElement(element, _q("rsp:Stream"), {**attributes, "End": "true"})
+    state = ET.SubElement(
+        element, _q("rsp:CommandState"), {"CommandId": command_id, "State": COMMAND_STATE_DONE}
+    )
+    ET.SubElement(state, _q("rsp:ExitCode")).text = str(exit_code)
+    return element
+
+
 def empty(local_name: str) -> ET.Element:
     """An empty ``rsp:`` element such as ``SendResponse`` or ``SignalResponse``."""
     return ET.Element(_q(f"rsp:{local_name}"))
