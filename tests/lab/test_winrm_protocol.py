@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import ssl
 import tempfile
@@ -396,3 +397,17 @@ def test_create_answers_with_the_fields_a_real_server_sends(endpoint: WinRMEndpo
         assert fields[name]
     assert fields["Owner"] == "LAB\\administrator"
     assert answer.find("s:Header/p:ActivityId", wsman.NS) is not None
+
+
+def test_a_receive_answer_has_one_stream_per_psrp_fragment() -> None:
+    fragments = [
+        (1).to_bytes(8, "big")
+        + (n).to_bytes(8, "big")
+        + b"\x03"
+        + (len(blob)).to_bytes(4, "big")
+        + blob
+        for n, blob in enumerate([b"first", b"", b"third blob"])
+    ]
+    element = wsman.receive_response(b"".join(fragments), "C1", done=False)
+    streams = wsman.findall(element, "rsp:Stream")
+    assert [base64.b64decode(stream.text or "") for stream in streams] == fragments

@@ -55,7 +55,8 @@ CONFIG_RESOURCE = "http://schemas.microsoft.com/wbem/wsman/1/config"
 COMMAND_STATE_DONE = _SHELL + "CommandState/Done"
 COMMAND_STATE_RUNNING = _SHELL + "CommandState/Running"
 _PROCESS_ID = 1868  # the wsmprovhost.exe of every lab shell, as in a recording
-_ENVELOPE_OVERHEAD = 2048  # bytes around a ReceiveResponse's base64 payload, generous
+_ENVELOPE_OVERHEAD = 4096  # bytes around a ReceiveResponse's payload (a Stream per fragment)
+_FRAGMENT_HEADER = 21  # ObjectId (8), FragmentId (8), flags (1), BlobLength (4)
 _DURATION = re.compile(
     r"^P(?:(?P<d>\d+(?:\.\d+)?)D)?(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?"
     r"(?:(?P<m>\d+(?:\.\d+)?)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
@@ -340,9 +341,9 @@ def receive_response(data: bytes, command_id: str | None, done: bool) -> ET.Elem
     """``rsp:ReceiveResponse`` carrying PSRP fragments on stdout, and the command state."""
     element = ET.Element(_q("rsp:ReceiveResponse"))
     command_attr = {"CommandId": command_id} if command_id else {}
-    if data:
+    for fragment in psrp_fragments(data):  # one rsp:Stream per fragment, as Windows sends
         stream = ET.SubElement(element, _q("rsp:Stream"), {"Name": "stdout", **command_attr})
-        stream.text = base64.b64encode(data).decode("ascii")
+        stream.text = base64.b64encode(fragment).decode("ascii")
     if command_id:
         state = COMMAND_STATE_DONE if done else COMMAND_STATE_RUNNING
         state_el = ET.SubElement(
@@ -368,6 +369,23 @@ def receive_streams(command_id: str, streams: dict[str, bytes], exit_code: int) 
     )
     ET.SubElement(state, _q("rsp:ExitCode")).text = str(exit_code)
     return element
+
+
+def psrp_fragments(data: bytes) -> list[bytes]:
+    """``data`` cut into its PSRP fragments (MS-PSRP 2.2.4: object id, fragment id, flags,
+    then a big-endian length and that many bytes); a tail that is no whole fragment stays
+    one piece."""
+    pieces, position = [], 0
+    while position < len(data):
+        header_end = position + _FRAGMENT_HEADER
+        if header_end > len(data):
+            break
+        length = int.from_bytes(data[header_end - 4 : header_end], "big")
+        pieces.append(data[position : header_end + length])
+        position = header_end + length
+    if position < len(data):
+        pieces.append(data[position:])
+    return [piece for piece in pieces if piece]
 
 
 def empty(local_name: str) -> ET.Element:
