@@ -621,7 +621,7 @@ def test_the_command_the_lab_prints_runs_verbatim(tmp_path: Path) -> None:
         lines: list[str] = []
         while not lines or lines[-1] not in ("", "Press Ctrl+C to stop.\n"):  # "": it ended
             lines.append(lab.stdout.readline())
-        tried = lines[lines.index("Try:\n") + 1 :]
+        tried = lines[lines.index("Try (one line per authentication):\n") + 1 :]
         script = "".join(tried[: tried.index("\n")])
         script = script.replace("cosdoc-certs", f"{sys.executable} -m cosdoc_certs")
         done = subprocess.run(
