@@ -7,7 +7,9 @@ wire is read by a recording proxy on loopback.
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -216,3 +218,14 @@ def test_pywinrm_runs_a_lab_script_in_a_cmd_shell_over_sealed_ntlm(lab: Lab) -> 
     assert b"multipart/encrypted" in proxy.sent
     for mark in CLEARTEXT_MARKS:
         assert mark not in proxy.sent
+
+
+def test_no_pipeline_state_message_says_running(unencrypted_lab: Lab) -> None:
+    """Windows sends PIPELINE_STATE only for the end states; the lab's pipelines neither."""
+    info = unencrypted_lab.connection_info()
+    with RecordingProxy((info.host, info.http_port)) as proxy:
+        status(_through(proxy, info.options(https=False, auth="basic")))
+    streams = re.findall(rb"<rsp:Stream[^>]*>([A-Za-z0-9+/=]+)</rsp:Stream>", proxy.received)
+    messages = b"".join(base64.b64decode(stream) for stream in streams)
+    assert b'N="PipelineState">4<' in messages  # Completed
+    assert b'N="PipelineState">1<' not in messages  # Running

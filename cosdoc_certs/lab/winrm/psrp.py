@@ -228,7 +228,7 @@ class ShellSession:
             self._start(self._pipelines[event.pipeline_id])
         elif isinstance(event, GetCommandMetadataEvent):
             pipe = self._pipelines[event.pipeline_id]
-            pipe.server.start()
+            _mark_running(pipe.server)
             _fail(
                 pipe.server, "The lab does not answer command metadata requests.", "NotImplemented"
             )
@@ -249,7 +249,7 @@ class ShellSession:
             pipe.dispatched = self._services.registry.dispatch(commands)
         except ScriptNotRecognised as error:
             log.info("pipeline %s not runnable: %s", pipe.command_id, error.error_id)
-            pipe.server.start()
+            _mark_running(pipe.server)
             _fail(pipe.server, error.message, error.category, error.error_id, error.exception_type)
             return
         if getattr(metadata, "no_input", True):
@@ -262,7 +262,7 @@ class ShellSession:
         pipe.call = ScriptCall(
             dispatched.name, dispatched.parameters, list(pipe.input), dispatched.arguments
         )
-        pipe.server.start()
+        _mark_running(pipe.server)
         worker = threading.Thread(
             target=self._run,
             args=(pipe, dispatched, pipe.call),
@@ -314,7 +314,7 @@ class ShellSession:
     def _stop(self, pipe: _Pipeline) -> None:
         pipe.cancelled.set()
         if pipe.server.state == PSInvocationState.NotStarted:
-            pipe.server.start()  # stopped while waiting for its input
+            _mark_running(pipe.server)  # stopped while waiting for its input
         if pipe.server.state != PSInvocationState.Running:
             return
         pipe.server.begin_stop()
@@ -360,6 +360,12 @@ def _write(server: ServerPipeline, result: ScriptResult, as_text: bool) -> None:
         _fail(server, result.terminating_error, "OperationStopped", result.terminating_error)
     else:
         server.complete()
+
+
+def _mark_running(server: ServerPipeline) -> None:
+    """The pipeline runs. Windows sends no PIPELINE_STATE message for Running (only for the
+    end states), so the state changes without one (psrpcore's private call, hence the pin)."""
+    server._change_state(PSInvocationState.Running, emit=False)
 
 
 def _fail(
