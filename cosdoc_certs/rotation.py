@@ -35,10 +35,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from cosdoc_certs import svarut
-from cosdoc_certs._aio import synchronous
+from cosdoc_certs._aio import run_sync, synchronous
 from cosdoc_certs._signals import SignalReceived, StopRequest, stop_on_signals
 from cosdoc_certs.certs import CertificateBundle, Role
 from cosdoc_certs.consumers import COSDOC_CATALOG, Consumer, SvarutConsumer
@@ -52,6 +52,7 @@ from cosdoc_certs.status import StatusReport, gather, status
 from cosdoc_certs.svarut.planning import CONSUMER as SVARUT_CONSUMER
 from cosdoc_certs.tls import fetch_certificate
 from cosdoc_certs.windows.apply import WindowsApplyResult, apply_windows, rollback_windows
+from cosdoc_certs.windows.check import WindowsCheckResult, check_windows
 from cosdoc_certs.windows.connection import (
     ConnectionOptions,
     PoolFactory,
@@ -74,12 +75,15 @@ if TYPE_CHECKING:
 __all__ = [
     "JOURNAL_KIND",
     "InstallationStatus",
+    "RotationCheck",
     "RotationPlan",
     "RotationResult",
     "RotationVerifyReport",
     "Target",
     "apply",
     "apply_async",
+    "check",
+    "check_async",
     "endpoint_map",
     "installation_status",
     "lab_target",
@@ -345,18 +349,124 @@ class RotationResult:
         return self.to_text()
 
 
+@overload
 async def apply_async(
-    rplan: RotationPlan, *, journal_dir: Path | None = None, progress: Progress | None = None
-) -> RotationResult:
+    rplan: RotationPlan,
+    *,
+    check: Literal[False] = False,
+    journal_dir: Path | None = None,
+    progress: Progress | None = None,
+) -> RotationResult: ...
+
+
+@overload
+async def apply_async(
+    rplan: RotationPlan,
+    *,
+    check: Literal[True],
+    journal_dir: Path | None = None,
+    progress: Progress | None = None,
+) -> RotationCheck: ...
+
+
+async def apply_async(
+    rplan: RotationPlan,
+    *,
+    check: bool = False,
+    journal_dir: Path | None = None,
+    progress: Progress | None = None,
+) -> RotationResult | RotationCheck:
     """Apply a plan: Windows, then SvarUT; a failure leaves every host as it was.
+
+    With ``check=True`` nothing changes: :func:`check_async` runs the plan's preconditions on
+    the hosts and its :class:`RotationCheck` is returned.
 
     Raises :class:`~cosdoc_certs.errors.ApplyError` when a phase failed (``rolled_back``
     says whether every host was restored). Run in the main thread, SIGINT, SIGTERM and SIGHUP
     stop it the same way: the host being changed is rolled back (and the Windows server too
     during the SvarUT phase), then :class:`~cosdoc_certs._signals.SignalReceived` is raised.
     """
+    if check:
+        return await check_async(rplan, progress=progress)
     with stop_on_signals() as stop:
         return await _apply_phases(rplan, journal_dir, progress or _quiet, stop)
+
+
+# -- check -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RotationCheck:
+    """What applying the plan would hit on each host, found without changing anything."""
+
+    target: str
+    windows: WindowsCheckResult | None
+    svarut: svarut.SvarutCheck | None
+    seconds: float = 0.0
+
+    @property
+    def worst(self) -> Severity | None:
+        """ERROR when a host has a blocker (exit codes as ``status``)."""
+        found = [part.worst for part in (self.windows, self.svarut) if part is not None]
+        return max((severity for severity in found if severity is not None), default=None)
+
+    @property
+    def ok(self) -> bool:
+        """True when every host would accept every step of the plan."""
+        return self.worst is not Severity.ERROR
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form."""
+        return {
+            "target": self.target,
+            "ok": self.ok,
+            "seconds": round(self.seconds, 3),
+            "windows": self.windows.to_dict() if self.windows else None,
+            "svarut": self.svarut.to_dict() if self.svarut else None,
+        }
+
+    def to_text(self) -> str:
+        """Each host's verdicts, then one line saying whether apply would go through."""
+        lines = [part.to_text() for part in (self.windows, self.svarut) if part is not None]
+        verdict = "would apply" if self.ok else "would NOT apply: fix the FAIL lines first"
+        lines.append(f"{self.target}: check {verdict} (nothing was changed)")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.to_text()
+
+    def __repr__(self) -> str:
+        return f"<RotationCheck {self.target}: {'ok' if self.ok else 'blocked'}>"
+
+
+async def check_async(rplan: RotationPlan, *, progress: Progress | None = None) -> RotationCheck:
+    """Run the plan's steps as checks on each host (``apply.ps1 -Check``; SvarUT pre-flight).
+
+    One PowerShell call on the Windows server; on the SvarUT host, read-only commands. Nothing
+    is changed and no journal is written.
+    """
+    started = time.perf_counter()
+    say = progress or _quiet
+    target = rplan.target
+    windows_check = (
+        _in_thread(_check_windows, rplan, _prefixed("Windows", say))
+        if rplan.windows is not None and rplan.windows_facts is not None
+        else _none()
+    )
+    svarut_check = (
+        svarut.check_async(target.svarut, rplan.svarut)
+        if target.svarut is not None and rplan.svarut is not None
+        else _none()
+    )
+    windows_result, svarut_result = await asyncio.gather(windows_check, svarut_check)
+    return RotationCheck(target.name, windows_result, svarut_result, time.perf_counter() - started)
+
+
+def _check_windows(rplan: RotationPlan, say: Progress) -> WindowsCheckResult:
+    assert rplan.windows is not None
+    assert rplan.windows_facts is not None
+    with rplan.target.open_windows() as host:
+        return check_windows(host, rplan.windows, rplan.bundle, rplan.windows_facts, progress=say)
 
 
 async def _apply_phases(
@@ -957,7 +1067,42 @@ def _problem(error: BaseException) -> str:
 
 
 plan = synchronous(plan_async)
-apply = synchronous(apply_async)
+check = synchronous(check_async)
+
+
+@overload
+def apply(
+    rplan: RotationPlan,
+    *,
+    check: Literal[False] = False,
+    journal_dir: Path | None = None,
+    progress: Progress | None = None,
+) -> RotationResult: ...
+
+
+@overload
+def apply(
+    rplan: RotationPlan,
+    *,
+    check: Literal[True],
+    journal_dir: Path | None = None,
+    progress: Progress | None = None,
+) -> RotationCheck: ...
+
+
+def apply(
+    rplan: RotationPlan,
+    *,
+    check: bool = False,
+    journal_dir: Path | None = None,
+    progress: Progress | None = None,
+) -> RotationResult | RotationCheck:
+    """Synchronous :func:`apply_async` (``check=True``: :func:`check_async`, nothing changed)."""
+    if check:
+        return run_sync(check_async(rplan, progress=progress))
+    return run_sync(apply_async(rplan, journal_dir=journal_dir, progress=progress))
+
+
 verify = synchronous(verify_async)
 rollback = synchronous(rollback_async)
 installation_status = synchronous(status_async, "installation_status")

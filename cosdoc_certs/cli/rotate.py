@@ -86,8 +86,8 @@ def _pfx_options(command: F) -> F:
         multiple=True,
         metavar="ROLE=NAME",
         help="Import the new ROLE key (signing, encryption, ssl) into this Windows key provider "
-        "(cng, capi, or a full name such as \"Microsoft Enhanced RSA and AES Cryptographic "
-        "Provider\"); default: the provider of the current key of that role (repeat).",
+        '(cng, capi, or a full name such as "Microsoft Enhanced RSA and AES Cryptographic '
+        'Provider"); default: the provider of the current key of that role (repeat).',
     )(command)
     return click.option(
         "--pfx",
@@ -231,6 +231,12 @@ def plan_command(
 @_installation_options
 @_pfx_options
 @click.option("--yes", is_flag=True, help="Do not ask before changing the installation.")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Change nothing: run every step's preconditions on the hosts (apply.ps1 -Check, SvarUT "
+    "pre-flight) and say per step 'would do' or 'cannot, because …'. Exit code as `status`.",
+)
 @journal_dir_option
 @json_option
 @reports_errors
@@ -239,6 +245,7 @@ def apply_command(
     password_env: str | None,
     key_providers: tuple[str, ...],
     yes: bool,
+    check: bool,
     journal_dir: Path | None,
     as_json: bool,
     **options: Any,
@@ -248,10 +255,13 @@ def apply_command(
     Shows the plan and asks first (in scripts, with no terminal: review `plan`, then pass
     --yes). If the SvarUT part fails after the Windows part succeeded, the Windows server
     is rolled back too (exit 5; 6 if a rollback failed). Every step is journaled for
-    `rollback`.
+    `rollback`. With --check nothing is changed and nothing asked: the same script runs
+    each step's preconditions on the server (exit 0 when all would run, 3 on a blocker).
 
     \b
     Example:
+      cosdoc-certs apply --check --inventory kunder.toml --customer testkommune \\
+          --pfx signing+encryption.pfx --pfx ssl.pfx --password-env PFX_PW
       cosdoc-certs apply --inventory kunder.toml --customer testkommune \\
           --pfx signing+encryption.pfx --pfx ssl.pfx --password-env PFX_PW
     """
@@ -259,6 +269,8 @@ def apply_command(
     target = target_from_options(options)
     bundle = load_bundle_asking_password(list(pfx_files), password_env)
     rplan = rotation.plan(target, bundle, key_providers=providers)
+    if check:
+        _check(rplan, as_json)
     if not as_json:
         click.echo(rplan.to_text())
     if not rplan.is_empty:
@@ -271,6 +283,17 @@ def apply_command(
         click.echo(str(result))
         click.echo(report.to_text())
     sys.exit(exit_code_for(report.worst))
+
+
+def _check(rplan: rotation.RotationPlan, as_json: bool) -> None:
+    """``apply --check``: the plan, then each host's verdicts; exits like ``status``."""
+    found = rotation.apply(rplan, check=True, progress=progress_printer(as_json))
+    if as_json:
+        echo_json({"plan": rplan.to_dict(), "check": found.to_dict()})
+    else:
+        click.echo(rplan.to_text())
+        click.echo(found.to_text())
+    sys.exit(exit_code_for(found.worst))
 
 
 @click.command("verify")

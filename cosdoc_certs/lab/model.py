@@ -121,6 +121,22 @@ class EventLogEntry:
     event_id: int = 0
 
 
+@dataclass
+class RemoteSession:
+    """What the remoting session that runs our scripts is allowed: as the account connecting.
+
+    ``elevated``: the token holds the Administrators group (a domain admin, or a local one
+    with LocalAccountTokenFilterPolicy=1); without it ``LocalMachine\\My`` does not open for
+    writing. ``language_mode``: ``FullLanguage``, or ``ConstrainedLanguage`` under
+    AppLocker/WDAC or a constrained endpoint. ``web_administration``: the IIS management
+    scripts are installed (``Import-Module WebAdministration`` works).
+    """
+
+    elevated: bool = True
+    language_mode: str = "FullLanguage"
+    web_administration: bool = True
+
+
 @dataclass(eq=False)
 class WindowsService:
     """A Windows service as ``Win32_Service`` shows it, plus what it does with certificates.
@@ -286,6 +302,7 @@ class CosDocServer:
         self._next_process_id = 4200
         self.http_sys_settings: dict[tuple[str, str], dict[str, SettingValue]] = {}
         self.wmi_error: str | None = None
+        self.session = RemoteSession()
 
     def __repr__(self) -> str:
         return (
@@ -589,6 +606,29 @@ class CosDocServer:
                     other.thumbprint = entry.thumbprint
             logger.info("binding %s now serves %s", target.binding_information, entry.thumbprint)
             return target
+
+    def open_personal_store_for_writing(self) -> None:
+        """``X509Store('My', 'LocalMachine').Open('ReadWrite')`` (Import-PfxCertificate does it):
+        access denied unless the session is elevated."""
+        if not self.session.elevated:
+            raise SimulatedWindowsError(
+                "Access is denied.",
+                error_id="System.Security.Cryptography.CryptographicException",
+                category="PermissionDenied",
+                hresult=0x80070005,
+                target="Cert:\\LocalMachine\\My",
+            )
+
+    def import_web_administration(self) -> None:
+        """``Import-Module WebAdministration``: fails without the IIS management scripts."""
+        if not self.session.web_administration:
+            raise SimulatedWindowsError(
+                "The specified module 'WebAdministration' was not loaded because no valid module "
+                "file was found in any module directory.",
+                error_id="Modules_ModuleNotFound,Microsoft.PowerShell.Commands.ImportModuleCommand",
+                category="ResourceUnavailable",
+                target="WebAdministration",
+            )
 
     def sslcert_settings(self, entry: tuple[str, str]) -> dict[str, SettingValue] | None:
         """The registry values of the http.sys entry, or None when there is no such entry."""

@@ -580,6 +580,20 @@ def broken_wmi_installation(
     return server
 
 
+def locked_config_installation(
+    root: Path | None = None,
+    *,
+    now: datetime.datetime | None = None,
+    certificates: LabCertificates | None = None,
+) -> LabServer:
+    """The default installation where KPR.Innsending's appsettings.json has a Deny Write rule
+    for BUILTIN\\Administrators (left by a hardening script): the rotation cannot write it.
+    """
+    server = default_installation(root, now=now, certificates=certificates)
+    server.files.deny_write(server.service("KPR.Innsending").settings_file)
+    return server
+
+
 def _cng_installation(
     root: Path | None = None,
     *,
@@ -615,6 +629,7 @@ SCENARIOS: dict[str, Callable[..., LabServer]] = {
     "sslcert-options": sslcert_options_installation,
     "ipv6-binding": ipv6_binding_installation,
     "broken-wmi": broken_wmi_installation,
+    "locked-config": locked_config_installation,
 }
 """Scenario name (``cosdoc-certs lab --scenario``) → builder(root, *, now=, certificates=)."""
 

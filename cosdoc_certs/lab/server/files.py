@@ -8,7 +8,9 @@ with. Only absolute drive paths (``X:\\...``, either slash) are accepted.
 Files carry the attributes that matter to a write (``ReadOnly``, ``Hidden``):
 :meth:`WindowsFileSystem.write_all_bytes` fails on them as .NET's ``File.WriteAllBytes``
 does (``CreateFile`` with ``CREATE_ALWAYS`` is denied on a read-only file and on a hidden
-or system file), while :meth:`WindowsFileSystem.write` is the lab's own setter.
+or system file), while :meth:`WindowsFileSystem.write` is the lab's own setter. A file
+whose ACL denies the administrators write (:meth:`WindowsFileSystem.deny_write`) refuses
+``File.WriteAllBytes`` whatever its attributes.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class WindowsFileSystem:
         self._write_failure = write_failure  # a full disk or read-only volume (lab faults)
         root.mkdir(parents=True, exist_ok=True)
         self._attributes: dict[Path, frozenset[str]] = {}
+        self._write_denied: set[Path] = set()
 
     def real_path(self, path: str) -> Path:
         """The local file that holds the Windows ``path`` (resolved case-insensitively)."""
@@ -82,7 +85,8 @@ class WindowsFileSystem:
 
     def write_all_bytes(self, path: str, data: bytes) -> None:
         """``[System.IO.File]::WriteAllBytes``: denied on an existing ReadOnly or Hidden file."""
-        if self.is_file(path) and self.attributes(path) & BLOCKING_ATTRIBUTES:
+        denied = self.write_denied(path)
+        if denied or (self.is_file(path) and self.attributes(path) & BLOCKING_ATTRIBUTES):
             raise SimulatedWindowsError(
                 f"Access to the path '{path}' is denied.",
                 error_id="UnauthorizedAccessException",
@@ -91,6 +95,14 @@ class WindowsFileSystem:
                 target=path,
             )
         self.write(path, data)
+
+    def deny_write(self, path: str) -> None:
+        """Put a Deny Write rule for ``BUILTIN\\Administrators`` on the file's ACL."""
+        self._write_denied.add(self.real_path(path))
+
+    def write_denied(self, path: str) -> bool:
+        """True when the file's ACL denies the administrators write."""
+        return self.real_path(path) in self._write_denied
 
     def copy(self, source: str, destination: str) -> None:
         """``Copy-Item -Force``: the bytes and the attributes (over a read-only copy too)."""

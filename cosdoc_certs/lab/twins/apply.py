@@ -46,6 +46,7 @@ from cosdoc_certs.lab.server.httpsys import (
     SettingValue,
 )
 from cosdoc_certs.lab.server.powershell import convert_from_json
+from cosdoc_certs.lab.twins.apply_check import check_actions
 from cosdoc_certs.lab.winrm import ScriptCall, ScriptRegistry, ScriptResult
 from cosdoc_certs.windows.apply_contract import (
     ACTION_TYPES,
@@ -77,6 +78,7 @@ _PARAMETERS = {
     "pfxfiles": "PfxFiles",
     "filecontents": "FileContents",
     "pfxpassword": "PfxPassword",
+    "check": "Check",
 }
 
 
@@ -116,6 +118,8 @@ def apply(server: CosDocServer, call: ScriptCall) -> ScriptResult:
         parameters = _bind(call.parameters)
     except ValueError as error:  # PowerShell's parameter binder, before the script runs
         return ScriptResult(terminating_error=str(error))
+    if server.session.language_mode != "FullLanguage":
+        return ScriptResult(output=[_refused_document(server, parameters).to_json()])
     try:
         actions = _read_actions(parameters)
     except (ValueError, ApplyContractError) as error:
@@ -129,8 +133,22 @@ def apply(server: CosDocServer, call: ScriptCall) -> ScriptResult:
         str(parameters.get("PfxPassword") or ""),
     )
     with server.lock:
-        document = _run_actions(run, actions)
+        if parameters.get("Check"):
+            document = check_actions(run.server, actions, run.pfx_files, run.password)
+        else:
+            document = _run_actions(run, actions)
     return ScriptResult(output=[document.to_json()])
+
+
+def _refused_document(server: CosDocServer, parameters: dict[str, Any]) -> ApplyDocument:
+    """The script's first step outside FullLanguage: the document with that error, no action."""
+    mode = server.session.language_mode
+    error = (
+        f"PowerShell runs in {mode} mode (AppLocker/WDAC or a constrained endpoint); apply.ps1 "
+        "needs FullLanguage: connect to the default Microsoft.PowerShell endpoint or have the "
+        "policy allow the script. Nothing was changed."
+    )
+    return ApplyDocument((), 0, None, error=error, check=bool(parameters.get("Check")))
 
 
 def _strings(value: Any) -> list[str]:
@@ -160,8 +178,7 @@ def _read_actions(parameters: dict[str, Any]) -> list[Action]:
             isinstance(position, int) and 0 <= position < len(contents)
         ):
             raise ValueError(
-                f"Action {index}: -FileContents has no file number {position}; "
-                "nothing was changed."
+                f"Action {index}: -FileContents has no file number {position}; nothing was changed."
             )
     return actions_from_json(text, contents)
 
@@ -268,6 +285,7 @@ def _import_file(run: _Run, action: ImportPfx, before: dict[str, Any]) -> None:
     temp = windows_join(TEMP_FOLDER, f"cosdoc-certs-{run.run_id}-{action.index}.pfx")
     run.server.files.write(temp, data)
     try:
+        _windows(run.server.open_personal_store_for_writing, before)
         imported = _windows(lambda: run.server.store.import_pfx(data, run.password), before)
     finally:
         run.server.files.delete(temp)
@@ -360,6 +378,7 @@ def _set_binding(run: _Run, action: SetBinding) -> tuple[str, dict[str, Any]]:
     """Rebind through netsh, carrying the entry's settings over, and check they stayed."""
     server = run.server
     before: dict[str, Any] = {"thumbprint": None, "settings": None}
+    _windows(server.import_web_administration, before)
     binding = _windows(lambda: server.find_binding(action.site, action.binding), before)
     if binding.ssl_flags & CENTRAL_STORE_FLAG:
         raise _ActionFailed(
@@ -468,8 +487,7 @@ def _check_settings(
     ]
     if changed:
         raise _ActionFailed(
-            f"netsh http update sslcert changed the settings of {argument}: "
-            f"{'; '.join(changed)}.",
+            f"netsh http update sslcert changed the settings of {argument}: {'; '.join(changed)}.",
             before,
         )
 
@@ -510,6 +528,7 @@ def _stuck_message(service: WindowsService, process: str) -> str:
 def _recycle_pool(run: _Run, action: RecyclePool) -> tuple[str, dict[str, Any]]:
     server = run.server
     before: dict[str, Any] = {"state": None}
+    _windows(server.import_web_administration, before)
     pool = _windows(lambda: server.app_pool(action.name), before)
     before["state"] = pool.state
     logged = len(server.event_log)
