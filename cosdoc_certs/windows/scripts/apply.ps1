@@ -731,8 +731,11 @@ function Test-ImportPfx {
     $wanted = @($Action.thumbprints | ForEach-Object { ([string] $_).ToUpperInvariant() } | Where-Object { $Before.with_key -notcontains $_ })
     if ($wanted.Count -eq 0) { return ('would skip {0}: already in the store with its key' -f ($Action.thumbprints -join ', ')) }
     if ($null -eq $PfxPassword) { throw '-PfxPassword is needed to import a PFX file.' }
-    # Opened in memory only (no PersistKeySet); Reset() drops the temporary key at once.
-    $opened = New-Object System.Security.Cryptography.X509Certificates.X509Certificate2 -ArgumentList ([Convert]::FromBase64String($PfxFiles[$index])), $PfxPassword, ([System.Security.Cryptography.X509Certificates.X509KeyStorageFlags]::MachineKeySet) -ErrorAction Stop
+    # Opened in memory: EphemeralKeySet (.NET 4.7.2+) writes no key file at all; before that a
+    # temporary user key without PersistKeySet, which Reset() deletes at once.
+    $flags = 'EphemeralKeySet' -as [System.Security.Cryptography.X509Certificates.X509KeyStorageFlags]
+    if ($null -eq $flags) { $flags = [System.Security.Cryptography.X509Certificates.X509KeyStorageFlags]::UserKeySet }
+    $opened = New-Object System.Security.Cryptography.X509Certificates.X509Certificate2 -ArgumentList ([Convert]::FromBase64String($PfxFiles[$index])), $PfxPassword, $flags -ErrorAction Stop
     $thumbprint = ([string] $opened.Thumbprint).ToUpperInvariant()
     $opened.Reset()
     if ($Action.thumbprints -notcontains $thumbprint) { throw ('The PFX file holds {0}, not {1}.' -f $thumbprint, ($Action.thumbprints -join ', ')) }
