@@ -34,7 +34,13 @@ from cosdoc_certs.cli._common import (
     rollback_question,
 )
 from cosdoc_certs.cli._svarut_options import svarut_target_from, svarut_target_options
-from cosdoc_certs.cli._windows_options import connection_options, consumers_from, windows_options
+from cosdoc_certs.cli._windows_options import (
+    connection_options,
+    consumers_from,
+    save_facts_options,
+    windows_options,
+    write_facts,
+)
 from cosdoc_certs.cli.inspect import load_bundle_asking_password
 from cosdoc_certs.errors import InputError
 from cosdoc_certs.inventory import load_inventory
@@ -196,12 +202,15 @@ def _tls_address(pairs: tuple[str, ...]) -> TlsAddress | None:
 @click.command("plan")
 @_installation_options
 @_pfx_options
+@save_facts_options
 @json_option
 @reports_errors
 def plan_command(
     pfx_files: tuple[Path, ...],
     password_env: str | None,
     key_providers: tuple[str, ...],
+    save_facts_to: Path | None,
+    anonymize: bool,
     as_json: bool,
     **options: Any,
 ) -> None:
@@ -221,6 +230,7 @@ def plan_command(
     target = target_from_options(options)
     bundle = load_bundle_asking_password(list(pfx_files), password_env)
     rplan = rotation.plan(target, bundle, key_providers=providers)
+    write_facts(save_facts_to, rplan.windows_facts, target.consumers, anonymize=anonymize)
     if as_json:
         echo_json(rplan.to_dict())
     else:
@@ -238,6 +248,7 @@ def plan_command(
     "pre-flight) and say per step 'would do' or 'cannot, because …'. Exit code as `status`.",
 )
 @journal_dir_option
+@save_facts_options
 @json_option
 @reports_errors
 def apply_command(
@@ -247,6 +258,8 @@ def apply_command(
     yes: bool,
     check: bool,
     journal_dir: Path | None,
+    save_facts_to: Path | None,
+    anonymize: bool,
     as_json: bool,
     **options: Any,
 ) -> None:
@@ -269,6 +282,7 @@ def apply_command(
     target = target_from_options(options)
     bundle = load_bundle_asking_password(list(pfx_files), password_env)
     rplan = rotation.plan(target, bundle, key_providers=providers)
+    write_facts(save_facts_to, rplan.windows_facts, target.consumers, anonymize=anonymize)
     if check:
         _check(rplan, as_json)
     if not as_json:

@@ -9,6 +9,7 @@ not check).
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -21,7 +22,13 @@ from cosdoc_certs.cli._common import (
     reports_errors,
     warn_days_option,
 )
-from cosdoc_certs.cli._windows_options import connection_options, consumers_from, windows_options
+from cosdoc_certs.cli._windows_options import (
+    connection_options,
+    consumers_from,
+    save_facts_options,
+    windows_options,
+    write_facts,
+)
 from cosdoc_certs.status import status
 
 _MIN_PIPE_WIDTH = 160
@@ -30,9 +37,17 @@ _MIN_PIPE_WIDTH = 160
 @click.command("status")
 @windows_options(host_required=True)
 @warn_days_option
+@save_facts_options
 @json_option
 @reports_errors
-def command(deviations: str | None, warn_days: int, as_json: bool, **given: Any) -> None:
+def command(
+    deviations: str | None,
+    warn_days: int,
+    save_facts_to: Path | None,
+    anonymize: bool,
+    as_json: bool,
+    **given: Any,
+) -> None:
     """Show which certificate every CosDoc consumer uses and what is wrong (the doctor).
 
     Run it before calling support: it reads the server's services, IIS sites and bindings,
@@ -43,9 +58,11 @@ def command(deviations: str | None, warn_days: int, as_json: bool, **given: Any)
       export WINRM_PASSWORD=...
       cosdoc-certs status --host cosdoc-app01.kommune.local --user KOMMUNE\\drift \\
           --auth ntlm --winrm-password-env WINRM_PASSWORD
+      cosdoc-certs status ... --save-facts app01-facts.json --anonymize   # to send home
     """
     consumers = consumers_from(deviations)
     report = status(connection_options(given), consumers, warn_days=warn_days)
+    write_facts(save_facts_to, report.facts, consumers, anonymize=anonymize)
     if as_json:
         echo_json(report.to_dict())
     else:
