@@ -63,6 +63,7 @@ def _check_status(namespace: dict[str, Any]) -> None:
 
 
 def _check_windows(namespace: dict[str, Any]) -> None:
+    assert namespace["found"].ok, namespace["found"].to_text()
     assert namespace["report"].ok, namespace["report"].to_text()
     assert namespace["result"].outcome.value == "rolled-back"
 
@@ -120,8 +121,8 @@ DOCS: dict[str, DocRun] = {
         check=_check_svarut,
     ),
     "docs/windows.md": DocRun(
-        blocks=5,
-        order=(0, 1, 3, 2, 4),  # the page describes verify before apply
+        blocks=6,
+        order=(0, 1, 4, 3, 2, 5),  # the page describes verify before apply, check after it
         substitutions=(
             (
                 r'ConnectionOptions("cosdoc-app01", username="KOMMUNE\\adm", password=pw)',
@@ -347,6 +348,7 @@ _NOT_OURS = {
     "--format": "docker compose ps",
     "--rm": "docker compose run (the nginx -t pre-flight)",
     "--no-deps": "docker compose run (the nginx -t pre-flight)",
+    "--quiet": "docker compose config",
 }
 _COMMANDS = (
     (),
