@@ -23,8 +23,17 @@ import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from cosdoc_certs.lab.model import CENTRAL_STORE_FLAG, CosDocServer, SimulatedWindowsError
+from cosdoc_certs.lab.model import CosDocServer, SimulatedWindowsError
 from cosdoc_certs.lab.server.store import open_pfx
+from cosdoc_certs.lab.twins.apply import (
+    ActionFailed,
+    http_sys_entry,
+    netsh_options,
+    rebind_target,
+    setting_strings,
+    settings_of,
+    windows_step,
+)
 from cosdoc_certs.windows.apply_contract import (
     Action,
     ActionResult,
@@ -41,15 +50,6 @@ from cosdoc_certs.windows.apply_contract import (
 )
 
 
-class Blocked(Exception):
-    """An action could not run: the message says why and what fixes it."""
-
-    def __init__(self, message: str, before: dict[str, Any]) -> None:
-        super().__init__(message)
-        self.message = message
-        self.before = before
-
-
 def check_actions(
     server: CosDocServer, actions: Sequence[Action], pfx_files: Sequence[str], password: str
 ) -> ApplyDocument:
@@ -63,7 +63,7 @@ def check_actions(
                 _Check(server, actions, index, pfx_files, password), action
             )
             results.append(ActionResult(index, action.action, True, message, before))
-        except Blocked as blocked:
+        except ActionFailed as blocked:
             results.append(
                 ActionResult(index, action.action, False, blocked.message, blocked.before)
             )
@@ -131,13 +131,6 @@ def _session_checks(server: CosDocServer, actions: Sequence[Action]) -> tuple[Se
     return tuple(checks)
 
 
-def _windows(step: Callable[[], Any], before: dict[str, Any]) -> Any:
-    try:
-        return step()
-    except SimulatedWindowsError as error:
-        raise Blocked(error.message, before) from None
-
-
 def _check_import(check: _Check, action: ImportPfx) -> tuple[str, dict[str, Any]]:
     store = check.server.store
     present = [t.upper() for t in action.thumbprints if store.find(t) is not None]
@@ -149,7 +142,7 @@ def _check_import(check: _Check, action: ImportPfx) -> tuple[str, dict[str, Any]
         "authorities_added": [],
     }
     if not 0 <= action.index < len(check.pfx_files):
-        raise Blocked(f"-PfxFiles has no file number {action.index}.", before)
+        raise ActionFailed(f"-PfxFiles has no file number {action.index}.", before)
     wanted = [t.upper() for t in action.thumbprints if t.upper() not in with_key]
     if not wanted:
         return (
@@ -157,20 +150,20 @@ def _check_import(check: _Check, action: ImportPfx) -> tuple[str, dict[str, Any]
             before,
         )
     if not check.password:
-        raise Blocked("-PfxPassword is needed to import a PFX file.", before)
+        raise ActionFailed("-PfxPassword is needed to import a PFX file.", before)
     try:
         data = base64.b64decode(check.pfx_files[action.index], validate=True)
     except binascii.Error:
-        raise Blocked("The PFX file is not valid base64.", before) from None
-    thumbprint = _windows(lambda: open_pfx(data, check.password), before)
+        raise ActionFailed("The PFX file is not valid base64.", before) from None
+    thumbprint = windows_step(lambda: open_pfx(data, check.password), before)
     if thumbprint not in (t.upper() for t in action.thumbprints):
-        raise Blocked(
+        raise ActionFailed(
             f"The PFX file holds {thumbprint}, not {', '.join(action.thumbprints)}.", before
         )
     try:
         check.server.open_personal_store_for_writing()
     except SimulatedWindowsError as error:
-        raise Blocked(
+        raise ActionFailed(
             f"LocalMachine\\My cannot be opened for writing ({error.message}): run as an "
             "elevated administrator.",
             before,
@@ -186,10 +179,10 @@ def _check_write(check: _Check, action: WriteFile) -> tuple[str, dict[str, Any]]
     files = check.server.files
     before: dict[str, Any] = {"sha256": None, "backup": None}
     if not files.is_file(action.path):
-        raise Blocked(f"Cannot find path '{action.path}' because it does not exist.", before)
+        raise ActionFailed(f"Cannot find path '{action.path}' because it does not exist.", before)
     before["sha256"] = hashlib.sha256(files.read(action.path)).hexdigest().upper()
     if before["sha256"] != action.expected_sha256.upper():
-        raise Blocked(
+        raise ActionFailed(
             f"'{action.path}' changed since planning (SHA-256 {before['sha256']}): run plan again.",
             before,
         )
@@ -206,7 +199,7 @@ def _check_write(check: _Check, action: WriteFile) -> tuple[str, dict[str, Any]]
 
 def _check_writable(server: CosDocServer, path: str, before: dict[str, Any]) -> None:
     if server.files.write_denied(path):
-        raise Blocked(
+        raise ActionFailed(
             f"'{path}' cannot be written: its ACL denies writing to BUILTIN\\Administrators. "
             "Give Administrators write on it (icacls).",
             before,
@@ -222,16 +215,16 @@ def _check_grant(check: _Check, action: GrantRead) -> tuple[str, dict[str, Any]]
                 f"would grant {action.account} read on the key file the import creates",
                 before,
             )
-        raise Blocked(
+        raise ActionFailed(
             f"Cannot find path 'Cert:\\LocalMachine\\My\\{action.thumbprint.upper()}' because "
             "it does not exist.",
             before,
         )
     if entry.key_file is None:
-        raise Blocked(f"The certificate {entry.thumbprint} has no private key.", before)
+        raise ActionFailed(f"The certificate {entry.thumbprint} has no private key.", before)
     before.update(key_file=entry.key_file, could_read=entry.can_read_key(action.account))
     if entry.dacl_locked:
-        raise Blocked(
+        raise ActionFailed(
             f"The ACL of the key file {entry.key_file} cannot be changed by this account (no "
             "WRITE_DAC): take ownership of it as an administrator, or grant "
             f"{action.account} read by hand.",
@@ -241,40 +234,17 @@ def _check_grant(check: _Check, action: GrantRead) -> tuple[str, dict[str, Any]]
 
 
 def _check_binding(check: _Check, action: SetBinding) -> tuple[str, dict[str, Any]]:
-    from cosdoc_certs.lab.twins.apply import (
-        _ActionFailed,
-        _netsh_options,
-        http_sys_entry,
-        setting_strings,
-        settings_of,
-    )
-
     server = check.server
     before: dict[str, Any] = {"thumbprint": None, "settings": None}
-    _windows(server.import_web_administration, before)
-    binding = _windows(lambda: server.find_binding(action.site, action.binding), before)
-    if binding.ssl_flags & CENTRAL_STORE_FLAG:
-        raise Blocked(
-            f"'{action.binding}' of '{action.site}' takes its certificate from the Central "
-            "Certificate Store; not rebound.",
-            before,
-        )
     thumbprint = action.thumbprint.upper()
-    if server.store.find(thumbprint) is None and not check.imported_before(thumbprint):
-        raise Blocked(
-            f"Cannot find path 'Cert:\\LocalMachine\\My\\{thumbprint}' because it does not exist.",
-            before,
-        )
+    binding = rebind_target(server, action, before, imported=check.imported_before(thumbprint))
     argument, subkey = http_sys_entry(action.binding, sni=binding.sni)
     current = server.sslcert_registry(subkey)
     if current is None:
         return f"would add {thumbprint} to {action.site} {action.binding}", before
     before.update(thumbprint=binding.thumbprint, settings=setting_strings(current))
     wanted = current if action.settings is None else settings_of(action.settings)
-    try:
-        options = _netsh_options(wanted, argument, before)
-    except _ActionFailed as failure:
-        raise Blocked(failure.message, before) from None
+    options = netsh_options(wanted, argument, before)
     return (
         f"would run netsh http update sslcert {argument} certhash={thumbprint} "
         f"({len(options)} setting(s) carried over)",
@@ -284,16 +254,16 @@ def _check_binding(check: _Check, action: SetBinding) -> tuple[str, dict[str, An
 
 def _check_restart(check: _Check, action: RestartService) -> tuple[str, dict[str, Any]]:
     before: dict[str, Any] = {"state": None, "stuck_process": None}
-    service = _windows(lambda: check.server.service(action.name), before)
+    service = windows_step(lambda: check.server.service(action.name), before)
     before["state"] = service.state
     if service.start_mode == "Disabled":
-        raise Blocked(
+        raise ActionFailed(
             f"Service '{service.name}' is disabled: it could be stopped but not started again. "
             "Set its start type (Set-Service -StartupType) first.",
             before,
         )
     if service.state not in ("Running", "Stopped"):
-        raise Blocked(
+        raise ActionFailed(
             f"Service '{service.name}' is {service.state} now: wait until it settles (or end "
             "its process) and check again.",
             before,
@@ -303,8 +273,8 @@ def _check_restart(check: _Check, action: RestartService) -> tuple[str, dict[str
 
 def _check_recycle(check: _Check, action: RecyclePool) -> tuple[str, dict[str, Any]]:
     before: dict[str, Any] = {"state": None}
-    _windows(check.server.import_web_administration, before)
-    pool = _windows(lambda: check.server.app_pool(action.name), before)
+    windows_step(check.server.import_web_administration, before)
+    pool = windows_step(lambda: check.server.app_pool(action.name), before)
     before["state"] = pool.state
     verb = "recycle" if pool.state == "Started" else "start"
     return f"would {verb} {pool.name}", before

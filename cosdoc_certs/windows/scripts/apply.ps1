@@ -491,21 +491,31 @@ function ConvertTo-NetshOption {
     return , $options.ToArray()
 }
 
-function Invoke-SetBinding {
-    param($Action, $Before)
+function Get-RebindTarget {
+    # The IIS binding of a set-binding action and its http.sys entry; refused for a Central
+    # Certificate Store binding, or a certificate not in the store unless -Imported earlier.
+    param($Action, [bool] $Imported = $false)
     Import-IisModule
     $site, $thumbprint = [string] $Action.site, ([string] $Action.thumbprint).ToUpperInvariant()
     $binding = @(Get-WebBinding -Name $site -Protocol 'https' -ErrorAction Stop | Where-Object { $_.bindingInformation -eq $Action.binding })
     if ($binding.Count -eq 0) { throw ("The site '{0}' has no binding '{1}'." -f $site, $Action.binding) }
     $sslFlags = Get-SslFlags -Binding $binding[0]
     if (($sslFlags -band 2) -ne 0) { throw ("'{0}' of '{1}' takes its certificate from the Central Certificate Store; not rebound." -f $Action.binding, $site) }
-    if (-not (Test-Path -LiteralPath (Join-Path -Path $StorePath -ChildPath $thumbprint))) {
+    if (-not $Imported -and -not (Test-Path -LiteralPath (Join-Path -Path $StorePath -ChildPath $thumbprint))) {
         throw ("Cannot find path '{0}\{1}' because it does not exist." -f $StorePath, $thumbprint)
     }
     $entry = Get-HttpSysEntry -Binding ([string] $Action.binding) -Sni (($sslFlags -band 1) -eq 1 -and [string] $Action.binding -notmatch ':$')
+    return [pscustomobject]@{ Binding = $binding[0]; Entry = $entry }
+}
+
+function Invoke-SetBinding {
+    param($Action, $Before)
+    $site, $thumbprint = [string] $Action.site, ([string] $Action.thumbprint).ToUpperInvariant()
+    $target = Get-RebindTarget -Action $Action
+    $entry = $target.Entry
     $current = Read-SslCertEntry -Key $entry.Key
     if ($null -eq $current) {
-        $binding[0].AddSslCertificate($thumbprint, 'my')
+        $target.Binding.AddSslCertificate($thumbprint, 'my')
     } else {
         $Before.thumbprint = $current.Thumbprint.ToUpperInvariant()
         $Before.settings = ConvertTo-SettingStrings -Settings $current.Settings
@@ -808,17 +818,8 @@ function Test-ImportedBefore {
 
 function Test-SetBinding {
     param($Action, $Before, $ActionList, [int] $Index)
-    Import-IisModule
     $site, $thumbprint = [string] $Action.site, ([string] $Action.thumbprint).ToUpperInvariant()
-    $binding = @(Get-WebBinding -Name $site -Protocol 'https' -ErrorAction Stop | Where-Object { $_.bindingInformation -eq $Action.binding })
-    if ($binding.Count -eq 0) { throw ("The site '{0}' has no binding '{1}'." -f $site, $Action.binding) }
-    $sslFlags = Get-SslFlags -Binding $binding[0]
-    if (($sslFlags -band 2) -ne 0) { throw ("'{0}' of '{1}' takes its certificate from the Central Certificate Store; not rebound." -f $Action.binding, $site) }
-    $inStore = Test-Path -LiteralPath (Join-Path -Path $StorePath -ChildPath $thumbprint)
-    if (-not $inStore -and -not (Test-ImportedBefore -ActionList $ActionList -Index $Index -Thumbprint $thumbprint)) {
-        throw ("Cannot find path '{0}\{1}' because it does not exist." -f $StorePath, $thumbprint)
-    }
-    $entry = Get-HttpSysEntry -Binding ([string] $Action.binding) -Sni (($sslFlags -band 1) -eq 1 -and [string] $Action.binding -notmatch ':$')
+    $entry = (Get-RebindTarget -Action $Action -Imported (Test-ImportedBefore -ActionList $ActionList -Index $Index -Thumbprint $thumbprint)).Entry
     $current = Read-SslCertEntry -Key $entry.Key
     if ($null -eq $current) { return ('would add {0} to {1} {2}' -f $thumbprint, $site, $Action.binding) }
     $Before.thumbprint = $current.Thumbprint.ToUpperInvariant()
