@@ -14,12 +14,10 @@ The runbook's command lines (inspect, plan, apply, verify, rollback) run in bash
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +25,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from lab_process import running_lab
 
 from cosdoc_certs.cli import main
 from cosdoc_certs.lab.runner import Lab
@@ -256,23 +255,8 @@ _ASKS_FIRST = ("apply", "rollback")  # without a terminal these need --yes, as t
 @pytest.fixture
 def lab_process(tmp_path: Path) -> Iterator[dict[str, Any]]:
     """`cosdoc-certs lab --json` running as a subprocess; its JSON document."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cosdoc_certs", "lab", "--json", "--root", str(tmp_path / "lab")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert process.stdout is not None
-    text = ""
-    try:
-        for line in process.stdout:
-            text += line
-            if line.startswith("}"):
-                break
-        yield json.loads(text)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with running_lab("--root", str(tmp_path / "lab")) as document:
+        yield document
 
 
 def _lab_placeholders(lab: dict[str, Any]) -> dict[str, str]:

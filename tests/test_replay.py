@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from lab_process import running_lab
 
 from cosdoc_certs.captured import load_facts, save_facts
 from cosdoc_certs.certs import load_bundle
@@ -117,24 +116,8 @@ def test_capture_then_replay_reports_the_same_status(scenario_lab: Lab, tmp_path
     assert stand_in_free(replayed.to_dict(), replayed_server.stand_ins) == expected
 
 
-def test_the_lab_command_replays_a_facts_file(tmp_path: Path) -> None:
+def test_the_lab_command_replays_a_facts_file() -> None:
     facts = FACTS[0]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cosdoc_certs", "lab", "--json", "--facts", str(facts)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert process.stdout is not None
-    text = ""
-    try:
-        for line in process.stdout:
-            text += line
-            if line.startswith("}"):
-                break
-        document = json.loads(text)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-    assert document["scenario"] == str(facts)
-    assert document["hostname"] == load_facts(facts).document.computer_name
+    with running_lab("--facts", str(facts)) as document:
+        assert document["scenario"] == str(facts)
+        assert document["hostname"] == load_facts(facts).document.computer_name

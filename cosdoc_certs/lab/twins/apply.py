@@ -252,8 +252,12 @@ def windows_step(step: Callable[[], Any], before: dict[str, Any]) -> Any:
         raise ActionFailed(error.message, before) from None
 
 
-def _import_pfx(run: _Run, action: ImportPfx) -> tuple[str, dict[str, Any]]:
-    store = run.server.store
+def import_wanted(
+    server: CosDocServer, action: ImportPfx, pfx_files: Sequence[str]
+) -> tuple[list[str], dict[str, Any]]:
+    """apply.ps1's start of import-pfx: what is in the store (with its key) already, and the
+    thumbprints still to import; fails on a missing ``-PfxFiles`` entry."""
+    store = server.store
     present = [t for t in action.thumbprints if store.find(t) is not None]
     with_key = [t for t in present if store.get(t).has_private_key]
     before: dict[str, Any] = {
@@ -262,9 +266,15 @@ def _import_pfx(run: _Run, action: ImportPfx) -> tuple[str, dict[str, Any]]:
         "key_provider": None,
         "authorities_added": [],
     }
-    if not 0 <= action.index < len(run.pfx_files):
+    if not 0 <= action.index < len(pfx_files):
         raise ActionFailed(f"-PfxFiles has no file number {action.index}.", before)
-    wanted = [t for t in action.thumbprints if t not in with_key]
+    return [t for t in action.thumbprints if t not in with_key], before
+
+
+def _import_pfx(run: _Run, action: ImportPfx) -> tuple[str, dict[str, Any]]:
+    store = run.server.store
+    wanted, before = import_wanted(run.server, action, run.pfx_files)
+    with_key = before["with_key"]
     if wanted:
         _import_file(run, action, before)
         _check_provider(run, action, wanted, before)

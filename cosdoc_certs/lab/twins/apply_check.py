@@ -28,6 +28,7 @@ from cosdoc_certs.lab.server.store import open_pfx
 from cosdoc_certs.lab.twins.apply import (
     ActionFailed,
     http_sys_entry,
+    import_wanted,
     netsh_options,
     rebind_target,
     setting_strings,
@@ -132,18 +133,7 @@ def _session_checks(server: CosDocServer, actions: Sequence[Action]) -> tuple[Se
 
 
 def _check_import(check: _Check, action: ImportPfx) -> tuple[str, dict[str, Any]]:
-    store = check.server.store
-    present = [t.upper() for t in action.thumbprints if store.find(t) is not None]
-    with_key = [t for t in present if store.get(t).has_private_key]
-    before: dict[str, Any] = {
-        "present": present,
-        "with_key": with_key,
-        "key_provider": None,
-        "authorities_added": [],
-    }
-    if not 0 <= action.index < len(check.pfx_files):
-        raise ActionFailed(f"-PfxFiles has no file number {action.index}.", before)
-    wanted = [t.upper() for t in action.thumbprints if t.upper() not in with_key]
+    wanted, before = import_wanted(check.server, action, check.pfx_files)
     if not wanted:
         return (
             f"would skip {', '.join(action.thumbprints)}: already in the store with its key",

@@ -334,14 +334,20 @@ function Add-Authorities {
     }
 }
 
-function Invoke-ImportPfx {
+function Get-WantedImport {
+    # What is in the store (with its key) already, into $Before, and the thumbprints still to
+    # import. Re-checked here, not only when planning: a certificate with its key by now keeps it.
     param($Action, $Before)
     $Before.present = @($Action.thumbprints | ForEach-Object { ([string] $_).ToUpperInvariant() } | Where-Object { Test-Path -LiteralPath (Join-Path -Path $StorePath -ChildPath $_) })
-    # Re-checked here, not only when planning: a certificate that has its key by now keeps it.
     $Before.with_key = @($Before.present | Where-Object { (Get-Item -LiteralPath (Join-Path -Path $StorePath -ChildPath $_)).HasPrivateKey })
     $index = [int] $Action.index
     if ($index -lt 0 -or $index -ge $PfxFiles.Count) { throw ('-PfxFiles has no file number {0}.' -f $index) }
-    $wanted = @($Action.thumbprints | ForEach-Object { ([string] $_).ToUpperInvariant() } | Where-Object { $Before.with_key -notcontains $_ })
+    return , @($Action.thumbprints | ForEach-Object { ([string] $_).ToUpperInvariant() } | Where-Object { $Before.with_key -notcontains $_ })
+}
+
+function Invoke-ImportPfx {
+    param($Action, $Before)
+    $wanted = Get-WantedImport -Action $Action -Before $Before
     if ($wanted.Count -gt 0) {
         if ($null -eq $PfxPassword) { throw '-PfxPassword is needed to import a PFX file.' }
         Import-PfxFile -Action $Action
@@ -734,11 +740,8 @@ function Get-WriteDenial {
 
 function Test-ImportPfx {
     param($Action, $Before)
-    $Before.present = @($Action.thumbprints | ForEach-Object { ([string] $_).ToUpperInvariant() } | Where-Object { Test-Path -LiteralPath (Join-Path -Path $StorePath -ChildPath $_) })
-    $Before.with_key = @($Before.present | Where-Object { (Get-Item -LiteralPath (Join-Path -Path $StorePath -ChildPath $_)).HasPrivateKey })
+    $wanted = Get-WantedImport -Action $Action -Before $Before
     $index = [int] $Action.index
-    if ($index -lt 0 -or $index -ge $PfxFiles.Count) { throw ('-PfxFiles has no file number {0}.' -f $index) }
-    $wanted = @($Action.thumbprints | ForEach-Object { ([string] $_).ToUpperInvariant() } | Where-Object { $Before.with_key -notcontains $_ })
     if ($wanted.Count -eq 0) { return ('would skip {0}: already in the store with its key' -f ($Action.thumbprints -join ', ')) }
     if ($null -eq $PfxPassword) { throw '-PfxPassword is needed to import a PFX file.' }
     # Opened in memory: EphemeralKeySet (.NET 4.7.2+) writes no key file at all; before that a
