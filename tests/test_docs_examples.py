@@ -332,7 +332,6 @@ _NOT_OURS = {
     "--format": "docker compose ps",
     "--rm": "docker compose run (the nginx -t pre-flight)",
     "--no-deps": "docker compose run (the nginx -t pre-flight)",
-    "--quiet": "docker compose config",
 }
 _COMMANDS = (
     (),

@@ -118,7 +118,7 @@ def plan_command(
     "--check",
     is_flag=True,
     help="Change nothing: test sudo -n, prod.env unchanged since the plan, the folders, "
-    "`docker compose config`. Exit code as `status`.",
+    "nginx -t in a throwaway container. Exit code as `status`.",
 )
 @journal_dir_option
 @json_option

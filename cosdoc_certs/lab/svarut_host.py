@@ -392,9 +392,6 @@ class LabSvarutHost:
             await self._up(cwd, env_file)
         elif args[:1] == ["run"]:
             self._run_throwaway(cwd, env_file, args[1:])
-        elif args == ["config", "--quiet"]:
-            if not self._local(env_file, cwd).is_file():
-                raise _CommandError(f"couldn't find env file: {posixpath.join(cwd, env_file)}", 1)
         elif args[:1] == ["ps"]:
             container = self._containers.get(cwd)
             visible = container and (container.state == "running" or "-a" in args)

@@ -3,9 +3,11 @@
 :func:`check_plan` runs, on one SSH connection: ``sudo -n true`` (apply uses non-interactive
 sudo), a read of prod.env compared with the plan's hash (apply's compare-and-swap), ``stat`` of
 the certificate folder and of prod.env's folder (apply installs into the one and backs up
-beside the other), and ``docker compose --env-file <env> config --quiet`` in the compose
-folder (the compose file and env file parse; apply restarts with the same command line).
-Nothing is written, nothing restarted.
+beside the other), and apply's own pre-flight — ``nginx -t`` in a throwaway container of the
+web service (``docker compose run --rm --no-deps -T``) — on the configuration as it is now:
+the compose and env files parse, the image runs, ``docker compose run`` is allowed. The new
+files themselves are tested by that same step during apply (placing them here would change
+the host). Nothing is written, nothing restarted.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from typing import Any
 
 from cosdoc_certs.errors import RemoteError
 from cosdoc_certs.findings import Severity
+from cosdoc_certs.svarut.apply import preflight
 from cosdoc_certs.svarut.connection import HostConnection
-from cosdoc_certs.svarut.gather import compose_argv, read_file
+from cosdoc_certs.svarut.gather import read_file
 from cosdoc_certs.svarut.planning import SvarutPlan
 
 __all__ = ["StepVerdict", "SvarutCheck", "check_plan"]
@@ -84,7 +87,7 @@ async def check_plan(connection: HostConnection, splan: SvarutPlan) -> SvarutChe
         ("prod.env folder", posixpath.dirname(layout.env_path)),
     ):
         verdicts.append(await _folder(connection, name, folder))
-    verdicts.append(await _compose_config(connection, splan))
+    verdicts.append(await _nginx_preflight(connection, splan))
     return SvarutCheck(splan.facts.host, tuple(verdicts))
 
 
@@ -115,18 +118,14 @@ async def _folder(connection: HostConnection, name: str, folder: str) -> StepVer
     return StepVerdict(name, True, f"{folder} is there (mode and owner {result.text().strip()})")
 
 
-async def _compose_config(connection: HostConnection, splan: SvarutPlan) -> StepVerdict:
+async def _nginx_preflight(connection: HostConnection, splan: SvarutPlan) -> StepVerdict:
     layout = splan.facts.layout
-    result = await connection.run(
-        compose_argv(layout, "config", "--quiet"), cwd=layout.root, check=False
-    )
-    if not result.ok:
+    try:
+        await preflight(connection, layout, splan.facts.containers)
+    except RemoteError as error:
         return StepVerdict(
-            "docker compose config",
-            False,
-            f"docker compose in {layout.root} refuses its configuration "
-            f"({result.stderr.strip()}): fix the compose or env file first",
+            "nginx -t", False, f"{error.problem}; fix the compose project first: {error.hint}"
         )
     return StepVerdict(
-        "docker compose config", True, f"the compose project in {layout.root} parses"
+        "nginx -t", True, f"nginx -t passes in a throwaway container in {layout.root}"
     )

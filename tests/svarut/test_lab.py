@@ -584,7 +584,7 @@ def test_check_passes_changes_nothing_and_apply_then_succeeds(
         "prod.env",
         "certificate folder",
         "prod.env folder",
-        "docker compose config",
+        "nginx -t",
     ]
     assert svarut.apply(lab.target(), splan, journal_dir=journal_dir).outcome is Outcome.APPLIED
 

@@ -197,7 +197,7 @@ def _run_actions(run: _Run, actions: list[Action]) -> ApplyDocument:
         try:
             injected = run.server.faults.action_failure(index)
             if injected is not None:  # the lab's fail_action: before the action changes anything
-                raise _ActionFailed(injected, {})
+                raise ActionFailed(injected, {})
             message, before = _EXECUTORS[type(action)](run, action)
         except ActionFailed as failure:
             results.append(
