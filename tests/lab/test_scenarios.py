@@ -159,6 +159,7 @@ FAILING = {
     "sslcert-options": set(),
     "ipv6-binding": set(),
     "broken-wmi": set(),
+    "locked-config": set(),
     "missing-acl": {"Digihelse.Meldingstjeneste", "Digihelse.Adressering"},
     "wrong-role": {"KPR.Innsending"},
     "expired-certificate": {
