@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 
@@ -12,7 +14,7 @@ import click
 from cosdoc_certs.cli._common import echo_json, json_option, reports_errors
 from cosdoc_certs.errors import InputError
 from cosdoc_certs.lab.runner import LAB_PASSWORD_ENV, ConnectionInfo, Lab
-from cosdoc_certs.lab.scenarios import SCENARIOS
+from cosdoc_certs.lab.scenarios import SCENARIOS, LabServer
 
 _WAIT_SECONDS = 0.5
 
@@ -32,20 +34,51 @@ _WAIT_SECONDS = 0.5
     help="Keep the simulated server's files (DIR/server) and the client files (DIR/client) "
     "here instead of a temporary folder removed on stop.",
 )
+@click.option(
+    "--facts",
+    "facts_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    metavar="FILE",
+    help="Replay a server from a facts file (`status --save-facts`) instead of a scenario; "
+    "certificates with keys get lab stand-ins (see docs/lab.md).",
+)
 @json_option
 @reports_errors
-def command(scenario: str, root: Path | None, as_json: bool) -> None:
+def command(scenario: str, root: Path | None, facts_file: Path | None, as_json: bool) -> None:
     """Run a simulated CosDoc application server on 127.0.0.1 until Ctrl+C.
 
     It speaks WinRM (PowerShell remoting) over HTTP and HTTPS with basic auth, runs this
     tool's scripts against a simulated certificate store, services and IIS, and serves the
     IIS HTTPS bindings as real TLS listeners. Prints how to connect; with --json, one JSON
     document (for scripts that start the lab as a subprocess). SIGINT or SIGTERM stop it.
+    With --facts FILE the server is the one a consultant captured with --save-facts.
     """
     if root is not None:
         _make_folder(root)
+    with _server(facts_file, root) as server:
+        _run(server, scenario if facts_file is None else str(facts_file), root, as_json)
+
+
+@contextlib.contextmanager
+def _server(facts_file: Path | None, root: Path | None) -> Iterator[LabServer | None]:
+    """The replayed server of ``facts_file`` (closed afterwards), or None for a scenario."""
+    if facts_file is None:
+        yield None
+        return
+    from cosdoc_certs.captured import load_facts
+    from cosdoc_certs.lab.replay import replay_installation
+
+    server = replay_installation(
+        load_facts(facts_file), root / "server" if root is not None else None
+    )
+    with server:
+        yield server
+
+
+def _run(server: LabServer | None, scenario: str, root: Path | None, as_json: bool) -> None:
     stop = threading.Event()
-    with Lab(scenario=scenario, root=root) as lab:
+    with Lab(scenario=scenario, server=server, root=root) as lab:
         previous = _stop_on_signals(stop)
         try:
             info = lab.connection_info()
