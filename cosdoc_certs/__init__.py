@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from cosdoc_certs.lab.runner import Lab
     from cosdoc_certs.rotation import (
         InstallationStatus,
+        RotationCheck,
         RotationPlan,
         RotationResult,
         RotationVerifyReport,
@@ -80,6 +81,7 @@ _LAZY = {
     "Lab": ("cosdoc_certs.lab.runner", "Lab"),
     "PasswordRequiredError": ("cosdoc_certs.certs", "PasswordRequiredError"),
     "Role": ("cosdoc_certs.certs", "Role"),
+    "RotationCheck": ("cosdoc_certs.rotation", "RotationCheck"),
     "RotationPlan": ("cosdoc_certs.rotation", "RotationPlan"),
     "RotationResult": ("cosdoc_certs.rotation", "RotationResult"),
     "RotationVerifyReport": ("cosdoc_certs.rotation", "RotationVerifyReport"),
@@ -121,6 +123,7 @@ __all__ = [
     "PasswordRequiredError",
     "RemoteError",
     "Role",
+    "RotationCheck",
     "RotationPlan",
     "RotationResult",
     "RotationVerifyReport",

@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from cosdoc_certs import svarut
 from cosdoc_certs._aio import short_errors, synchronous
@@ -61,6 +61,7 @@ from cosdoc_certs.status import StatusReport, gather, status
 from cosdoc_certs.svarut.planning import CONSUMER as SVARUT_CONSUMER
 from cosdoc_certs.tls import fetch_certificate
 from cosdoc_certs.windows.apply import WindowsApplyResult, apply_windows, rollback_windows
+from cosdoc_certs.windows.check import WindowsCheckResult, check_windows
 from cosdoc_certs.windows.connection import (
     ConnectionOptions,
     PoolFactory,
@@ -83,12 +84,15 @@ if TYPE_CHECKING:
 __all__ = [
     "JOURNAL_KIND",
     "InstallationStatus",
+    "RotationCheck",
     "RotationPlan",
     "RotationResult",
     "RotationVerifyReport",
     "Target",
     "apply",
     "apply_async",
+    "check",
+    "check_async",
     "endpoint_map",
     "installation_status",
     "installation_status_async",
@@ -429,15 +433,42 @@ class RotationResult(Displayed):
         )
 
 
+@overload
+async def apply_async(
+    rplan: RotationPlan,
+    *,
+    check: Literal[False] = False,
+    journal_dir: Path | None = None,
+    progress: Progress | None = None,
+    verify: bool = False,
+) -> RotationResult: ...
+
+
+@overload
+async def apply_async(
+    rplan: RotationPlan,
+    *,
+    check: Literal[True],
+    journal_dir: Path | None = None,
+    progress: Progress | None = None,
+    verify: bool = False,
+) -> RotationCheck: ...
+
+
 @short_errors
 async def apply_async(
     rplan: RotationPlan,
     *,
+    check: bool = False,
     journal_dir: Path | None = None,
     progress: Progress | None = None,
     verify: bool = False,
-) -> RotationResult:
+) -> RotationResult | RotationCheck:
     """Apply a plan: Windows, then SvarUT; a failure leaves every host as it was.
+
+    With ``check=True`` nothing changes: :func:`check_async` runs the plan's preconditions on
+    the hosts and its :class:`RotationCheck` is returned (``journal_dir`` and ``verify`` are
+    not used).
 
     ``journal_dir`` defaults to the target's. With ``verify``, a run that changed something
     is verified at once (:func:`verify_async`) and the report kept in the result's
@@ -447,6 +478,15 @@ async def apply_async(
     Windows server too during the SvarUT phase), then
     :class:`~cosdoc_certs._signals.SignalReceived` is raised.
     """
+    if check:
+        return await check_async(rplan, progress=progress)
+    return await _apply_and_verify(rplan, journal_dir=journal_dir, progress=progress, verify=verify)
+
+
+async def _apply_and_verify(
+    rplan: RotationPlan, *, journal_dir: Path | None, progress: Progress | None, verify: bool
+) -> RotationResult:
+    """:func:`apply_async` without ``check``: the phases, then the verification if asked."""
     folder = journal_dir or rplan.target.journal_dir
     with stop_on_signals() as stop:
         result = await _apply_phases(rplan, folder, progress or _quiet, stop)
@@ -454,6 +494,81 @@ async def apply_async(
         report = await verify_async(rplan.target, rplan, journal_dir=folder)
         result = dataclasses.replace(result, verification=report)
     return result
+
+
+# -- check -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RotationCheck(Displayed):
+    """What applying the plan would hit on each host, found without changing anything."""
+
+    target: str
+    windows: WindowsCheckResult | None
+    svarut: svarut.SvarutCheck | None
+    seconds: float = 0.0
+
+    @property
+    def worst(self) -> Severity | None:
+        """ERROR when a host has a blocker (exit codes as ``status``)."""
+        found = [part.worst for part in (self.windows, self.svarut) if part is not None]
+        return max((severity for severity in found if severity is not None), default=None)
+
+    @property
+    def ok(self) -> bool:
+        """True when every host would accept every step of the plan."""
+        return self.worst is not Severity.ERROR
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form."""
+        return {
+            "target": self.target,
+            "ok": self.ok,
+            "seconds": round(self.seconds, 3),
+            "windows": self.windows.to_dict() if self.windows else None,
+            "svarut": self.svarut.to_dict() if self.svarut else None,
+        }
+
+    def to_text(self) -> str:
+        """Each host's verdicts, then one line saying whether apply would go through."""
+        lines = [part.to_text() for part in (self.windows, self.svarut) if part is not None]
+        verdict = "would apply" if self.ok else "would NOT apply: fix the FAIL lines first"
+        lines.append(f"{self.target}: check {verdict} (nothing was changed)")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"<RotationCheck {self.target}: {'ok' if self.ok else 'blocked'}>"
+
+
+@short_errors
+async def check_async(rplan: RotationPlan, *, progress: Progress | None = None) -> RotationCheck:
+    """Run the plan's steps as checks on each host (``apply.ps1 -Check``; SvarUT pre-flight).
+
+    One PowerShell call on the Windows server; on the SvarUT host, read-only commands. Nothing
+    is changed and no journal is written.
+    """
+    started = time.perf_counter()
+    say = progress or _quiet
+    target = rplan.target
+    windows_check = (
+        _in_thread(_check_windows, rplan, _prefixed("Windows", say))
+        if rplan.windows is not None and rplan.windows_facts is not None
+        else _none()
+    )
+    svarut_check = (
+        svarut.check_async(target.svarut, rplan.svarut)
+        if target.svarut is not None and rplan.svarut is not None
+        else _none()
+    )
+    windows_result, svarut_result = await asyncio.gather(windows_check, svarut_check)
+    return RotationCheck(target.name, windows_result, svarut_result, time.perf_counter() - started)
+
+
+def _check_windows(rplan: RotationPlan, say: Progress) -> WindowsCheckResult:
+    assert rplan.windows is not None
+    assert rplan.windows_facts is not None
+    with rplan.target.open_windows() as host:
+        return check_windows(host, rplan.windows, rplan.bundle, rplan.windows_facts, progress=say)
 
 
 async def _apply_phases(
@@ -1117,7 +1232,50 @@ _problem = problem_of
 
 
 plan = synchronous(plan_async)
-apply = synchronous(apply_async)
+check = synchronous(check_async)
+_check_plain = check  # `apply`'s own `check` parameter hides the module name
+_apply_plain = synchronous(_apply_and_verify, "apply")
+
+
+@overload
+def apply(
+    rplan: RotationPlan,
+    *,
+    check: Literal[False] = False,
+    journal_dir: Path | None = None,
+    progress: Progress | None = None,
+    verify: bool = False,
+) -> RotationResult: ...
+
+
+@overload
+def apply(
+    rplan: RotationPlan,
+    *,
+    check: Literal[True],
+    journal_dir: Path | None = None,
+    progress: Progress | None = None,
+    verify: bool = False,
+) -> RotationCheck: ...
+
+
+def apply(
+    rplan: RotationPlan,
+    *,
+    check: bool = False,
+    journal_dir: Path | None = None,
+    progress: Progress | None = None,
+    verify: bool = False,
+) -> RotationResult | RotationCheck:
+    """Synchronous :func:`apply_async` (``check=True``: :func:`check_async`, nothing changed)."""
+    if check:
+        return _check_plain(rplan, progress=progress)
+    return _apply_plain(rplan, journal_dir=journal_dir, progress=progress, verify=verify)
+
+
+apply.__wrapped__ = apply_async  # type: ignore[attr-defined]  # as `synchronous` marks its twins
+
+
 verify = synchronous(verify_async)
 rollback = synchronous(rollback_async)
 installation_status = synchronous(installation_status_async)

@@ -14,12 +14,10 @@ The runbook's command lines (inspect, plan, apply, verify, rollback) run in bash
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +25,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from lab_process import running_lab
 
 from cosdoc_certs.cli import main
 from cosdoc_certs.lab.runner import Lab
@@ -69,6 +68,7 @@ def _check_status(namespace: dict[str, Any]) -> None:
 
 
 def _check_windows(namespace: dict[str, Any]) -> None:
+    assert namespace["found"].ok, namespace["found"].to_text()
     assert namespace["report"].ok, namespace["report"].to_text()
     assert namespace["result"].outcome.value == "rolled-back"
 
@@ -130,8 +130,8 @@ DOCS: dict[str, DocRun] = {
         check=_check_svarut,
     ),
     "docs/windows.md": DocRun(
-        blocks=5,
-        order=(0, 1, 3, 2, 4),  # the page describes verify before apply
+        blocks=6,
+        order=(0, 1, 4, 3, 2, 5),  # the page describes verify before apply, check after it
         substitutions=(
             (
                 r'ConnectionOptions("cosdoc-app01", username="KOMMUNE\\adm", password=pw)',
@@ -269,23 +269,8 @@ _ASKS_FIRST = ("apply", "rollback")  # without a terminal these need --yes, as t
 @pytest.fixture
 def lab_process(tmp_path: Path) -> Iterator[dict[str, Any]]:
     """`cosdoc-certs lab --json` running as a subprocess; its JSON document."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cosdoc_certs", "lab", "--json", "--root", str(tmp_path / "lab")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert process.stdout is not None
-    text = ""
-    try:
-        for line in process.stdout:
-            text += line
-            if line.startswith("}"):
-                break
-        yield json.loads(text)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with running_lab("--root", str(tmp_path / "lab")) as document:
+        yield document
 
 
 def _lab_placeholders(lab: dict[str, Any]) -> dict[str, str]:

@@ -394,7 +394,9 @@ def test_apply_ps1_takes_the_contract_parameters() -> None:
         "PfxFiles",
         "FileContents",
         "PfxPassword",
+        "Check",
     ]
+    assert "[switch] $Check" in parameters.group(1)
     assert "[System.Security.SecureString] $PfxPassword" in parameters.group(1)
 
 

@@ -8,14 +8,18 @@ talks to the Windows server spells them the same way. ``--winrm-password-env`` i
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from cosdoc_certs.cli._common import read_password
 from cosdoc_certs.consumers import COSDOC_CATALOG, Consumer, load_deviations
 from cosdoc_certs.windows.connection import AUTH_METHODS, PASSWORDLESS_AUTHS, ConnectionOptions
+
+if TYPE_CHECKING:
+    from cosdoc_certs.facts import WindowsFacts
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -126,3 +130,38 @@ def _password(username: str | None, auth: str, password_env: str | None) -> str 
     if username is None or auth in PASSWORDLESS_AUTHS:
         return None
     return read_password(None, f"WinRM password for {username}", option=_PASSWORD_OPTION)
+
+
+def save_facts_options(command: F) -> F:
+    """Add ``--save-facts FILE`` and ``--anonymize`` (what gather returned, scrubbed)."""
+    command = click.option(
+        "--anonymize",
+        is_flag=True,
+        help="With --save-facts: replace the computer name, domain accounts and binding host "
+        "names by stand-ins.",
+    )(command)
+    return click.option(
+        "--save-facts",
+        "save_facts_to",
+        type=click.Path(dir_okay=False, writable=True, path_type=Path),
+        default=None,
+        metavar="FILE",
+        help="Write what the server reported to FILE (passwords and connection strings "
+        "scrubbed) to send home or replay with `cosdoc-certs lab --facts FILE`.",
+    )(command)
+
+
+def write_facts(
+    path: Path | None,
+    facts: WindowsFacts | None,
+    consumers: Sequence[Consumer],
+    *,
+    anonymize: bool,
+) -> None:
+    """Save the facts when ``--save-facts`` was given (a line on stderr says where)."""
+    if path is None or facts is None:
+        return
+    from cosdoc_certs.captured import save_facts  # not loaded for --help
+
+    save_facts(path, facts, consumers, anonymize=anonymize)
+    click.echo(f"facts saved to {path}{' (anonymized)' if anonymize else ''}", err=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -16,7 +17,7 @@ from cosdoc_certs.cli._common import echo_json, json_option, reports_errors
 from cosdoc_certs.errors import InputError
 from cosdoc_certs.lab.kerberos import SERVICE_HOST, LabRealm
 from cosdoc_certs.lab.runner import LAB_PASSWORD_ENV, ConnectionInfo, Lab
-from cosdoc_certs.lab.scenarios import SCENARIOS
+from cosdoc_certs.lab.scenarios import SCENARIOS, LabServer
 
 _WAIT_SECONDS = 0.5
 
@@ -49,10 +50,24 @@ _WAIT_SECONDS = 0.5
     "ticket, and give the server its keytab, as for a domain-joined server (needs MIT "
     "Kerberos: krb5-kdc, krb5-admin-server, krb5-user).",
 )
+@click.option(
+    "--facts",
+    "facts_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    metavar="FILE",
+    help="Replay a server from a facts file (`status --save-facts`) instead of a scenario; "
+    "certificates with keys get lab stand-ins (see docs/lab.md).",
+)
 @json_option
 @reports_errors
 def command(
-    scenario: str, root: Path | None, allow_unencrypted: bool, kerberos: bool, as_json: bool
+    scenario: str,
+    root: Path | None,
+    allow_unencrypted: bool,
+    kerberos: bool,
+    facts_file: Path | None,
+    as_json: bool,
 ) -> None:
     """Run a simulated CosDoc application server on 127.0.0.1 until Ctrl+C.
 
@@ -61,10 +76,41 @@ def command(
     runs this tool's scripts against a simulated certificate store, services and IIS, and
     serves the IIS HTTPS bindings as real TLS listeners. Prints how to connect, one command
     per authentication; with --json, one JSON document (for scripts that start the lab as a
-    subprocess). SIGINT or SIGTERM stop it.
+    subprocess). SIGINT or SIGTERM stop it. With --facts FILE the server is the one a
+    consultant captured with --save-facts.
     """
     if root is not None:
         _make_folder(root)
+    with _server(facts_file, root) as server:
+        name = scenario if facts_file is None else str(facts_file)
+        _run(server, name, root, as_json, allow_unencrypted=allow_unencrypted, kerberos=kerberos)
+
+
+@contextlib.contextmanager
+def _server(facts_file: Path | None, root: Path | None) -> Iterator[LabServer | None]:
+    """The replayed server of ``facts_file`` (closed afterwards), or None for a scenario."""
+    if facts_file is None:
+        yield None
+        return
+    from cosdoc_certs.captured import load_facts
+    from cosdoc_certs.lab.replay import replay_installation
+
+    server = replay_installation(
+        load_facts(facts_file), root / "server" if root is not None else None
+    )
+    with server:
+        yield server
+
+
+def _run(
+    server: LabServer | None,
+    scenario: str,
+    root: Path | None,
+    as_json: bool,
+    *,
+    allow_unencrypted: bool,
+    kerberos: bool,
+) -> None:
     stop = threading.Event()
     with contextlib.ExitStack() as running:
         realm = running.enter_context(LabRealm()) if kerberos else None
@@ -72,7 +118,13 @@ def command(
             realm.kinit()
         keytab = realm.keytab if realm is not None else None
         lab = running.enter_context(
-            Lab(scenario=scenario, root=root, allow_unencrypted=allow_unencrypted, keytab=keytab)
+            Lab(
+                scenario=scenario,
+                server=server,
+                root=root,
+                allow_unencrypted=allow_unencrypted,
+                keytab=keytab,
+            )
         )
         previous = _stop_on_signals(stop)
         try:

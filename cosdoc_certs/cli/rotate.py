@@ -35,7 +35,13 @@ from cosdoc_certs.cli._common import (
 )
 from cosdoc_certs.cli._inventory_options import inventory_options, target_from_inventory
 from cosdoc_certs.cli._svarut_options import svarut_target_from, svarut_target_options
-from cosdoc_certs.cli._windows_options import connection_options, consumers_from, windows_options
+from cosdoc_certs.cli._windows_options import (
+    connection_options,
+    consumers_from,
+    save_facts_options,
+    windows_options,
+    write_facts,
+)
 from cosdoc_certs.cli.inspect import load_bundle_asking_password
 from cosdoc_certs.errors import InputError
 from cosdoc_certs.windows.verify import TlsAddress
@@ -157,6 +163,7 @@ def _tls_address(pairs: tuple[str, ...]) -> TlsAddress | None:
 @click.command("plan")
 @_installation_options
 @_pfx_options
+@save_facts_options
 @json_option
 @stops_without_changes("plan")
 @reports_errors
@@ -164,6 +171,8 @@ def plan_command(
     pfx_files: tuple[Path, ...],
     password_env: str | None,
     key_providers: tuple[str, ...],
+    save_facts_to: Path | None,
+    anonymize: bool,
     as_json: bool,
     **options: Any,
 ) -> None:
@@ -183,6 +192,7 @@ def plan_command(
     target = target_from_options(options)
     bundle = load_bundle_asking_password(list(pfx_files), password_env)
     rplan = rotation.plan(target, bundle, key_providers=providers)
+    write_facts(save_facts_to, rplan.windows_facts, target.consumers, anonymize=anonymize)
     if as_json:
         echo_json(rplan.to_dict())
     else:
@@ -193,7 +203,14 @@ def plan_command(
 @_installation_options
 @_pfx_options
 @click.option("--yes", is_flag=True, help="Do not ask before changing the installation.")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Change nothing: run every step's preconditions on the hosts (apply.ps1 -Check, SvarUT "
+    "pre-flight) and say per step 'would do' or 'cannot, because …'. Exit code as `status`.",
+)
 @journal_dir_option
+@save_facts_options
 @json_option
 @reports_errors
 def apply_command(
@@ -201,7 +218,10 @@ def apply_command(
     password_env: str | None,
     key_providers: tuple[str, ...],
     yes: bool,
+    check: bool,
     journal_dir: Path | None,
+    save_facts_to: Path | None,
+    anonymize: bool,
     as_json: bool,
     **options: Any,
 ) -> None:
@@ -210,10 +230,13 @@ def apply_command(
     Shows the plan and asks first (in scripts, with no terminal: review `plan`, then pass
     --yes). If the SvarUT part fails after the Windows part succeeded, the Windows server
     is rolled back too (exit 5; 6 if a rollback failed). Every step is journaled for
-    `rollback`.
+    `rollback`. With --check nothing is changed and nothing asked: the same script runs
+    each step's preconditions on the server (exit 0 when all would run, 3 on a blocker).
 
     \b
     Example:
+      cosdoc-certs apply --check --inventory kunder.toml --customer testkommune \\
+          --pfx signing+encryption.pfx --pfx ssl.pfx --password-env PFX_PW
       cosdoc-certs apply --inventory kunder.toml --customer testkommune \\
           --pfx signing+encryption.pfx --pfx ssl.pfx --password-env PFX_PW
     """
@@ -221,6 +244,9 @@ def apply_command(
     target = target_from_options(options)
     bundle = load_bundle_asking_password(list(pfx_files), password_env)
     rplan = rotation.plan(target, bundle, key_providers=providers)
+    write_facts(save_facts_to, rplan.windows_facts, target.consumers, anonymize=anonymize)
+    if check:
+        _check(rplan, as_json)
     if not as_json:
         click.echo(rplan.to_text())
     if not rplan.is_empty:
@@ -233,6 +259,17 @@ def apply_command(
         click.echo(str(result))
         click.echo(report.to_text())
     sys.exit(exit_code_for(report.worst))
+
+
+def _check(rplan: rotation.RotationPlan, as_json: bool) -> None:
+    """``apply --check``: the plan, then each host's verdicts; exits like ``status``."""
+    found = rotation.apply(rplan, check=True, progress=progress_printer(as_json))
+    if as_json:
+        echo_json({"plan": rplan.to_dict(), "check": found.to_dict()})
+    else:
+        click.echo(rplan.to_text())
+        click.echo(found.to_text())
+    sys.exit(exit_code_for(found.worst))
 
 
 @click.command("verify")

@@ -10,6 +10,7 @@ exit code follows the worst finding (0 ok, 1 warnings, 3 problems, 4 could not c
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -24,7 +25,13 @@ from cosdoc_certs.cli._common import (
     warn_days_option,
 )
 from cosdoc_certs.cli._inventory_options import inventory_options, target_from_inventory
-from cosdoc_certs.cli._windows_options import connection_options, consumers_from, windows_options
+from cosdoc_certs.cli._windows_options import (
+    connection_options,
+    consumers_from,
+    save_facts_options,
+    windows_options,
+    write_facts,
+)
 from cosdoc_certs.rotation import InstallationStatus, installation_status
 from cosdoc_certs.status import status
 
@@ -35,6 +42,7 @@ _MIN_PIPE_WIDTH = 160
 @inventory_options
 @windows_options(host_required=False)
 @warn_days_option
+@save_facts_options
 @json_option
 @stops_without_changes("status")
 @reports_errors
@@ -43,6 +51,8 @@ def command(
     customer: str | None,
     deviations: str | None,
     warn_days: int,
+    save_facts_to: Path | None,
+    anonymize: bool,
     as_json: bool,
     **given: Any,
 ) -> None:
@@ -60,8 +70,11 @@ def command(
       cosdoc-certs status --host cosdoc-app01.kommune.local --user KOMMUNE\\drift \\
           --auth ntlm --winrm-password-env WINRM_PASSWORD
       cosdoc-certs status --inventory kunder.toml --customer testkommune
+      cosdoc-certs status ... --save-facts app01-facts.json --anonymize   # to send home
     """
     if inventory or customer:
+        if save_facts_to is not None:
+            raise click.UsageError("--save-facts reads one server: give --host, not --inventory")
         given["deviations"] = deviations
         target = target_from_inventory(inventory, customer, given)
         installation = installation_status(target, warn_days=warn_days)
@@ -74,6 +87,7 @@ def command(
         raise click.UsageError("give --host, or --inventory FILE --customer NAME")
     consumers = consumers_from(deviations)
     report = status(connection_options(given), consumers, warn_days=warn_days)
+    write_facts(save_facts_to, report.facts, consumers, anonymize=anonymize)
     if as_json:
         echo_json(report.to_dict())
     else:

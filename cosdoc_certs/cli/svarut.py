@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import click
 
+from cosdoc_certs._aio import run_sync
 from cosdoc_certs.cli._common import (
     OrderedGroup,
     confirm_change,
@@ -33,6 +34,7 @@ from cosdoc_certs.findings import worst
 from cosdoc_certs.svarut import (
     NewCertificate,
     apply,
+    check_async,
     plan,
     rollback,
     status,
@@ -112,6 +114,12 @@ def plan_command(
 @_pfx_option(required=True)
 @password_env_option()
 @click.option("--yes", is_flag=True, help="Do not ask before changing the host.")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Change nothing: test sudo -n, prod.env unchanged since the plan, the folders, "
+    "nginx -t in a throwaway container. Exit code as `status`.",
+)
 @journal_dir_option
 @json_option
 @reports_errors
@@ -119,13 +127,15 @@ def apply_command(
     pfx_files: tuple[Path, ...],
     password_env: str | None,
     yes: bool,
+    check: bool,
     journal_dir: Path | None,
     as_json: bool,
     **options: Any,
 ) -> None:
     """Install the new certificate, restart nginx and verify; roll back on any failure.
 
-    Shows the plan and asks first (--yes without a terminal).
+    Shows the plan and asks first (--yes without a terminal). With --check nothing is changed:
+    each precondition of the apply is tested on the host (exit 0 when all hold, 3 otherwise).
 
     \b
     Example:
@@ -137,6 +147,13 @@ def apply_command(
     splan = plan(target, _new_certificate(pfx_files, password_env))
     if not as_json:
         click.echo(splan.to_text())
+    if check:
+        found = run_sync(check_async(target, splan))
+        if as_json:
+            echo_json({"plan": splan.to_dict(), "check": found.to_dict()})
+        else:
+            click.echo(found.to_text())
+        sys.exit(exit_code_for(found.worst))
     if not splan.is_empty:
         confirm_change(f"Apply this plan to {target.ssh.host}?", yes, "cosdoc-certs svarut plan")
     result = apply(target, splan, journal_dir=journal_dir, progress=progress_printer(as_json))

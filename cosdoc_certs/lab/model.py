@@ -131,6 +131,19 @@ class EventLogEntry:
     event_id: int = 0
 
 
+@dataclass
+class RemoteSession:
+    """What the remoting session that runs our scripts is allowed: as the account connecting.
+
+    ``elevated``: the token holds the Administrators group (a domain admin, or a local one
+    with LocalAccountTokenFilterPolicy=1); without it ``LocalMachine\\My`` does not open for
+    writing. (The language mode and the WebAdministration module are the server's:
+    :attr:`CosDocServer.language_mode`, :attr:`CosDocServer.web_administration`.)
+    """
+
+    elevated: bool = True
+
+
 @dataclass(eq=False)
 class WindowsService:
     """A Windows service as ``Win32_Service`` shows it, plus what it does with certificates.
@@ -326,6 +339,7 @@ class CosDocServer:
         self._next_process_id = 4200
         self.http_sys_settings: dict[tuple[str, str], dict[str, SettingValue]] = {}
         self.wmi_error: str | None = None
+        self.session = RemoteSession()
 
     def __repr__(self) -> str:
         return (
@@ -668,6 +682,29 @@ class CosDocServer:
                     other.thumbprint = entry.thumbprint
             logger.info("binding %s now serves %s", target.binding_information, entry.thumbprint)
             return target
+
+    def open_personal_store_for_writing(self) -> None:
+        """``X509Store('My', 'LocalMachine').Open('ReadWrite')`` (Import-PfxCertificate does it):
+        access denied unless the session is elevated."""
+        if not self.session.elevated:
+            raise SimulatedWindowsError(
+                "Access is denied.",
+                error_id="System.Security.Cryptography.CryptographicException",
+                category="PermissionDenied",
+                hresult=0x80070005,
+                target="Cert:\\LocalMachine\\My",
+            )
+
+    def import_web_administration(self) -> None:
+        """``Import-Module WebAdministration``: fails without the IIS management scripts."""
+        if not self.web_administration:
+            raise SimulatedWindowsError(
+                "The specified module 'WebAdministration' was not loaded because no valid module "
+                "file was found in any module directory.",
+                error_id="Modules_ModuleNotFound,Microsoft.PowerShell.Commands.ImportModuleCommand",
+                category="ResourceUnavailable",
+                target="WebAdministration",
+            )
 
     def sslcert_settings(self, entry: tuple[str, str]) -> dict[str, SettingValue] | None:
         """The registry values of the http.sys entry, or None when there is no such entry."""

@@ -803,6 +803,20 @@ def module_without_iis_installation(
     return server
 
 
+def deny_write_config_installation(
+    root: Path | None = None,
+    *,
+    now: datetime.datetime | None = None,
+    certificates: LabCertificates | None = None,
+) -> LabServer:
+    """The default installation where KPR.Innsending's appsettings.json has a Deny Write rule
+    for BUILTIN\\Administrators (left by a hardening script): the rotation cannot write it.
+    """
+    server = default_installation(root, now=now, certificates=certificates)
+    server.files.deny_write(server.service("KPR.Innsending").settings_file)
+    return server
+
+
 def _cng_installation(
     root: Path | None = None,
     *,
@@ -851,6 +865,7 @@ SCENARIOS: dict[str, Callable[..., LabServer]] = {
     "dotnet-hosted": dotnet_hosted_installation,
     "iis-without-module": iis_without_module_installation,
     "module-without-iis": module_without_iis_installation,
+    "deny-write-config": deny_write_config_installation,
 }
 """Scenario name (``cosdoc-certs lab --scenario``) → builder(root, *, now=, certificates=)."""
 

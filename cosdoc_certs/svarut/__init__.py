@@ -19,6 +19,8 @@ from cosdoc_certs.svarut.api import (
     SvarutTarget,
     apply,
     apply_async,
+    check,
+    check_async,
     load_new_certificate,
     plan,
     plan_async,
@@ -30,6 +32,7 @@ from cosdoc_certs.svarut.api import (
     verify_async,
 )
 from cosdoc_certs.svarut.apply import RunResult
+from cosdoc_certs.svarut.check import StepVerdict, SvarutCheck
 from cosdoc_certs.svarut.connection import (
     CommandResult,
     ConnectionLostError,
@@ -56,7 +59,9 @@ __all__ = [
     "NewCertificate",
     "RunResult",
     "SshOptions",
+    "StepVerdict",
     "SudoPasswordError",
+    "SvarutCheck",
     "SvarutConnection",
     "SvarutFacts",
     "SvarutPlan",
@@ -64,6 +69,8 @@ __all__ = [
     "VerifyReport",
     "apply",
     "apply_async",
+    "check",
+    "check_async",
     "connect",
     "load_new_certificate",
     "plan",

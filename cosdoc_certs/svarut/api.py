@@ -27,6 +27,7 @@ from cosdoc_certs.svarut.apply import (
     apply_plan,
     undo,
 )
+from cosdoc_certs.svarut.check import SvarutCheck, check_plan
 from cosdoc_certs.svarut.connection import HostConnection, SshOptions, connect
 from cosdoc_certs.svarut.gather import Endpoint, SvarutFacts, gather
 from cosdoc_certs.svarut.planning import NewCertificate, SvarutPlan, plan_rotation
@@ -37,6 +38,8 @@ __all__ = [
     "SvarutTarget",
     "apply",
     "apply_async",
+    "check",
+    "check_async",
     "load_new_certificate",
     "plan",
     "plan_async",
@@ -140,6 +143,16 @@ async def apply_async(
 
 
 @short_errors
+async def check_async(target: SvarutTarget, splan: SvarutPlan) -> SvarutCheck:
+    """Test what applying ``splan`` needs on the host (read-only commands; nothing changed)."""
+    connection = await target.connect()
+    try:
+        return await check_plan(connection, splan)
+    finally:
+        await connection.close()
+
+
+@short_errors
 async def verify_async(target: SvarutTarget, expected_thumbprint: str | None) -> VerifyReport:
     """Gather again and check what is served, running and configured."""
     expected = normalize_thumbprint(expected_thumbprint) if expected_thumbprint else None
@@ -193,5 +206,6 @@ def _journal_for(
 status = synchronous(status_async)
 plan = synchronous(plan_async)
 apply = synchronous(apply_async)
+check = synchronous(check_async)
 verify = synchronous(verify_async)
 rollback = synchronous(rollback_async)

@@ -84,8 +84,10 @@ __all__ = [
     "WindowsApplyResult",
     "apply_windows",
     "compile_windows_plan",
+    "describe_action",
     "legacy_pfx",
     "rollback_windows",
+    "run_apply_script",
 ]
 
 logger = logging.getLogger(__name__)
@@ -410,7 +412,8 @@ def _quiet(_: str) -> None:
     """The default progress callback: nothing."""
 
 
-def _new_run_id() -> str:
+def new_run_id() -> str:
+    """A run id: UTC time and a random suffix (names the backups)."""
     return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
@@ -436,7 +439,7 @@ def apply_windows(
     changes = _windows_changes(plan)
     host_name = changes[0].host if changes else (plan.hosts[0] if plan.hosts else "windows")
     load_script(SCRIPT_NAME)  # a missing script is an install problem: say so before any journal
-    run_id = _new_run_id()
+    run_id = new_run_id()
     password = secrets.token_urlsafe(24)
     compiled = compile_windows_plan(
         plan, bundle, facts, run_id=run_id, pfx_password=password.encode("ascii")
@@ -463,7 +466,9 @@ def apply_windows(
     try:
         with _interrupted_by_signals():
             say(f"applying {len(indexes)} action(s) on {host_name} in one call")
-            document = _run_actions(host, compiled.actions, run_id, compiled.pfx_files, password)
+            document = run_apply_script(
+                host, compiled.actions, run_id, compiled.pfx_files, password
+            )
             _record(journal, indexes, document)
             if document.stopped:
                 raise _ActionFailed(compiled.actions, document)
@@ -514,12 +519,13 @@ def _stop_reason(actions: Sequence[Action], document: ApplyDocument) -> str:
     if failed is None:
         return f"apply.ps1 stopped: {document.error}"
     return (
-        f"action {failed.index + 1} of {len(actions)}, {_describe(actions[failed.index])}, "
+        f"action {failed.index + 1} of {len(actions)}, {describe_action(actions[failed.index])}, "
         f"failed: {failed.message}"
     )
 
 
-def _describe(action: Action) -> str:
+def describe_action(action: Action) -> str:
+    """An action in a few words, for messages."""
     if isinstance(action, ImportPfx):
         return f"import {', '.join(action.thumbprints)}"
     if isinstance(action, (WriteFile, RestoreFile)):
@@ -564,14 +570,16 @@ def _context(
     }
 
 
-def _run_actions(
+def run_apply_script(
     host: WindowsHost,
     actions: Sequence[Action],
     run_id: str,
     pfx_files: Sequence[bytes] = (),
     password: str = "",
+    *,
+    check: bool = False,
 ) -> ApplyDocument:
-    """One ``apply.ps1`` call; the parsed result document."""
+    """One ``apply.ps1`` call (with ``-Check``: nothing changed); the parsed result document."""
     parameters: dict[str, Any] = {
         "Actions": actions_to_json(actions),
         "RunId": run_id,
@@ -580,6 +588,8 @@ def _run_actions(
     }
     if pfx_files:
         parameters["PfxPassword"] = host.secure_string(password)
+    if check:
+        parameters["Check"] = True
     data = host.run_script(SCRIPT_NAME, **parameters)
     return ApplyDocument.from_data(data)
 
@@ -763,7 +773,7 @@ def _undo(host: WindowsHost, journal: Journal, *, in_run: bool, say: Progress) -
     run_id = str(journal.context["run_id"])
     if actions:
         say(f"undoing: {len(actions)} action(s) in one call")
-        document = _with_reconnect(host, lambda: _run_actions(host, actions, run_id))
+        document = _with_reconnect(host, lambda: run_apply_script(host, actions, run_id))
         if document.stopped:
             raise ApplyError(f"undo {_stop_reason(actions, document)}")
     say("gathering again to check that the original files are back")

@@ -33,6 +33,12 @@ The result (schema version 1)::
     {"schema_version": 1, "completed": int, "failed_index": int|null, "error": str|null,
      "results": [{"index", "action", "ok": bool, "message", "before": {...}}]}
 
+With the ``-Check`` switch nothing is changed: each action's preconditions are tested
+instead, every action gets a result (``ok``: it would succeed, its message saying what it would
+do; else the message says why it cannot and what fixes it), ``failed_index`` is the first
+blocker, and the document adds ``"check": true`` and ``"environment": [{"name", "ok",
+"message"}]`` (elevated administrator, Full Language mode, WebAdministration).
+
 ``error`` is set when the script stopped outside an action (the actions could not be read,
 an unknown action, a missing parameter, an unexpected failure between actions): every path
 out of ``apply.ps1`` still writes this document.
@@ -313,14 +319,32 @@ class ActionResult:
 
 
 @dataclasses.dataclass(frozen=True)
+class SessionCheck:
+    """One check of the remote session under ``-Check`` (elevated, language mode, IIS module)."""
+
+    name: str
+    ok: bool
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object of this check."""
+        return {"name": self.name, "ok": self.ok, "message": self.message}
+
+
+@dataclasses.dataclass(frozen=True)
 class ApplyDocument:
-    """The document ``apply.ps1`` returns: one result per action run, and where it stopped."""
+    """The document ``apply.ps1`` returns: one result per action run, and where it stopped.
+
+    Under ``-Check`` (``check``), one verdict per action and the session's checks.
+    """
 
     results: tuple[ActionResult, ...]
     completed: int
     failed_index: int | None
     schema_version: int = SCHEMA_VERSION
     error: str | None = None
+    check: bool = False
+    environment: tuple[SessionCheck, ...] = ()
 
     @property
     def stopped(self) -> bool:
@@ -345,6 +369,9 @@ class ApplyDocument:
             "failed_index": self.failed_index,
             "error": self.error,
         }
+        if self.check:
+            data["check"] = True
+            data["environment"] = [item.to_dict() for item in self.environment]
         return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
@@ -366,7 +393,27 @@ class ApplyDocument:
             completed,
             failed_index,
             error=hide_passwords(error) if error is not None else None,
+            check=data.get("check") is True,
+            environment=tuple(_session_check(item, n) for n, item in _listed(data, "environment")),
         )
+
+
+def _listed(data: dict[str, Any], key: str) -> list[tuple[int, Any]]:
+    value = data.get(key, [])
+    if not isinstance(value, list):
+        raise ApplyContractError(f"'{key}' must be an array")
+    return list(enumerate(value))
+
+
+def _session_check(data: Any, position: int) -> SessionCheck:
+    if not (
+        isinstance(data, dict)
+        and isinstance(data.get("name"), str)
+        and isinstance(data.get("ok"), bool)
+        and isinstance(data.get("message"), str)
+    ):
+        raise ApplyContractError(f"environment[{position}] needs a name, a boolean ok, a message")
+    return SessionCheck(data["name"], data["ok"], hide_passwords(data["message"]))
 
 
 def _is_int(value: Any) -> bool:

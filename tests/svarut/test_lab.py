@@ -571,3 +571,69 @@ def test_the_next_apply_removes_the_staging_folder_of_a_crashed_run(
     assert not lab.path(staging).exists()
     assert any(staging in line and "crashed run" in line for line in progress)
     assert Journal.load(journal.path).steps[0]["status"] == "undone"
+
+
+# -- check mode ------------------------------------------------------------------------------
+
+
+def _tree(lab: LabSvarutHost) -> dict[str, bytes]:
+    files = sorted(path for path in lab.sandbox.rglob("*") if path.is_file())
+    return {str(path.relative_to(lab.sandbox)): path.read_bytes() for path in files}
+
+
+def test_check_passes_changes_nothing_and_apply_then_succeeds(
+    lab: LabSvarutHost, certs: Certs, journal_dir: Path
+) -> None:
+    splan = svarut.plan(lab.target(), _new(certs.new), today=TODAY)
+    before, commands = _tree(lab), len(lab.commands)
+    found = svarut.check(lab.target(), splan)
+    assert found.worst is None, found.to_text()
+    assert _tree(lab) == before
+    ran = [argv[3] for argv in lab.commands[commands:] if argv[:3] == ("sudo", "-n", "--")]
+    assert not {"install", "cp", "rm"} & set(ran)
+    assert [v.name for v in found.verdicts] == [
+        "sudo",
+        "prod.env",
+        "certificate folder",
+        "prod.env folder",
+        "nginx -t",
+    ]
+    assert svarut.apply(lab.target(), splan, journal_dir=journal_dir).outcome is Outcome.APPLIED
+
+
+def test_check_finds_the_blockers_apply_would_hit(
+    lab: LabSvarutHost, certs: Certs, journal_dir: Path
+) -> None:
+    splan = svarut.plan(lab.target(), _new(certs.new), today=TODAY)
+    env = lab.path(SINGLE.env_path)
+    env.write_bytes(env.read_bytes() + b"# edited by hand\n")
+    found = svarut.check(lab.target(), splan)
+    failed = {v.name: v.message for v in found.verdicts if not v.ok}
+    assert list(failed) == ["prod.env"]
+    assert "run plan again" in failed["prod.env"]
+    with pytest.raises(ApplyError, match="since the plan"):
+        svarut.apply(lab.target(), splan, journal_dir=journal_dir)
+
+
+def test_check_reports_sudo_that_wants_a_password(lab: LabSvarutHost, certs: Certs) -> None:
+    splan = svarut.plan(lab.target(), _new(certs.new), today=TODAY)
+    lab.faults.sudo_needs_password = True
+    found = svarut.check(lab.target(), splan)
+    assert found.verdicts[0].name == "sudo"
+    assert not found.verdicts[0].ok
+    assert "NOPASSWD" in found.verdicts[0].message
+
+
+def test_svarut_apply_check_on_the_command_line(lab: LabSvarutHost, certs: Certs) -> None:
+    arguments = [*_cli_args(lab), "--pfx", str(certs.pfx), "--password-env", "PFX_PW", "--json"]
+    runner = CliRunner(env={"PFX_PW": PFX_PASSWORD})
+    before = _tree(lab)
+    result = runner.invoke(main, ["svarut", "apply", "--check", *arguments])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["check"]["ok"] is True
+    assert _tree(lab) == before
+    # a host the check cannot even read stops it with the same one-line error as status
+    (lab.path(SINGLE.root) / "compose.yaml").rename(lab.path(SINGLE.root) / "moved.yaml")
+    result = runner.invoke(main, ["svarut", "apply", "--check", *arguments])
+    assert result.exit_code == 4, result.output
+    assert "no configuration file provided" in result.output

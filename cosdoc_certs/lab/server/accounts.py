@@ -92,6 +92,12 @@ class AccountDirectory:
         self.language: Language = language
         self.local_users: set[str] = set()
         self._names: dict[str, str] = {}
+        self._known: dict[str, str] = {}
+
+    def add_known(self, name: str, sid: str) -> None:
+        """Make ``name`` resolve to ``sid`` (an account as a captured server resolved it)."""
+        self._known[name.strip().casefold()] = sid.upper()
+        self._remember(sid.upper(), name.strip())
 
     def add_local_user(self, user: str) -> str:
         """Create the local account ``COMPUTER\\user``; returns its SID."""
@@ -102,6 +108,8 @@ class AccountDirectory:
         """The SID of ``name`` as ``NTAccount.Translate`` / icacls resolve it, or error 1332."""
         text = name.strip()
         folded = text.casefold()
+        if folded in self._known:
+            return self._known[folded]
         for sid, shown in _WELL_KNOWN[self.language].items():
             if shown.casefold() == folded:
                 return sid
@@ -129,6 +137,8 @@ class AccountDirectory:
         if text.upper().startswith("S-1-"):
             return text.upper()
         folded = text.casefold()
+        if folded in self._known:
+            return self._known[folded]
         if folded in _SCM_SPELLINGS:
             return _SCM_SPELLINGS[folded]
         if folded.startswith(".\\"):

@@ -17,7 +17,9 @@ provider, which throws for a drive letter the server does not have (:meth:`join_
 Files carry the attributes that matter to a write (``ReadOnly``, ``Hidden``):
 :meth:`WindowsFileSystem.write_all_bytes` fails on them as .NET's ``File.WriteAllBytes``
 does (``CreateFile`` with ``CREATE_ALWAYS`` is denied on a read-only file and on a hidden
-or system file), while :meth:`WindowsFileSystem.write` is the lab's own setter.
+or system file), while :meth:`WindowsFileSystem.write` is the lab's own setter. A file
+whose ACL denies the administrators write (:meth:`WindowsFileSystem.deny_write`) refuses
+``File.WriteAllBytes`` whatever its attributes.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ class WindowsFileSystem:
         self.drives: set[str] = {"C", "D"}
         self.denied: set[str] = set()
         self.locked: set[str] = set()
+        self._write_denied: set[Path] = set()
 
     def read_in_session(self, path: str) -> bytes:
         """``[IO.File]::ReadAllBytes`` in the remoting session (see the module docstring)."""
@@ -164,7 +167,8 @@ class WindowsFileSystem:
 
     def write_all_bytes(self, path: str, data: bytes) -> None:
         """``[System.IO.File]::WriteAllBytes``: denied on an existing ReadOnly or Hidden file."""
-        if self.is_file(path) and self.attributes(path) & BLOCKING_ATTRIBUTES:
+        denied = self.write_denied(path)
+        if denied or (self.is_file(path) and self.attributes(path) & BLOCKING_ATTRIBUTES):
             raise SimulatedWindowsError(
                 f"Access to the path '{path}' is denied.",
                 error_id="UnauthorizedAccessException",
@@ -173,6 +177,14 @@ class WindowsFileSystem:
                 target=path,
             )
         self.write(path, data)
+
+    def deny_write(self, path: str) -> None:
+        """Put a Deny Write rule for ``BUILTIN\\Administrators`` on the file's ACL."""
+        self._write_denied.add(self.real_path(path))
+
+    def write_denied(self, path: str) -> bool:
+        """True when the file's ACL denies the administrators write."""
+        return self.real_path(path) in self._write_denied
 
     def copy(self, source: str, destination: str) -> None:
         """``Copy-Item -Force``: the bytes and the attributes (over a read-only copy too)."""

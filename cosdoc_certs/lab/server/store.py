@@ -82,7 +82,8 @@ class StoreEntry:
 
     ``key_storage`` is ``"CNG"``, ``"CAPI"`` or None (no key); ``key_provider`` the name of
     its provider; ``key_file`` is the key file's Windows path; ``readers`` are the accounts
-    with read on the key file.
+    with read on the key file; ``dacl_locked`` models a key file whose owner is another
+    account and whose DACL gives the administrators no WRITE_DAC (icacls is denied).
     """
 
     certificate: x509.Certificate
@@ -94,6 +95,7 @@ class StoreEntry:
     friendly_name: str = ""
     unique_name: str = ""
     accounts: AccountDirectory | None = field(default=None, repr=False)
+    dacl_locked: bool = False
 
     @property
     def thumbprint(self) -> str:
@@ -269,6 +271,15 @@ class CertificateStore:
         name on a Norwegian server) fails with icacls' error 1332.
         """
         entry = self._entry_with_key(thumbprint)
+        if entry.dacl_locked:
+            raise SimulatedWindowsError(
+                f"{entry.key_file}: Access is denied. Successfully processed 0 files; "
+                "Failed processing 1 files",
+                error_id="IcaclsAccessDenied",
+                category="PermissionDenied",
+                hresult=0x80070005,
+                target=str(entry.key_file),
+            )
         entry.readers.add(self.accounts.icacls_sid(trustee))
 
     def grant_account(self, thumbprint: str, account: str) -> None:
@@ -308,6 +319,16 @@ class CertificateStore:
     def _delete_key_file(self, entry: StoreEntry) -> None:
         if entry.key_file is not None and self.files.is_file(entry.key_file):
             self.files.delete(entry.key_file)
+
+
+def open_pfx(data: bytes, password: str) -> str:
+    """``New-Object X509Certificate2(bytes, password)`` in memory: the thumbprint of the first
+    certificate with its key in the PFX; fails like Windows on a wrong password or bad data."""
+    contents = _read_pfx(data, password)
+    for certificate in contents.certificates:
+        if not _is_ca(certificate) and _matching_key(certificate, contents.private_keys):
+            return thumbprint_of_der(certificate.public_bytes(serialization.Encoding.DER))
+    return thumbprint_of_der(contents.certificates[0].public_bytes(serialization.Encoding.DER))
 
 
 def _read_pfx(data: bytes, password: str) -> FileContents:

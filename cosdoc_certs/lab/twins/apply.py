@@ -31,6 +31,7 @@ from cryptography import x509
 from cosdoc_certs.certs.model import thumbprint_of
 from cosdoc_certs.lab.model import (
     CENTRAL_STORE_FLAG,
+    Binding,
     CosDocServer,
     SimulatedWindowsError,
     WindowsService,
@@ -78,10 +79,11 @@ _PARAMETERS = {
     "pfxfiles": "PfxFiles",
     "filecontents": "FileContents",
     "pfxpassword": "PfxPassword",
+    "check": "Check",
 }
 
 
-class _ActionFailed(Exception):
+class ActionFailed(Exception):
     """An action failed with Windows' message; ``before`` is what was known before it."""
 
     def __init__(self, message: str, before: dict[str, Any]) -> None:
@@ -134,7 +136,13 @@ def apply(server: CosDocServer, call: ScriptCall) -> ScriptResult:
         str(parameters.get("PfxPassword") or ""),
     )
     with server.lock:
-        document = _run_actions(run, actions)
+        if parameters.get("Check"):
+            # the check twin builds on this module's steps: imported here, not at the top
+            from cosdoc_certs.lab.twins.apply_check import check_actions
+
+            document = check_actions(run.server, actions, run.pfx_files, run.password)
+        else:
+            document = _run_actions(run, actions)
     return ScriptResult(output=[document.to_json()])
 
 
@@ -181,9 +189,9 @@ def _run_actions(run: _Run, actions: list[Action]) -> ApplyDocument:
         try:
             injected = run.server.faults.action_failure(index)
             if injected is not None:  # the lab's fail_action: before the action changes anything
-                raise _ActionFailed(injected, {})
+                raise ActionFailed(injected, {})
             message, before = _EXECUTORS[type(action)](run, action)
-        except _ActionFailed as failure:
+        except ActionFailed as failure:
             results.append(
                 ActionResult(index, action.action, False, failure.message, failure.before)
             )
@@ -228,16 +236,20 @@ def _hash_of(server: CosDocServer, path: str) -> str | None:
     return _sha256(server.files.read(path)) if server.files.is_file(path) else None
 
 
-def _windows(step: Callable[[], Any], before: dict[str, Any]) -> Any:
+def windows_step(step: Callable[[], Any], before: dict[str, Any]) -> Any:
     """Run a model operation; a simulated Windows failure fails the action with ``before``."""
     try:
         return step()
     except SimulatedWindowsError as error:
-        raise _ActionFailed(error.message, before) from None
+        raise ActionFailed(error.message, before) from None
 
 
-def _import_pfx(run: _Run, action: ImportPfx) -> tuple[str, dict[str, Any]]:
-    store = run.server.store
+def import_wanted(
+    server: CosDocServer, action: ImportPfx, pfx_files: Sequence[str]
+) -> tuple[list[str], dict[str, Any]]:
+    """apply.ps1's start of import-pfx: what is in the store (with its key) already, and the
+    thumbprints still to import; fails on a missing ``-PfxFiles`` entry."""
+    store = server.store
     present = [t for t in action.thumbprints if store.find(t) is not None]
     with_key = [t for t in present if store.get(t).has_private_key]
     before: dict[str, Any] = {
@@ -246,9 +258,15 @@ def _import_pfx(run: _Run, action: ImportPfx) -> tuple[str, dict[str, Any]]:
         "key_provider": None,
         "authorities_added": [],
     }
-    if not 0 <= action.index < len(run.pfx_files):
-        raise _ActionFailed(f"-PfxFiles has no file number {action.index}.", before)
-    wanted = [t for t in action.thumbprints if t not in with_key]
+    if not 0 <= action.index < len(pfx_files):
+        raise ActionFailed(f"-PfxFiles has no file number {action.index}.", before)
+    return [t for t in action.thumbprints if t not in with_key], before
+
+
+def _import_pfx(run: _Run, action: ImportPfx) -> tuple[str, dict[str, Any]]:
+    store = run.server.store
+    wanted, before = import_wanted(run.server, action, run.pfx_files)
+    with_key = before["with_key"]
     if wanted:
         _import_file(run, action, before)
         _check_provider(run, action, wanted, before)
@@ -268,16 +286,17 @@ def _import_file(run: _Run, action: ImportPfx, before: dict[str, Any]) -> None:
     try:
         data = base64.b64decode(run.pfx_files[action.index], validate=True)
     except binascii.Error:
-        raise _ActionFailed("The PFX file is not valid base64.", before) from None
+        raise ActionFailed("The PFX file is not valid base64.", before) from None
     temp = windows_join(TEMP_FOLDER, f"cosdoc-certs-{run.run_id}-{action.index}.pfx")
     run.server.files.write(temp, data)
     try:
-        imported = _windows(lambda: run.server.store.import_pfx(data, run.password), before)
+        windows_step(run.server.open_personal_store_for_writing, before)
+        imported = windows_step(lambda: run.server.store.import_pfx(data, run.password), before)
     finally:
         run.server.files.delete(temp)
     missing = [t for t in action.thumbprints if t.upper() not in imported]
     if missing:
-        raise _ActionFailed(f"The PFX file does not hold {', '.join(missing)}.", before)
+        raise ActionFailed(f"The PFX file does not hold {', '.join(missing)}.", before)
 
 
 def _check_provider(
@@ -294,7 +313,7 @@ def _check_provider(
         for taken_back in imported:
             if taken_back not in before["present"]:
                 store.remove(taken_back)
-        raise _ActionFailed(
+        raise ActionFailed(
             f"The key of {thumbprint} was imported into {actual}, not {expected} as planned; "
             "the certificate was removed again.",
             before,
@@ -318,16 +337,16 @@ def _remove_authority(run: _Run, action: RemoveAuthority) -> tuple[str, dict[str
 
 def _write_file(run: _Run, action: WriteFile) -> tuple[str, dict[str, Any]]:
     files = run.server.files
-    current = _windows(lambda: files.read(action.path), {"sha256": None, "backup": None})
+    current = windows_step(lambda: files.read(action.path), {"sha256": None, "backup": None})
     before: dict[str, Any] = {"sha256": _sha256(current), "backup": None}
     if before["sha256"] != action.expected_sha256.upper():
-        raise _ActionFailed(f"'{action.path}' changed since planning; not overwritten.", before)
+        raise ActionFailed(f"'{action.path}' changed since planning; not overwritten.", before)
     try:
         content = base64.b64decode(action.content_base64, validate=True)
     except binascii.Error:
-        raise _ActionFailed("content_base64 is not valid base64.", before) from None
+        raise ActionFailed("content_base64 is not valid base64.", before) from None
     backup = backup_path(action.path, run.run_id)
-    _windows(lambda: files.copy(action.path, backup), before)
+    windows_step(lambda: files.copy(action.path, backup), before)
     before["backup"] = backup
     _write_in_place(files, action.path, content, before)
     return f"wrote {len(content)} bytes (backup {backup})", before
@@ -337,7 +356,7 @@ def _write_in_place(
     files: WindowsFileSystem, path: str, data: bytes, before: dict[str, Any]
 ) -> None:
     """WriteAllBytes with ReadOnly/Hidden cleared around it and put back afterwards."""
-    attributes = _windows(lambda: files.attributes(path), before)
+    attributes = windows_step(lambda: files.attributes(path), before)
     cleared = attributes - {"ReadOnly", "Hidden"}
     if cleared != attributes:
         files.set_attributes(path, cleared)
@@ -345,7 +364,7 @@ def _write_in_place(
         files.write_all_bytes(path, data)
     except SimulatedWindowsError as error:
         named = ", ".join(sorted(attributes)) or "Normal"
-        raise _ActionFailed(
+        raise ActionFailed(
             f"Cannot write '{path}' (attributes {named}): {error.message}", before
         ) from None
     finally:
@@ -355,66 +374,90 @@ def _write_in_place(
 def _grant_read(run: _Run, action: GrantRead) -> tuple[str, dict[str, Any]]:
     """apply.ps1's Invoke-GrantRead: the key file by its unique name, then icacls by SID."""
     before: dict[str, Any] = {"key_file": None, "could_read": False}
-    store = run.server.store
-    entry = _windows(lambda: store.get(action.thumbprint), before)
+    key_file = grant_target(run.server, action, before)
+    try:
+        run.server.store.grant_read(action.thumbprint, f"*{action.sid}")
+    except SimulatedWindowsError as error:
+        raise ActionFailed(
+            f"icacls failed (exit code {error.hresult & 0xFFFF}): {error.message}", before
+        ) from None
+    return f"{action.account} may read {key_file}", before
+
+
+def grant_target(server: CosDocServer, action: GrantRead, before: dict[str, Any]) -> str:
+    """The start of grant-read (the action and its check): the SID checked, the key file
+    found by the key's unique name; ``before`` gets the file and whether the SID itself could
+    read it. Returns the key file's path."""
+    store = server.store
+    entry = windows_step(lambda: store.get(action.thumbprint), before)
     if re.fullmatch(r"S-1-[0-9-]+", action.sid) is None:
-        raise _ActionFailed(f"'{action.sid}' is not a SID.", before)
+        raise ActionFailed(f"'{action.sid}' is not a SID.", before)
     handle = store.key_handle(entry.thumbprint)
     if handle is None:
-        raise _ActionFailed(f"The certificate {entry.thumbprint} has no private key.", before)
-    found = find_key_file(run.server, handle.unique_name)
+        raise ActionFailed(f"The certificate {entry.thumbprint} has no private key.", before)
+    found = find_key_file(server, handle.unique_name)
     if found is None:
-        raise _ActionFailed(
+        raise ActionFailed(
             f"The key of {entry.thumbprint} ({handle.provider}) has no file in any machine key "
             "folder: it cannot be granted by a file ACL.",
             before,
         )
     key_file = found[1]
     before.update(key_file=key_file, could_read=action.sid.upper() in entry.readers)  # itself
-    try:
-        store.grant_read(action.thumbprint, f"*{action.sid}")
-    except SimulatedWindowsError as error:
-        raise _ActionFailed(
-            f"icacls failed (exit code {error.hresult & 0xFFFF}): {error.message}", before
-        ) from None
-    return f"{action.account} may read {key_file}", before
+    return key_file
+
+
+def rebind_target(
+    server: CosDocServer, action: SetBinding, before: dict[str, Any], *, imported: bool = False
+) -> Binding:
+    """apply.ps1's Get-RebindTarget: the binding (WebAdministration loaded), refused for a
+    Central Certificate Store binding or a certificate not in the store (unless ``imported``
+    earlier in the run)."""
+    windows_step(server.import_web_administration, before)
+    binding: Binding = windows_step(
+        lambda: server.find_binding(action.site, action.binding), before
+    )
+    if binding.ssl_flags & CENTRAL_STORE_FLAG:
+        raise ActionFailed(
+            f"'{action.binding}' of '{action.site}' takes its certificate from the Central "
+            "Certificate Store; not rebound.",
+            before,
+        )
+    thumbprint = action.thumbprint.upper()
+    if server.store.find(thumbprint) is None and not imported:
+        raise ActionFailed(
+            f"Cannot find path 'Cert:\\LocalMachine\\My\\{thumbprint}' because it does not exist.",
+            before,
+        )
+    return binding
 
 
 def _set_binding(run: _Run, action: SetBinding) -> tuple[str, dict[str, Any]]:
     """Rebind through netsh, carrying the entry's settings over, and check they stayed."""
     server = run.server
     before: dict[str, Any] = {"thumbprint": None, "settings": None}
-    binding = _windows(lambda: server.find_binding(action.site, action.binding), before)
-    if binding.ssl_flags & CENTRAL_STORE_FLAG:
-        raise _ActionFailed(
-            f"'{action.binding}' of '{action.site}' takes its certificate from the Central "
-            "Certificate Store; not rebound.",
-            before,
-        )
+    binding = rebind_target(server, action, before)
     thumbprint = action.thumbprint.upper()
-    if server.store.find(thumbprint) is None:
-        raise _ActionFailed(
-            f"Cannot find path 'Cert:\\LocalMachine\\My\\{thumbprint}' because it does not exist.",
-            before,
-        )
     argument, subkey = http_sys_entry(action.binding, sni=binding.sni)
     current = server.sslcert_registry(subkey)
     if current is None:
-        _windows(lambda: server.set_binding_certificate(action.site, binding, thumbprint), before)
+        windows_step(
+            lambda: server.set_binding_certificate(action.site, binding, thumbprint), before
+        )
     else:
         before.update(thumbprint=binding.thumbprint, settings=setting_strings(current))
         wanted = current if action.settings is None else settings_of(action.settings)
         arguments = [argument, f"certhash={thumbprint}", f"appid={wanted['AppId']}"]
-        arguments += ["certstorename=MY", *_netsh_options(wanted, argument, before)]
+        arguments += ["certstorename=MY", *netsh_options(wanted, argument, before)]
         try:
             server.netsh_update_sslcert(arguments)
         except SimulatedWindowsError as error:
-            raise _ActionFailed(
+            raise ActionFailed(
                 f"netsh http update sslcert failed (exit code 1): {error.message}", before
             ) from None
         _check_settings(argument, wanted, server.sslcert_registry(subkey) or {}, before)
     if (binding.thumbprint or "").upper() != thumbprint:
-        raise _ActionFailed(f"{argument} still serves {binding.thumbprint}.", before)
+        raise ActionFailed(f"{argument} still serves {binding.thumbprint}.", before)
     return f"{action.site} {action.binding} serves {thumbprint}", before
 
 
@@ -451,7 +494,7 @@ def settings_of(strings: Sequence[str]) -> dict[str, SettingValue]:
     return settings
 
 
-def _netsh_options(
+def netsh_options(
     settings: Mapping[str, SettingValue], argument: str, before: dict[str, Any]
 ) -> list[str]:
     """apply.ps1's ConvertTo-NetshOption: every non-default setting as a netsh option."""
@@ -466,7 +509,7 @@ def _netsh_options(
     if freshness:
         known_modes |= FRESHNESS_TIME_ENABLED
     if flags & ~known_flags or check_mode & ~known_modes:
-        raise _ActionFailed(
+        raise ActionFailed(
             f"The http.sys entry {argument} has settings netsh cannot carry over "
             f"(DefaultFlags 0x{flags:X}, DefaultSslCertCheckMode 0x{check_mode:X}); "
             "update its certificate by hand.",
@@ -491,7 +534,7 @@ def _check_settings(
         if str(after.get(name, "")).casefold() != str(wanted[name]).casefold()
     ]
     if changed:
-        raise _ActionFailed(
+        raise ActionFailed(
             f"netsh http update sslcert changed the settings of {argument}: {'; '.join(changed)}.",
             before,
         )
@@ -501,16 +544,16 @@ def _restart_service(run: _Run, action: RestartService) -> tuple[str, dict[str, 
     """Stop and start through ServiceController, each phase with a bounded WaitForStatus."""
     server = run.server
     before: dict[str, Any] = {"state": None, "stuck_process": None}
-    service = _windows(lambda: server.service(action.name), before)
+    service = windows_step(lambda: server.service(action.name), before)
     before["state"] = service.state
     logged = len(server.event_log)
     if service.state == "Running":
-        _windows(lambda: server.request_service_stop(service.name), before)
+        windows_step(lambda: server.request_service_stop(service.name), before)
     try:
         server.wait_for_service_status(service.name, "Stopped", SERVICE_TIMEOUT_SECONDS)
     except SimulatedWindowsError:
         before["stuck_process"] = f"{service.process_name} (PID {service.process_id})"
-        raise _ActionFailed(_stuck_message(service, before["stuck_process"]), before) from None
+        raise ActionFailed(_stuck_message(service, before["stuck_process"]), before) from None
     try:
         server.request_service_start(service.name)
         server.wait_for_service_status(service.name, "Running", SERVICE_TIMEOUT_SECONDS)
@@ -518,7 +561,7 @@ def _restart_service(run: _Run, action: RestartService) -> tuple[str, dict[str, 
         message = (
             f"Service '{service.name}' did not start: {error.message} (it is {service.state})."
         )
-        raise _ActionFailed(_with_events(message, server, logged, service.name), before) from None
+        raise ActionFailed(_with_events(message, server, logged, service.name), before) from None
     return f"{service.name} is Running", before
 
 
@@ -533,16 +576,17 @@ def _stuck_message(service: WindowsService, process: str) -> str:
 def _recycle_pool(run: _Run, action: RecyclePool) -> tuple[str, dict[str, Any]]:
     server = run.server
     before: dict[str, Any] = {"state": None}
-    pool = _windows(lambda: server.app_pool(action.name), before)
+    windows_step(server.import_web_administration, before)
+    pool = windows_step(lambda: server.app_pool(action.name), before)
     before["state"] = pool.state
     logged = len(server.event_log)
     if pool.state == "Started":
-        _windows(lambda: server.recycle_app_pool(pool.name), before)
+        windows_step(lambda: server.recycle_app_pool(pool.name), before)
     else:
-        _windows(lambda: server.start_app_pool(pool.name), before)
+        windows_step(lambda: server.start_app_pool(pool.name), before)
     if pool.state != "Started":
         message = f"Application pool '{pool.name}' is {pool.state} after starting it."
-        raise _ActionFailed(_with_events(message, server, logged, None), before)
+        raise ActionFailed(_with_events(message, server, logged, None), before)
     verb = "recycled" if before["state"] == "Started" else "started"
     return f"{pool.name} {verb}, Started", before
 
@@ -568,7 +612,7 @@ def _restore_file(run: _Run, action: RestoreFile) -> tuple[str, dict[str, Any]]:
         {action.expected_sha256.upper(), _sha256(original)} if action.expected_sha256 else None
     )
     if accepted is not None and current not in accepted:
-        raise _ActionFailed(
+        raise ActionFailed(
             f"'{action.path}' was changed after the run (SHA-256 {current}); not overwritten.",
             before,
         )

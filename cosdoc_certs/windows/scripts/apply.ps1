@@ -54,6 +54,16 @@
 
     The PFX password arrives as a SecureString (-PfxPassword) and is never written anywhere.
 
+    -Check runs every action's preconditions instead of the action, changing nothing, and
+    does not stop at the first blocker: each result says what the action would do (ok) or why
+    it cannot, with the fix. The PFX is opened in memory with the password (X509Certificate2
+    with a SecureString), LocalMachine\My opened ReadWrite and closed, each key file opened
+    for WRITE_DAC and closed, each config file hashed and its DACL (and its folder's, for the
+    backup) read for our token's SIDs, each service's state and start mode read, each
+    http.sys entry read and its settings converted to netsh options, each pool's state read.
+    The document then also carries "check": true and "environment": elevated administrator,
+    Full Language mode and (when a binding or pool is in the plan) WebAdministration.
+
     Windows Server 2016-2022 (Windows PowerShell 5.1, .NET Framework >= 4.6). Server 2012 R2:
     Get-FileHash and Import-PfxCertificate exist (PowerShell 4); without .NET 4.6 the key file is
     found from $cert.PrivateKey (CAPI keys only), and PFX files must be 3DES/SHA-1 (they are).
@@ -68,7 +78,8 @@ param(
     [string] $RunId,
     [string[]] $PfxFiles = @(),
     [string[]] $FileContents = @(),
-    [System.Security.SecureString] $PfxPassword
+    [System.Security.SecureString] $PfxPassword,
+    [switch] $Check
 )
 
 # Checked first: in Constrained Language Mode (AppLocker/WDAC) every .NET call below fails.
@@ -323,14 +334,20 @@ function Add-Authorities {
     }
 }
 
-function Invoke-ImportPfx {
+function Get-WantedImport {
+    # What is in the store (with its key) already, into $Before, and the thumbprints still to
+    # import. Re-checked here, not only when planning: a certificate with its key by now keeps it.
     param($Action, $Before)
     $Before.present = @($Action.thumbprints | ForEach-Object { ([string] $_).ToUpperInvariant() } | Where-Object { Test-Path -LiteralPath (Join-Path -Path $StorePath -ChildPath $_) })
-    # Re-checked here, not only when planning: a certificate that has its key by now keeps it.
     $Before.with_key = @($Before.present | Where-Object { (Get-Item -LiteralPath (Join-Path -Path $StorePath -ChildPath $_)).HasPrivateKey })
     $index = [int] $Action.index
     if ($index -lt 0 -or $index -ge $PfxFiles.Count) { throw ('-PfxFiles has no file number {0}.' -f $index) }
-    $wanted = @($Action.thumbprints | ForEach-Object { ([string] $_).ToUpperInvariant() } | Where-Object { $Before.with_key -notcontains $_ })
+    return , @($Action.thumbprints | ForEach-Object { ([string] $_).ToUpperInvariant() } | Where-Object { $Before.with_key -notcontains $_ })
+}
+
+function Invoke-ImportPfx {
+    param($Action, $Before)
+    $wanted = Get-WantedImport -Action $Action -Before $Before
     if ($wanted.Count -gt 0) {
         if ($null -eq $PfxPassword) { throw '-PfxPassword is needed to import a PFX file.' }
         Import-PfxFile -Action $Action
@@ -482,21 +499,31 @@ function ConvertTo-NetshOption {
     return , $options.ToArray()
 }
 
-function Invoke-SetBinding {
-    param($Action, $Before)
+function Get-RebindTarget {
+    # The IIS binding of a set-binding action and its http.sys entry; refused for a Central
+    # Certificate Store binding, or a certificate not in the store unless -Imported earlier.
+    param($Action, [bool] $Imported = $false)
     Import-IisModule
     $site, $thumbprint = [string] $Action.site, ([string] $Action.thumbprint).ToUpperInvariant()
     $binding = @(Get-WebBinding -Name $site -Protocol 'https' -ErrorAction Stop | Where-Object { $_.bindingInformation -eq $Action.binding })
     if ($binding.Count -eq 0) { throw ("The site '{0}' has no binding '{1}'." -f $site, $Action.binding) }
     $sslFlags = Get-SslFlags -Binding $binding[0]
     if (($sslFlags -band 2) -ne 0) { throw ("'{0}' of '{1}' takes its certificate from the Central Certificate Store; not rebound." -f $Action.binding, $site) }
-    if (-not (Test-Path -LiteralPath (Join-Path -Path $StorePath -ChildPath $thumbprint))) {
+    if (-not $Imported -and -not (Test-Path -LiteralPath (Join-Path -Path $StorePath -ChildPath $thumbprint))) {
         throw ("Cannot find path '{0}\{1}' because it does not exist." -f $StorePath, $thumbprint)
     }
     $entry = Get-HttpSysEntry -Binding ([string] $Action.binding) -Sni (($sslFlags -band 1) -eq 1 -and [string] $Action.binding -notmatch ':$')
+    return [pscustomobject]@{ Binding = $binding[0]; Entry = $entry }
+}
+
+function Invoke-SetBinding {
+    param($Action, $Before)
+    $site, $thumbprint = [string] $Action.site, ([string] $Action.thumbprint).ToUpperInvariant()
+    $target = Get-RebindTarget -Action $Action
+    $entry = $target.Entry
     $current = Read-SslCertEntry -Key $entry.Key
     if ($null -eq $current) {
-        $binding[0].AddSslCertificate($thumbprint, 'my')
+        $target.Binding.AddSslCertificate($thumbprint, 'my')
     } else {
         $Before.thumbprint = $current.Thumbprint.ToUpperInvariant()
         $Before.settings = ConvertTo-SettingStrings -Settings $current.Settings
@@ -655,6 +682,237 @@ function New-Result {
     return [ordered]@{ index = $Index; action = [string] $Action.action; ok = $Ok; message = $Message; before = $Before }
 }
 
+function New-Verdict {
+    # One environment check of -Check: its name, whether it passed, and what it found.
+    param([string] $Name, [bool] $Ok, [string] $Message)
+    return [ordered]@{ name = $Name; ok = $Ok; message = $Message }
+}
+
+function Test-Session {
+    # -Check: elevated administrator, WebAdministration when IIS is used (Full Language mode is
+    # checked before anything else runs: without it the script stops with that error).
+    param($ActionList)
+    $verdicts = New-Object System.Collections.Generic.List[object]
+    $principal = New-Object System.Security.Principal.WindowsPrincipal -ArgumentList ([System.Security.Principal.WindowsIdentity]::GetCurrent()) -ErrorAction Stop
+    $elevated = $principal.IsInRole([System.Security.Principal.WindowsBuiltInRole]::Administrator)
+    $message = 'the session runs as an elevated administrator'
+    if (-not $elevated) { $message = 'the session is not an elevated administrator: connect as a member of the local Administrators group (for a local account, LocalAccountTokenFilterPolicy=1)' }
+    $verdicts.Add((New-Verdict -Name 'elevated-administrator' -Ok $elevated -Message $message))
+    $verdicts.Add((New-Verdict -Name 'full-language' -Ok $true -Message 'PowerShell runs in FullLanguage mode'))
+    $iis = @($ActionList | Where-Object { @('set-binding', 'recycle-pool') -contains [string] $_.action })
+    if ($iis.Count -gt 0) {
+        try {
+            Import-IisModule
+            $verdicts.Add((New-Verdict -Name 'web-administration' -Ok $true -Message 'the WebAdministration module loads'))
+        } catch {
+            $verdicts.Add((New-Verdict -Name 'web-administration' -Ok $false -Message ('the WebAdministration module does not load ({0}): install the IIS Management Scripts and Tools feature' -f $_.Exception.Message)))
+        }
+    }
+    return , $verdicts.ToArray()
+}
+
+function Get-AccountName {
+    # The account name of a SID for a message (the SID itself when it does not translate).
+    param([string] $Sid)
+    try {
+        return (New-Object System.Security.Principal.SecurityIdentifier -ArgumentList $Sid -ErrorAction Stop).Translate([System.Security.Principal.NTAccount]).Value
+    } catch {
+        return $Sid
+    }
+}
+
+function Get-TokenSids {
+    # The SIDs of this session's token: the user and every group.
+    $identity = [System.Security.Principal.WindowsIdentity]::GetCurrent()
+    return @(@($identity.User.Value) + @($identity.Groups | ForEach-Object { $_.Value }))
+}
+
+function Get-WriteDenial {
+    # Why this session may not write the file or create a file in the folder (WriteData /
+    # AddFile, bit 0x2), from its DACL and our token's SIDs; $null when it may.
+    param([string] $Path)
+    $sids = Get-TokenSids
+    $allowed = $false
+    # Rules read as SIDs: names are localized and may not translate back (see Test-AccountCanRead).
+    $acl = Get-Acl -LiteralPath $Path -ErrorAction Stop
+    foreach ($rule in @($acl.GetAccessRules($true, $true, [System.Security.Principal.SecurityIdentifier]))) {
+        $rights = [int] $rule.FileSystemRights
+        $writes = (($rights -band 2) -ne 0) -or (($rights -band 0x40000000) -ne 0) -or (($rights -band 0x10000000) -ne 0)
+        if (-not $writes) { continue }
+        $ruleSid = [string] $rule.IdentityReference.Value
+        if ($sids -notcontains $ruleSid) { continue }
+        if ([string] $rule.AccessControlType -eq 'Deny') { return ('its ACL denies writing to {0}' -f (Get-AccountName -Sid $ruleSid)) }
+        $allowed = $true
+    }
+    if (-not $allowed) { return 'its ACL gives this account no write access' }
+    return $null
+}
+
+function Test-ImportPfx {
+    param($Action, $Before)
+    $wanted = Get-WantedImport -Action $Action -Before $Before
+    $index = [int] $Action.index
+    if ($wanted.Count -eq 0) { return ('would skip {0}: already in the store with its key' -f ($Action.thumbprints -join ', ')) }
+    if ($null -eq $PfxPassword) { throw '-PfxPassword is needed to import a PFX file.' }
+    # Opened in memory: EphemeralKeySet (.NET 4.7.2+) writes no key file at all; before that a
+    # temporary user key without PersistKeySet, which Reset() deletes at once.
+    $flags = 'EphemeralKeySet' -as [System.Security.Cryptography.X509Certificates.X509KeyStorageFlags]
+    if ($null -eq $flags) { $flags = [System.Security.Cryptography.X509Certificates.X509KeyStorageFlags]::UserKeySet }
+    $opened = New-Object System.Security.Cryptography.X509Certificates.X509Certificate2 -ArgumentList ([Convert]::FromBase64String($PfxFiles[$index])), $PfxPassword, $flags -ErrorAction Stop
+    $thumbprint = ([string] $opened.Thumbprint).ToUpperInvariant()
+    $opened.Reset()
+    if ($Action.thumbprints -notcontains $thumbprint) { throw ('The PFX file holds {0}, not {1}.' -f $thumbprint, ($Action.thumbprints -join ', ')) }
+    $store = New-Object System.Security.Cryptography.X509Certificates.X509Store('My', 'LocalMachine')
+    try {
+        $store.Open('ReadWrite')
+    } catch {
+        throw ('LocalMachine\My cannot be opened for writing ({0}): run as an elevated administrator.' -f $_.Exception.Message)
+    } finally {
+        $store.Close()
+    }
+    return ('would import {0} (the password opens the PFX; LocalMachine\My is writable)' -f ($wanted -join ', '))
+}
+
+function Test-WriteFile {
+    param($Action, $Before)
+    $path = [string] $Action.path
+    $Before.sha256 = Get-Sha256 -Path $path
+    if ($null -eq $Before.sha256) { throw ("Cannot find path '{0}' because it does not exist." -f $path) }
+    if ($Before.sha256 -ne ([string] $Action.expected_sha256).ToUpperInvariant()) {
+        throw ("'{0}' changed since planning (SHA-256 {1}): run plan again." -f $path, $Before.sha256)
+    }
+    $denial = Get-WriteDenial -Path $path
+    if ($null -ne $denial) { throw ("'{0}' cannot be written: {1}. Give Administrators write on it (icacls)." -f $path, $denial) }
+    $folder = [System.IO.Path]::GetDirectoryName($path)
+    $denial = Get-WriteDenial -Path $folder
+    if ($null -ne $denial) { throw ("The backup cannot be made beside '{0}': {1}. Give Administrators write on the folder." -f $path, $denial) }
+    $attributes = (Get-Item -LiteralPath $path -Force -ErrorAction Stop).Attributes
+    $note = ''
+    if (($attributes -band ([System.IO.FileAttributes]::ReadOnly -bor [System.IO.FileAttributes]::Hidden)) -ne 0) { $note = (' (its attributes {0} cleared around the write)' -f $attributes) }
+    return ('would write {0} bytes, backup beside it{1}' -f ([Convert]::FromBase64String($FileContents[[int] $Action.content_index])).Length, $note)
+}
+
+function Test-GrantRead {
+    param($Action, $Before, $ActionList, [int] $Index)
+    $account, $sid = [string] $Action.account, [string] $Action.sid
+    if ($sid -notmatch '^S-1-[0-9-]+$') { throw ("'{0}' is not a SID." -f $sid) }
+    $thumbprint = ([string] $Action.thumbprint).ToUpperInvariant()
+    $certificatePath = Join-Path -Path $StorePath -ChildPath $thumbprint
+    if (-not (Test-Path -LiteralPath $certificatePath)) {
+        if (Test-ImportedBefore -ActionList $ActionList -Index $Index -Thumbprint $thumbprint) { return ('would grant {0} read on the key file the import creates' -f $account) }
+        throw ("Cannot find path '{0}' because it does not exist." -f $certificatePath)
+    }
+    $keyFile = Get-KeyFilePath -Certificate (Get-Item -LiteralPath $certificatePath -ErrorAction Stop)
+    $Before.key_file = $keyFile
+    $Before.could_read = Test-AccountCanRead -Path $keyFile -Sid $sid
+    try {
+        $stream = New-Object System.IO.FileStream -ArgumentList $keyFile, ([System.IO.FileMode]::Open), ([System.Security.AccessControl.FileSystemRights]::ChangePermissions), ([System.IO.FileShare]::ReadWrite), 4096, ([System.IO.FileOptions]::None) -ErrorAction Stop
+        $stream.Dispose()
+    } catch {
+        throw ("The ACL of the key file {0} cannot be changed by this account (no WRITE_DAC): take ownership of it as an administrator, or grant {1} read by hand." -f $keyFile, $account)
+    }
+    return ('would grant {0} read on {1}' -f $account, $keyFile)
+}
+
+function Test-ImportedBefore {
+    # True when an import-pfx earlier in the run brings this thumbprint.
+    param($ActionList, [int] $Index, [string] $Thumbprint)
+    for ($earlier = 0; $earlier -lt $Index; $earlier++) {
+        $action = $ActionList[$earlier]
+        if ([string] $action.action -ne 'import-pfx') { continue }
+        if (@($action.thumbprints | ForEach-Object { ([string] $_).ToUpperInvariant() }) -contains $Thumbprint) { return $true }
+    }
+    return $false
+}
+
+function Test-SetBinding {
+    param($Action, $Before, $ActionList, [int] $Index)
+    $site, $thumbprint = [string] $Action.site, ([string] $Action.thumbprint).ToUpperInvariant()
+    $entry = (Get-RebindTarget -Action $Action -Imported (Test-ImportedBefore -ActionList $ActionList -Index $Index -Thumbprint $thumbprint)).Entry
+    $current = Read-SslCertEntry -Key $entry.Key
+    if ($null -eq $current) { return ('would add {0} to {1} {2}' -f $thumbprint, $site, $Action.binding) }
+    $Before.thumbprint = $current.Thumbprint.ToUpperInvariant()
+    $Before.settings = ConvertTo-SettingStrings -Settings $current.Settings
+    $wanted = $current.Settings
+    $planned = Get-OptionalProperty -InputObject $Action -Name 'settings'
+    if ($null -ne $planned) { $wanted = ConvertFrom-SettingStrings -Strings @($planned) }
+    $options = ConvertTo-NetshOption -Settings $wanted -Argument $entry.Argument
+    return ('would run netsh http update sslcert {0} certhash={1} ({2} setting(s) carried over)' -f $entry.Argument, $thumbprint, $options.Count)
+}
+
+function Test-RestartService {
+    param($Action, $Before)
+    $service = Get-Service -Name ([string] $Action.name) -ErrorAction Stop
+    $Before.state = [string] $service.Status
+    # ServiceController.StartType (.NET 4.6.1+), not WMI: apply itself never needs WMI here.
+    $mode = [string] (Get-OptionalProperty -InputObject $service -Name 'StartType')
+    if ($mode -eq 'Disabled') { throw ("Service '{0}' is disabled: it could be stopped but not started again. Set its start type (Set-Service -StartupType) first." -f $service.Name) }
+    if (@('Running', 'Stopped') -notcontains $Before.state) { throw ("Service '{0}' is {1} now: wait until it settles (or end its process) and check again." -f $service.Name, $Before.state) }
+    if ($Before.state -eq 'Running' -and -not $service.CanStop) { throw ("Service '{0}' does not accept a stop request: restart it by hand." -f $service.Name) }
+    return ('would restart {0} (it is {1})' -f $service.Name, $Before.state)
+}
+
+function Test-RecyclePool {
+    param($Action, $Before)
+    Import-IisModule
+    $name = [string] $Action.name
+    $Before.state = [string] (Get-WebAppPoolState -Name $name).Value
+    $verb = 'start'
+    if ($Before.state -eq 'Started') { $verb = 'recycle' }
+    return ('would {0} {1}' -f $verb, $name)
+}
+
+function Test-RestoreFile {
+    param($Action, $Before)
+    $path, $backup = [string] $Action.path, [string] $Action.backup
+    $Before.sha256 = Get-Sha256 -Path $path
+    if (-not (Test-Path -LiteralPath $backup -PathType Leaf)) { return ('would leave {0}: no backup {1}' -f $path, $backup) }
+    $denial = Get-WriteDenial -Path $path
+    if ($null -ne $denial) { throw ("'{0}' cannot be written: {1}. Give Administrators write on it (icacls)." -f $path, $denial) }
+    return ('would restore {0} from {1}' -f $path, $backup)
+}
+
+function Test-RemoveAuthority {
+    param($Action, $Before)
+    $Before.existed = Test-Path -LiteralPath (Join-Path -Path $CaStorePath -ChildPath ([string] $Action.thumbprint).ToUpperInvariant())
+    if (-not $Before.existed) { return 'would leave it: not there' }
+    return 'would remove it'
+}
+
+function Test-Action {
+    # -Check: the action's preconditions, changing nothing; the message says what it would do.
+    param($Action, $Before, $ActionList, [int] $Index)
+    switch ([string] $Action.action) {
+        'import-pfx' { return Test-ImportPfx -Action $Action -Before $Before }
+        'write-file' { return Test-WriteFile -Action $Action -Before $Before }
+        'grant-read' { return Test-GrantRead -Action $Action -Before $Before -ActionList $ActionList -Index $Index }
+        'set-binding' { return Test-SetBinding -Action $Action -Before $Before -ActionList $ActionList -Index $Index }
+        'restart-service' { return Test-RestartService -Action $Action -Before $Before }
+        'recycle-pool' { return Test-RecyclePool -Action $Action -Before $Before }
+        'restore-file' { return Test-RestoreFile -Action $Action -Before $Before }
+        'remove-authority' { return Test-RemoveAuthority -Action $Action -Before $Before }
+    }
+    throw ("Unknown action '{0}'." -f $Action.action)
+}
+
+function Test-ActionList {
+    # -Check: every action's verdict (not stopping at a blocker); the first blocker's index.
+    param($ActionList, $Results)
+    $firstBlocker = $null
+    for ($index = 0; $index -lt $ActionList.Count; $index++) {
+        $action = $ActionList[$index]
+        $before = New-Before -Kind ([string] $action.action)
+        try {
+            $message = [string] (Test-Action -Action $action -Before $before -ActionList $ActionList -Index $index)
+            $Results.Add((New-Result -Index $index -Action $action -Ok $true -Message $message -Before $before))
+        } catch {
+            $Results.Add((New-Result -Index $index -Action $action -Ok $false -Message $_.Exception.Message -Before $before))
+            if ($null -eq $firstBlocker) { $firstBlocker = $index }
+        }
+    }
+    return $firstBlocker
+}
+
 function Find-ChangedFile {
     # Before anything runs: the first write-file whose file no longer has the planned hash.
     param($ActionList)
@@ -668,6 +926,30 @@ function Find-ChangedFile {
             $message = "'{0}' changed since planning (SHA-256 {1}, expected {2}); nothing was changed." -f $action.path, $current, ([string] $action.expected_sha256).ToUpperInvariant()
         }
         return New-Result -Index $index -Action $action -Ok $false -Message $message -Before ([ordered]@{ sha256 = $current; backup = $null })
+    }
+    return $null
+}
+
+function Invoke-ActionList {
+    # The hashes first (a refusal runs nothing), then the actions up to the first failure,
+    # whose index is returned ($null when all succeeded).
+    param($ActionList, $Results)
+    $refusal = Find-ChangedFile -ActionList $ActionList
+    if ($null -ne $refusal) {
+        $Results.Add($refusal)
+        return $refusal.index
+    }
+    for ($index = 0; $index -lt $ActionList.Count; $index++) {
+        $action = $ActionList[$index]
+        $before = $null
+        try {
+            $before = New-Before -Kind ([string] $action.action)
+            $message = [string] (Invoke-Action -Action $action -Before $before)
+            $Results.Add((New-Result -Index $index -Action $action -Ok $true -Message $message -Before $before))
+        } catch {
+            $Results.Add((New-Result -Index $index -Action $action -Ok $false -Message $_.Exception.Message -Before $before))
+            return $index
+        }
     }
     return $null
 }
@@ -695,26 +977,14 @@ $KnownActions = @('import-pfx', 'write-file', 'grant-read', 'set-binding', 'rest
 $results = New-Object System.Collections.Generic.List[object]
 $failedIndex = $null
 $scriptError = $null
+$environment = @()
 try {
     $actionList = Read-ActionList
-    $refusal = Find-ChangedFile -ActionList $actionList
-    if ($null -ne $refusal) {
-        $results.Add($refusal)
-        $failedIndex = $refusal.index
+    if ($Check) {
+        $environment = Test-Session -ActionList $actionList
+        $failedIndex = Test-ActionList -ActionList $actionList -Results $results
     } else {
-        for ($index = 0; $index -lt $actionList.Count; $index++) {
-            $action = $actionList[$index]
-            $before = $null
-            try {
-                $before = New-Before -Kind ([string] $action.action)
-                $message = [string] (Invoke-Action -Action $action -Before $before)
-                $results.Add((New-Result -Index $index -Action $action -Ok $true -Message $message -Before $before))
-            } catch {
-                $results.Add((New-Result -Index $index -Action $action -Ok $false -Message $_.Exception.Message -Before $before))
-                $failedIndex = $index
-                break
-            }
-        }
+        $failedIndex = Invoke-ActionList -ActionList $actionList -Results $results
     }
 } catch {
     $scriptError = [string] $_.Exception.Message
@@ -727,5 +997,9 @@ $document = [ordered]@{
     completed      = $completed
     failed_index   = $failedIndex
     error          = $scriptError
+}
+if ($Check) {
+    $document.check = $true
+    $document.environment = @($environment)
 }
 ConvertTo-Json -InputObject $document -Depth 10 -Compress
