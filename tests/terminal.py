@@ -14,6 +14,7 @@ class Terminal:
 
     def __init__(self, arguments: list[str], env: Mapping[str, str] | None = None) -> None:
         self.transcript = b""
+        self._unread = b""  # read from the pty after the last marker: the next read's start
         self._pid, self._fd = pty.fork()
         if self._pid == 0:  # the child: cosdoc-certs on the pty
             command = [sys.executable, "-m", "cosdoc_certs", *arguments]
@@ -21,8 +22,12 @@ class Terminal:
             os.execve(sys.executable, command, environment)  # noqa: S606 -- no shell involved
 
     def read_until(self, marker: bytes | None, timeout: float = 60.0) -> bytes:
-        """Read until ``marker`` appears (or, for None, until the command closes the terminal)."""
-        data = b""
+        """Read until ``marker`` appears (or, for None, until the command closes the terminal).
+
+        Returns the output up to and including ``marker``; what came after it in the same
+        read (the next prompt, say) is kept for the next call.
+        """
+        data, self._unread = self._unread, b""
         while marker is None or marker not in data:
             ready, _, _ = select.select([self._fd], [], [], timeout)
             if not ready:
@@ -34,6 +39,9 @@ class Terminal:
             if not chunk:
                 break
             data += chunk
+        if marker is not None and marker in data:
+            end = data.index(marker) + len(marker)
+            data, self._unread = data[:end], data[end:]
         self.transcript += data
         return data
 
