@@ -18,25 +18,18 @@ from pathlib import Path
 
 from cosdoc_certs.certs import CertificateBundle, load_bundle
 from cosdoc_certs.lab.runner import Lab
-from cosdoc_certs.lab.scenarios import SCENARIOS, LabCertificates, make_lab_certificates
+from cosdoc_certs.lab.scenarios import (
+    REFUSED_BEFORE_APPLY,
+    SCENARIOS,
+    LabCertificates,
+    make_lab_certificates,
+)
 from cosdoc_certs.status import gather
 from cosdoc_certs.windows.check import check_windows
 from cosdoc_certs.windows.connection import WindowsHost
 from cosdoc_certs.windows.planning import plan_windows
 
 HOST = "cosdoc-app01"
-# gather fails as a whole, or planning refuses (a config file it cannot read or find, IIS it
-# cannot read, a new key in the TPM): nothing to check
-SKIPPED = (
-    "broken-wmi",
-    "constrained-language",
-    "locked-config",
-    "unreadable-config",
-    "unc-config",
-    "missing-drive",
-    "iis-without-module",
-    "tpm-key",
-)
 
 
 def _bundle(certificates: LabCertificates, folder: Path) -> CertificateBundle:
@@ -83,7 +76,7 @@ def main() -> None:
         f" {'blockers':>8} {'gather+plan':>11}"
     )
     for scenario in SCENARIOS:
-        if scenario in SKIPPED:
+        if scenario in REFUSED_BEFORE_APPLY:
             continue
         runs = []
         for number in range(arguments.runs):

@@ -22,7 +22,13 @@ from cosdoc_certs.certs import CertificateBundle, load_bundle
 from cosdoc_certs.cli import main
 from cosdoc_certs.errors import ApplyError
 from cosdoc_certs.lab.runner import Lab
-from cosdoc_certs.lab.scenarios import SCENARIOS, LabCertificates, LabServer, make_lab_certificates
+from cosdoc_certs.lab.scenarios import (
+    REFUSED_BEFORE_APPLY,
+    SCENARIOS,
+    LabCertificates,
+    LabServer,
+    make_lab_certificates,
+)
 from cosdoc_certs.status import gather
 from cosdoc_certs.windows.apply import apply_windows, run_apply_script
 from cosdoc_certs.windows.apply_contract import GrantRead
@@ -103,19 +109,7 @@ def rotation(
         yield built
 
 
-# Scenarios planning refuses before any apply (gather fails, a config file it cannot read or
-# find, IIS it cannot read, a new key in the TPM to grant): there is no plan to check.
-_NOT_PLANNABLE = {
-    "broken-wmi",
-    "constrained-language",
-    "locked-config",
-    "unreadable-config",
-    "unc-config",
-    "missing-drive",
-    "iis-without-module",
-    "tpm-key",
-}
-_PLANNABLE = [name for name in SCENARIOS if name not in _NOT_PLANNABLE]
+_PLANNABLE = [name for name in SCENARIOS if name not in REFUSED_BEFORE_APPLY]
 
 
 def _apply_failing_action(rotation: Rotation) -> int | None:

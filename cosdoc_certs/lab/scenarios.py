@@ -869,6 +869,20 @@ SCENARIOS: dict[str, Callable[..., LabServer]] = {
 }
 """Scenario name (``cosdoc-certs lab --scenario``) → builder(root, *, now=, certificates=)."""
 
+REFUSED_BEFORE_APPLY = frozenset(
+    {
+        "broken-wmi",  # gather fails as a whole
+        "constrained-language",  # gather stops at once
+        "locked-config",  # planning refuses: a config file it cannot read...
+        "unreadable-config",
+        "unc-config",
+        "missing-drive",  # ...or find
+        "iis-without-module",  # IIS it cannot read
+        "tpm-key",  # a key no file ACL can grant
+    }
+)
+"""Scenarios with nothing to apply or check: gather fails or planning refuses, on purpose."""
+
 
 # -- building blocks ---------------------------------------------------------------------------
 
