@@ -151,6 +151,10 @@ class _SharedSession:
         if host is not None:
             host.close()
 
+    def __reduce__(self) -> tuple[type[_SharedSession], tuple[()]]:
+        """A copy (or a pickled target) starts without a session: an open one is not shared."""
+        return (_SharedSession, ())
+
 
 @dataclass(frozen=True, repr=False)
 class Target(Displayed):
@@ -432,8 +436,9 @@ def _plan_windows(
 class RotationResult(Displayed):
     """How a run ended on each host, how long each took, and where its journals are.
 
-    ``phase_seconds`` gives each host phase's duration (``"windows"``, ``"svarut"``);
-    ``verification`` is the verify report when :func:`apply` was asked to verify.
+    ``phase_seconds`` gives each host phase's duration (``"windows"``, ``"svarut"``, and
+    ``"verify"`` when asked to verify); ``verification`` is the verify report when
+    :func:`apply` was asked to verify.
     """
 
     target: str
@@ -487,8 +492,11 @@ class RotationResult(Displayed):
             return "not verified yet: run verify(target, result.journal_path)"
         return self.verification.to_text()
 
-    def to_text(self) -> str:
-        """The outcome; per host its outcome, time, actions and journal; verification; journal."""
+    def to_text(self, *, verification: bool = True) -> str:
+        """The outcome; per host its outcome, time, actions and journal; verification; journal.
+
+        ``verification=False`` leaves the verification out (to show it apart).
+        """
         lines = [
             f"{self.target}: {self.outcome} — {self.message} "
             f"(run {self.run_id}, {self.seconds:.1f} s)"
@@ -497,7 +505,8 @@ class RotationResult(Displayed):
             lines.append(f"  {where}: {outcome} in {took} — {message}; journal {journal}")
         if self.windows is not None:
             lines += [f"    {line}" for line in self.windows.to_text().splitlines()[1:]]
-        lines += [f"  {line}" for line in self._verified_text().splitlines()]
+        if verification:
+            lines += [f"  {line}" for line in self._verified_text().splitlines()]
         lines.append(f"  run journal {self.journal_path}")
         return "\n".join(lines)
 
@@ -580,8 +589,10 @@ async def _apply_and_verify(
     with stop_on_signals() as stop:
         result = await _apply_phases(rplan, folder, progress or _quiet, stop)
     if verify and result.outcome is Outcome.APPLIED:
+        started = time.perf_counter()
         report = await _verify(rplan.target, rplan, folder, _post_state_of(result.windows))
-        result = dataclasses.replace(result, verification=report)
+        seconds = {**result.phase_seconds, "verify": time.perf_counter() - started}
+        result = dataclasses.replace(result, verification=report, phase_seconds=seconds)
     return result
 
 

@@ -8,6 +8,7 @@ are counts, never times.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from cosdoc_certs.windows.verify import FRESH_GATHER
 
 pytestmark = pytest.mark.timeout(120)
 
+IDLE = 0.5  # seconds the lab keeps an idle shell in the session-expiry test
 MAX_REQUESTS = 9
 """WS-Man requests of a rotation: Create and Receive (open), Command and Receive (gather),
 Send and Receive (the session key for the PFX password), Command and Receive (apply), Delete."""
@@ -111,3 +113,51 @@ def test_a_failed_apply_reads_no_post_state(
 def _config_paths(rplan: rotation.RotationPlan) -> list[str]:
     assert rplan.windows is not None
     return sorted({str(c.details["file"]) for c in rplan.windows.actions if "file" in c.details})
+
+
+def test_the_session_kept_by_the_block_is_opened_again_after_the_servers_idle_timeout(
+    lab: Lab, target: rotation.Target, bundle: CertificateBundle, tmp_path: Path
+) -> None:
+    """The consultant read the plan longer than WinRM keeps an idle shell: apply opens the
+    session again (its PFX password encrypted for the new session) and still verifies."""
+    lab.https.idle_timeout = IDLE
+    recorder = lab.https.recorder
+    recorder.reset()
+    with target:
+        rplan = rotation.plan(target, bundle)
+        time.sleep(IDLE * 2)
+        result = rotation.apply(rplan, journal_dir=tmp_path, verify=True)
+    assert result.verification is not None
+    assert result.verification.ok, result.verification.to_text()
+    assert recorder.faults["ShellExpired"] == 1
+    assert recorder.script_names == ["gather", "apply"]
+    assert len(recorder.shells) == 2
+
+
+def test_a_failed_call_in_the_block_drops_its_session_and_the_next_opens_one(
+    lab: Lab, target: rotation.Target, bundle: CertificateBundle, tmp_path: Path
+) -> None:
+    recorder = lab.https.recorder
+    recorder.reset()
+    with target:
+        rplan = rotation.plan(target, bundle)
+        lab.faults.fail_pipeline("apply", "Access is denied.", times=1)
+        with pytest.raises(ApplyError):
+            rotation.apply(rplan, journal_dir=tmp_path)
+        assert recorder.requests["Delete"] == 1  # dropped after the failure
+        again = rotation.plan(target, bundle)
+        assert again.windows is not None
+        assert not again.windows.is_empty  # the failed run was rolled back
+    assert len(recorder.shells) == 2
+    assert recorder.requests["Delete"] == 2
+
+
+def test_a_target_outside_a_block_opens_a_session_per_call(
+    lab: Lab, target: rotation.Target, bundle: CertificateBundle
+) -> None:
+    recorder = lab.https.recorder
+    recorder.reset()
+    rotation.plan(target, bundle)
+    rotation.plan(target, bundle)
+    assert len(recorder.shells) == 2
+    assert recorder.requests["Delete"] == 2
