@@ -1,8 +1,10 @@
-"""Time of a full Windows rotation of the default lab: plan + apply + verify-gather.
+"""Time of a full Windows rotation of the default lab: plan + apply + verify.
 
 Run: python3 benchmarks/bench_windows_apply.py [--runs N] [--latency SECONDS ...] [--auth ...]
 Each run builds a fresh default lab installation (certificates made once), then over one
-session: gather and plan, apply (one ``apply.ps1`` pipeline), and the verify re-gather.
+session: gather and plan, apply (one ``apply.ps1`` pipeline, which ends by reading the state
+it reached with gather.ps1), and the verification over that post-state with real TLS
+handshakes (no pipeline of its own).
 Prints the median time of each part and of the whole, with the WS-Management requests and
 pipelines the lab's call recording counted, the HTTP requests (authentication legs
 included) and the authentication handshakes — without latency and with 50 ms per request
@@ -30,6 +32,7 @@ from cosdoc_certs.status import gather
 from cosdoc_certs.windows.apply import apply_windows
 from cosdoc_certs.windows.connection import ConnectionOptions, WindowsHost
 from cosdoc_certs.windows.planning import plan_windows
+from cosdoc_certs.windows.verify import POST_STATE, endpoint_map, verify_desired_facts
 
 HOST = "cosdoc-app01"
 AUTHS = (
@@ -80,9 +83,16 @@ def one_rotation(
             planned = time.perf_counter()
             result = apply_windows(host, plan, bundle, facts, journal_dir=folder / "journals")
             applied = time.perf_counter()
-            gather(host)
+            assert result.post_state is not None, result.post_state_problem
+            report = verify_desired_facts(
+                result.post_state,
+                server=host.options.server,
+                tls_address=endpoint_map(lab.connection_info().tls_endpoints),
+                facts_from=POST_STATE,
+            )
             verified = time.perf_counter()
         assert not result.results or all(r.ok for r in result.results)
+        assert report.ok, report.to_text()
         recorder = endpoint.recorder
         return {
             "http": endpoint.http_posts,
@@ -135,7 +145,7 @@ def _report(
     print(
         f"{auth:17} latency {latency * 1000:3.0f} ms/request: rotation {median['total']}"
         f" (gather+plan {median['plan']}, apply {median['apply']},"
-        f" verify-gather {median['verify']}); {last['actions']:.0f} actions,"
+        f" verify {median['verify']}); {last['actions']:.0f} actions,"
         f" {last['requests']:.0f} WS-Man requests, {last['http']:.0f} HTTP requests,"
         f" {last['handshakes']:.0f} handshake(s), {last['pipelines']:.0f} pipelines"
         f" ({runs} runs)"

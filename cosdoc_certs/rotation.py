@@ -8,7 +8,13 @@ runs it in guarded phases — Windows first, then SvarUT — and when the SvarUT
 the Windows phase succeeded, the Windows host is rolled back too, so the installation ends
 either rotated or as it was. Each host keeps its own journal; the run's own journal (its file
 name is the run id) links them, and :func:`rollback` undoes a finished run from it.
-:func:`verify` re-gathers both hosts and checks what they use and serve in TLS handshakes.
+:func:`verify` re-gathers both hosts and checks what they use and serve in TLS handshakes;
+``apply(..., verify=True)`` checks the Windows server over the facts its apply pipeline read at
+its end instead (two PowerShell pipelines for a whole rotation), the handshakes made anew.
+
+``with target:`` keeps one PowerShell-remoting session to the Windows server open for every
+call inside the block (plan, apply, verify, rollback): the session is opened once and closed
+when the block ends. Without it, each call opens and closes its own.
 
 The async functions are the core (hosts in parallel: one thread per PowerShell-remoting
 host, asyncssh natively; :func:`status_many_async` runs a whole fleet); the functions of the
@@ -19,9 +25,11 @@ Library use::
     from cosdoc_certs import load_bundle, rotation
     target = rotation.Target("testkommune", windows=options, svarut=svarut_target)
     bundle = load_bundle(["pair.pfx", "ssl.pfx"], password)
-    rplan = rotation.plan(target, bundle)          # read it first: print(rplan)
-    result = rotation.apply(rplan)                 # ApplyError (rolled back) on failure
-    report = rotation.verify(target, result.journal_path)
+    with target:                                   # one WinRM session for the whole run
+        rplan = rotation.plan(target, bundle)      # read it first: print(rplan)
+        result = rotation.apply(rplan, verify=True)  # ApplyError (rolled back) on failure
+    print(result.verification)
+    report = rotation.verify(target, result.journal_path)  # later: a fresh read
 """
 
 from __future__ import annotations
@@ -33,10 +41,13 @@ import dataclasses
 import datetime as dt
 import logging
 import os
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from cosdoc_certs import svarut
@@ -71,11 +82,14 @@ from cosdoc_certs.windows.connection import (
 from cosdoc_certs.windows.gather import BindingFact
 from cosdoc_certs.windows.planning import plan_windows
 from cosdoc_certs.windows.verify import (
+    FRESH_GATHER,
+    POST_STATE,
     TlsAddress,
     WindowsVerifyReport,
     endpoint_map,
     newest_valid,
     verify_desired,
+    verify_desired_facts,
 )
 
 if TYPE_CHECKING:
@@ -124,6 +138,24 @@ def _quiet(_: str) -> None:
     """The default progress callback: nothing."""
 
 
+class _SharedSession:
+    """The Windows session ``with target:`` keeps open: opened on first use, one user at a time."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.host: WindowsHost | None = None
+        self.busy = threading.Lock()
+
+    def close(self) -> None:
+        host, self.host = self.host, None
+        if host is not None:
+            host.close()
+
+    def __reduce__(self) -> tuple[type[_SharedSession], tuple[()]]:
+        """A copy (or a pickled target) starts without a session: an open one is not shared."""
+        return (_SharedSession, ())
+
+
 @dataclass(frozen=True, repr=False)
 class Target(Displayed):
     """One customer installation: its Windows server, consumers and (optionally) SvarUT host.
@@ -133,6 +165,9 @@ class Target(Displayed):
     journals go when a call is not given one (a lab's own folder for :func:`lab_target`;
     None: ``$COSDOC_CERTS_JOURNAL_DIR``, else the home folder). ``pool_factory`` replaces how
     PowerShell sessions are opened (tests inject wrapped pools).
+
+    Used as a context manager (``with target:``), it keeps one session to the Windows server
+    open for the calls inside the block and closes it at the end.
     """
 
     name: str
@@ -142,6 +177,9 @@ class Target(Displayed):
     tls_address: TlsAddress | None = field(default=None, compare=False, repr=False)
     pool_factory: PoolFactory = field(default=default_pool, compare=False, repr=False)
     journal_dir: Path | None = field(default=None, compare=False)
+    _session: _SharedSession = field(
+        default_factory=_SharedSession, init=False, compare=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         if self.windows is None and self.svarut is None:
@@ -200,6 +238,57 @@ class Target(Displayed):
                 f"{self.name} has no Windows server", "pass `windows` (the Windows server)"
             )
         return WindowsHost(self.windows, pool_factory=self.pool_factory)
+
+    def __enter__(self) -> Target:
+        self._session.depth += 1
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._session.depth -= 1
+        if self._session.depth == 0:
+            self._session.close()
+
+    async def __aenter__(self) -> Target:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await asyncio.to_thread(self.__exit__, kind, error, traceback)
+
+    @contextmanager
+    def windows_session(self) -> Iterator[WindowsHost]:
+        """The open session to use for one call (in a worker thread or not).
+
+        Inside ``with target:``, the block's session (opened the first time); a call made
+        while another uses it (threads) gets a session of its own. A call that fails drops
+        the block's session: the next one opens a new one. Outside a block: a new session,
+        closed when the call ends.
+        """
+        shared = self._session
+        if shared.depth and shared.busy.acquire(blocking=False):
+            try:
+                if shared.host is None:
+                    host = self.open_windows()
+                    host.open()
+                    shared.host = host
+                yield shared.host
+            except BaseException:
+                shared.close()
+                raise
+            finally:
+                shared.busy.release()
+            return
+        with self.open_windows() as host:
+            yield host
 
 
 def lab_target(info: ConnectionInfo, *, name: str = "lab") -> Target:
@@ -326,7 +415,7 @@ def _plan_windows(
     now: dt.datetime | None,
     key_providers: Mapping[Role, str] | None = None,
 ) -> tuple[Plan, WindowsFacts]:
-    with target.open_windows() as host:
+    with target.windows_session() as host:
         facts = gather(host, target.consumers)
     assert target.windows_host is not None
     wplan = plan_windows(
@@ -347,8 +436,9 @@ def _plan_windows(
 class RotationResult(Displayed):
     """How a run ended on each host, how long each took, and where its journals are.
 
-    ``phase_seconds`` gives each host phase's duration (``"windows"``, ``"svarut"``);
-    ``verification`` is the verify report when :func:`apply` was asked to verify.
+    ``phase_seconds`` gives each host phase's duration (``"windows"``, ``"svarut"``, and
+    ``"verify"`` when asked to verify); ``verification`` is the verify report when
+    :func:`apply` was asked to verify.
     """
 
     target: str
@@ -402,8 +492,11 @@ class RotationResult(Displayed):
             return "not verified yet: run verify(target, result.journal_path)"
         return self.verification.to_text()
 
-    def to_text(self) -> str:
-        """The outcome; per host its outcome, time, actions and journal; verification; journal."""
+    def to_text(self, *, verification: bool = True) -> str:
+        """The outcome; per host its outcome, time, actions and journal; verification; journal.
+
+        ``verification=False`` leaves the verification out (to show it apart).
+        """
         lines = [
             f"{self.target}: {self.outcome} — {self.message} "
             f"(run {self.run_id}, {self.seconds:.1f} s)"
@@ -412,7 +505,8 @@ class RotationResult(Displayed):
             lines.append(f"  {where}: {outcome} in {took} — {message}; journal {journal}")
         if self.windows is not None:
             lines += [f"    {line}" for line in self.windows.to_text().splitlines()[1:]]
-        lines += [f"  {line}" for line in self._verified_text().splitlines()]
+        if verification:
+            lines += [f"  {line}" for line in self._verified_text().splitlines()]
         lines.append(f"  run journal {self.journal_path}")
         return "\n".join(lines)
 
@@ -471,11 +565,15 @@ async def apply_async(
     not used).
 
     ``journal_dir`` defaults to the target's. With ``verify``, a run that changed something
-    is verified at once (:func:`verify_async`) and the report kept in the result's
-    ``verification``. Raises :class:`~cosdoc_certs.errors.ApplyError` when a phase failed
-    (``rolled_back`` says whether every host was restored). Run in the main thread, SIGINT,
-    SIGTERM and SIGHUP stop it the same way: the host being changed is rolled back (and the
-    Windows server too during the SvarUT phase), then
+    is verified at once against the desired state, as :func:`verify_async` does, and the
+    report kept in the result's ``verification``: the Windows checks use the facts the apply
+    pipeline read at its end (the report's ``facts_from`` says so; when that read failed, a
+    gather of its own), the TLS handshakes and the SvarUT host are checked anew.
+
+    Raises :class:`~cosdoc_certs.errors.ApplyError` when a phase failed (``rolled_back``
+    says whether every host was restored). Run in the main thread, SIGINT, SIGTERM and SIGHUP
+    stop it the same way: the host being changed is rolled back (and the Windows server too
+    during the SvarUT phase), then
     :class:`~cosdoc_certs._signals.SignalReceived` is raised.
     """
     if check:
@@ -491,9 +589,26 @@ async def _apply_and_verify(
     with stop_on_signals() as stop:
         result = await _apply_phases(rplan, folder, progress or _quiet, stop)
     if verify and result.outcome is Outcome.APPLIED:
-        report = await verify_async(rplan.target, rplan, journal_dir=folder)
-        result = dataclasses.replace(result, verification=report)
+        started = time.perf_counter()
+        report = await _verify(rplan.target, rplan, folder, _post_state_of(result.windows))
+        seconds = {**result.phase_seconds, "verify": time.perf_counter() - started}
+        result = dataclasses.replace(result, verification=report, phase_seconds=seconds)
     return result
+
+
+@dataclass(frozen=True)
+class _PostState:
+    """What the Windows apply pipeline read at its end: the facts, or why there are none."""
+
+    facts: WindowsFacts | None
+    problem: str | None
+
+
+def _post_state_of(windows: WindowsApplyResult | None) -> _PostState | None:
+    """The post-state of a Windows phase that ran (None: no phase, so nothing to reuse)."""
+    if windows is None:
+        return None
+    return _PostState(windows.post_state, windows.post_state_problem)
 
 
 # -- check -----------------------------------------------------------------------------------
@@ -567,7 +682,7 @@ async def check_async(rplan: RotationPlan, *, progress: Progress | None = None) 
 def _check_windows(rplan: RotationPlan, say: Progress) -> WindowsCheckResult:
     assert rplan.windows is not None
     assert rplan.windows_facts is not None
-    with rplan.target.open_windows() as host:
+    with rplan.target.windows_session() as host:
         return check_windows(host, rplan.windows, rplan.bundle, rplan.windows_facts, progress=say)
 
 
@@ -691,7 +806,7 @@ async def _windows_phase(
     windows_say = _prefixed("Windows", say)
 
     def run() -> WindowsApplyResult:
-        with target.open_windows() as host:
+        with target.windows_session() as host:
             return apply_windows(
                 host,
                 wplan,
@@ -877,11 +992,21 @@ async def verify_async(
     installation uses and that it is not the newest. Without a Windows server, the SvarUT
     endpoint is checked against ``run`` (a plan or a run's journal; default: the latest run).
     """
+    return await _verify(target, run, journal_dir, None)
+
+
+async def _verify(
+    target: Target,
+    run: RotationPlan | Journal | Path | str | None,
+    journal_dir: Path | None,
+    post_state: _PostState | None,
+) -> RotationVerifyReport:
+    """:func:`verify_async`; the Windows facts from ``post_state`` when it has them."""
     # a journal given is checked first
     run_ssl = _run_ssl(target, run, journal_dir or target.journal_dir)
     windows_report, newest_ssl = None, None
     if target.windows:
-        windows_report, newest_ssl = await _in_thread(_verify_windows, target)
+        windows_report, newest_ssl = await _in_thread(_verify_windows, target, post_state)
     expected_ssl = newest_ssl or run_ssl
     svarut_report = (
         await svarut.verify_async(target.svarut, expected_ssl) if target.svarut else None
@@ -904,10 +1029,34 @@ def _run_ssl(
     return journal.context.get("svarut_thumbprint")
 
 
-def _verify_windows(target: Target) -> tuple[WindowsVerifyReport, str | None]:
-    """The desired-state report of the Windows server, and the newest valid SSL thumbprint."""
-    with target.open_windows() as host:
-        report, facts = verify_desired(host, target.consumers, tls_address=target.tls_address)
+def _verify_windows(
+    target: Target, post_state: _PostState | None = None
+) -> tuple[WindowsVerifyReport, str | None]:
+    """The desired-state report of the Windows server, and the newest valid SSL thumbprint.
+
+    Over the post-state of the apply pipeline when it was read, else a gather of its own
+    (the report's ``facts_from`` says which, and why the post-state was not used).
+    """
+    options = target.windows
+    assert options is not None
+    if post_state is not None and post_state.facts is not None:
+        facts = post_state.facts
+        report = verify_desired_facts(
+            facts,
+            target.consumers,
+            server=options.server,
+            host=options.address,
+            tls_address=target.tls_address,
+            facts_from=POST_STATE,
+        )
+    else:
+        with target.windows_session() as host:
+            report, facts = verify_desired(
+                host, target.consumers, tls_address=target.tls_address
+            )
+        if post_state is not None:
+            fallback = f"{FRESH_GATHER}: the apply's post-state read failed ({post_state.problem})"
+            report = dataclasses.replace(report, facts_from=fallback)
     newest = newest_valid(facts, Role.SSL, report.gathered_at)
     return report, newest.thumbprint if newest else None
 
@@ -986,7 +1135,7 @@ async def _undo_child(target: Target, name: str, child: Journal, say: Progress) 
 
 
 def _rollback_windows(target: Target, child: Journal, say: Progress) -> WindowsApplyResult:
-    with target.open_windows() as host:
+    with target.windows_session() as host:
         return rollback_windows(host, child, progress=_prefixed("Windows", say))
 
 

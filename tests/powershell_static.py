@@ -336,3 +336,20 @@ def member_names(root: tree_sitter.Node, variable: str) -> set[str]:
             if found and found.group(1).casefold() == variable.casefold():
                 names.add(found.group(2))
     return names
+
+
+def script_parameters(root: tree_sitter.Node) -> list[str]:
+    """The names of the script's own parameters (its top-level ``param`` block), in order."""
+    block = next(
+        (node for node in root.children if node.type == "param_block"),
+        next((node for node in _walk(root) if node.type == "param_block"), None),
+    )
+    if block is None or _enclosing_function(block) is not None:
+        return []
+    return [
+        _text(variable)[1:]
+        for parameter in _walk(block)
+        if parameter.type == "script_parameter"
+        for variable in parameter.children
+        if variable.type == "variable"
+    ]

@@ -51,7 +51,8 @@ def test_the_demo_rotates_verifies_and_rolls_back(tmp_path: Path) -> None:
     assert "serves " + title.group(3) in verify  # SvarUT, in a TLS handshake
     assert "as before the rotation" in out
     assert "result: rotation verified and rollback restored everything" in out
-    assert "3 PowerShell script call(s)" in out
+    assert "2 PowerShell script call(s) on the Windows server from plan to verify, in 1 " in out
+    assert "server facts from the post-state apply.ps1 read at the end of its pipeline" in verify
     assert "Traceback" not in done.stderr
     assert not any(tmp_path.iterdir()), "the demo left files behind"
 
@@ -64,7 +65,10 @@ def test_the_demo_json_says_what_happened(tmp_path: Path) -> None:
     assert report["verify"]["ok"] is True
     assert report["restored"] is True
     assert report["not_restored"] == []
-    assert report["round_trips"]["windows_scripts"] == 3
+    assert report["round_trips"]["windows_scripts"] == 2
+    assert report["round_trips"]["windows_sessions"] == 1
+    assert report["round_trips"]["windows_http_requests"] <= 9
+    assert report["verify"]["windows"]["facts_from"].startswith("the post-state")
     assert {change["consumer"] for change in report["plan"]["changes"]} >= {
         "Digihelse",
         "SvarUT nginx",

@@ -102,7 +102,7 @@ def test_a_rotation_result_shows_hosts_timings_changes_verification_and_journals
     assert "import-pfx" in page  # what changed on Windows
     assert "verified" in page
     assert "binding" in page  # what verify checked: the TLS handshakes too
-    assert result.phase_seconds.keys() == {"windows", "svarut"}
+    assert result.phase_seconds.keys() == {"windows", "svarut", "verify"}
 
 
 def test_a_svarut_run_result_shows_itself(held: dict[str, Any]) -> None:

@@ -16,10 +16,13 @@ import pytest
 import tree_sitter
 import tree_sitter_powershell
 
+from cosdoc_certs.consumers import COSDOC_CATALOG
 from cosdoc_certs.lab.twins.apply import _EXECUTORS as TWIN_EXECUTORS
+from cosdoc_certs.windows.apply import run_apply_script
 from cosdoc_certs.windows.apply_contract import (
     ACTION_TYPES,
     BEFORE_KEYS,
+    ApplyDocument,
     GrantRead,
     ImportPfx,
     RecyclePool,
@@ -225,3 +228,53 @@ def test_every_field_gather_ps1_writes_is_one_the_contract_reads() -> None:
     written = static.hash_keys(_script("gather.ps1"))
     # "error" is also the failure document's one field ({"schemaVersion", "error"})
     assert written == _gather_fields(GatherDocument) | {"error"}
+
+
+def test_apply_ps1_runs_gather_ps1_with_gathers_own_parameters_in_their_order() -> None:
+    """The post-state read passes gather.ps1's parameters positionally (ScriptBlock.Invoke)."""
+    apply_root, gather_root = _script("apply.ps1"), _script("gather.ps1")
+    gather_parameters = static.script_parameters(gather_root)
+    assert gather_parameters == ["ServicePatterns", "ConfigFiles"]
+    assert set(gather_parameters) | {"PostStateScript"} <= set(
+        static.script_parameters(apply_root)
+    )
+    source = (ROOT / "cosdoc_certs/windows/scripts/apply.ps1").read_text()
+    arguments = ", ".join(f"${name}" for name in gather_parameters)
+    assert f"$reader.Invoke({arguments})" in source
+
+
+def test_apply_ps1_takes_every_parameter_python_sends() -> None:
+    sent = run_apply_parameters()
+    assert sent <= set(static.script_parameters(_script("apply.ps1")))
+    assert {"PostStateScript", "ServicePatterns", "ConfigFiles", "Check"} <= sent
+
+
+def test_the_apply_document_fields_apply_ps1_adds_are_the_contracts() -> None:
+    added = static.member_names(_script("apply.ps1"), "$document")
+    document = ApplyDocument((), 0, None, check=True, post_state="{}", post_state_error="x")
+    assert added == set(json.loads(document.to_json())) - set(
+        json.loads(ApplyDocument((), 0, None).to_json())
+    )
+
+
+class _RecordingHost:
+    """Stands in for the session: records the parameter names each script call is given."""
+
+    def __init__(self) -> None:
+        self.sent: set[str] = set()
+
+    def secure_string(self, value: str) -> str:
+        return value
+
+    def run_script(self, name: str, **parameters: Any) -> Any:
+        self.sent |= set(parameters)
+        return json.loads(ApplyDocument((), 0, None).to_json())
+
+
+def run_apply_parameters() -> set[str]:
+    """Every parameter name run_apply_script sends: with PFX files, the post-state, -Check."""
+    host = _RecordingHost()
+    actions = [RestartService("s")]
+    run_apply_script(host, actions, "run", [b"pfx"], "pw", post_state_for=COSDOC_CATALOG)  # type: ignore[arg-type]
+    run_apply_script(host, actions, "run", check=True)  # type: ignore[arg-type]
+    return host.sent

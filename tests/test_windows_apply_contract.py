@@ -23,6 +23,7 @@ from asn1crypto import pkcs12
 from cosdoc_certs.certs import CertificateBundle, load_bundle
 from cosdoc_certs.certs.pkcs12 import parse_pfx
 from cosdoc_certs.certs.providers import ENHANCED_RSA_AES
+from cosdoc_certs.facts import WindowsFacts
 from cosdoc_certs.lab.model import SimulatedWindowsError
 from cosdoc_certs.lab.scenarios import (
     LabCertificates,
@@ -56,6 +57,8 @@ from cosdoc_certs.windows.apply_contract import (
     backup_path,
     file_contents,
 )
+from cosdoc_certs.windows.connection import load_script
+from cosdoc_certs.windows.gather import GatherDocument, GatherFailedError
 
 SCRIPT = (
     Path(__file__).resolve().parent.parent / "cosdoc_certs" / "windows" / "scripts" / "apply.ps1"
@@ -395,6 +398,9 @@ def test_apply_ps1_takes_the_contract_parameters() -> None:
         "FileContents",
         "PfxPassword",
         "Check",
+        "PostStateScript",
+        "ServicePatterns",
+        "ConfigFiles",
     ]
     assert "[switch] $Check" in parameters.group(1)
     assert "[System.Security.SecureString] $PfxPassword" in parameters.group(1)
@@ -571,3 +577,57 @@ def test_settings_netsh_writes_differently_fail_the_rebind_and_name_them(
     )
     assert restore.settings is not None
     assert actions_from_json(actions_to_json([restore])) == [restore]
+
+
+def _post_state_call(server: LabServer, script: str, actions: list[Action]) -> ApplyDocument:
+    return _document_of(
+        server,
+        {
+            "Actions": actions_to_json(actions),
+            "RunId": "post",
+            "FileContents": file_contents(actions),
+            "PostStateScript": script,
+            "ServicePatterns": ["Digihelse*"],
+            "ConfigFiles": ["appsettings.json"],
+        },
+    )
+
+
+def test_a_complete_run_ends_with_gather_ps1_over_the_state_it_reached(
+    server: LabServer,
+) -> None:
+    content = base64.b64encode(b"{}").decode()
+    actions: list[Action] = [WriteFile(DIGIHELSE, content, _sha(server, DIGIHELSE))]
+    document = _post_state_call(server, load_script("gather"), actions)
+    assert document.completed == 1
+    assert document.post_state_error is None
+    assert document.post_state is not None
+    facts = WindowsFacts.from_document(GatherDocument.from_json(document.post_state))
+    assert all(service.name.startswith("Digihelse") for service in facts.services)
+    assert facts.services  # -ServicePatterns reached gather
+    written = [f for f in facts.document.config_files if f.path == DIGIHELSE]
+    assert [f.content for f in written] == [b"{}"]  # the state after the write
+
+
+def test_apply_reads_no_post_state_with_another_script_or_after_a_failure(
+    server: LabServer,
+) -> None:
+    refused = _post_state_call(server, load_script("apply"), [RestartService("KPR.Innsending")])
+    assert refused.completed == 1
+    assert refused.post_state is None
+    assert refused.post_state_error is not None
+    assert "not gather.ps1" in refused.post_state_error
+    failed = _post_state_call(server, load_script("gather"), [RestartService("Nope")])
+    assert failed.stopped
+    assert failed.post_state is None
+    assert failed.post_state_error == "not read: the run did not complete"
+
+
+def test_a_failed_post_state_read_is_gather_ps1s_failure_document(server: LabServer) -> None:
+    server.faults.fail_gather()
+    document = _post_state_call(server, load_script("gather"), [RestartService("KPR.Innsending")])
+    assert document.completed == 1
+    assert not document.stopped
+    assert document.post_state is not None
+    with pytest.raises(GatherFailedError, match="OperationTimeout"):
+        GatherDocument.from_json(document.post_state)

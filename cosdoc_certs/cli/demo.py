@@ -3,8 +3,9 @@
 Starts the lab in this process (a simulated Windows application server behind a WinRM
 endpoint, and a SvarUT host over SSH), shows ``status`` before (with the seeded invisible
 character in a thumbprint), plans the rotation to the lab's renewed certificates across both
-hosts, applies it, verifies it (services, pools, config values, and real TLS handshakes on
-every HTTPS binding and the SvarUT endpoint), shows what changed, rolls the run back and
+hosts, applies it and verifies it in the same call (services, pools, config values from the
+state the apply pipeline read at its end, and real TLS handshakes on every HTTPS binding and
+the SvarUT endpoint) over one WinRM session, shows what changed, rolls the run back and
 checks that everything uses and serves the old certificates again. Ends with the timings
 and round trips. Exit 0 only when the rotation and the rollback were both verified.
 
@@ -135,19 +136,23 @@ def _rotate_and_roll_back(
         f"({', '.join(path.name for path in files)}):\n{bundle}"
     )
     lab.https.recorder.reset()
-    with _phase(run, "plan"):
-        run.plan = rotation.plan(target, bundle)
-    say(f"3. The plan\n{run.plan.to_text()}")
-    if lab.svarut is not None:
-        lab.svarut.commands.clear()
-    say("4. Applying (no question asked: this is the lab)")
-    with _phase(run, "apply"):
-        run.applied = rotation.apply(run.plan, journal_dir=journals, progress=progress)
-    say(str(run.applied))
-    with _phase(run, "verify"):
-        run.verified = rotation.verify(target, run.plan)
+    with target:  # one WinRM session from plan to verify, closed at the end of the block
+        with _phase(run, "plan"):
+            run.plan = rotation.plan(target, bundle)
+        say(f"3. The plan\n{run.plan.to_text()}")
+        if lab.svarut is not None:
+            lab.svarut.commands.clear()
+        say("4. Applying, then verifying (no question asked: this is the lab)")
+        started = time.perf_counter()
+        run.applied = rotation.apply(run.plan, journal_dir=journals, progress=progress, verify=True)
+    verify_seconds = run.applied.phase_seconds.get("verify", 0.0)
+    run.phases["apply"] = time.perf_counter() - started - verify_seconds
+    run.phases["verify"] = verify_seconds
+    run.verified = run.applied.verification
     run.round_trips = _round_trips(lab)
-    say(f"5. Verify\n{run.verified.to_text()}")
+    say(run.applied.to_text(verification=False))
+    verified = run.verified.to_text() if run.verified else "not verified: nothing was changed"
+    say(f"5. Verify (made by apply, after its last phase)\n{verified}")
     with _phase(run, "status after"):
         run.after = after = rotation.installation_status(target)
     run.rotated = run.before.differences(after)
@@ -175,10 +180,12 @@ def _rotate_and_roll_back(
 
 
 def _round_trips(lab: Lab) -> dict[str, int]:
-    """Windows scripts run from plan to verify; SvarUT host commands during apply and verify."""
+    """Windows scripts run from plan to verify (the session's close included); SvarUT host
+    commands during apply and verify."""
     recorder = lab.https.recorder
     return {
         "windows_scripts": len(recorder.scripts),
+        "windows_sessions": len(recorder.shells),
         "windows_http_requests": sum(recorder.requests.values()),
         "svarut_commands": len(lab.svarut.commands) if lab.svarut else 0,
     }
@@ -211,9 +218,9 @@ def _summary(run: DemoRun) -> str:
     trips = run.round_trips
     lines.append(
         f"  round trips: {trips.get('windows_scripts', 0)} PowerShell script call(s) on the "
-        f"Windows server from plan to verify ({trips.get('windows_http_requests', 0)} WinRM "
-        f"requests); {trips.get('svarut_commands', 0)} command(s) on the SvarUT host in apply "
-        "and verify"
+        f"Windows server from plan to verify, in {trips.get('windows_sessions', 0)} session(s) "
+        f"({trips.get('windows_http_requests', 0)} WinRM requests); "
+        f"{trips.get('svarut_commands', 0)} command(s) on the SvarUT host in apply and verify"
     )
     lines.append(
         "  result: rotation verified and rollback restored everything"

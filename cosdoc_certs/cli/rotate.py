@@ -5,7 +5,9 @@ Thin commands over :mod:`cosdoc_certs.rotation`. The installation is given eithe
 ``--inventory FILE --customer NAME``. The new certificates come from ``--pfx`` files, their
 password from ``--password-env VAR`` or a prompt. ``apply`` shows the plan and asks before it
 changes anything (``--yes`` skips the question; without a terminal ``--yes`` is required),
-then verifies. Progress goes to stderr, results to stdout (``--json`` for scripts).
+then verifies — over one WinRM session, the Windows checks over the state the apply pipeline
+read at its end (the report says so); ``verify`` on its own reads the hosts afresh. Progress
+goes to stderr, results to stdout (``--json`` for scripts).
 """
 
 from __future__ import annotations
@@ -243,20 +245,23 @@ def apply_command(
     providers = key_providers_from(key_providers)
     target = target_from_options(options)
     bundle = load_bundle_asking_password(list(pfx_files), password_env)
-    rplan = rotation.plan(target, bundle, key_providers=providers)
-    write_facts(save_facts_to, rplan.windows_facts, target.consumers, anonymize=anonymize)
-    if check:
-        _check(rplan, as_json)
-    if not as_json:
-        click.echo(rplan.to_text())
-    if not rplan.is_empty:
-        confirm_change(f"Apply this plan to {target.name}?", yes, "cosdoc-certs plan")
-    result = rotation.apply(rplan, journal_dir=journal_dir, progress=progress_printer(as_json))
-    report = rotation.verify(target, rplan)
+    with target:  # one WinRM session for plan, apply and verify
+        rplan = rotation.plan(target, bundle, key_providers=providers)
+        write_facts(save_facts_to, rplan.windows_facts, target.consumers, anonymize=anonymize)
+        if check:
+            _check(rplan, as_json)
+        if not as_json:
+            click.echo(rplan.to_text())
+        if not rplan.is_empty:
+            confirm_change(f"Apply this plan to {target.name}?", yes, "cosdoc-certs plan")
+        progress = progress_printer(as_json)
+        result = rotation.apply(rplan, journal_dir=journal_dir, progress=progress, verify=True)
+        # nothing applied: verify reads the hosts itself
+        report = result.verification or rotation.verify(target, rplan)
     if as_json:
         echo_json({"plan": rplan.to_dict(), "result": result.to_dict(), "verify": report.to_dict()})
     else:
-        click.echo(str(result))
+        click.echo(result.to_text(verification=False))
         click.echo(report.to_text())
     sys.exit(exit_code_for(report.worst))
 

@@ -18,8 +18,12 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-__all__ = ["DISK_FULL", "READ_ONLY", "ServerFaults"]
+__all__ = ["CIM_TIMEOUT", "DISK_FULL", "READ_ONLY", "ServerFaults"]
 
+CIM_TIMEOUT = (
+    "The WS-Management service cannot complete the operation within the time specified in "
+    "OperationTimeout."
+)
 DISK_FULL = "There is not enough space on the disk."
 READ_ONLY = "The media is write protected."
 _CRASH = "The process terminated unexpectedly. (Exception 0xc0000005: access violation)"
@@ -42,6 +46,7 @@ class ServerFaults:
         self._services: dict[str, str] = {}
         self._writes: str | None = None
         self._served: str | None = None
+        self._gathers: list[str] = []
 
     def fail_action(self, n: int, message: str = "", *, call: int = 1) -> None:
         """Fail the ``n``-th action (1-based) of the ``call``-th ``apply`` call from now.
@@ -79,9 +84,21 @@ class ServerFaults:
         with self._lock:
             self._served = thumbprint.upper()
 
+    def fail_gather(self, message: str = CIM_TIMEOUT, *, times: int = 1) -> None:
+        """The next ``times`` reads of gather.ps1 fail as a whole with ``message``.
+
+        A gather of its own or the one at the end of an apply: as when WMI does not answer
+        within gather.ps1's ``-OperationTimeoutSec`` while services restart.
+        """
+        if times < 1:
+            raise ValueError("times counts from 1")
+        with self._lock:
+            self._gathers += [message] * times
+
     def clear(self) -> None:
         """Remove every fault (the call count goes on)."""
         with self._lock:
+            self._gathers.clear()
             self._actions.clear()
             self._services.clear()
             self._writes = None
@@ -111,6 +128,11 @@ class ServerFaults:
         """The thumbprint every binding serves instead of its own, if one is forced."""
         with self._lock:
             return self._served
+
+    def gather_failure(self) -> str | None:
+        """Why this read of gather.ps1 fails as a whole, if an injected failure is due."""
+        with self._lock:
+            return self._gathers.pop(0) if self._gathers else None
 
     def write_failure(self) -> str | None:
         """Why a file write fails now (disk full, read-only), if it does."""

@@ -16,7 +16,11 @@ values — never a secret. When an action fails, the connection drops, or the ru
 interrupted (Ctrl+C, SIGTERM), a second call undoes what was done in reverse order (files
 from their backups, bindings back to the old certificate, restarts of what was restarted or
 whose config was restored), then a gather proves the original bytes are back and
-:class:`~cosdoc_certs.errors.ApplyError` is raised. :func:`rollback_windows` undoes a
+:class:`~cosdoc_certs.errors.ApplyError` is raised. A run in which every action succeeded ends
+in the same pipeline with ``gather.ps1`` over the state it reached (its text sent along as
+``-PostStateScript``): :attr:`WindowsApplyResult.post_state` holds those facts, so a
+verification needs no pipeline of its own. A post-state read that fails leaves the run
+applied; ``post_state_problem`` says why there are no facts. :func:`rollback_windows` undoes a
 finished run from its journal, refusing when a file was changed by hand since.
 
 While ``apply.ps1`` runs, the ``pypsrp`` and ``psrpcore`` loggers are held at INFO or
@@ -144,9 +148,11 @@ class WindowsApplyResult(Displayed):
     backups: tuple[str, ...] = ()
     message: str = ""
     manual_steps: tuple[str, ...] = ()
+    post_state: WindowsFacts | None = dataclasses.field(default=None, repr=False, compare=False)
+    post_state_problem: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready form."""
+        """A JSON-ready form (the post-state's facts left out: whether it was read, or why not)."""
         return {
             "host": self.host,
             "outcome": str(self.outcome),
@@ -155,6 +161,8 @@ class WindowsApplyResult(Displayed):
             "results": [result.to_dict() for result in self.results],
             "backups": list(self.backups),
             "manual_steps": list(self.manual_steps),
+            "post_state_read": self.post_state is not None,
+            "post_state_problem": self.post_state_problem,
         }
 
     def to_text(self) -> str:
@@ -431,9 +439,9 @@ def apply_windows(
     """Apply the plan's Windows changes on the open ``host`` in one call; roll back on failure.
 
     ``facts`` are those the plan was made from; ``consumers`` the catalog it was made with
-    (the rollback re-gathers with it). ``parent`` is the step of a run journal that names
-    this host's journal before anything is touched. Raises :class:`ApplyError` after a
-    rollback.
+    (the rollback re-gathers with it, and the run ends by gathering with it: the result's
+    ``post_state``). ``parent`` is the step of a run journal that names this host's journal
+    before anything is touched. Raises :class:`ApplyError` after a rollback.
     """
     say = progress or _quiet
     changes = _windows_changes(plan)
@@ -467,7 +475,12 @@ def apply_windows(
         with _interrupted_by_signals():
             say(f"applying {len(indexes)} action(s) on {host_name} in one call")
             document = run_apply_script(
-                host, compiled.actions, run_id, compiled.pfx_files, password
+                host,
+                compiled.actions,
+                run_id,
+                compiled.pfx_files,
+                password,
+                post_state_for=consumers,
             )
             _record(journal, indexes, document)
             if document.stopped:
@@ -479,6 +492,9 @@ def apply_windows(
     backups = _backups(document)
     message = f"{document.completed} action(s) done; {len(backups)} backup(s) kept beside the files"
     journal.finish(Outcome.APPLIED, message)
+    post_state, problem = _post_state(document)
+    if problem is not None:
+        say(f"the state the run reached could not be read in the same call: {problem}")
     return WindowsApplyResult(
         host_name,
         Outcome.APPLIED,
@@ -487,7 +503,19 @@ def apply_windows(
         backups,
         message,
         compiled.manual_steps,
+        post_state,
+        problem,
     )
+
+
+def _post_state(document: ApplyDocument) -> tuple[WindowsFacts | None, str | None]:
+    """The facts gather.ps1 read at the end of the run, or why there are none."""
+    if document.post_state is None:
+        return None, document.post_state_error or "apply.ps1 returned no post-state"
+    try:
+        return WindowsFacts.from_document(GatherDocument.from_json(document.post_state)), None
+    except CosDocCertsError as error:
+        return None, error.problem
 
 
 class _ActionFailed(Exception):
@@ -578,8 +606,14 @@ def run_apply_script(
     password: str = "",
     *,
     check: bool = False,
+    post_state_for: Sequence[Consumer] | None = None,
 ) -> ApplyDocument:
-    """One ``apply.ps1`` call (with ``-Check``: nothing changed); the parsed result document."""
+    """One ``apply.ps1`` call (with ``-Check``: nothing changed); the parsed result document.
+
+    With ``post_state_for`` (consumers), ``gather.ps1``'s text goes along, and a run in which
+    every action succeeded ends by gathering for those consumers (the document's
+    ``post_state``).
+    """
     parameters: dict[str, Any] = {
         "Actions": actions_to_json(actions),
         "RunId": run_id,
@@ -590,6 +624,10 @@ def run_apply_script(
         parameters["PfxPassword"] = host.secure_string(password)
     if check:
         parameters["Check"] = True
+    elif post_state_for is not None:
+        parameters["PostStateScript"] = load_script("gather")
+        parameters["ServicePatterns"] = service_patterns(post_state_for)
+        parameters["ConfigFiles"] = config_files(post_state_for)
     data = host.run_script(SCRIPT_NAME, **parameters)
     return ApplyDocument.from_data(data)
 

@@ -39,6 +39,13 @@ do; else the message says why it cannot and what fixes it), ``failed_index`` is 
 blocker, and the document adds ``"check": true`` and ``"environment": [{"name", "ok",
 "message"}]`` (elevated administrator, Full Language mode, WebAdministration).
 
+With ``-PostStateScript`` (the text of ``gather.ps1``, with ``-ServicePatterns`` and
+``-ConfigFiles`` for it), a run in which every action succeeded ends by running gather.ps1 in
+the same pipeline, and the document adds ``"post_state": str|null`` (the JSON text gather.ps1
+wrote: the facts the run reached) and ``"post_state_error": str|null`` (why it was not read:
+a text that is not gather.ps1, a read that failed, a run that stopped). The actions' results
+stand either way.
+
 ``error`` is set when the script stopped outside an action (the actions could not be read,
 an unknown action, a missing parameter, an unexpected failure between actions): every path
 out of ``apply.ps1`` still writes this document.
@@ -345,6 +352,8 @@ class ApplyDocument:
     error: str | None = None
     check: bool = False
     environment: tuple[SessionCheck, ...] = ()
+    post_state: str | None = dataclasses.field(default=None, repr=False)
+    post_state_error: str | None = None
 
     @property
     def stopped(self) -> bool:
@@ -372,6 +381,9 @@ class ApplyDocument:
         if self.check:
             data["check"] = True
             data["environment"] = [item.to_dict() for item in self.environment]
+        if self.post_state is not None or self.post_state_error is not None:
+            data["post_state"] = self.post_state
+            data["post_state_error"] = self.post_state_error
         return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
@@ -385,9 +397,10 @@ class ApplyDocument:
         completed, failed_index = data.get("completed"), data.get("failed_index")
         if not isinstance(completed, int) or not (failed_index is None or _is_int(failed_index)):
             raise ApplyContractError("'completed' and 'failed_index' must be integers")
-        error = data.get("error")
-        if error is not None and not isinstance(error, str):
-            raise ApplyContractError("'error' must be a string or null")
+        for key in ("error", "post_state", "post_state_error"):
+            if data.get(key) is not None and not isinstance(data.get(key), str):
+                raise ApplyContractError(f"'{key}' must be a string or null")
+        error, post_error = data.get("error"), data.get("post_state_error")
         return cls(
             tuple(_result(item, n) for n, item in enumerate(results)),
             completed,
@@ -395,6 +408,8 @@ class ApplyDocument:
             error=hide_passwords(error) if error is not None else None,
             check=data.get("check") is True,
             environment=tuple(_session_check(item, n) for n, item in _listed(data, "environment")),
+            post_state=data.get("post_state"),
+            post_state_error=hide_passwords(post_error) if post_error is not None else None,
         )
 
 

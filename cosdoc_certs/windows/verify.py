@@ -22,8 +22,12 @@ plan — what ``cosdoc-certs verify`` does, so a no-op run and a rolled-back run
   applications is Started;
 - ``binding`` — every HTTPS binding serves the newest SSL certificate in a real handshake.
 
+:func:`verify_desired_facts` makes the same checks over facts already read — the post-state
+``apply.ps1`` read at the end of its pipeline — with real handshakes made now.
+
 The :class:`WindowsVerifyReport` lists each check with ok/failed and a message; ``.ok`` is
-True when all passed. It renders as text, JSON (``to_dict``) and HTML in notebooks.
+True when all passed; ``facts_from`` says where the server's facts came from. It renders as
+text, JSON (``to_dict``) and HTML in notebooks.
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ __all__ = [
     "endpoint_map",
     "newest_valid",
     "verify_desired",
+    "verify_desired_facts",
     "verify_windows",
 ]
 
@@ -74,6 +79,10 @@ TlsAddress = Callable[[BindingFact], tuple[str, int]]
 """Where to shake hands with a binding: ``(host, port)``."""
 Served = str | CosDocCertsError
 """What a binding served in a handshake: a thumbprint, or why there was no handshake."""
+FRESH_GATHER = "a gather of its own (gather.ps1)"
+"""Where a verification's facts came from when it read the server itself."""
+POST_STATE = "the post-state apply.ps1 read at the end of its pipeline (gather.ps1)"
+"""Where they came from when the apply's own read was used."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +110,7 @@ class WindowsVerifyReport(Displayed):
     computer_name: str
     gathered_at: dt.datetime
     checks: tuple[VerifyCheck, ...]
+    facts_from: str = FRESH_GATHER
 
     @property
     def ok(self) -> bool:
@@ -118,6 +128,7 @@ class WindowsVerifyReport(Displayed):
             "host": self.host,
             "computer_name": self.computer_name,
             "gathered_at": self.gathered_at.isoformat(),
+            "facts_from": self.facts_from,
             "ok": self.ok,
             "checks": [check.to_dict() for check in self.checks],
         }
@@ -125,7 +136,11 @@ class WindowsVerifyReport(Displayed):
     def to_text(self) -> str:
         """A verdict line, then one line per check (failures first)."""
         verdict = "verified" if self.ok else f"NOT verified: {len(self.failed)} check(s) failed"
-        lines = [f"{self.host} ({self.computer_name}): {verdict}"]
+        lines = [
+            f"{self.host} ({self.computer_name}): {verdict}",
+            f"  server facts from {self.facts_from} at {self.gathered_at:%Y-%m-%d %H:%M:%S}Z; "
+            "TLS handshakes made now",
+        ]
         ordered = sorted(self.checks, key=lambda check: check.ok)
         lines.extend(f"  {check}" for check in ordered)
         return "\n".join(lines)
@@ -139,8 +154,9 @@ class WindowsVerifyReport(Displayed):
     def _repr_html_(self) -> str:
         rows = "".join(_html_row(check) for check in sorted(self.checks, key=lambda c: c.ok))
         return (
-            f"<div><b>{html.escape(repr(self))}</b><table><tr><th></th><th>check</th>"
-            f"<th>subject</th><th>seen</th></tr>{rows}</table></div>"
+            f"<div><b>{html.escape(repr(self))}</b>"
+            f"<p>server facts from {html.escape(self.facts_from)}</p>"
+            f"<table><tr><th></th><th>check</th><th>subject</th><th>seen</th></tr>{rows}</table></div>"
         )
 
 
@@ -177,12 +193,39 @@ def verify_desired(
 ) -> tuple[WindowsVerifyReport, WindowsFacts]:
     """Gather once, shake hands with every binding, check the desired state; and the facts."""
     facts = gather(host, consumers)
-    address = tls_address or _connection_address(host)
+    report = verify_desired_facts(
+        facts,
+        consumers,
+        server=host.options.server,
+        host=host.options.address,
+        tls_address=tls_address,
+        now=now,
+    )
+    return report, facts
+
+
+def verify_desired_facts(
+    facts: WindowsFacts,
+    consumers: Sequence[Consumer] = COSDOC_CATALOG,
+    *,
+    server: str,
+    host: str | None = None,
+    tls_address: TlsAddress | None = None,
+    now: dt.datetime | None = None,
+    facts_from: str = FRESH_GATHER,
+) -> WindowsVerifyReport:
+    """:func:`verify_desired` over facts already read (``facts_from`` says where from).
+
+    The handshakes are made now, with every HTTPS binding of ``facts`` (at ``server`` and
+    the binding's port, unless ``tls_address`` says otherwise).
+    """
+    address = tls_address or (lambda binding: (server, binding.port))
     bindings = facts.iis.bindings if facts.iis else ()
     served = {binding: _handshake(binding, address) for binding in bindings}
-    report = check_desired(facts, served, consumers, now=now, host=host.options.address)
-    log.info("verify of %s against the desired state: %r", host.options.address, report)
-    return report, facts
+    report = check_desired(facts, served, consumers, now=now, host=host or server)
+    report = dataclasses.replace(report, facts_from=facts_from)
+    log.info("verify of %s against the desired state: %r", host or server, report)
+    return report
 
 
 def newest_valid(facts: WindowsFacts, role: Role, now: dt.datetime) -> StoreCertificate | None:

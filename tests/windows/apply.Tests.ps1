@@ -279,3 +279,42 @@ Describe 'apply.ps1 services: bounded stop and start' {
         $result.results[0].before.stuck_process | Should -BeNullOrEmpty
     }
 }
+
+Describe 'apply.ps1 ends a complete run with the post-state gather.ps1 reads' {
+    BeforeAll {
+        $script:GatherText = [IO.File]::ReadAllText((Join-Path -Path $PSScriptRoot -ChildPath '..\..\cosdoc_certs\windows\scripts\gather.ps1'))
+        $script:PostFile = Join-Path -Path $TestDrive -ChildPath 'post.json'
+
+        function Invoke-ApplyWithPostState {
+            # One write-file, then the post-state read with -PostStateScript $ScriptText.
+            param([string] $ScriptText)
+            $actions = ConvertTo-Json -InputObject @(@{
+                    action = 'write-file'; path = $script:PostFile; content_index = 0; expected_sha256 = (Get-FileSha256 $script:PostFile)
+                }) -Depth 5 -Compress
+            $output = @(& $script:ApplyPath -Actions $actions -RunId 'pester' -FileContents @('e30=') -PostStateScript $ScriptText -ServicePatterns @('W32Time') -ConfigFiles @('appsettings.json'))
+            $output.Count | Should -Be 1
+            return $output[0] | ConvertFrom-Json
+        }
+    }
+
+    BeforeEach {
+        [IO.File]::WriteAllBytes($script:PostFile, [Text.Encoding]::UTF8.GetBytes('{"A": "1"}'))
+    }
+
+    It 'returns the JSON document gather.ps1 wrote, as text, after the actions' {
+        $result = Invoke-ApplyWithPostState -ScriptText $script:GatherText
+        $result.completed | Should -Be 1
+        $result.post_state_error | Should -BeNullOrEmpty
+        $facts = $result.post_state | ConvertFrom-Json
+        $facts.schemaVersion | Should -Be 2
+        $facts.computerName | Should -Be $env:COMPUTERNAME
+        @($facts.services | Where-Object { $_.name -eq 'W32Time' }).Count | Should -Be 1
+    }
+
+    It 'reads no post-state with a script that is not gather.ps1' {
+        $result = Invoke-ApplyWithPostState -ScriptText "# cosdoc-certs-script: other`nWrite-Output 'x'"
+        $result.completed | Should -Be 1
+        $result.post_state | Should -BeNullOrEmpty
+        $result.post_state_error | Should -Match 'not gather.ps1'
+    }
+}

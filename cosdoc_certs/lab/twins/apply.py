@@ -12,13 +12,16 @@ update sslcert`` carrying the entry's registry settings over, ``restart-service`
 ServiceController with bounded waits and ``recycle-pool`` under the model's start rules (a
 service that cannot read its key fails to start, as on Windows), ``restore-file`` and
 ``remove-authority``. Every way out writes the result document; failures carry the message
-Windows would give.
+Windows would give. With ``-PostStateScript`` (gather.ps1's text, its marker line checked), a
+run in which every action succeeded ends with the gather twin over the state it reached, its
+JSON text in ``post_state``.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
 import logging
 import re
@@ -47,7 +50,7 @@ from cosdoc_certs.lab.server.httpsys import (
     SettingValue,
 )
 from cosdoc_certs.lab.server.powershell import convert_from_json
-from cosdoc_certs.lab.twins.gather import CONSTRAINED_LANGUAGE, find_key_file
+from cosdoc_certs.lab.twins.gather import CONSTRAINED_LANGUAGE, find_key_file, gather_text
 from cosdoc_certs.lab.winrm import ScriptCall, ScriptRegistry, ScriptResult
 from cosdoc_certs.windows.apply_contract import (
     ACTION_TYPES,
@@ -80,7 +83,12 @@ _PARAMETERS = {
     "filecontents": "FileContents",
     "pfxpassword": "PfxPassword",
     "check": "Check",
+    "poststatescript": "PostStateScript",
+    "servicepatterns": "ServicePatterns",
+    "configfiles": "ConfigFiles",
 }
+# apply.ps1's test of -PostStateScript (-notmatch: case-insensitive): gather.ps1's marker line
+_GATHER_MARKER = re.compile(r"\A# cosdoc-certs-script: gather\r?\n", re.IGNORECASE)
 
 
 class ActionFailed(Exception):
@@ -142,8 +150,26 @@ def apply(server: CosDocServer, call: ScriptCall) -> ScriptResult:
 
             document = check_actions(run.server, actions, run.pfx_files, run.password)
         else:
-            document = _run_actions(run, actions)
+            document = _with_post_state(run.server, _run_actions(run, actions), parameters)
     return ScriptResult(output=[document.to_json()])
+
+
+def _with_post_state(
+    server: CosDocServer, document: ApplyDocument, parameters: Mapping[str, Any]
+) -> ApplyDocument:
+    """With ``-PostStateScript``: gather.ps1 over the state reached, after a complete run."""
+    text = str(parameters.get("PostStateScript") or "")
+    if not text:
+        return document
+    if document.stopped:
+        return dataclasses.replace(document, post_state_error="not read: the run did not complete")
+    if not _GATHER_MARKER.match(text):
+        refusal = "-PostStateScript is not gather.ps1; the post-state was not read."
+        return dataclasses.replace(document, post_state_error=refusal)
+    state = gather_text(
+        server, _strings(parameters.get("ServicePatterns")), _strings(parameters.get("ConfigFiles"))
+    )
+    return dataclasses.replace(document, post_state=state)
 
 
 def _strings(value: Any) -> list[str]:

@@ -92,22 +92,38 @@ def gather(server: CosDocServer, call: ScriptCall) -> ScriptResult:
         parameters = _bind(call.parameters)
     except ValueError as error:
         return ScriptResult(terminating_error=str(error))
+    with server.lock:
+        text = gather_text(
+            server,
+            parameters.get("ServicePatterns", ()),
+            parameters.get("ConfigFiles", _DEFAULT_CONFIG_FILES),
+        )
+    return ScriptResult(output=[text])
+
+
+def gather_text(
+    server: CosDocServer, service_patterns: Iterable[str], config_files: Iterable[str]
+) -> str:
+    """The JSON text gather.ps1 writes in FullLanguage (the caller holds ``server.lock``).
+
+    Also what ``apply.ps1`` runs at the end of a successful run (``-PostStateScript``).
+    """
     try:
-        with server.lock:
-            document = gather_document(
-                server,
-                parameters.get("ServicePatterns", ()),
-                parameters.get("ConfigFiles", _DEFAULT_CONFIG_FILES),
-            )
+        injected = server.faults.gather_failure()
+        if injected is not None:  # the lab's fail_gather: a CIM query timed out
+            return _failure_text(injected)
+        return gather_document(server, service_patterns, config_files).to_json()
     except SimulatedWindowsError as error:  # gather.ps1's outer catch: still one document
-        return _failure(error.message)
-    return ScriptResult(output=[document.to_json()])
+        return _failure_text(error.message)
 
 
 def _failure(reason: str) -> ScriptResult:
     """The document gather.ps1 writes when it fails as a whole: ``{schemaVersion, error}``."""
-    failed = {"schemaVersion": SCHEMA_VERSION, "error": reason}
-    return ScriptResult(output=[json.dumps(failed, separators=(",", ":"))])
+    return ScriptResult(output=[_failure_text(reason)])
+
+
+def _failure_text(reason: str) -> str:
+    return json.dumps({"schemaVersion": SCHEMA_VERSION, "error": reason}, separators=(",", ":"))
 
 
 def gather_document(

@@ -54,6 +54,12 @@
 
     The PFX password arrives as a SecureString (-PfxPassword) and is never written anywhere.
 
+    -PostStateScript is the text of gather.ps1, sent along by the client: after a run in which
+    every action succeeded, it is run (with -ServicePatterns and -ConfigFiles) over the state
+    the actions reached, and the JSON document it wrote travels back as "post_state" (text),
+    so the client verifies without a pipeline of its own. A text that is not gather.ps1, or
+    a read that fails, sets "post_state_error" instead; the actions' results stand either way.
+
     -Check runs every action's preconditions instead of the action, changing nothing, and
     does not stop at the first blocker: each result says what the action would do (ok) or why
     it cannot, with the fix. The PFX is opened in memory with the password (X509Certificate2
@@ -79,7 +85,10 @@ param(
     [string[]] $PfxFiles = @(),
     [string[]] $FileContents = @(),
     [System.Security.SecureString] $PfxPassword,
-    [switch] $Check
+    [switch] $Check,
+    [string] $PostStateScript,
+    [string[]] $ServicePatterns = @(),
+    [string[]] $ConfigFiles = @()
 )
 
 # Checked first: in Constrained Language Mode (AppLocker/WDAC) every .NET call below fails.
@@ -973,6 +982,20 @@ function Read-ActionList {
     return , $list
 }
 
+function Read-PostState {
+    # gather.ps1 (its text from -PostStateScript) over the state the actions reached: the one
+    # JSON document it wrote, as text. Run through ScriptBlock.Invoke, with gather.ps1's own
+    # parameters in their declared order (-ServicePatterns, -ConfigFiles).
+    param([string] $ScriptText)
+    if ($ScriptText -notmatch '\A# cosdoc-certs-script: gather\r?\n') {
+        throw '-PostStateScript is not gather.ps1; the post-state was not read.'
+    }
+    $reader = [scriptblock]::Create($ScriptText)
+    $output = @($reader.Invoke($ServicePatterns, $ConfigFiles))
+    if ($output.Count -ne 1) { throw ('gather.ps1 wrote {0} objects instead of one document.' -f $output.Count) }
+    return [string] $output[0]
+}
+
 $KnownActions = @('import-pfx', 'write-file', 'grant-read', 'set-binding', 'restart-service', 'recycle-pool', 'restore-file', 'remove-authority')
 $results = New-Object System.Collections.Generic.List[object]
 $failedIndex = $null
@@ -1001,5 +1024,19 @@ $document = [ordered]@{
 if ($Check) {
     $document.check = $true
     $document.environment = @($environment)
+} elseif (-not [string]::IsNullOrEmpty($PostStateScript)) {
+    # Read only after a run in which every action succeeded; a failed read is reported, not
+    # turned into a failed run.
+    $document.post_state = $null
+    $document.post_state_error = $null
+    if ($null -eq $failedIndex -and $null -eq $scriptError) {
+        try {
+            $document.post_state = Read-PostState -ScriptText $PostStateScript
+        } catch {
+            $document.post_state_error = [string] $_.Exception.Message
+        }
+    } else {
+        $document.post_state_error = 'not read: the run did not complete'
+    }
 }
 ConvertTo-Json -InputObject $document -Depth 10 -Compress

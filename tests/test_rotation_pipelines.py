@@ -1,0 +1,163 @@
+"""How many WinRM round trips a rotation costs, counted by the lab's recorder.
+
+A rotation with verification is two PowerShell pipelines — gather (plan) and apply, which
+ends by reading the state it reached with gather.ps1 in the same pipeline — over one WinRM
+session kept open by ``with target:``. Real pypsrp against the lab's endpoint; the figures
+are counts, never times.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from cosdoc_certs import rotation
+from cosdoc_certs.certs import CertificateBundle, load_bundle
+from cosdoc_certs.errors import ApplyError
+from cosdoc_certs.journal import Outcome
+from cosdoc_certs.lab.faults import CIM_TIMEOUT
+from cosdoc_certs.lab.runner import Lab
+from cosdoc_certs.windows.verify import FRESH_GATHER
+
+pytestmark = pytest.mark.timeout(120)
+
+IDLE = 0.5  # seconds the lab keeps an idle shell in the session-expiry test
+MAX_REQUESTS = 9
+"""WS-Man requests of a rotation: Create and Receive (open), Command and Receive (gather),
+Send and Receive (the session key for the PFX password), Command and Receive (apply), Delete."""
+
+
+@pytest.fixture
+def target(lab: Lab) -> rotation.Target:
+    return rotation.lab_target(lab.connection_info(), name="testkommune")
+
+
+@pytest.fixture
+def bundle(lab: Lab) -> CertificateBundle:
+    info = lab.connection_info()
+    return load_bundle([info.pfx_files["pair"], info.pfx_files["ssl"]], info.pfx_password)
+
+
+def test_a_verified_rotation_is_two_pipelines_in_one_session(
+    lab: Lab, target: rotation.Target, bundle: CertificateBundle, tmp_path: Path
+) -> None:
+    recorder = lab.https.recorder
+    recorder.reset()
+    with target:
+        rplan = rotation.plan(target, bundle)
+        result = rotation.apply(rplan, journal_dir=tmp_path, verify=True)
+    assert result.outcome is Outcome.APPLIED, str(result)
+    assert result.verification is not None
+    assert result.verification.ok, result.verification.to_text()
+    assert recorder.script_names == ["gather", "apply"]
+    assert len(recorder.pipelines) == 2
+    assert len(recorder.shells) == 1
+    assert sum(recorder.requests.values()) <= MAX_REQUESTS, dict(recorder.requests)
+    assert recorder.requests["Delete"] == 1  # the session is closed when the block ends
+    assert "post-state apply.ps1 read" in result.verification.to_text()
+
+
+def test_verify_run_alone_reads_the_server_afresh(
+    lab: Lab, target: rotation.Target, bundle: CertificateBundle, tmp_path: Path
+) -> None:
+    result = rotation.apply(rotation.plan(target, bundle), journal_dir=tmp_path)
+    assert result.windows is not None
+    assert result.windows.post_state is not None  # read, but not used by a later verify
+    lab.https.recorder.reset()
+    report = rotation.verify(target, result.journal_path)
+    assert lab.https.recorder.script_names == ["gather"]
+    assert report.windows is not None
+    assert report.windows.facts_from == FRESH_GATHER
+    assert report.ok, report.to_text()
+
+
+def test_a_failed_post_state_read_leaves_the_run_applied_and_verify_gathers(
+    lab: Lab, target: rotation.Target, bundle: CertificateBundle, tmp_path: Path
+) -> None:
+    rplan = rotation.plan(target, bundle)
+    lab.server.faults.fail_gather(times=1)  # the read at the end of apply.ps1
+    lab.https.recorder.reset()
+    with target:
+        result = rotation.apply(rplan, journal_dir=tmp_path, verify=True)
+    assert result.outcome is Outcome.APPLIED, str(result)
+    assert result.windows is not None
+    assert result.windows.post_state is None
+    assert result.windows.post_state_problem is not None
+    assert CIM_TIMEOUT in result.windows.post_state_problem
+    assert result.windows.to_dict()["post_state_read"] is False
+    assert lab.https.recorder.script_names == ["apply", "gather"]  # the fallback read
+    report = result.verification
+    assert report is not None
+    assert report.windows is not None
+    assert report.ok, report.to_text()
+    assert report.windows.facts_from.startswith(FRESH_GATHER)
+    assert CIM_TIMEOUT in report.windows.facts_from
+
+
+def test_a_failed_apply_reads_no_post_state(
+    lab: Lab, target: rotation.Target, bundle: CertificateBundle, tmp_path: Path
+) -> None:
+    rplan = rotation.plan(target, bundle)
+    before = {path: lab.server.files.read(path) for path in _config_paths(rplan)}
+    lab.server.faults.fail_action(3)
+    lab.https.recorder.reset()
+    with pytest.raises(ApplyError):
+        rotation.apply(rplan, journal_dir=tmp_path, verify=True)
+    # apply, its undo, the check that the original bytes are back: no post-state read used
+    assert lab.https.recorder.script_names == ["apply", "apply", "gather"]
+    assert {path: lab.server.files.read(path) for path in before} == before
+
+
+def _config_paths(rplan: rotation.RotationPlan) -> list[str]:
+    assert rplan.windows is not None
+    return sorted({str(c.details["file"]) for c in rplan.windows.actions if "file" in c.details})
+
+
+def test_the_session_kept_by_the_block_is_opened_again_after_the_servers_idle_timeout(
+    lab: Lab, target: rotation.Target, bundle: CertificateBundle, tmp_path: Path
+) -> None:
+    """The consultant read the plan longer than WinRM keeps an idle shell: apply opens the
+    session again (its PFX password encrypted for the new session) and still verifies."""
+    lab.https.idle_timeout = IDLE
+    recorder = lab.https.recorder
+    recorder.reset()
+    with target:
+        rplan = rotation.plan(target, bundle)
+        time.sleep(IDLE * 2)
+        result = rotation.apply(rplan, journal_dir=tmp_path, verify=True)
+    assert result.verification is not None
+    assert result.verification.ok, result.verification.to_text()
+    assert recorder.faults["ShellExpired"] == 1
+    assert recorder.script_names == ["gather", "apply"]
+    assert len(recorder.shells) == 2
+
+
+def test_a_failed_call_in_the_block_drops_its_session_and_the_next_opens_one(
+    lab: Lab, target: rotation.Target, bundle: CertificateBundle, tmp_path: Path
+) -> None:
+    recorder = lab.https.recorder
+    recorder.reset()
+    with target:
+        rplan = rotation.plan(target, bundle)
+        lab.faults.fail_pipeline("apply", "Access is denied.", times=1)
+        with pytest.raises(ApplyError):
+            rotation.apply(rplan, journal_dir=tmp_path)
+        assert recorder.requests["Delete"] == 1  # dropped after the failure
+        again = rotation.plan(target, bundle)
+        assert again.windows is not None
+        assert not again.windows.is_empty  # the failed run was rolled back
+    assert len(recorder.shells) == 2
+    assert recorder.requests["Delete"] == 2
+
+
+def test_a_target_outside_a_block_opens_a_session_per_call(
+    lab: Lab, target: rotation.Target, bundle: CertificateBundle
+) -> None:
+    recorder = lab.https.recorder
+    recorder.reset()
+    rotation.plan(target, bundle)
+    rotation.plan(target, bundle)
+    assert len(recorder.shells) == 2
+    assert recorder.requests["Delete"] == 2
