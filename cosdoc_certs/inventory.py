@@ -104,6 +104,7 @@ class WindowsEntry:
     insecure_http: bool = False
     client_cert: str | None = None
     client_key: str | None = None
+    delegate: bool = False
 
     @property
     def needs_password(self) -> bool:
@@ -131,6 +132,7 @@ class WindowsEntry:
             insecure_http=self.insecure_http,
             client_certificate=self.client_cert,
             client_key=self.client_key,
+            delegate=self.delegate,
         )
 
 
@@ -348,6 +350,7 @@ def _windows(table: Any, where: _Where) -> WindowsEntry:
             insecure_http=entry.insecure_http,
             client_certificate=entry.client_cert,
             client_key=entry.client_key,
+            delegate=entry.delegate,
         )
     except InputError as error:
         raise InventoryError(f"{where.text}: {error.problem}", error.hint) from None
@@ -436,6 +439,7 @@ _WINDOWS_FIELDS: dict[str, _Check] = {
     "insecure_http": _flag,
     "client_cert": _path,
     "client_key": _path,
+    "delegate": _flag,
 }
 _SVARUT_FIELDS: dict[str, _Check] = {
     "host": _text,

@@ -24,6 +24,9 @@ def test_the_example_loads_with_paths_relative_to_it() -> None:
     assert testkommune.windows is not None
     assert testkommune.windows.ca_bundle == str(EXAMPLE.parent / "ca" / "testkommune-root.pem")
     fjord = inventory.customer("fjordkommune")
+    assert fjord.windows is not None
+    assert fjord.windows.options().delegate is True  # forwarded to pypsrp as negotiate_delegate
+    assert fjord.windows.options().wsman().transport.negotiate_delegate is True
     assert fjord.consumers_file == EXAMPLE.parent / "deviations.example.toml"
     assert "KPR" not in {c.name for c in fjord.consumers()}
     assert fjord.tls_endpoints == {"*:443": "cosdoc.fjordkommune.no:8443"}
@@ -42,6 +45,12 @@ def test_the_example_loads_with_paths_relative_to_it() -> None:
         ('[customers.a.windows]\nhost = "h"\nauth = "ntlm"', "auth ntlm needs a user"),
         ('[customers.a.windows]\nhost = "h"\nport = 70000', "port must be a port number"),
         ('[customers.a.windows]\nhost = "h"\nhttp = "yes"', "http must be true or false"),
+        ('[customers.a.windows]\nhost = "h"\ndelegate = 1', "delegate must be true or false"),
+        (
+            GOOD_WINDOWS.replace('host = "app01"', 'host = "app01"\nauth = "ntlm"')
+            + "delegate = true",
+            "--delegate needs Kerberos; --auth ntlm cannot pass credentials on",
+        ),
         (
             '[customers.a.windows]\nhost = "h"\nauth = "basic"\nuser = "u"\npassword_env = "P"\n'
             "http = true",

@@ -170,6 +170,9 @@ class ConnectionInfo:
         return document
 
 
+_DISPLAY_LANGUAGES = {"en": "en-US", "nb": "nb-NO"}
+
+
 def _toml_string(value: object) -> str:
     """A TOML basic string of ``str(value)``."""
     return json.dumps(str(value))
@@ -239,6 +242,8 @@ class Lab:
             keytab=keytab,
             certificates={CLIENT_CERTIFICATE_UPN: LAB_USERNAME},
         )
+        for endpoint in (self.http, self.https):  # a Norwegian server words its faults so
+            endpoint.language = _DISPLAY_LANGUAGES[self.server.accounts.language]
         self._files = self.server.certificates.write_files(self.client_folder)
         self._client_files = _write_client_certificate(self.client_folder, self._client)
         self.svarut = LabSvarutHost(base / "svarut") if svarut else None

@@ -49,6 +49,7 @@ PASSWORDLESS_AUTHS = frozenset({"kerberos", "certificate"})
 _MESSAGE_ENCRYPTING_AUTHS = frozenset({"negotiate", "kerberos", "ntlm"})
 _SCRIPT_NAME = re.compile(r"[A-Za-z0-9_-]+")
 ACCESS_DENIED_FAULT = 5  # ERROR_ACCESS_DENIED, whatever the server's display language
+MIN_POWERSHELL = (5, 1)  # the scripts are Windows PowerShell 5.1
 _WINRM_HINT = (
     "check the host name and port (5986 for HTTPS, 5985 for HTTP), the firewall, and that "
     "WinRM listens on the server (Enable-PSRemoting; winrm enumerate winrm/config/listener)"
@@ -73,6 +74,10 @@ class AccessDeniedError(RemoteError):
 
 class ScriptError(RemoteError):
     """A project script failed on the server; the message is PowerShell's."""
+
+
+class PowerShellTooOldError(RemoteError):
+    """The server's Windows PowerShell is older than 5.1, which the scripts are written for."""
 
 
 class UnknownScriptError(InputError):
@@ -308,7 +313,19 @@ class WindowsHost:
             pool = self._pool_factory(self.options)
             pool.open()
         self._pool = pool
-        log.info("opened a PowerShell session on %s", self.options.address)
+        version = _powershell_version(pool)
+        if version and _version_numbers(version) < MIN_POWERSHELL:
+            self.close()
+            raise PowerShellTooOldError(
+                f"{self.options.address} runs Windows PowerShell {version}; cosdoc-certs needs 5.1",
+                "install Windows Management Framework 5.1 on the server (Server 2012 R2 and "
+                "older ship an earlier PowerShell)",
+            )
+        log.info(
+            "opened a PowerShell session on %s (Windows PowerShell %s)",
+            self.options.address,
+            version or "of unknown version",
+        )
 
     def close(self) -> None:
         """Close the runspace pool; errors while closing are logged, not raised."""
@@ -591,7 +608,7 @@ def _raise_for_errors(name: str, address: str, shell: PowerShell) -> None:
     records = list(shell.streams.error)
     if not shell.had_errors and not records:
         return
-    messages = [_record_message(record) for record in records] or ["the pipeline failed"]
+    messages = [_record_message(record, name) for record in records] or ["the pipeline failed"]
     more = f" (and {len(messages) - 1} more error(s))" if len(messages) > 1 else ""
     raise ScriptError(
         f"{name} failed on {address}: {messages[0]}{more}",
@@ -599,12 +616,42 @@ def _raise_for_errors(name: str, address: str, shell: PowerShell) -> None:
     )
 
 
-def _record_message(record: Any) -> str:
-    """The error's text as PowerShell prints it: the exception message, else the record's."""
+def _record_message(record: Any, script: str) -> str:
+    """The error's text as PowerShell prints it (the exception message, else the record's),
+    and the script line it came from. The line's text is left out: only its number."""
     exception = getattr(record, "exception", None)
     properties = getattr(exception, "adapted_properties", None) or {}
     message = properties.get("Message") or str(record) or getattr(record, "message", "")
-    return hide_passwords(" ".join(str(message).split()))
+    line = _script_line(record)
+    where = f" (at line {line} of {script}.ps1)" if line else ""
+    return hide_passwords(" ".join(str(message).split())) + where
+
+
+def _script_line(record: Any) -> int:
+    """The script line of an error record's InvocationInfo (0 when it has none): flattened
+    for a Write-Error record, an object of its own for a terminating error."""
+    line = getattr(record, "invocation_script_line_number", None)
+    if not line:
+        invocation = getattr(record, "invocation_info", None)
+        line = (getattr(invocation, "adapted_properties", None) or {}).get("ScriptLineNumber")
+    return line if isinstance(line, int) and line > 0 else 0
+
+
+def _powershell_version(pool: RunspacePool) -> str:
+    """``$PSVersionTable.PSVersion`` from the session data the server sent ('' if none)."""
+    data = getattr(pool.application_private_data, "data", None)
+    table = data.get("PSVersionTable") if isinstance(data, dict) else None
+    return str(table.get("PSVersion") or "") if isinstance(table, dict) else ""
+
+
+def _version_numbers(version: str) -> tuple[int, ...]:
+    """``"5.1.20348.2849"`` as numbers, for comparing; a part that is no number ends it."""
+    numbers: list[int] = []
+    for part in version.split("."):
+        if not part.isdigit():
+            break
+        numbers.append(int(part))
+    return tuple(numbers)
 
 
 def _parse_output(name: str, output: list[Any]) -> Any:

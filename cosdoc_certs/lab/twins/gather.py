@@ -34,6 +34,7 @@ from cosdoc_certs.lab.server.accounts import (
 from cosdoc_certs.lab.server.files import windows_join
 from cosdoc_certs.lab.server.store import MACHINE_KEY_FOLDERS
 from cosdoc_certs.lab.winrm import ScriptCall, ScriptRegistry, ScriptResult
+from cosdoc_certs.lab.winrm.records import POWERSHELL_VERSION
 from cosdoc_certs.windows.gather import (
     SCHEMA_VERSION,
     ApplicationFact,
@@ -54,7 +55,7 @@ from cosdoc_certs.windows.gather import (
 logger = logging.getLogger(__name__)
 
 SCRIPT_NAME = "gather"
-PS_VERSION = "5.1.20348.2849"
+PS_VERSION = POWERSHELL_VERSION  # what the session data says too
 CONSTRAINED_LANGUAGE = (
     "{script} cannot run: PowerShell on this server is in Constrained Language Mode "
     "(AppLocker or WDAC), which blocks the .NET calls it needs; it needs FullLanguage. Run it "

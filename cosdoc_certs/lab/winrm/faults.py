@@ -15,7 +15,7 @@ import threading
 from collections import Counter
 from dataclasses import dataclass
 
-from cosdoc_certs.lab.winrm.scripts import ScriptCall
+from cosdoc_certs.lab.winrm.scripts import ScriptCall, ScriptResult
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class Faults:
         self._latency = 0.0
         self._drops: list[_DropRule] = []
         self._seen: Counter[str | None] = Counter()
-        self._failing: dict[str, tuple[str, int | None]] = {}
+        self._failing: dict[str, tuple[ScriptResult, int | None]] = {}
         self._slow: dict[str, float] = {}
 
     @property
@@ -77,16 +77,22 @@ class Faults:
         with self._lock:
             self._drops.append(_DropRule(self._seen[action] + n, action, point))
 
-    def fail_pipeline(self, name: str, message: str, *, times: int | None = None) -> None:
-        """Make runs of script ``name`` end with a terminating error ``message``.
+    def fail_pipeline(
+        self, name: str, message: str, *, times: int | None = None, line: int = 1
+    ) -> None:
+        """Make runs of script ``name`` end with a terminating error ``message``, thrown at
+        ``line`` of the script.
 
         Every run by default; ``times=1`` fails only the next one — e.g. an ``apply`` whose
         undo (the next ``apply`` call) then succeeds.
         """
         if times is not None and times < 1:
             raise ValueError("times counts runs from 1")
+        if line < 1:
+            raise ValueError("line counts the script's lines from 1")
+        failure = ScriptResult(terminating_error=message, error_line=line)
         with self._lock:
-            self._failing[name] = (message, times)
+            self._failing[name] = (failure, times)
 
     def lose_shell_at(self, n: int, *, action: str | None = None) -> None:
         """At the n-th request (1-based, from now), the server loses the request's shell.
@@ -125,18 +131,18 @@ class Faults:
                     return rule.point
         return DropPoint.NONE
 
-    def failure_of(self, name: str) -> str | None:
+    def failure_of(self, name: str) -> ScriptResult | None:
         """The injected terminating error for script ``name``, if any."""
         with self._lock:
             if name not in self._failing:
                 return None
-            message, times = self._failing[name]
+            failure, times = self._failing[name]
             if times is not None:
                 if times <= 1:
                     del self._failing[name]
                 else:
-                    self._failing[name] = (message, times - 1)
-            return message
+                    self._failing[name] = (failure, times - 1)
+            return failure
 
     def delay_of(self, name: str) -> float:
         """The injected delay in seconds for script ``name`` (0 if none)."""

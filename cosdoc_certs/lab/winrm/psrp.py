@@ -30,23 +30,13 @@ from psrpcore import (
     PSRPPayload,
     ResetRunspaceStateEvent,
     ServerPipeline,
-    ServerRunspacePool,
     SetMaxRunspacesEvent,
     SetMinRunspacesEvent,
     StreamType,
 )
-from psrpcore.types import (
-    ErrorCategory,
-    ErrorCategoryInfo,
-    ErrorRecord,
-    NETException,
-    PSDouble,
-    PSInvocationState,
-    PSSecureString,
-    RunspacePoolState,
-)
+from psrpcore.types import PSDouble, PSInvocationState, PSSecureString, RunspacePoolState
 
-from cosdoc_certs.lab.winrm import wsman
+from cosdoc_certs.lab.winrm import records, wsman
 from cosdoc_certs.lab.winrm.faults import CallRecorder, Faults, ScriptRun
 from cosdoc_certs.lab.winrm.scripts import (
     CommandSpec,
@@ -70,8 +60,6 @@ _CTRL_C = {
     "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/signal/ctrl_c",
 }
 _TERMINATE = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/signal/terminate"
-_RUNTIME_EXCEPTION = "System.Management.Automation.RuntimeException"
-_WRITE_ERROR_ID = "Microsoft.PowerShell.Commands.WriteErrorException"
 
 
 @dataclass
@@ -81,6 +69,7 @@ class _Pipeline:
     input: list[Any] = field(default_factory=list)
     dispatched: Dispatch | None = None
     call: ScriptCall | None = None
+    script: str = ""
     cancelled: threading.Event = field(default_factory=threading.Event)
 
 
@@ -96,10 +85,16 @@ class Services:
 class ShellSession:
     """One shell (RunspacePool) of the lab endpoint, driven by WS-Management requests."""
 
-    def __init__(self, shell_id: str, services: Services) -> None:
+    def __init__(
+        self,
+        shell_id: str,
+        services: Services,
+        powershell_version: str = records.POWERSHELL_VERSION,
+    ) -> None:
         self.shell_id = shell_id
         self._services = services
-        self._pool = ServerRunspacePool()
+        self._pool = records.WindowsRunspacePool(powershell_version)
+        self._modules_loaded = False
         self._cond = threading.Condition()
         self._queues: dict[uuid.UUID | None, deque[bytes]] = {None: deque()}
         self._pipelines: dict[uuid.UUID, _Pipeline] = {}
@@ -229,7 +224,7 @@ class ShellSession:
         elif isinstance(event, GetCommandMetadataEvent):
             pipe = self._pipelines[event.pipeline_id]
             _mark_running(pipe.server)
-            _fail(
+            records.fail(
                 pipe.server, "The lab does not answer command metadata requests.", "NotImplemented"
             )
 
@@ -244,13 +239,22 @@ class ShellSession:
             )
             for cmd in getattr(metadata, "commands", [])
         ]
+        pipe.script = next((cmd.text for cmd in commands if cmd.is_script), "")
         self._services.recorder.pipeline_created(pipe.command_id)
         try:
             pipe.dispatched = self._services.registry.dispatch(commands)
         except ScriptNotRecognised as error:
             log.info("pipeline %s not runnable: %s", pipe.command_id, error.error_id)
             _mark_running(pipe.server)
-            _fail(pipe.server, error.message, error.category, error.error_id, error.exception_type)
+            where = records.position(pipe.script, 1) if pipe.script else None
+            records.fail(
+                pipe.server,
+                error.message,
+                error.category,
+                error.error_id,
+                error.exception_type,
+                where,
+            )
             return
         if getattr(metadata, "no_input", True):
             self._start(pipe)
@@ -263,6 +267,9 @@ class ShellSession:
             dispatched.name, dispatched.parameters, list(pipe.input), dispatched.arguments
         )
         _mark_running(pipe.server)
+        if not self._modules_loaded:  # PowerShell loads its modules for the first command
+            records.first_use_progress(pipe.server)
+            self._modules_loaded = True
         worker = threading.Thread(
             target=self._run,
             args=(pipe, dispatched, pipe.call),
@@ -279,10 +286,10 @@ class ShellSession:
             if pipe.server.state != PSInvocationState.Running:
                 return
             try:
-                _write(pipe.server, result, dispatched.as_text)
+                _write(pipe.server, result, dispatched.as_text, pipe.script)
             except (PSRPCoreError, ValueError, TypeError) as error:
                 log.exception("the output of script %r cannot be sent", call.name)
-                _fail(
+                records.fail(
                     pipe.server,
                     f"The lab cannot send the output of '{call.name}': {error}",
                     "InvalidResult",
@@ -301,7 +308,7 @@ class ShellSession:
             return None
         failure = faults.failure_of(call.name)
         if failure is not None:
-            return ScriptResult(terminating_error=failure)
+            return failure
         try:
             return dispatched.handler(call)
         except Exception as error:
@@ -344,20 +351,18 @@ def _take(queue: deque[bytes], budget: int) -> bytes:
     return b"".join(taken)
 
 
-def _write(server: ServerPipeline, result: ScriptResult, as_text: bool) -> None:
+def _write(server: ServerPipeline, result: ScriptResult, as_text: bool, script: str) -> None:
     output = as_text_lines(result.output) if as_text else result.output
     for value in output:
         server.write_output(_to_powershell(value))
     for message in result.warnings:
         server.write_warning(message)
+    where = records.position(script, result.error_line) if script else None
     for message in result.errors:
-        server.write_error(
-            _exception(message, "Microsoft.PowerShell.Commands.WriteErrorException"),
-            ErrorCategoryInfo(Category=ErrorCategory.NotSpecified, Reason="WriteErrorException"),
-            fully_qualified_error_id=_WRITE_ERROR_ID,
-        )
+        records.write_error(server, message, where)
     if result.terminating_error is not None:
-        _fail(server, result.terminating_error, "OperationStopped", result.terminating_error)
+        error = result.terminating_error
+        records.fail(server, error, "OperationStopped", error, where=where)
     else:
         server.complete()
 
@@ -366,30 +371,6 @@ def _mark_running(server: ServerPipeline) -> None:
     """The pipeline runs. Windows sends no PIPELINE_STATE message for Running (only for the
     end states), so the state changes without one (psrpcore's private call, hence the pin)."""
     server._change_state(PSInvocationState.Running, emit=False)
-
-
-def _fail(
-    server: ServerPipeline,
-    message: str,
-    category: str,
-    error_id: str = "",
-    exception_type: str = _RUNTIME_EXCEPTION,
-) -> None:
-    record = ErrorRecord(
-        Exception=_exception(message, exception_type),
-        CategoryInfo=ErrorCategoryInfo(
-            Category=ErrorCategory[category], Reason=exception_type.rsplit(".", 1)[-1]
-        ),
-        FullyQualifiedErrorId=error_id or message,
-    )
-    # psrpcore has no public way to fail a pipeline; psrpcore is pinned for this call.
-    server._change_state(PSInvocationState.Failed, error=record)
-
-
-def _exception(message: str, dotnet_type: str) -> NETException:
-    exception = NETException(Message=message, HResult=-2146233087)
-    exception.PSObject.type_names = [dotnet_type, "System.Exception", "System.Object"]
-    return exception
 
 
 def _to_python(value: Any) -> Any:

@@ -62,12 +62,14 @@ class ScriptResult:
 
     ``errors`` are non-terminating (each becomes an ErrorRecord in ``streams.error`` while the
     pipeline still completes); ``terminating_error`` fails the pipeline with that message.
+    Their records point at line ``error_line`` of the script (``At line:N char:M``).
     """
 
     output: list[Any] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     terminating_error: str | None = None
     warnings: list[str] = field(default_factory=list)
+    error_line: int = 1
 
 
 ScriptHandler = Callable[[ScriptCall], ScriptResult]

@@ -42,6 +42,7 @@ from cosdoc_certs.lab.winrm.auth import (
 )
 from cosdoc_certs.lab.winrm.faults import CallRecorder, DropPoint, Faults
 from cosdoc_certs.lab.winrm.psrp import Services, ShellSession
+from cosdoc_certs.lab.winrm.records import POWERSHELL_VERSION
 from cosdoc_certs.lab.winrm.scripts import ScriptRegistry
 from cosdoc_certs.lab.winrm.winrs import CMD_RESOURCE, CmdShell
 
@@ -83,8 +84,9 @@ class WinRMEndpoint:
     port; ``tls`` (see :func:`tls_context`) switches to HTTPS. ``idle_timeout`` (seconds),
     ``max_envelope_kb`` (WinRM's ``MaxEnvelopeSizekb``: a larger request is answered HTTP
     413), ``access_denied`` (the account authenticates but may not open a shell: fault code
-    5) and ``language`` (``"nb-NO"``: fault texts of a Norwegian server) may be changed
-    while it runs.
+    5), ``language`` (``"nb-NO"``: fault texts of a Norwegian server) and
+    ``powershell_version`` (the ``$PSVersionTable.PSVersion`` a new session reports) may be
+    changed while it runs.
     """
 
     def __init__(
@@ -107,6 +109,7 @@ class WinRMEndpoint:
         self.max_envelope_kb = MAX_ENVELOPE_SIZE_KB
         self.access_denied = False
         self.language = "en-US"
+        self.powershell_version = POWERSHELL_VERSION
         self.faults = faults if faults is not None else Faults()
         self.recorder = CallRecorder()
         self.host = host
@@ -258,7 +261,7 @@ class WinRMEndpoint:
 
     def _create(self, request: wsman.WSManRequest) -> bytes:
         if self.access_denied:
-            raise wsman.access_denied(self.language)
+            raise wsman.access_denied()
         if request.resource_uri == CMD_RESOURCE:
             return self._create_cmd(request)
         if not request.resource_uri.startswith(wsman.POWERSHELL_RESOURCE_PREFIX):
@@ -268,7 +271,7 @@ class WinRMEndpoint:
         if shell_el is None or creation is None or not creation.text:
             raise wsman.invalid_message("Create carries no rsp:Shell with creationXml")
         shell_id = shell_el.attrib.get("ShellId") or str(uuid.uuid4())
-        shell = ShellSession(shell_id.upper(), self._services)
+        shell = ShellSession(shell_id.upper(), self._services, self.powershell_version)
         shell.open(_decode(creation.text))
         with self._lock:
             self._shells[shell.shell_id] = shell
@@ -571,7 +574,8 @@ class _Handler(BaseHTTPRequestHandler):
         except wsman.WSManFault as error:
             kind = "OperationTimeout" if error.code == wsman.OPERATION_TIMEOUT else error.subcode
             endpoint.recorder.fault(kind)
-            return HTTPStatus.INTERNAL_SERVER_ERROR, wsman.fault(request.message_id, error), drop
+            answer = wsman.fault(request.message_id, error.localized(endpoint.language))
+            return HTTPStatus.INTERNAL_SERVER_ERROR, answer, drop
         except Exception:  # a lab bug must answer as a fault, not cut the connection
             log.exception("the lab endpoint failed on a %s request", request.action)
             endpoint.recorder.fault("InternalError")

@@ -100,7 +100,8 @@ class CmdShell:
             return CommandOutput(b"", f"{error.message}\r\n".encode(), 1)
         call = ScriptCall(dispatch.name)
         result = dispatch.handler(call)
-        failure = services.faults.failure_of(dispatch.name) or result.terminating_error
+        injected = services.faults.failure_of(dispatch.name)
+        failure = (injected or result).terminating_error
         outcome = "Failed" if failure else "Completed"
         services.recorder.script_ran(ScriptRun(self.shell_id, command_id, call, outcome))
         stdout = "".join(f"{line}\r\n" for line in as_text_lines(result.output))

@@ -10,6 +10,7 @@ the shapes recorded from real Windows servers.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import re
 import uuid
 import xml.etree.ElementTree as ET
@@ -63,8 +64,20 @@ _DURATION = re.compile(
 )
 
 
+@dataclasses.dataclass(frozen=True)
+class Translation:
+    """A fault's texts in another display language: the Reason and the provider's message."""
+
+    reason: str
+    provider_message: str = ""
+
+
 class WSManFault(Exception):
-    """A WS-Management fault to answer with (HTTP 500 and a SOAP Fault body)."""
+    """A WS-Management fault to answer with (HTTP 500 and a SOAP Fault body).
+
+    ``translations`` holds its texts by language (``"nb-NO"``): a server whose display
+    language is one of them answers in it (:meth:`localized`), with the same code.
+    """
 
     def __init__(
         self,
@@ -76,6 +89,7 @@ class WSManFault(Exception):
         detail: str = "",
         provider_message: str = "",
         language: str = "en-US",
+        translations: dict[str, Translation] | None = None,
     ) -> None:
         super().__init__(f"{subcode} ({code}): {reason}")
         self.code = code
@@ -85,6 +99,22 @@ class WSManFault(Exception):
         self.detail = detail
         self.provider_message = provider_message
         self.language = language
+        self.translations = translations or {}
+
+    def localized(self, language: str) -> WSManFault:
+        """This fault as a server in ``language`` words it (as is when there is no text)."""
+        text = self.translations.get(language)
+        if text is None:
+            return self
+        return WSManFault(
+            self.code,
+            self.subcode,
+            text.reason,
+            sender=self.sender,
+            detail=self.detail,
+            provider_message=text.provider_message if self.provider_message else "",
+            language=language,
+        )
 
 
 OPERATION_TIMEOUT = 2150858793  # 0x80338029 ERROR_WSMAN_OPERATION_TIMEDOUT
@@ -95,6 +125,11 @@ ACCESS_DENIED = 5  # ERROR_ACCESS_DENIED
 UNEXPECTED_SELECTORS = "http://schemas.dmtf.org/wbem/wsman/1/wsman/faultDetail/UnexpectedSelectors"
 
 
+# The Norwegian (nb-NO) texts are the lab's wording of Windows' messages; only the codes
+# are the same as on a real server, and the codes are all a client may decide by.
+NORWEGIAN = "nb-NO"
+
+
 def operation_timed_out() -> WSManFault:
     """The fault Windows answers when a Receive had nothing to return in time."""
     return WSManFault(
@@ -103,18 +138,25 @@ def operation_timed_out() -> WSManFault:
         "The WS-Management service cannot complete the operation within the time specified "
         "in OperationTimeout.",
         sender=False,
+        translations={
+            NORWEGIAN: Translation(
+                "WS-Management-tjenesten kan ikke fullføre operasjonen innen tiden som er "
+                "angitt i OperationTimeout."
+            )
+        },
     )
 
 
-_ACCESS_DENIED_TEXT = {"en-US": "Access is denied. ", "nb-NO": "Ingen tilgang. "}
-
-
-def access_denied(language: str = "en-US") -> WSManFault:
+def access_denied() -> WSManFault:
     """The fault for an account that authenticated but may not use remoting (not in
     Administrators or Remote Management Users, or a local administrator whose token UAC
-    filters), in the server's display language."""
-    text = _ACCESS_DENIED_TEXT.get(language, _ACCESS_DENIED_TEXT["en-US"])
-    return WSManFault(ACCESS_DENIED, "w:AccessDenied", text, language=language)
+    filters)."""
+    return WSManFault(
+        ACCESS_DENIED,
+        "w:AccessDenied",
+        "Access is denied. ",
+        translations={NORWEGIAN: Translation("Ingen tilgang. ")},
+    )
 
 
 def shell_not_found(shell_id: str) -> WSManFault:
@@ -131,7 +173,22 @@ def shell_not_found(shell_id: str) -> WSManFault:
         "failed because the shell was not found on the server. Possible causes are: the "
         "specified ShellId is incorrect or the shell no longer exists on the server. Provide "
         "the correct ShellId or create a new shell and retry the operation.",
+        translations={
+            NORWEGIAN: Translation(
+                _INVALID_SELECTORS_NB,
+                f"Forespørselen for Windows Remote Shell med ShellId {shell_id} mislyktes "
+                "fordi skallet ikke ble funnet på serveren. Mulige årsaker: angitt ShellId er "
+                "feil, eller skallet finnes ikke lenger på serveren. Angi riktig ShellId, "
+                "eller opprett et nytt skall og prøv operasjonen på nytt.",
+            )
+        },
     )
+
+
+_INVALID_SELECTORS_NB = (
+    "WS-Management-tjenesten kan ikke behandle forespørselen fordi den inneholdt ugyldige "
+    "velgere for ressursen."
+)
 
 
 def command_not_found() -> WSManFault:
@@ -142,6 +199,13 @@ def command_not_found() -> WSManFault:
         "The Windows Remote Shell received a request to perform an operation on a command "
         "identifier that does not exist. Either the command has completed execution or the "
         "client specified an invalid command identifier.",
+        translations={
+            NORWEGIAN: Translation(
+                "Windows Remote Shell mottok en forespørsel om å utføre en operasjon på en "
+                "kommandoidentifikator som ikke finnes. Enten er kommandoen fullført, eller "
+                "klienten angav en ugyldig kommandoidentifikator."
+            )
+        },
     )
 
 
