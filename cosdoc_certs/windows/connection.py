@@ -34,6 +34,7 @@ from pypsrp.wsman import SelectorSet, WSMan
 from spnego.exceptions import NoCredentialError, SpnegoError
 
 from cosdoc_certs.errors import InputError, RemoteError, hide_passwords
+from cosdoc_certs.windows.negotiate import why_not_kerberos
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +213,7 @@ class ConnectionOptions:
             username=self.username,
             password=self.password,
             ssl=self.uses_tls,
-            auth=self.auth,
+            auth=self.wire_auth,
             cert_validation=self.ca_bundle or True,  # type: ignore[arg-type]  # a path is allowed
             encryption=self._encryption(),
             connection_timeout=self.connection_timeout,
@@ -221,6 +222,21 @@ class ConnectionOptions:
             no_proxy=_is_loopback(self.server),
             **extra,
         )
+
+    @property
+    def wire_auth(self) -> str:
+        """The auth pypsrp is given: :attr:`auth`, but NTLM for a Negotiate logon with a
+        password where Kerberos cannot apply (:func:`~cosdoc_certs.windows.negotiate.
+        why_not_kerberos`): no ``kinit`` attempt on each connection. Still sealed."""
+        if self.auth != "negotiate" or not self.username or self.password is None:
+            return self.auth
+        if self.delegate:  # delegation is Kerberos only: let Negotiate try it
+            return self.auth
+        reason = why_not_kerberos(self.server, self.username)
+        if reason is None:
+            return self.auth
+        log.debug("negotiate to %s: NTLM directly, no Kerberos attempt (%s)", self.address, reason)
+        return "ntlm"
 
     def _encryption(self) -> str:
         if self.uses_tls:
