@@ -92,7 +92,7 @@ def main() -> None:
         one_wall, one_cpu = min(_read(targets[:1]) for _ in range(3))
         all_wall, all_cpu = _read(targets)
         if arguments.profile:
-            profile = cProfile.Profile()
+            profile = cProfile.Profile(time.process_time)
             profile.runcall(lambda: [rotation._windows_status(t, 30) for t in targets])
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     per_extra_ms = (all_cpu - one_cpu) / max(1, count - 1) * 1000
