@@ -10,6 +10,7 @@ attempts only while the answer is still the wrong one.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import ipaddress
 import logging
@@ -66,8 +67,12 @@ class ServedCertificate:
         return f"<ServedCertificate {self.host}:{self.port}{sni} {self.thumbprint}>"
 
 
+@functools.cache
 def _client_context() -> ssl.SSLContext:
-    """A context that completes the handshake whatever the certificate (we only look)."""
+    """A context that completes the handshake whatever the certificate (we only look).
+
+    One for the process: it holds no state of a connection, and threads may share it.
+    """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE  # we inspect what is served, we do not trust it

@@ -127,6 +127,13 @@ class LabRealm:
         if folder is not None:
             folder.cleanup()
 
+    def kdc_log(self) -> str:
+        """What the KDC logged so far: one line per ticket request (AS_REQ, TGS_REQ)."""
+        try:
+            return (self.folder / "kdc.log").read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+
     def kinit(self, *, forwardable: bool = True) -> None:
         """Get the user's ticket-granting ticket into :attr:`ccache` (``kinit -f``)."""
         flags = ["-f"] if forwardable else ["-F"]

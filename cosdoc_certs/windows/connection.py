@@ -19,6 +19,7 @@ import json
 import logging
 import re
 import ssl
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,6 +35,7 @@ from pypsrp.wsman import SelectorSet, WSMan
 from spnego.exceptions import NoCredentialError, SpnegoError
 
 from cosdoc_certs.errors import InputError, RemoteError, hide_passwords
+from cosdoc_certs.windows.negotiate import why_not_kerberos
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +214,7 @@ class ConnectionOptions:
             username=self.username,
             password=self.password,
             ssl=self.uses_tls,
-            auth=self.auth,
+            auth=self.wire_auth,
             cert_validation=self.ca_bundle or True,  # type: ignore[arg-type]  # a path is allowed
             encryption=self._encryption(),
             connection_timeout=self.connection_timeout,
@@ -221,6 +223,21 @@ class ConnectionOptions:
             no_proxy=_is_loopback(self.server),
             **extra,
         )
+
+    @property
+    def wire_auth(self) -> str:
+        """The auth pypsrp is given: :attr:`auth`, but NTLM for a Negotiate logon with a
+        password where Kerberos cannot apply (:func:`~cosdoc_certs.windows.negotiate.
+        why_not_kerberos`): no ``kinit`` attempt on each connection. Still sealed."""
+        if self.auth != "negotiate" or not self.username or self.password is None:
+            return self.auth
+        if self.delegate:  # delegation is Kerberos only: let Negotiate try it
+            return self.auth
+        reason = why_not_kerberos(self.server, self.username)
+        if reason is None:
+            return self.auth
+        log.debug("negotiate to %s: NTLM directly, no Kerberos attempt (%s)", self.address, reason)
+        return "ntlm"
 
     def _encryption(self) -> str:
         if self.uses_tls:
@@ -268,7 +285,27 @@ PoolFactory = Callable[[ConnectionOptions], RunspacePool]
 
 def default_pool(options: ConnectionOptions) -> RunspacePool:
     """A pypsrp RunspacePool over a fresh WSMan transport (the production factory)."""
-    return RunspacePool(options.wsman())
+    wsman = options.wsman()
+    _read_environment_once(wsman)
+    return RunspacePool(wsman)
+
+
+def _read_environment_once(wsman: WSMan) -> None:
+    """Build the transport's HTTP session now, reading the environment once for the session.
+
+    pypsrp builds its requests session on the first request and takes the proxy and CA
+    settings for the endpoint from the environment then (``HTTPS_PROXY``, ``NO_PROXY``,
+    ``REQUESTS_CA_BUNDLE``). requests would then look the proxy variables up again on every
+    request (``trust_env``): about a tenth of the client's CPU in a fleet status. The
+    settings read at build time stand for the session, as pypsrp meant them to.
+    """
+    transport = wsman.transport
+    build = getattr(transport, "_build_session", None)  # pypsrp's own builder (0.9)
+    if build is None or getattr(transport, "session", None) is not None:
+        return
+    session = build()
+    session.trust_env = False
+    transport.session = session
 
 
 class WindowsHost:
@@ -560,30 +597,66 @@ class WindowsHost:
             transport.encryption = None  # type: ignore[union-attr]
 
 
-@contextmanager
-def protocol_logs_quiet() -> Iterator[None]:
-    """Hold the protocol loggers, children too, at INFO or above for the block.
+class _QuietProtocolLogs:
+    """Holds the protocol loggers at INFO+ while at least one script runs, in any thread.
 
-    At DEBUG pypsrp and psrpcore log every message whole: the config files gather reads (with
-    their connection-string passwords) and the PFX files apply imports.
+    The first run to start lowers them and the last to end restores them: a fleet's runs
+    overlap, and one ending must not give the loggers back their DEBUG while another still
+    sends its parameters.
     """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running = 0
+        self._saved: list[tuple[logging.Logger, int]] = []
+
+    def enter(self) -> None:
+        with self._lock:
+            if self._running == 0:
+                self._saved = _hold_at_info()
+            self._running += 1
+
+    def exit(self) -> None:
+        with self._lock:
+            self._running -= 1
+            if self._running == 0:
+                for protocol_logger, level in reversed(self._saved):
+                    protocol_logger.setLevel(level)
+                self._saved = []
+
+
+def _hold_at_info() -> list[tuple[logging.Logger, int]]:
+    """Raise the protocol loggers below INFO (children too) to INFO; their former levels."""
     children = [
         name
         for name in list(logging.root.manager.loggerDict)
         if name.startswith(tuple(f"{parent}." for parent in PROTOCOL_LOGGERS))
     ]
-    saved = [
-        (logging.getLogger(name), logging.getLogger(name).level)
-        for name in (*PROTOCOL_LOGGERS, *children)
-    ]
-    for protocol_logger, _ in saved:
+    changed = []
+    for name in (*PROTOCOL_LOGGERS, *children):
+        protocol_logger = logging.getLogger(name)
         if protocol_logger.getEffectiveLevel() < logging.INFO:
+            changed.append((protocol_logger, protocol_logger.level))
             protocol_logger.setLevel(logging.INFO)
+    return changed
+
+
+_QUIET = _QuietProtocolLogs()
+
+
+@contextmanager
+def protocol_logs_quiet() -> Iterator[None]:
+    """Hold the protocol loggers, children too, at INFO or above for the block.
+
+    At DEBUG pypsrp and psrpcore log every message whole: the config files gather reads (with
+    their connection-string passwords) and the PFX files apply imports. Blocks may overlap
+    (threads of a fleet run): the loggers are given back when the last one ends.
+    """
+    _QUIET.enter()
     try:
         yield
     finally:
-        for protocol_logger, level in saved:
-            protocol_logger.setLevel(level)
+        _QUIET.exit()
 
 
 @functools.cache

@@ -84,6 +84,26 @@ def test_negotiate_over_http_needs_only_user_and_password(lab: Lab) -> None:
     assert lab.http.recorder.faults["Unauthorized"] == 0
 
 
+def _first_token(sent: bytes) -> bytes:
+    """The token of the first ``Authorization: Negotiate`` header a client sent."""
+    match = re.search(rb"Authorization: Negotiate ([A-Za-z0-9+/=]+)", sent)
+    assert match, "the client sent no Negotiate token"
+    return base64.b64decode(match.group(1))
+
+
+def test_negotiate_to_an_address_is_ntlm_from_the_first_token(lab: Lab) -> None:
+    """No Kerberos can apply to an IP address: the client sends a bare NTLM token, not a
+    SPNEGO one that first tried Kerberos (a kinit against the default realm's KDC)."""
+    info = lab.connection_info()
+    with RecordingProxy((info.host, info.http_port)) as proxy:
+        options = _through(proxy, info.options(https=False))
+        assert options.auth == "negotiate"
+        assert status(options).facts.computer_name == "COSDOC-APP01"
+    assert _first_token(proxy.sent).startswith(b"NTLMSSP\x00\x01")
+    assert b'protocol="application/HTTP-SPNEGO-session-encrypted"' in proxy.sent
+    assert lab.http.auth.authentications[0].protocol == "ntlm"
+
+
 def test_negotiate_over_https_works_without_sealing(lab: Lab) -> None:
     assert status(lab.connection_info().options(https=True)).facts.computer_name == "COSDOC-APP01"
 

@@ -92,6 +92,42 @@ def test_an_ip_address_instead_of_the_server_name_says_to_use_the_dns_name(
     assert "\n" not in str(e.value)
 
 
+def _password_logon(lab: Lab, server: str, user: str, password: str) -> ConnectionOptions:
+    port = lab.connection_info().http_port
+    return ConnectionOptions(server, port=port, username=user, password=password, https=False)
+
+
+@pytest.mark.parametrize("user", ["lab-user@COSDOC.TEST", "lab-user"])
+def test_a_domain_user_with_a_password_still_gets_kerberos(
+    kerberos_lab: Lab, kerberos_ticket: LabRealm, user: str
+) -> None:
+    """user@REALM, or a bare user in krb5.conf's default realm: Negotiate asks the KDC."""
+    kerberos_ticket.kdestroy()  # the password gets the ticket, not the cache
+    asked = len(kerberos_ticket.kdc_log())
+    status(_password_logon(kerberos_lab, SERVICE_HOST, user, kerberos_ticket.password))
+    (done,) = kerberos_lab.http.auth.authentications
+    assert (done.protocol, done.account) == ("kerberos", "lab-user@COSDOC.TEST")
+    assert "AS_REQ" in kerberos_ticket.kdc_log()[asked:]
+
+
+@pytest.mark.parametrize(
+    ("server", "user"),
+    [("127.0.0.1", "lab-admin"), (SERVICE_HOST, "LAB\\lab-admin")],
+    ids=["address", "netbios-form"],
+)
+def test_a_logon_kerberos_cannot_serve_is_ntlm_without_asking_the_kdc(
+    kerberos_lab: Lab, kerberos_ticket: LabRealm, server: str, user: str
+) -> None:
+    """The KDC of the default realm is not asked for lab-admin (nor for LABlab-admin, as
+    the Kerberos library would read LAB\\lab-admin): NTLM from the first token."""
+    asked = len(kerberos_ticket.kdc_log())
+    password = kerberos_lab.connection_info().password
+    status(_password_logon(kerberos_lab, server, user, password))
+    (done,) = kerberos_lab.http.auth.authentications
+    assert done.protocol == "ntlm"
+    assert kerberos_ticket.kdc_log()[asked:] == ""
+
+
 def test_delegation_needs_kerberos() -> None:
     with pytest.raises(Exception, match="--delegate needs Kerberos"):
         ConnectionOptions("localhost", auth="ntlm", username="u", password="p", delegate=True)
