@@ -67,7 +67,10 @@ def test_the_demo_json_says_what_happened(tmp_path: Path) -> None:
     assert report["not_restored"] == []
     assert report["round_trips"]["windows_scripts"] == 2
     assert report["round_trips"]["windows_sessions"] == 1
-    assert report["round_trips"]["windows_http_requests"] <= 9
+    trips = report["round_trips"]
+    # the first command's progress record may come alone, as on a real server: one Receive more
+    assert trips["windows_progress_only_receives"] <= 1, trips
+    assert trips["windows_http_requests"] - trips["windows_progress_only_receives"] <= 9, trips
     assert report["verify"]["windows"]["facts_from"].startswith("the post-state")
     assert {change["consumer"] for change in report["plan"]["changes"]} >= {
         "Digihelse",

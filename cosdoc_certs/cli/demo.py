@@ -187,6 +187,9 @@ def _round_trips(lab: Lab) -> dict[str, int]:
         "windows_scripts": len(recorder.scripts),
         "windows_sessions": len(recorder.shells),
         "windows_http_requests": sum(recorder.requests.values()),
+        # of those, a Receive that got only the first command's "Preparing modules for first
+        # use." progress record (the script still ran): a real server may cost it too
+        "windows_progress_only_receives": recorder.progress_only_receives,
         "svarut_commands": len(lab.svarut.commands) if lab.svarut else 0,
     }
 
@@ -211,6 +214,11 @@ def _status_text(
     return "\n".join(lines)
 
 
+def _progress_note(trips: dict[str, int]) -> str:
+    extra = trips.get("windows_progress_only_receives", 0)
+    return f", {extra} of them for the first-use progress record alone" if extra else ""
+
+
 def _summary(run: DemoRun) -> str:
     lines = ["9. Summary"]
     lines += [f"  {name:<22} {seconds:6.2f} s" for name, seconds in run.phases.items()]
@@ -219,7 +227,7 @@ def _summary(run: DemoRun) -> str:
     lines.append(
         f"  round trips: {trips.get('windows_scripts', 0)} PowerShell script call(s) on the "
         f"Windows server from plan to verify, in {trips.get('windows_sessions', 0)} session(s) "
-        f"({trips.get('windows_http_requests', 0)} WinRM requests); "
+        f"({trips.get('windows_http_requests', 0)} WinRM requests{_progress_note(trips)}); "
         f"{trips.get('svarut_commands', 0)} command(s) on the SvarUT host in apply and verify"
     )
     lines.append(

@@ -174,6 +174,25 @@ def test_the_first_command_reports_first_use_progress_and_the_client_ignores_it(
         assert host.run_script("gather")["computerName"] == "COSDOC-APP01"
 
 
+def test_a_receive_that_gets_only_the_first_use_progress_is_counted_apart(
+    unencrypted_lab: Lab,
+) -> None:
+    recorder = unencrypted_lab.http.recorder
+    unencrypted_lab.http.faults.slow_pipeline("gather", 0.3)  # still running at the Receive
+    with _pool(unencrypted_lab) as pool:
+        recorder.reset()
+        first = PowerShell(pool)
+        first.add_script(GATHER)
+        assert len(first.invoke()) == 1
+        assert recorder.requests["Receive"] == 2  # the progress record, then the output
+        assert recorder.progress_only_receives == 1
+        unencrypted_lab.http.faults.clear()
+        second = PowerShell(pool)
+        second.add_script(GATHER)
+        assert len(second.invoke()) == 1
+    assert recorder.progress_only_receives == 1  # later commands send no such record
+
+
 @pytest.fixture
 def norwegian_lab(tmp_path: Path) -> Iterator[Lab]:
     """The Norwegian scenario: the server's faults are worded in Norwegian."""

@@ -171,6 +171,7 @@ class CallRecorder:
         self._pipelines: list[str] = []
         self._scripts: list[ScriptRun] = []
         self._largest: dict[str, int] = {}
+        self._progress_only_receives = 0
 
     def reset(self) -> None:
         """Forget everything recorded so far."""
@@ -181,6 +182,7 @@ class CallRecorder:
             self._pipelines.clear()
             self._scripts.clear()
             self._largest.clear()
+            self._progress_only_receives = 0
 
     def request(self, action: str) -> None:
         """Record a request of a WS-Management action (``Create``, ``Receive``...)."""
@@ -191,6 +193,18 @@ class CallRecorder:
         """Record the size in bytes of an answer to a request of ``action``."""
         with self._lock:
             self._largest[action] = max(size, self._largest.get(action, 0))
+
+    def progress_only_receive(self) -> None:
+        """Record a Receive answered with the first-use progress record alone (the script
+        was still running): a real server's first command may cost this one Receive more."""
+        with self._lock:
+            self._progress_only_receives += 1
+
+    @property
+    def progress_only_receives(self) -> int:
+        """Receives answered with the first-use progress record alone."""
+        with self._lock:
+            return self._progress_only_receives
 
     def fault(self, kind: str) -> None:
         """Record a fault the endpoint answered or injected (``OperationTimeout``...)."""

@@ -71,6 +71,7 @@ class _Pipeline:
     call: ScriptCall | None = None
     script: str = ""
     cancelled: threading.Event = field(default_factory=threading.Event)
+    first_use_unread: bool = False  # the first-use progress record waits for a Receive
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,7 @@ class ShellSession:
                 raise wsman.operation_timed_out()
             answer = (data, finished and not queue)
             self._last_answers[target] = (message_id, answer)
+            self._note_first_use_read(target, finished)
             return answer
 
     def signal(self, command_id: str, code: str) -> None:
@@ -182,6 +184,15 @@ class ShellSession:
             if pipeline_id not in self._pipelines:
                 raise wsman.command_not_found()
         return pipeline_id
+
+    def _note_first_use_read(self, target: uuid.UUID | None, finished: bool) -> None:
+        """Record a Receive that carried the first-use progress record before any output."""
+        pipe = self._pipelines.get(target) if target else None
+        if pipe is None or not pipe.first_use_unread:
+            return
+        pipe.first_use_unread = False
+        if not finished:
+            self._services.recorder.progress_only_receive()
 
     def _ready(self, target: uuid.UUID | None) -> bool:
         return self._closed or bool(self._queues.get(target)) or self._finished(target)
@@ -269,6 +280,7 @@ class ShellSession:
         _mark_running(pipe.server)
         if not self._modules_loaded:  # PowerShell loads its modules for the first command
             records.first_use_progress(pipe.server)
+            pipe.first_use_unread = True
             self._modules_loaded = True
         worker = threading.Thread(
             target=self._run,
