@@ -41,6 +41,28 @@ def test_the_help_loads_no_heavy_library() -> None:
     assert _heavy(_run("--help")["modules"]) == []
 
 
+# The lab's own commands (lab, demo, make-test-certs) list the lab's scenarios and defaults
+# in their options, so their help loads the lab.
+@pytest.mark.parametrize(
+    "command",
+    [
+        "inspect",
+        "status",
+        "plan",
+        "apply",
+        "verify",
+        "rollback",
+        "svarut",
+        "svarut apply",
+        "inventory",
+        "inventory status",
+        "export-public",
+    ],
+)
+def test_a_commands_help_loads_no_heavy_library(command: str) -> None:
+    assert _heavy(_run(*command.split(), "--help")["modules"]) == []
+
+
 @pytest.mark.parametrize("arguments", [("--help",), ("--version",)])
 def test_at_exit_the_objects_left_are_not_garbage_collected(arguments: tuple[str, ...]) -> None:
     assert _run(*arguments)["frozen"] > 0  # type: ignore[operator]
