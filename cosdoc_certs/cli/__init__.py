@@ -11,7 +11,6 @@ import atexit
 import functools
 import gc
 import importlib
-import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -55,7 +54,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 # Their DEBUG output shows raw PSRP messages, including the parameters' values.
 _QUIET_LIBRARIES = ("pypsrp", "psrpcore", "asyncssh")
-_VERBOSITY = {1: logging.INFO}
 
 
 class LazyGroup(click.Group):
@@ -130,8 +128,10 @@ def configure_logging(verbose: int) -> None:
     """
     if not verbose:
         return
+    import logging  # here: without -v nothing needs it
+
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("cosdoc_certs").setLevel(_VERBOSITY.get(verbose, logging.DEBUG))
+    logging.getLogger("cosdoc_certs").setLevel(logging.INFO if verbose == 1 else logging.DEBUG)
     for name in _QUIET_LIBRARIES:
         logger = logging.getLogger(name)
         logger.setLevel(max(logger.getEffectiveLevel(), logging.WARNING))
