@@ -30,7 +30,6 @@ from cosdoc_certs.errors import (
     ThumbprintError,
 )
 from cosdoc_certs.findings import Finding, Severity
-from cosdoc_certs.thumbprints import normalize_thumbprint, thumbprint_of_der
 
 if TYPE_CHECKING:
     from cosdoc_certs import rotation, svarut
@@ -67,6 +66,7 @@ if TYPE_CHECKING:
     from cosdoc_certs.rotation import verify as verify_rotation
     from cosdoc_certs.rotation import verify_async as verify_rotation_async
     from cosdoc_certs.svarut import SshOptions, SvarutTarget
+    from cosdoc_certs.thumbprints import normalize_thumbprint, thumbprint_of_der
     from cosdoc_certs.windows.connection import ConnectionOptions
 
 __version__ = "0.1.0"
@@ -96,12 +96,14 @@ _LAZY = {
     "lab_target": ("cosdoc_certs.rotation", "lab_target"),
     "load_bundle": ("cosdoc_certs.certs", "load_bundle"),
     "load_inventory": ("cosdoc_certs.inventory", "load_inventory"),
+    "normalize_thumbprint": ("cosdoc_certs.thumbprints", "normalize_thumbprint"),
     "plan_rotation": ("cosdoc_certs.rotation", "plan"),
     "plan_rotation_async": ("cosdoc_certs.rotation", "plan_async"),
     "rollback_rotation": ("cosdoc_certs.rotation", "rollback"),
     "rollback_rotation_async": ("cosdoc_certs.rotation", "rollback_async"),
     "status_many": ("cosdoc_certs.rotation", "status_many"),
     "status_many_async": ("cosdoc_certs.rotation", "status_many_async"),
+    "thumbprint_of_der": ("cosdoc_certs.thumbprints", "thumbprint_of_der"),
     "verify_rotation": ("cosdoc_certs.rotation", "verify"),
     "verify_rotation_async": ("cosdoc_certs.rotation", "verify_async"),
 }

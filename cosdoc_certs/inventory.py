@@ -26,12 +26,8 @@ from cosdoc_certs.consumers import COSDOC_CATALOG, Consumer, load_deviations
 from cosdoc_certs.errors import InputError
 from cosdoc_certs.svarut.api import SvarutTarget
 from cosdoc_certs.svarut.connection import SshOptions
-from cosdoc_certs.windows.connection import (
-    AUTH_METHODS,
-    PASSWORDLESS_AUTHS,
-    USER_AUTHS,
-    ConnectionOptions,
-)
+from cosdoc_certs.windows.auth_methods import AUTH_METHODS, PASSWORDLESS_AUTHS, USER_AUTHS
+from cosdoc_certs.windows.connection import ConnectionOptions
 
 if sys.version_info >= (3, 11):
     import tomllib

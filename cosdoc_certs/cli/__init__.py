@@ -7,9 +7,10 @@ even though the lab and the remoting clients are heavy to import.
 
 from __future__ import annotations
 
+import atexit
 import functools
+import gc
 import importlib
-import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -53,7 +54,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 # Their DEBUG output shows raw PSRP messages, including the parameters' values.
 _QUIET_LIBRARIES = ("pypsrp", "psrpcore", "asyncssh")
-_VERBOSITY = {1: logging.INFO}
 
 
 class LazyGroup(click.Group):
@@ -93,6 +93,7 @@ class LazyGroup(click.Group):
         if not standalone_mode:
             return run()
         use_utf8_output()
+        leave_objects_to_the_os_at_exit()
         run_with_one_line_errors(run)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
@@ -107,6 +108,19 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
 
+def leave_objects_to_the_os_at_exit() -> None:
+    """At exit, skip the garbage collections Python runs while it shuts down.
+
+    With pypsrp, asyncssh and cryptography loaded, those full collections take 60-90 ms of
+    every command. ``gc.freeze()`` at exit moves every object to a generation the collector
+    skips: an object whose last reference goes still gets its ``__del__`` (files are flushed
+    and closed), only unreachable reference cycles are left to the operating system, which
+    Python does not promise to finalize at exit anyway. Registered once per process.
+    """
+    atexit.unregister(gc.freeze)
+    atexit.register(gc.freeze)
+
+
 def configure_logging(verbose: int) -> None:
     """With -v, our loggers at INFO (-vv: DEBUG) on stderr; the remoting libraries never DEBUG.
 
@@ -114,8 +128,10 @@ def configure_logging(verbose: int) -> None:
     """
     if not verbose:
         return
+    import logging  # here: without -v nothing needs it
+
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("cosdoc_certs").setLevel(_VERBOSITY.get(verbose, logging.DEBUG))
+    logging.getLogger("cosdoc_certs").setLevel(logging.INFO if verbose == 1 else logging.DEBUG)
     for name in _QUIET_LIBRARIES:
         logger = logging.getLogger(name)
         logger.setLevel(max(logger.getEffectiveLevel(), logging.WARNING))

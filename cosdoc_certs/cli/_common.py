@@ -9,8 +9,6 @@ from __future__ import annotations
 import enum
 import functools
 import io
-import json
-import logging
 import os
 import sys
 from collections.abc import Callable
@@ -26,8 +24,6 @@ if TYPE_CHECKING:  # imported where used: `cosdoc-certs --help` needs neither ri
     from cosdoc_certs.journal import Journal
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-log = logging.getLogger(__name__)
 
 
 class ExitCode(enum.IntEnum):
@@ -177,7 +173,9 @@ def run_with_one_line_errors(run: Callable[[], Any]) -> NoReturn:
     except click.Abort as error:
         _fail(_stopped_message(error), ExitCode.STOPPED)
     except Exception as error:  # the last line of defence against a traceback
-        log.info("unexpected error", exc_info=True)
+        import logging  # here: `--help` and the small commands need no logging
+
+        logging.getLogger(__name__).info("unexpected error", exc_info=True)
         _fail(
             f"unexpected {type(error).__name__}: {error} — this is a bug in cosdoc-certs; "
             "run again with -v to see where, and report it",
@@ -322,4 +320,6 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON i
 
 def echo_json(document: object) -> None:
     """Print ``document`` as indented JSON on stdout."""
+    import json
+
     click.echo(json.dumps(document, indent=2, ensure_ascii=False, default=str))

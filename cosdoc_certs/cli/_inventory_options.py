@@ -7,13 +7,13 @@ options: a host option given with them is a usage error (exit 2), as is one with
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from click.core import ParameterSource
 
-from cosdoc_certs import rotation
-from cosdoc_certs.inventory import load_inventory
+if TYPE_CHECKING:  # imported where used: `--help` needs none of the library
+    from cosdoc_certs import rotation
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -53,4 +53,7 @@ def target_from_inventory(
             else "change the customer's entry in the inventory instead"
         )
         raise click.UsageError(f"{stray[0]} cannot be combined with --inventory: {hint}")
+    from cosdoc_certs import rotation
+    from cosdoc_certs.inventory import load_inventory
+
     return rotation.Target.from_customer(load_inventory(inventory).customer(customer))

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import getpass
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from cosdoc_certs.svarut import SshOptions, SvarutTarget
+if TYPE_CHECKING:  # imported where used: `--help` needs no SSH client
+    from cosdoc_certs.svarut import SvarutTarget
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -95,6 +96,7 @@ def svarut_target_options(prefix: str = "", *, host_required: bool = True) -> Ca
 
 def svarut_target_from(options: dict[str, Any], prefix: str = "") -> SvarutTarget:
     """The target the options added by :func:`svarut_target_options` describe (they are removed)."""
+    from cosdoc_certs.svarut import SshOptions, SvarutTarget
 
     def take(name: str) -> Any:
         return options.pop(_param(prefix, name))

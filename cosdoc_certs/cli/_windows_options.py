@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from cosdoc_certs.cli._common import read_password
-from cosdoc_certs.consumers import COSDOC_CATALOG, Consumer, load_deviations
-from cosdoc_certs.windows.connection import AUTH_METHODS, PASSWORDLESS_AUTHS, ConnectionOptions
+from cosdoc_certs.windows.auth_methods import AUTH_METHODS, PASSWORDLESS_AUTHS
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the library is imported where used: `--help` needs none of it
+    from cosdoc_certs.consumers import Consumer
     from cosdoc_certs.facts import WindowsFacts
+    from cosdoc_certs.windows.connection import ConnectionOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -104,6 +105,8 @@ def windows_options(*, host_required: bool) -> Callable[[F], F]:
 
 def connection_options(given: dict[str, Any]) -> ConnectionOptions:
     """The WinRM connection the options in ``given`` describe, asking for a password if needed."""
+    from cosdoc_certs.windows.connection import ConnectionOptions
+
     return ConnectionOptions(
         server=given["server"],
         port=given["port"],
@@ -121,6 +124,8 @@ def connection_options(given: dict[str, Any]) -> ConnectionOptions:
 
 def consumers_from(deviations: str | None) -> tuple[Consumer, ...]:
     """The CosDoc catalog, with the customer's deviations file applied if one is given."""
+    from cosdoc_certs.consumers import COSDOC_CATALOG, load_deviations
+
     return load_deviations(deviations) if deviations else COSDOC_CATALOG
 
 
@@ -161,7 +166,7 @@ def write_facts(
     """Save the facts when ``--save-facts`` was given (a line on stderr says where)."""
     if path is None or facts is None:
         return
-    from cosdoc_certs.captured import save_facts  # not loaded for --help
+    from cosdoc_certs.captured import save_facts
 
     save_facts(path, facts, consumers, anonymize=anonymize)
     click.echo(f"facts saved to {path}{' (anonymized)' if anonymize else ''}", err=True)

@@ -8,20 +8,24 @@ part. Private keys are never written.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from cryptography.hazmat.primitives import serialization
 
-from cosdoc_certs.certs import CertificateBundle, CertificateInfo
 from cosdoc_certs.cli._common import echo_json, json_option, password_env_option, reports_errors
 from cosdoc_certs.cli.inspect import load_bundle_asking_password
 from cosdoc_certs.errors import InputError
+
+if TYPE_CHECKING:  # imported where used: `--help` needs no cryptography
+    from cosdoc_certs.certs import CertificateBundle, CertificateInfo
 
 
 def export_public(
     bundle: CertificateBundle, folder: Path
 ) -> list[tuple[CertificateInfo, Path, Path]]:
     """Write every leaf of ``bundle`` as ``<name>.pem`` and ``<name>.cer`` into ``folder``."""
+    from cryptography.hazmat.primitives import serialization
+
     if not bundle.certificates:
         raise InputError(
             "the files hold only CA certificates, nothing to export",

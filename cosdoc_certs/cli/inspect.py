@@ -12,22 +12,10 @@ import datetime
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
-from cosdoc_certs.certs import (
-    DEFAULT_WARN_DAYS,
-    CertificateBundle,
-    CertificateInfo,
-    PasswordRequiredError,
-    Role,
-    WrongPasswordError,
-    load_bundle,
-)
-from cosdoc_certs.certs.model import name_text
 from cosdoc_certs.cli._common import (
     echo_json,
     exit_code_for,
@@ -37,12 +25,18 @@ from cosdoc_certs.cli._common import (
     reports_errors,
     warn_days_option,
 )
-from cosdoc_certs.findings import Severity
+from cosdoc_certs.findings import DEFAULT_WARN_DAYS, Severity
 
-ROLE_TITLES = {
-    Role.SIGNING: "signing (Non-Repudiation)",
-    Role.ENCRYPTION: "encryption / authentication",
-    Role.SSL: "SSL",
+if TYPE_CHECKING:  # imported where used: `--help` needs neither rich nor the certificate core
+    from rich.console import Console
+    from rich.table import Table
+
+    from cosdoc_certs.certs import CertificateBundle, CertificateInfo
+
+ROLE_TITLES = {  # by Role's value
+    "signing": "signing (Non-Repudiation)",
+    "encryption": "encryption / authentication",
+    "ssl": "SSL",
 }
 _SEVERITY_STYLES = {Severity.INFO: "cyan", Severity.WARNING: "yellow", Severity.ERROR: "bold red"}
 _MIN_PIPE_WIDTH = 160
@@ -65,6 +59,8 @@ def load_bundle_asking_password(
 
     On a terminal a wrong password is asked for again, up to three tries.
     """
+    from cosdoc_certs.certs import PasswordRequiredError, WrongPasswordError, load_bundle
+
     if password_env:
         password = read_password(password_env, "PFX password")
         return load_bundle(paths, password, now=now, warn_days=warn_days)
@@ -85,6 +81,8 @@ def load_bundle_asking_password(
 
 def console() -> Console:
     """A rich console on stdout, wide enough that thumbprints never wrap when piped."""
+    from rich.console import Console
+
     terminal = Console()
     if terminal.is_terminal:
         return terminal
@@ -93,6 +91,11 @@ def console() -> Console:
 
 def render_bundle(bundle: CertificateBundle, out: Console) -> None:
     """Print the certificate table, the chain and the findings."""
+    from rich.markup import escape
+
+    from cosdoc_certs.certs import Role
+    from cosdoc_certs.certs.model import name_text
+
     if bundle.certificates:
         out.print(_table(bundle))
     else:
@@ -113,6 +116,9 @@ def render_bundle(bundle: CertificateBundle, out: Console) -> None:
 
 def _table(bundle: CertificateBundle) -> Table:
     """One column per certificate, one row per fact."""
+    from rich.markup import escape
+    from rich.table import Table
+
     table = Table(title="Certificates", show_lines=True)
     table.add_column("", style="bold", no_wrap=True)
     for number in range(1, len(bundle.certificates) + 1):

@@ -10,10 +10,10 @@ an unreachable host counting as a problem.
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
-from cosdoc_certs import rotation
 from cosdoc_certs.cli._common import (
     OrderedGroup,
     echo_json,
@@ -23,7 +23,10 @@ from cosdoc_certs.cli._common import (
     warn_days_option,
 )
 from cosdoc_certs.errors import CosDocCertsError
-from cosdoc_certs.inventory import Customer, load_inventory
+
+if TYPE_CHECKING:  # the library is imported where used: `--help` needs none of it
+    from cosdoc_certs import rotation
+    from cosdoc_certs.inventory import Customer
 
 _FILE = click.argument("inventory", type=click.Path(exists=True, dir_okay=False))
 
@@ -48,6 +51,8 @@ def command() -> None:
 @reports_errors
 def check_command(inventory: str, as_json: bool) -> None:
     """Validate the inventory file and list each customer's hosts (connects to nothing)."""
+    from cosdoc_certs.inventory import load_inventory
+
     loaded = load_inventory(inventory)
     if as_json:
         echo_json({"inventory": str(loaded.path), "customers": [_row(c) for c in loaded.customers]})
@@ -76,6 +81,9 @@ def status_command(
     each HTTPS binding and the SvarUT endpoint serve, and the findings. WinRM passwords come
     from each customer's password_env variable.
     """
+    from cosdoc_certs import rotation
+    from cosdoc_certs.inventory import load_inventory
+
     loaded = load_inventory(inventory)
     chosen = [loaded.customer(name) for name in customers] or list(loaded.customers)
     targets, unusable = _targets(chosen)
@@ -96,6 +104,8 @@ def _targets(
 ) -> tuple[dict[str, rotation.Target], dict[str, rotation.InstallationStatus]]:
     """Each customer's target; a customer that cannot be reached as given (e.g. its password
     variable is not set) becomes a status with that error, so the others are still read."""
+    from cosdoc_certs import rotation
+
     targets, unusable = {}, {}
     for customer in chosen:
         try:

@@ -15,13 +15,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from cosdoc_certs import rotation
-from cosdoc_certs.certs import Role
-from cosdoc_certs.certs.providers import provider_from_option
 from cosdoc_certs.cli._common import (
     confirm_change,
     confirm_rollback,
@@ -46,7 +43,11 @@ from cosdoc_certs.cli._windows_options import (
 )
 from cosdoc_certs.cli.inspect import load_bundle_asking_password
 from cosdoc_certs.errors import InputError
-from cosdoc_certs.windows.verify import TlsAddress
+
+if TYPE_CHECKING:  # the library is imported where used: `--help` needs none of it
+    from cosdoc_certs import rotation
+    from cosdoc_certs.certs import Role
+    from cosdoc_certs.windows.verify import TlsAddress
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -108,6 +109,9 @@ def _journal_options(command: F) -> F:
 
 def key_providers_from(pairs: tuple[str, ...]) -> dict[Role, str]:
     """``--key-provider ROLE=NAME`` values as a role → provider name mapping."""
+    from cosdoc_certs.certs import Role
+    from cosdoc_certs.certs.providers import provider_from_option
+
     chosen: dict[Role, str] = {}
     for pair in pairs:
         role_name, separator, provider = pair.partition("=")
@@ -126,6 +130,8 @@ def key_providers_from(pairs: tuple[str, ...]) -> dict[Role, str]:
 
 def target_from_options(options: dict[str, Any]) -> rotation.Target:
     """The installation the installation options describe (``options`` is emptied)."""
+    from cosdoc_certs import rotation
+
     given = dict(options)
     options.clear()
     inventory, customer = given.pop("inventory"), given.pop("customer")
@@ -148,6 +154,8 @@ def target_from_options(options: dict[str, Any]) -> rotation.Target:
 
 
 def _tls_address(pairs: tuple[str, ...]) -> TlsAddress | None:
+    from cosdoc_certs import rotation
+
     if not pairs:
         return None
     mapping = {}
@@ -190,6 +198,8 @@ def plan_command(
       cosdoc-certs plan --inventory kunder.toml --customer testkommune \\
           --pfx signing+encryption.pfx --pfx ssl.pfx --password-env PFX_PW
     """
+    from cosdoc_certs import rotation
+
     providers = key_providers_from(key_providers)
     target = target_from_options(options)
     bundle = load_bundle_asking_password(list(pfx_files), password_env)
@@ -242,6 +252,8 @@ def apply_command(
       cosdoc-certs apply --inventory kunder.toml --customer testkommune \\
           --pfx signing+encryption.pfx --pfx ssl.pfx --password-env PFX_PW
     """
+    from cosdoc_certs import rotation
+
     providers = key_providers_from(key_providers)
     target = target_from_options(options)
     bundle = load_bundle_asking_password(list(pfx_files), password_env)
@@ -268,6 +280,8 @@ def apply_command(
 
 def _check(rplan: rotation.RotationPlan, as_json: bool) -> None:
     """``apply --check``: the plan, then each host's verdicts; exits like ``status``."""
+    from cosdoc_certs import rotation
+
     found = rotation.apply(rplan, check=True, progress=progress_printer(as_json))
     if as_json:
         echo_json({"plan": rplan.to_dict(), "check": found.to_dict()})
@@ -296,6 +310,8 @@ def verify_command(
     Example:
       cosdoc-certs verify --inventory kunder.toml --customer testkommune
     """
+    from cosdoc_certs import rotation
+
     target = target_from_options(options)
     report = rotation.verify(target, journal, journal_dir=journal_dir)
     if as_json:
@@ -323,6 +339,8 @@ def rollback_command(
     Example:
       cosdoc-certs rollback --inventory kunder.toml --customer testkommune
     """
+    from cosdoc_certs import rotation
+
     target = target_from_options(options)
     run = journal_to_undo(journal, journal_dir, host=target.name, kind=rotation.JOURNAL_KIND)
     confirm_rollback(run, yes, "cosdoc-certs verify")

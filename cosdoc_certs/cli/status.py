@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 
 from cosdoc_certs.cli._common import (
     echo_json,
@@ -32,8 +31,11 @@ from cosdoc_certs.cli._windows_options import (
     windows_options,
     write_facts,
 )
-from cosdoc_certs.rotation import InstallationStatus, installation_status
-from cosdoc_certs.status import status
+
+if TYPE_CHECKING:  # imported where used: `--help` needs neither rich nor the library
+    from rich.console import Console
+
+    from cosdoc_certs.rotation import InstallationStatus
 
 _MIN_PIPE_WIDTH = 160
 
@@ -72,6 +74,9 @@ def command(
       cosdoc-certs status --inventory kunder.toml --customer testkommune
       cosdoc-certs status ... --save-facts app01-facts.json --anonymize   # to send home
     """
+    from cosdoc_certs.rotation import installation_status
+    from cosdoc_certs.status import status
+
     if inventory or customer:
         if save_facts_to is not None:
             raise click.UsageError("--save-facts reads one server: give --host, not --inventory")
@@ -108,5 +113,7 @@ def _print_installation(installation: InstallationStatus) -> None:
 
 
 def _console() -> Console:
+    from rich.console import Console
+
     terminal = Console()
     return terminal if terminal.is_terminal else Console(width=max(terminal.width, _MIN_PIPE_WIDTH))

@@ -10,11 +10,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from cosdoc_certs._aio import run_sync
 from cosdoc_certs.cli._common import (
     OrderedGroup,
     confirm_change,
@@ -31,16 +30,9 @@ from cosdoc_certs.cli._common import (
 from cosdoc_certs.cli._svarut_options import svarut_target_from, svarut_target_options
 from cosdoc_certs.cli.inspect import load_bundle_asking_password
 from cosdoc_certs.findings import worst
-from cosdoc_certs.svarut import (
-    NewCertificate,
-    apply,
-    check_async,
-    plan,
-    rollback,
-    status,
-    verify,
-)
-from cosdoc_certs.svarut.apply import JOURNAL_KIND as SVARUT_JOURNAL_KIND
+
+if TYPE_CHECKING:  # the library is imported where used: `--help` needs no SSH client
+    from cosdoc_certs.svarut import NewCertificate
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -57,6 +49,8 @@ def _pfx_option(required: bool) -> Callable[[F], F]:
 
 
 def _new_certificate(pfx_files: tuple[Path, ...], password_env: str | None) -> NewCertificate:
+    from cosdoc_certs.svarut import NewCertificate
+
     return NewCertificate.from_bundle(load_bundle_asking_password(list(pfx_files), password_env))
 
 
@@ -83,7 +77,9 @@ def status_command(as_json: bool, **options: Any) -> None:
     Example:
       cosdoc-certs svarut status --host svarut01.kommune.no --user drift
     """
-    facts = status(svarut_target_from(options))
+    from cosdoc_certs import svarut
+
+    facts = svarut.status(svarut_target_from(options))
     if as_json:
         echo_json(facts.to_dict())
     else:
@@ -100,7 +96,9 @@ def plan_command(
     pfx_files: tuple[Path, ...], password_env: str | None, as_json: bool, **options: Any
 ) -> None:
     """Show what apply would change on the host (changes nothing)."""
-    splan = plan(svarut_target_from(options), _new_certificate(pfx_files, password_env))
+    from cosdoc_certs import svarut
+
+    splan = svarut.plan(svarut_target_from(options), _new_certificate(pfx_files, password_env))
     if as_json:
         echo_json(splan.to_dict())
     else:
@@ -143,12 +141,15 @@ def apply_command(
       cosdoc-certs svarut apply --host svarut01.kommune.no --user drift \\
           --pfx ssl-2026.pfx --password-env PFX_PW
     """
+    from cosdoc_certs import svarut
+    from cosdoc_certs._aio import run_sync
+
     target = svarut_target_from(options)
-    splan = plan(target, _new_certificate(pfx_files, password_env))
+    splan = svarut.plan(target, _new_certificate(pfx_files, password_env))
     if not as_json:
         click.echo(splan.to_text())
     if check:
-        found = run_sync(check_async(target, splan))
+        found = run_sync(svarut.check_async(target, splan))
         if as_json:
             echo_json({"plan": splan.to_dict(), "check": found.to_dict()})
         else:
@@ -156,7 +157,8 @@ def apply_command(
         sys.exit(exit_code_for(found.worst))
     if not splan.is_empty:
         confirm_change(f"Apply this plan to {target.ssh.host}?", yes, "cosdoc-certs svarut plan")
-    result = apply(target, splan, journal_dir=journal_dir, progress=progress_printer(as_json))
+    progress = progress_printer(as_json)
+    result = svarut.apply(target, splan, journal_dir=journal_dir, progress=progress)
     if as_json:
         echo_json({"plan": splan.to_dict(), "result": result.to_dict()})
     else:
@@ -178,9 +180,11 @@ def verify_command(
     **options: Any,
 ) -> None:
     """Check the served certificate (by TLS), the containers and prod.env; exit code by findings."""
+    from cosdoc_certs import svarut
+
     if pfx_files and not thumbprint:
         thumbprint = _new_certificate(pfx_files, password_env).thumbprint
-    report = verify(svarut_target_from(options), thumbprint)
+    report = svarut.verify(svarut_target_from(options), thumbprint)
     if as_json:
         echo_json(report.to_dict())
     else:
@@ -204,10 +208,13 @@ def rollback_command(
     journal: Path | None, yes: bool, journal_dir: Path | None, as_json: bool, **options: Any
 ) -> None:
     """Undo an apply: point prod.env back, remove the new files, restart, verify the old cert."""
+    from cosdoc_certs import svarut
+    from cosdoc_certs.svarut.apply import JOURNAL_KIND
+
     target = svarut_target_from(options)
-    run = journal_to_undo(journal, journal_dir, host=target.ssh.host, kind=SVARUT_JOURNAL_KIND)
+    run = journal_to_undo(journal, journal_dir, host=target.ssh.host, kind=JOURNAL_KIND)
     confirm_rollback(run, yes, "cosdoc-certs svarut verify")
-    result = rollback(target, run, progress=progress_printer(as_json))
+    result = svarut.rollback(target, run, progress=progress_printer(as_json))
     if as_json:
         echo_json(result.to_dict())
     else:

@@ -35,6 +35,7 @@ from pypsrp.wsman import SelectorSet, WSMan
 from spnego.exceptions import NoCredentialError, SpnegoError
 
 from cosdoc_certs.errors import InputError, RemoteError, hide_passwords
+from cosdoc_certs.windows.auth_methods import AUTH_METHODS, USER_AUTHS
 from cosdoc_certs.windows.negotiate import why_not_kerberos
 
 log = logging.getLogger(__name__)
@@ -45,9 +46,6 @@ _INVALID_SELECTORS = 2150858843  # 0x8033805B: the server has no shell with that
 PROTOCOL_LOGGERS = ("pypsrp", "psrpcore")
 """Loggers that dump whole PSRP messages at DEBUG: held at INFO+ while a script runs."""
 
-AUTH_METHODS = ("negotiate", "kerberos", "ntlm", "basic", "certificate")
-USER_AUTHS = frozenset({"basic", "ntlm"})  # cannot use the logged-on user's ticket
-PASSWORDLESS_AUTHS = frozenset({"kerberos", "certificate"})
 _MESSAGE_ENCRYPTING_AUTHS = frozenset({"negotiate", "kerberos", "ntlm"})
 _SCRIPT_NAME = re.compile(r"[A-Za-z0-9_-]+")
 ACCESS_DENIED_FAULT = 5  # ERROR_ACCESS_DENIED, whatever the server's display language

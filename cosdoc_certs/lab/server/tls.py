@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from cosdoc_certs.lab.serving import ServingThread
+
 if TYPE_CHECKING:
     from cosdoc_certs.lab.model import Binding, CosDocServer, IisSite
     from cosdoc_certs.lab.server.store import StoreEntry
@@ -180,20 +182,14 @@ class _Listener:
         self._tcp.endpoint = endpoint
         host, port = self._tcp.server_address[:2]
         self.address = (str(host), int(port))
-        self._thread = threading.Thread(
-            target=self._tcp.serve_forever,
-            kwargs={"poll_interval": 0.1},
-            name=f"lab-tls-{endpoint[0]}:{endpoint[1]}",
-            daemon=True,
-        )
-        self._thread.start()
+        self._serving = ServingThread(self._tcp, name=f"lab-tls-{endpoint[0]}:{endpoint[1]}")
+        self._serving.start()
         logger.debug("serving simulated %s:%d on %s:%d", *endpoint, *self.address)
 
     def close(self) -> None:
-        """Stop accepting, close the socket and join the thread."""
-        self._tcp.shutdown()
+        """Stop accepting, join the thread and close the socket."""
+        self._serving.stop()
         self._tcp.server_close()
-        self._thread.join()
 
 
 class _TcpServer(socketserver.ThreadingTCPServer):

@@ -29,6 +29,7 @@ from typing import Any
 
 from spnego.exceptions import SpnegoError
 
+from cosdoc_certs.lab.serving import ServingThread
 from cosdoc_certs.lab.winrm import wsman
 from cosdoc_certs.lab.winrm.auth import (
     CERTIFICATE_AUTHORIZATION,
@@ -130,7 +131,7 @@ class WinRMEndpoint:
         self._lock = threading.Lock()
         self._http_posts = 0
         self._server: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._serving: ServingThread | None = None
 
     def __enter__(self) -> WinRMEndpoint:
         self.start()
@@ -172,19 +173,16 @@ class WinRMEndpoint:
                 server.socket, server_side=True, do_handshake_on_connect=False
             )
         self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, name="lab-winrm", kwargs={"poll_interval": 0.1}
-        )
-        self._thread.daemon = True
-        self._thread.start()
+        self._serving = ServingThread(server, name="lab-winrm")
+        self._serving.start()
         log.info("lab WinRM endpoint listening on %s", self.url)
 
     def stop(self) -> None:
         """Stop serving, close every shell and every open connection."""
-        server, thread = self._server, self._thread
-        if server is None or thread is None:
+        server, serving = self._server, self._serving
+        if server is None or serving is None:
             return
-        server.shutdown()
+        serving.stop()
         with self._lock:
             shells = list(self._shells.values())
             self._shells.clear()
@@ -192,8 +190,7 @@ class WinRMEndpoint:
             shell.close()
         server.close_connections()
         server.server_close()
-        thread.join()
-        self._server = self._thread = None
+        self._server, self._serving = None, None
         self.auth.close()
         log.info("lab WinRM endpoint stopped")
 
