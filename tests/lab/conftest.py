@@ -39,3 +39,11 @@ def lab(tmp_path: Path, default_server: LabServer) -> Iterator[Lab]:
     """A running lab (TLS listeners, HTTP and HTTPS WinRM endpoints) around ``default_server``."""
     with Lab(server=default_server, root=tmp_path / "lab") as running:
         yield running
+
+
+@pytest.fixture
+def unencrypted_lab(default_server: LabServer, tmp_path: Path) -> Iterator[Lab]:
+    """A lab started with ``allow_unencrypted`` (WinRM's AllowUnencrypted=true), so a proxy
+    can read its messages."""
+    with Lab(server=default_server, root=tmp_path / "lab", allow_unencrypted=True) as running:
+        yield running

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,34 +21,18 @@ from pypsrp.wsman import WSMan
 from cosdoc_certs.errors import RemoteError
 from cosdoc_certs.lab.certs import make_client_certificate
 from cosdoc_certs.lab.runner import Lab
-from cosdoc_certs.lab.scenarios import LabServer
 from cosdoc_certs.status import status
 from cosdoc_certs.windows.connection import ConnectionOptions, CredentialsError, WindowsHost
-from tests.lab.wire import RecordingProxy
+from tests.lab.wire import RecordingProxy, through
 
 CLEARTEXT_MARKS = (b"soap-envelope", b"Envelope", b"cosdoc-certs-script", b"ResourceURI")
-
-
-@pytest.fixture
-def unencrypted_lab(default_server: LabServer, tmp_path: Path) -> Iterator[Lab]:
-    """A lab started with ``allow_unencrypted`` (WinRM's AllowUnencrypted=true)."""
-    with Lab(server=default_server, root=tmp_path / "lab", allow_unencrypted=True) as running:
-        yield running
-
-
-def _through(proxy: RecordingProxy, options: ConnectionOptions) -> ConnectionOptions:
-    values = {
-        field: getattr(options, field)
-        for field in ("server", "username", "password", "auth", "https", "insecure_http")
-    }
-    return ConnectionOptions(**values, port=proxy.port)
 
 
 @pytest.mark.parametrize("auth", ["negotiate", "ntlm"])
 def test_sealed_http_carries_no_cleartext_soap_nor_password(lab: Lab, auth: str) -> None:
     info = lab.connection_info()
     with RecordingProxy((info.host, info.http_port)) as proxy:
-        report = status(_through(proxy, info.options(https=False, auth=auth)))
+        report = status(through(proxy, info.options(https=False, auth=auth)))
     assert report.facts.computer_name == "COSDOC-APP01"
     sent, received = proxy.sent, proxy.received
     assert b"multipart/encrypted" in sent
@@ -68,7 +51,7 @@ def test_the_wire_recorder_does_see_cleartext_when_there_is_some(unencrypted_lab
     """The check above could not pass by a blind recorder: plain basic shows everything."""
     info = unencrypted_lab.connection_info()
     with RecordingProxy((info.host, info.http_port)) as proxy:
-        status(_through(proxy, info.options(https=False, auth="basic")))
+        status(through(proxy, info.options(https=False, auth="basic")))
     assert b"soap-envelope" in proxy.sent
     assert b"cosdoc-certs-script" in proxy.sent or b"ResourceURI" in proxy.sent
     assert b"COSDOC-APP01" in proxy.received or b"soap-envelope" in proxy.received
@@ -96,7 +79,7 @@ def test_negotiate_to_an_address_is_ntlm_from_the_first_token(lab: Lab) -> None:
     SPNEGO one that first tried Kerberos (a kinit against the default realm's KDC)."""
     info = lab.connection_info()
     with RecordingProxy((info.host, info.http_port)) as proxy:
-        options = _through(proxy, info.options(https=False))
+        options = through(proxy, info.options(https=False))
         assert options.auth == "negotiate"
         assert status(options).facts.computer_name == "COSDOC-APP01"
     assert _first_token(proxy.sent).startswith(b"NTLMSSP\x00\x01")
@@ -244,7 +227,7 @@ def test_no_pipeline_state_message_says_running(unencrypted_lab: Lab) -> None:
     """Windows sends PIPELINE_STATE only for the end states; the lab's pipelines neither."""
     info = unencrypted_lab.connection_info()
     with RecordingProxy((info.host, info.http_port)) as proxy:
-        status(_through(proxy, info.options(https=False, auth="basic")))
+        status(through(proxy, info.options(https=False, auth="basic")))
     streams = re.findall(rb"<rsp:Stream[^>]*>([A-Za-z0-9+/=]+)</rsp:Stream>", proxy.received)
     messages = b"".join(base64.b64decode(stream) for stream in streams)
     assert b'N="PipelineState">4<' in messages  # Completed

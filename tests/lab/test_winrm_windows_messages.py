@@ -22,35 +22,18 @@ from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.wsman import WSMan
 
 from cosdoc_certs.lab.runner import Lab
-from cosdoc_certs.lab.scenarios import LabServer
 from cosdoc_certs.lab.winrm import wsman
 from cosdoc_certs.status import status
 from cosdoc_certs.windows.connection import (
-    ConnectionOptions,
     PowerShellTooOldError,
     ScriptError,
     SessionLostError,
     WindowsHost,
 )
-from tests.lab.wire import RecordingProxy
+from tests.lab.wire import RecordingProxy, through
 
 BOM = b"\xef\xbb\xbf"
 GATHER = "# cosdoc-certs-script: gather\n"
-
-
-@pytest.fixture
-def unencrypted_lab(default_server: LabServer, tmp_path: Path) -> Iterator[Lab]:
-    """A lab that takes unencrypted messages, so a proxy can read them."""
-    with Lab(server=default_server, root=tmp_path / "lab", allow_unencrypted=True) as running:
-        yield running
-
-
-def _through(proxy: RecordingProxy, options: ConnectionOptions) -> ConnectionOptions:
-    values = {
-        field: getattr(options, field)
-        for field in ("server", "username", "password", "auth", "https", "insecure_http")
-    }
-    return ConnectionOptions(**values, port=proxy.port)
 
 
 def _server_messages(received: bytes) -> list[tuple[int, bytes]]:
@@ -92,7 +75,7 @@ def test_every_psrp_message_from_the_server_starts_with_the_utf8_bom(
     """As in every server message of the recordings; the client reads through it."""
     info = unencrypted_lab.connection_info()
     with RecordingProxy((info.host, info.http_port)) as proxy:
-        status(_through(proxy, info.options(https=False, auth="basic")))
+        status(through(proxy, info.options(https=False, auth="basic")))
     messages = _server_messages(proxy.received)
     assert len(messages) >= 6  # capability, session data, pool state, output, state...
     assert all(data.startswith(BOM + b"<") for _, data in messages)

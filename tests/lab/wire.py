@@ -7,6 +7,8 @@ import socket
 import threading
 from types import TracebackType
 
+from cosdoc_certs.windows.connection import ConnectionOptions
+
 
 class RecordingProxy:
     """Forwards 127.0.0.1:``port`` to ``target``, keeping every byte sent either way.
@@ -93,3 +95,12 @@ class RecordingProxy:
                 sink.sendall(data)
             except OSError:
                 return
+
+
+def through(proxy: RecordingProxy, options: ConnectionOptions) -> ConnectionOptions:
+    """``options`` sent to the proxy's port instead of the server's."""
+    values = {
+        field: getattr(options, field)
+        for field in ("server", "username", "password", "auth", "https", "insecure_http")
+    }
+    return ConnectionOptions(**values, port=proxy.port)
