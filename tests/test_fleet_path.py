@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -18,14 +19,41 @@ from cosdoc_certs.windows.connection import ConnectionOptions
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _run(code: str) -> str:
+# a fleet status read as `cosdoc-certs inventory status` does it, in a fresh interpreter: every
+# server refuses the connection at once; prints what it loaded and each installation's error
+_FLEET_STATUS = """
+import socket, sys
+from pathlib import Path
+from cosdoc_certs import rotation
+from cosdoc_certs.inventory import parse_inventory
+
+with socket.socket() as unused:
+    unused.bind(("127.0.0.1", 0))
+    port = unused.getsockname()[1]
+windows = (
+    '[customers.{name}.windows]\\nhost = "127.0.0.1"\\nport = {port}\\nuser = "lab"\\n'
+    'auth = "ntlm"\\nhttp = true\\npassword_env = "COSDOC_FLEET_TEST_PASSWORD"\\n'
+)
+text = "".join(windows.format(name=name, port=port) for name in ("a", "b", "c"))
+if sys.argv[1] == "with-svarut":
+    text += f'[customers.c.svarut]\\nhost = "127.0.0.1"\\nport = {port}\\n'
+fleet = parse_inventory(text, Path("fleet.toml"))
+statuses = rotation.status_many([rotation.Target.from_customer(c) for c in fleet.customers])
+print(" ".join(sorted({"asyncssh", "rich"} & set(sys.modules))) or "-")
+for read in statuses:
+    print(read.target, "; ".join(read.errors))
+"""
+
+
+def _run(code: str, *arguments: str) -> str:
     done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
+        [sys.executable, "-c", textwrap.dedent(code), *arguments],
         capture_output=True,
         text=True,
         timeout=300,
         cwd=ROOT,
         check=False,
+        env={**os.environ, "COSDOC_FLEET_TEST_PASSWORD": "not-a-secret"},
     )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
@@ -68,3 +96,16 @@ def test_transports_built_in_parallel_threads_register_namespaces_one_at_a_time(
         thread.join()
     assert overlaps.calls >= 4  # each build registered its prefixes
     assert overlaps.most == 1
+
+
+def test_a_windows_only_fleet_read_does_not_load_the_ssh_client() -> None:
+    loaded, *reads = _run(_FLEET_STATUS, "windows-only").splitlines()
+    assert [read.split()[0] for read in reads] == ["a", "b", "c"]
+    assert all("Windows:" in read and "SvarUT" not in read for read in reads)  # it did read
+    assert "asyncssh" not in loaded.split()
+
+
+def test_a_fleet_with_a_svarut_host_loads_the_ssh_client_for_it() -> None:
+    loaded, *reads = _run(_FLEET_STATUS, "with-svarut").splitlines()
+    assert "SvarUT:" in reads[2]
+    assert "asyncssh" in loaded.split()
