@@ -37,16 +37,20 @@ from pypsrp.powershell import PowerShell, RunspacePool
 from cosdoc_certs import rotation
 from cosdoc_certs.consumers import config_files, service_patterns
 from cosdoc_certs.facts import WindowsFacts, diagnose
-from cosdoc_certs.lab.runner import ConnectionInfo
+from cosdoc_certs.inventory import parse_inventory
 from cosdoc_certs.windows.connection import WindowsHost, default_pool, load_script
 from cosdoc_certs.windows.gather import GatherDocument
 
+# each lab prints itself as an inventory entry and its password: the client reads the fleet
+# as `cosdoc-certs inventory status` does, and never loads the lab's own code
 _LAB_PROCESS = """
-import json, sys, threading
+import json, sys
 from cosdoc_certs.lab.runner import Lab
 lab = Lab(svarut=False).start()
 lab.faults.latency_per_request = float(sys.argv[1])
-print(json.dumps(lab.connection_info().as_dict()), flush=True)
+info, name = lab.connection_info(), sys.argv[2]
+entry = info.inventory_entry(name, password_env=f"COSDOC_BENCH_{name}", auth="negotiate")
+print(json.dumps({"entry": entry, "password": info.password}), flush=True)
 sys.stdin.read()
 lab.stop()
 """
@@ -54,26 +58,26 @@ T = TypeVar("T")
 
 
 @contextlib.contextmanager
-def lab_processes(count: int, latency: float) -> Iterator[list[ConnectionInfo]]:
-    """``count`` labs in processes of their own; stopped (stdin closed) on leaving."""
-    with _lab_processes(count, latency) as (infos, _):
-        yield infos
-
-
-@contextlib.contextmanager
-def _lab_processes(
+def lab_processes(
     count: int, latency: float
-) -> Iterator[tuple[list[ConnectionInfo], list[subprocess.Popen[bytes]]]]:
+) -> Iterator[tuple[list[rotation.Target], list[subprocess.Popen[bytes]]]]:
+    """``count`` labs in processes of their own, as the targets of an inventory's customers
+    ``k0``, ``k1``, ...; stopped (stdin closed) on leaving."""
+    names = [f"k{number}" for number in range(count)]
     processes = [
         subprocess.Popen(
-            [sys.executable, "-c", _LAB_PROCESS, str(latency)],
+            [sys.executable, "-c", _LAB_PROCESS, str(latency), name],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
-        for _ in range(count)
+        for name in names
     ]
     try:
-        yield [_connection_info(process) for process in processes], processes
+        entries = [
+            _inventory_entry(name, process) for name, process in zip(names, processes, strict=True)
+        ]
+        fleet = parse_inventory("\n".join(entries), Path("bench-fleet.toml"))
+        yield [rotation.Target.from_customer(customer) for customer in fleet.customers], processes
     finally:
         for process in processes:
             assert process.stdin is not None
@@ -82,16 +86,12 @@ def _lab_processes(
             process.wait(timeout=30)
 
 
-def _connection_info(process: subprocess.Popen[bytes]) -> ConnectionInfo:
+def _inventory_entry(name: str, process: subprocess.Popen[bytes]) -> str:
+    """The lab's inventory entry; its password goes to the variable the entry names."""
     assert process.stdout is not None
     document = json.loads(process.stdout.readline())
-    document.update(
-        ca_file=Path(document["ca_file"]),
-        server_root=Path(document["server_root"]),
-        pfx_files={role: Path(path) for role, path in document["pfx_files"].items()},
-        svarut=None,
-    )
-    return ConnectionInfo(**document)
+    os.environ[f"COSDOC_BENCH_{name}"] = document["password"]
+    return str(document["entry"])
 
 
 def _cpu_seconds(processes: list[subprocess.Popen[bytes]]) -> float:
@@ -207,8 +207,7 @@ def main() -> None:
     parser.add_argument("--no-breakdown", action="store_true", help="only the fleet figures")
     arguments = parser.parse_args()
     count = arguments.installations
-    with _lab_processes(count, arguments.latency) as (infos, processes):
-        targets = [rotation.lab_target(info, name=f"k{i}") for i, info in enumerate(infos)]
+    with lab_processes(count, arguments.latency) as (targets, processes):
         _read(targets[:1])  # warm-up: imports, first TLS contexts
         one_wall, one_cpu = min(_read(targets[:1]) for _ in range(3))
         labs_before = _cpu_seconds(processes)

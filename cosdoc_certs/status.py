@@ -15,10 +15,7 @@ import io
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
-
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from cosdoc_certs.consumers import COSDOC_CATALOG, Consumer, config_files, service_patterns
 from cosdoc_certs.display import Displayed
@@ -36,6 +33,10 @@ from cosdoc_certs.windows.connection import (
     default_pool,
 )
 from cosdoc_certs.windows.gather import GatherDocument
+
+if TYPE_CHECKING:  # rich renders text only: a fleet read that prints summaries never loads it
+    from rich.console import Console
+    from rich.table import Table
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,8 @@ class StatusReport(Displayed):
 
     def render(self, width: int = 160) -> str:
         """The report as text: a table per consumer, then its findings (thumbprints unbroken)."""
+        from rich.console import Console
+
         buffer = io.StringIO()
         console = Console(  # never Jupyter's display: the text goes to the buffer, in one piece
             file=buffer, width=width, force_terminal=False, force_jupyter=False, color_system=None
@@ -109,6 +112,8 @@ class StatusReport(Displayed):
         console.print(_summary(self.findings))
 
     def _table(self, status: ConsumerStatus) -> Table:
+        from rich.table import Table
+
         table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
         for column in ("where", "setting", "role", "thumbprint", "issued to", "days left"):
             table.add_column(column, overflow="fold")

@@ -124,11 +124,14 @@ class ConnectionInfo:
             client_key=str(self.client_key) if certificate else None,
         )
 
-    def inventory_entry(self, name: str = "lab", *, password_env: str = LAB_PASSWORD_ENV) -> str:
+    def inventory_entry(
+        self, name: str = "lab", *, password_env: str = LAB_PASSWORD_ENV, auth: str = "basic"
+    ) -> str:
         """The lab as a ``[customers.<name>]`` inventory entry (TOML text, no password).
 
         The WinRM password is read from ``password_env`` (export it, or set it in
-        ``os.environ``, before using the entry).
+        ``os.environ``, before using the entry); ``auth`` is the HTTPS logon (``negotiate``:
+        NTLM under Negotiate, as a consultant's domain account would use).
         """
         lines = [
             f"[customers.{name}]",
@@ -138,7 +141,7 @@ class ConnectionInfo:
             f'host = "{self.host}"',
             f"port = {self.https_port}",
             f'user = "{self.username}"',
-            'auth = "basic"',
+            f'auth = "{auth}"',
             f'password_env = "{password_env}"',
             f"ca_bundle = {_toml_string(self.ca_file)}",
         ]

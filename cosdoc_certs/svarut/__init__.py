@@ -15,6 +15,8 @@ Library use::
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from cosdoc_certs.svarut.api import (
     SvarutTarget,
     apply,
@@ -39,13 +41,14 @@ from cosdoc_certs.svarut.connection import (
     HostConnection,
     SshOptions,
     SudoPasswordError,
-    SvarutConnection,
-    connect,
 )
 from cosdoc_certs.svarut.gather import ContainerState, Endpoint, SvarutFacts
 from cosdoc_certs.svarut.layout import SAMDRIFT, SINGLE, Layout
 from cosdoc_certs.svarut.planning import NewCertificate, SvarutPlan, plan_rotation
 from cosdoc_certs.svarut.verify import VerifyReport
+
+if TYPE_CHECKING:
+    from cosdoc_certs.svarut.ssh import SvarutConnection, connect
 
 __all__ = [
     "SAMDRIFT",
@@ -83,3 +86,15 @@ __all__ = [
     "verify",
     "verify_async",
 ]
+
+
+_OVER_SSH = frozenset({"SvarutConnection", "connect"})
+
+
+def __getattr__(name: str) -> Any:
+    """``SvarutConnection`` and ``connect`` load asyncssh: imported when first asked for."""
+    if name in _OVER_SSH:
+        from cosdoc_certs.svarut import ssh
+
+        return getattr(ssh, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -28,7 +28,7 @@ from cosdoc_certs.svarut.apply import (
     undo,
 )
 from cosdoc_certs.svarut.check import SvarutCheck, check_plan
-from cosdoc_certs.svarut.connection import HostConnection, SshOptions, connect
+from cosdoc_certs.svarut.connection import HostConnection, SshOptions
 from cosdoc_certs.svarut.gather import Endpoint, SvarutFacts, gather
 from cosdoc_certs.svarut.planning import NewCertificate, SvarutPlan, plan_rotation
 from cosdoc_certs.svarut.verify import VerifyReport, check_facts
@@ -77,6 +77,8 @@ class SvarutTarget:
         """A new connection to the host."""
         if self.connector is not None:
             return await self.connector()
+        from cosdoc_certs.svarut.ssh import connect  # asyncssh: loaded when a host is used
+
         return await connect(self.ssh)
 
 

@@ -93,6 +93,10 @@ class _EnvelopeTooLarge(Exception):
 
 
 _PYPSRP_DEFAULT_ENVELOPE = 153600
+# pypsrp's WSMan() re-registers its XML namespace prefixes in ElementTree's global map (delete,
+# then add); two threads doing so at once break each other ("dictionary keys changed during
+# iteration"): transports are built one at a time
+_WSMAN_BUILD = threading.Lock()
 _CONFIG_NAMESPACES = {"cfg": "http://schemas.microsoft.com/wbem/wsman/1/config"}
 
 
@@ -206,21 +210,23 @@ class ConnectionOptions:
                 "certificate_pem": self.client_certificate,
                 "certificate_key_pem": self.client_key,
             }
-        return WSMan(
-            self.server,
-            port=self.effective_port,
-            username=self.username,
-            password=self.password,
-            ssl=self.uses_tls,
-            auth=self.wire_auth,
-            cert_validation=self.ca_bundle or True,  # type: ignore[arg-type]  # a path is allowed
-            encryption=self._encryption(),
-            connection_timeout=self.connection_timeout,
-            operation_timeout=self.operation_timeout,
-            read_timeout=self.read_timeout,
-            no_proxy=_is_loopback(self.server),
-            **extra,
-        )
+        auth = self.wire_auth
+        with _WSMAN_BUILD:
+            return WSMan(
+                self.server,
+                port=self.effective_port,
+                username=self.username,
+                password=self.password,
+                ssl=self.uses_tls,
+                auth=auth,
+                cert_validation=self.ca_bundle or True,  # type: ignore[arg-type]  # a path is allowed
+                encryption=self._encryption(),
+                connection_timeout=self.connection_timeout,
+                operation_timeout=self.operation_timeout,
+                read_timeout=self.read_timeout,
+                no_proxy=_is_loopback(self.server),
+                **extra,
+            )
 
     @property
     def wire_auth(self) -> str:
