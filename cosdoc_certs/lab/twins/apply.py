@@ -167,7 +167,10 @@ def _with_post_state(
         refusal = "-PostStateScript is not gather.ps1; the post-state was not read."
         return dataclasses.replace(document, post_state_error=refusal)
     state = gather_text(
-        server, _strings(parameters.get("ServicePatterns")), _strings(parameters.get("ConfigFiles"))
+        server,
+        _strings(parameters.get("ServicePatterns")),
+        _strings(parameters.get("ConfigFiles")),
+        post_state=True,
     )
     return dataclasses.replace(document, post_state=state)
 
