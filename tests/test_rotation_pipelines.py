@@ -19,6 +19,7 @@ from cosdoc_certs.errors import ApplyError
 from cosdoc_certs.journal import Outcome
 from cosdoc_certs.lab.faults import CIM_TIMEOUT
 from cosdoc_certs.lab.runner import Lab
+from cosdoc_certs.plan import ChangeKind
 from cosdoc_certs.windows.verify import FRESH_GATHER
 
 pytestmark = pytest.mark.timeout(120)
@@ -108,7 +109,7 @@ def test_a_failed_apply_is_undone_and_checked_in_one_more_pipeline(
 ) -> None:
     rplan = rotation.plan(target, bundle)
     before = {path: lab.server.files.read(path) for path in _config_paths(rplan)}
-    lab.server.faults.fail_action(3)
+    lab.server.faults.fail_action(_first_action_after_the_writes(rplan))
     lab.https.recorder.reset()
     with pytest.raises(ApplyError) as raised:
         rotation.apply(rplan, journal_dir=tmp_path, verify=True)
@@ -124,7 +125,7 @@ def test_a_failed_undo_post_state_read_is_checked_by_a_gather_of_its_own(
 ) -> None:
     rplan = rotation.plan(target, bundle)
     before = {path: lab.server.files.read(path) for path in _config_paths(rplan)}
-    lab.server.faults.fail_action(3)
+    lab.server.faults.fail_action(_first_action_after_the_writes(rplan))
     lab.server.faults.fail_gather(post_state_only=True)  # the apply stopped: its undo's read
     lab.https.recorder.reset()
     said: list[str] = []
@@ -136,6 +137,22 @@ def test_a_failed_undo_post_state_read_is_checked_by_a_gather_of_its_own(
     assert any("gathering again" in line and CIM_TIMEOUT in line for line in said), said
     assert "a gather of its own" in raised.value.hint
     assert CIM_TIMEOUT in raised.value.hint
+
+
+def test_an_apply_that_failed_before_changing_a_file_needs_no_undo_call_nor_gather(
+    lab: Lab, target: rotation.Target, bundle: CertificateBundle, tmp_path: Path
+) -> None:
+    rplan = rotation.plan(target, bundle)
+    imports = _count(rplan, ChangeKind.IMPORT_CERT)
+    assert imports >= 2
+    lab.server.faults.fail_action(imports)  # the last import: the others stay (by design)
+    lab.https.recorder.reset()
+    said: list[str] = []
+    with pytest.raises(ApplyError) as raised:
+        rotation.apply(rplan, journal_dir=tmp_path, progress=said.append)
+    assert raised.value.rolled_back
+    assert lab.https.recorder.script_names == ["apply"]  # nothing to undo, nothing to check
+    assert not any("undoing" in line or "gathering" in line for line in said), said
 
 
 def test_a_rollback_is_two_pipelines_checked_over_the_undos_post_state(
@@ -213,6 +230,16 @@ def test_a_rollback_that_cannot_read_the_state_at_all_says_it_is_not_proven(
     again = rotation.rollback(target, result.journal_path, journal_dir=tmp_path)
     assert again.outcome is Outcome.ROLLED_BACK
     assert {path: lab.server.files.read(path) for path in before} == before
+
+
+def _count(rplan: rotation.RotationPlan, kind: ChangeKind) -> int:
+    assert rplan.windows is not None
+    return sum(1 for change in rplan.windows.actions if change.kind is kind)
+
+
+def _first_action_after_the_writes(rplan: rotation.RotationPlan) -> int:
+    """The 1-based number of the first action after the imports and config writes."""
+    return _count(rplan, ChangeKind.IMPORT_CERT) + _count(rplan, ChangeKind.EDIT_CONFIG_KEY) + 1
 
 
 def _config_paths(rplan: rotation.RotationPlan) -> list[str]:

@@ -862,17 +862,17 @@ def _undo(host: WindowsHost, journal: Journal, *, in_run: bool, say: Progress) -
     pending = journal.steps_to_undo()
     steps = [step for step in pending if _may_have_changed(step)]
     actions = _undo_actions(steps, in_run=in_run)
-    post_state, problem = _run_undo(host, journal, actions, say)
-    if post_state is not None:
-        say("checking over the state the undo call read that the original files are back")
-    elif problem is not None:
-        say(
-            f"the undo call could not read the state it reached ({problem}): gathering again "
-            "to check that the original files are back"
-        )
-    else:
-        say("gathering again to check that the original files are back")
-    _check_restored(post_state or _gather(host, journal), steps)
+    post_state, problem = None, None
+    if actions:  # else nothing on the server to undo, and so nothing to check
+        post_state, problem = _run_undo(host, journal, actions, say)
+        if post_state is not None:
+            say("checking over the state the undo call read that the original files are back")
+        else:
+            say(
+                f"the undo call could not read the state it reached ({problem}): gathering "
+                "again to check that the original files are back"
+            )
+        _check_restored(post_state or _gather(host, journal), steps)
     journal.mark_many([(step["index"], StepStatus.UNDONE, "", {}) for step in pending])
     files = sum(1 for step in steps if step["name"] == "write-file")
     bindings = sum(1 for step in steps if step["name"] == "set-binding")
@@ -898,10 +898,8 @@ def _run_undo(
 ) -> tuple[WindowsFacts | None, str | None]:
     """The undo call, which ends by reading the state it reached with gather.ps1.
 
-    That state's facts, or None and why they could not be read (None, None: no call).
+    That state's facts, or None and why they could not be read.
     """
-    if not actions:
-        return None, None
     run_id = str(journal.context["run_id"])
     scope = GatherScope.of_run(journal)
     say(f"undoing: {len(actions)} action(s) in one call")
