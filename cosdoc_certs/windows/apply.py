@@ -484,9 +484,10 @@ def apply_windows(
     """Apply the plan's Windows changes on the open ``host`` in one call; roll back on failure.
 
     ``facts`` are those the plan was made from; ``consumers`` the catalog it was made with
-    (the rollback re-gathers with it, and the run ends by gathering with it: the result's
-    ``post_state``). ``parent`` is the step of a run journal that names this host's journal
-    before anything is touched. Raises :class:`ApplyError` after a rollback.
+    (the run ends by gathering with it: the result's ``post_state``; an undo after a failure
+    does the same, and checks the restoration over what it read). ``parent`` is the step of a
+    run journal that names this host's journal before anything is touched. Raises
+    :class:`ApplyError` after a rollback.
     """
     say = progress or _quiet
     changes = _windows_changes(plan)
