@@ -4,13 +4,17 @@ Run: python3 benchmarks/bench_windows_apply.py [--runs N] [--latency SECONDS ...
 Each run builds a fresh default lab installation (certificates made once), then over one
 session: gather and plan, apply (one ``apply.ps1`` pipeline, which ends by reading the state
 it reached with gather.ps1), and the verification over that post-state with real TLS
-handshakes (no pipeline of its own).
+handshakes (no pipeline of its own); then, in a session of its own, the rollback of that run
+from its journal (the gather that looks for hand edits, and the undo, whose check that the
+original bytes are back is made over the state the undo call read at its end).
 Prints the median time of each part and of the whole, with the WS-Management requests and
-pipelines the lab's call recording counted, the HTTP requests (authentication legs
-included) and the authentication handshakes — without latency and with 50 ms per request
-(``--latency`` changes the list), for each way of authenticating (``--auth`` picks some:
-negotiate-http, ntlm-http, kerberos-http, negotiate-https, basic-https, certificate-https;
-kerberos-http needs MIT Kerberos, see ``cosdoc_certs.lab.kerberos``).
+pipelines the lab's call recording counted (the rollback's apart), the HTTP requests
+(authentication legs included) and the authentication handshakes — without latency and with
+50 ms per request (``--latency`` changes the list), for each way of authenticating (``--auth``
+picks some: negotiate-http, ntlm-http, kerberos-http, negotiate-https, basic-https,
+certificate-https; kerberos-http needs MIT Kerberos, see ``cosdoc_certs.lab.kerberos``).
+A Receive that got only the first command's first-use progress record (it depends on timing)
+is counted apart.
 """
 
 from __future__ import annotations
@@ -25,11 +29,12 @@ import time
 from pathlib import Path
 
 from cosdoc_certs.certs import CertificateBundle, load_bundle
+from cosdoc_certs.journal import Journal, Outcome
 from cosdoc_certs.lab.kerberos import SERVICE_HOST, LabRealm, kerberos_tools_missing
 from cosdoc_certs.lab.runner import ConnectionInfo, Lab
 from cosdoc_certs.lab.scenarios import LabCertificates, default_installation, make_lab_certificates
 from cosdoc_certs.status import gather
-from cosdoc_certs.windows.apply import apply_windows
+from cosdoc_certs.windows.apply import apply_windows, rollback_windows
 from cosdoc_certs.windows.connection import ConnectionOptions, WindowsHost
 from cosdoc_certs.windows.planning import plan_windows
 from cosdoc_certs.windows.verify import POST_STATE, endpoint_map, verify_desired_facts
@@ -94,7 +99,7 @@ def one_rotation(
         assert not result.results or all(r.ok for r in result.results)
         assert report.ok, report.to_text()
         recorder = endpoint.recorder
-        return {
+        figures = {
             "http": endpoint.http_posts,
             "handshakes": len(endpoint.auth.authentications),
             "plan": planned - started,
@@ -105,6 +110,21 @@ def one_rotation(
             "requests": sum(recorder.requests.values()),
             "pipelines": len(recorder.pipelines),
         }
+        recorder.reset()
+        rollback_started = time.perf_counter()
+        with WindowsHost(_options(lab.connection_info(), auth)) as host:
+            undone = rollback_windows(host, Journal.load(result.journal_path))
+        figures["rollback"] = time.perf_counter() - rollback_started
+        assert undone.outcome is Outcome.ROLLED_BACK, undone.message
+        assert undone.post_state is not None, undone.post_state_problem
+        early = figures["rollback_early"] = recorder.progress_only_receives
+        figures["rollback_requests"] = sum(recorder.requests.values()) - early
+        figures["rollback_pipelines"] = len(recorder.pipelines)
+        return figures
+
+
+def _early(receives: float) -> str:
+    return f" (+{receives:.0f} Receive for the first-use progress record alone)" if receives else ""
 
 
 def main() -> None:
@@ -141,14 +161,17 @@ def _report(
                 one_rotation(certificates, latency, Path(folder) / str(number), auth, keytab)
             )
     last = done[-1]
-    median = {part: _ms([r[part] for r in done]) for part in ("total", "plan", "apply", "verify")}
+    parts = ("total", "plan", "apply", "verify", "rollback")
+    median = {part: _ms([r[part] for r in done]) for part in parts}
     print(
         f"{auth:17} latency {latency * 1000:3.0f} ms/request: rotation {median['total']}"
         f" (gather+plan {median['plan']}, apply {median['apply']},"
         f" verify {median['verify']}); {last['actions']:.0f} actions,"
         f" {last['requests']:.0f} WS-Man requests, {last['http']:.0f} HTTP requests,"
-        f" {last['handshakes']:.0f} handshake(s), {last['pipelines']:.0f} pipelines"
-        f" ({runs} runs)"
+        f" {last['handshakes']:.0f} handshake(s), {last['pipelines']:.0f} pipelines;"
+        f" rollback {median['rollback']} in a session of its own,"
+        f" {last['rollback_pipelines']:.0f} pipelines, {last['rollback_requests']:.0f} WS-Man"
+        f" requests{_early(last['rollback_early'])} ({runs} runs)"
     )
 
 

@@ -13,10 +13,10 @@ The faults, all through the lab's documented API (docs/lab.md): each Windows act
 WinRM request dropped before and after it is processed, a shell lost server side, each
 SvarUT operation failing or its connection dropped by the server, disk full, read-only file
 systems, a service broken for another reason, the wrong certificate served, failing
-handshakes; SIGINT and SIGTERM at every phase boundary and inside every remote call (in this
-process), SIGKILL at the same points (a ``cosdoc-certs apply`` subprocess, then
-``cosdoc-certs rollback`` in another); a second fault during the rollback. It prints
-``N/M survived``.
+handshakes, a failed read of the state reached at the end of the apply or of its undo; SIGINT
+and SIGTERM at every phase boundary and inside every remote call (in this process), SIGKILL
+at the same points (a ``cosdoc-certs apply`` subprocess, then ``cosdoc-certs rollback`` in
+another); a second fault during the rollback. It prints ``N/M survived``.
 """
 
 from __future__ import annotations
@@ -271,6 +271,9 @@ def _windows_cases(actions: int, requests: int) -> list[Case]:
         Case("Windows volume read-only", lambda lab: lab.server.faults.read_only(), second=True),
         Case("a service broken for another reason", _break_a_service, second=True),
         Case("second fault: the undo's first action fails too", _fail_apply_and_undo, True),
+        Case("the apply's read of the state it reached fails", _fail_post_state_read),
+        Case("the undo's read of the state it reached fails", _fail_apply_and_undo_read),
+        Case("second fault: every read after the undo fails", _fail_apply_and_reads, True),
         Case("Windows bindings serve the wrong certificate", _serve_old, noticed_by_verify=True),
     ]
     return cases
@@ -296,6 +299,20 @@ def _break_a_service(lab: Lab) -> None:
 def _fail_apply_and_undo(lab: Lab) -> None:
     lab.server.faults.fail_action(3)
     lab.server.faults.fail_action(1, call=2)
+
+
+def _fail_post_state_read(lab: Lab) -> None:
+    lab.server.faults.fail_gather(post_state_only=True)
+
+
+def _fail_apply_and_undo_read(lab: Lab) -> None:
+    lab.server.faults.fail_action(3)
+    lab.server.faults.fail_gather(post_state_only=True)  # the stopped apply reads none
+
+
+def _fail_apply_and_reads(lab: Lab) -> None:
+    lab.server.faults.fail_action(3)
+    lab.server.faults.fail_gather(times=2)  # the undo's own read, then the gather after it
 
 
 def _svarut_cases() -> list[Case]:

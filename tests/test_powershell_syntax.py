@@ -18,7 +18,7 @@ import tree_sitter_powershell
 
 from cosdoc_certs.consumers import COSDOC_CATALOG
 from cosdoc_certs.lab.twins.apply import _EXECUTORS as TWIN_EXECUTORS
-from cosdoc_certs.windows.apply import run_apply_script
+from cosdoc_certs.windows.apply import GatherScope, run_apply_script
 from cosdoc_certs.windows.apply_contract import (
     ACTION_TYPES,
     BEFORE_KEYS,
@@ -275,6 +275,7 @@ def run_apply_parameters() -> set[str]:
     """Every parameter name run_apply_script sends: with PFX files, the post-state, -Check."""
     host = _RecordingHost()
     actions = [RestartService("s")]
-    run_apply_script(host, actions, "run", [b"pfx"], "pw", post_state_for=COSDOC_CATALOG)  # type: ignore[arg-type]
+    scope = GatherScope.of(COSDOC_CATALOG)
+    run_apply_script(host, actions, "run", [b"pfx"], "pw", post_state=scope)  # type: ignore[arg-type]
     run_apply_script(host, actions, "run", check=True)  # type: ignore[arg-type]
     return host.sent

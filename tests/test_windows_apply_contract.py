@@ -34,7 +34,8 @@ from cosdoc_certs.lab.scenarios import (
 from cosdoc_certs.lab.server.httpsys import DEFAULT_SETTINGS, IIS_APP_ID, parse_endpoint
 from cosdoc_certs.lab.server.powershell import MAX_JSON_LENGTH
 from cosdoc_certs.lab.twins.apply import apply as twin_apply
-from cosdoc_certs.lab.twins.apply import http_sys_entry
+from cosdoc_certs.lab.twins.apply import http_sys_entry, new_before
+from cosdoc_certs.lab.twins.gather import gather as twin_gather
 from cosdoc_certs.lab.winrm import ScriptCall
 from cosdoc_certs.windows.apply import legacy_pfx
 from cosdoc_certs.windows.apply_contract import (
@@ -631,3 +632,37 @@ def test_a_failed_post_state_read_is_gather_ps1s_failure_document(server: LabSer
     assert document.post_state is not None
     with pytest.raises(GatherFailedError, match="OperationTimeout"):
         GatherDocument.from_json(document.post_state)
+
+
+def test_a_post_state_only_gather_failure_spares_a_gather_of_its_own(server: LabServer) -> None:
+    server.faults.fail_gather(post_state_only=True)
+    on_its_own = twin_gather(server, ScriptCall("gather", {"ConfigFiles": ["appsettings.json"]}))
+    (text,) = on_its_own.output
+    assert GatherDocument.from_json(text).computer_name  # not due: it is no post-state read
+    document = _post_state_call(server, load_script("gather"), [RestartService("KPR.Innsending")])
+    assert document.post_state is not None
+    with pytest.raises(GatherFailedError, match="OperationTimeout"):
+        GatherDocument.from_json(document.post_state)
+    again = _post_state_call(server, load_script("gather"), [RestartService("KPR.Innsending")])
+    assert again.post_state is not None
+    assert GatherDocument.from_json(again.post_state).computer_name  # times=1: spent
+
+
+def test_an_injected_action_failure_is_a_document_apply_ps1_could_write(
+    server: LabServer,
+) -> None:
+    """fail_action's result carries New-Before's defaults, as the script's catch does: the
+    client reads it as that action failing, not as a document off the contract."""
+    assert {kind: set(new_before(kind)) for kind in BEFORE_KEYS} == {
+        kind: set(keys) for kind, keys in BEFORE_KEYS.items()
+    }
+    server.faults.fail_action(2)
+    actions: list[Action] = [RestartService("KPR.Innsending"), RestartService("KPR.Innsending")]
+    document = _document_of(
+        server, {"Actions": actions_to_json(actions), "RunId": "r", "FileContents": []}
+    )
+    assert document.completed == 1
+    assert document.failed is not None
+    assert document.failed.index == 1
+    assert "Injected failure of action 2" in document.failed.message
+    assert document.failed.before == {"state": None, "stuck_process": None}

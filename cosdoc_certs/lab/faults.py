@@ -46,7 +46,7 @@ class ServerFaults:
         self._services: dict[str, str] = {}
         self._writes: str | None = None
         self._served: str | None = None
-        self._gathers: list[str] = []
+        self._gathers: list[tuple[str, bool]] = []  # (message, only a post-state read)
 
     def fail_action(self, n: int, message: str = "", *, call: int = 1) -> None:
         """Fail the ``n``-th action (1-based) of the ``call``-th ``apply`` call from now.
@@ -84,16 +84,21 @@ class ServerFaults:
         with self._lock:
             self._served = thumbprint.upper()
 
-    def fail_gather(self, message: str = CIM_TIMEOUT, *, times: int = 1) -> None:
+    def fail_gather(
+        self, message: str = CIM_TIMEOUT, *, times: int = 1, post_state_only: bool = False
+    ) -> None:
         """The next ``times`` reads of gather.ps1 fail as a whole with ``message``.
 
-        A gather of its own or the one at the end of an apply: as when WMI does not answer
-        within gather.ps1's ``-OperationTimeoutSec`` while services restart.
+        A gather of its own or the one at the end of an apply (or of an undo): as when WMI
+        does not answer within gather.ps1's ``-OperationTimeoutSec`` while services restart.
+        ``post_state_only``: only the reads at the end of an ``apply.ps1`` call count (its
+        ``-PostStateScript``); gathers of their own pass, e.g. the one a rollback makes before
+        its undo call.
         """
         if times < 1:
             raise ValueError("times counts from 1")
         with self._lock:
-            self._gathers += [message] * times
+            self._gathers += [(message, post_state_only)] * times
 
     def clear(self) -> None:
         """Remove every fault (the call count goes on)."""
@@ -129,10 +134,17 @@ class ServerFaults:
         with self._lock:
             return self._served
 
-    def gather_failure(self) -> str | None:
-        """Why this read of gather.ps1 fails as a whole, if an injected failure is due."""
+    def gather_failure(self, *, post_state: bool = False) -> str | None:
+        """Why this read of gather.ps1 fails as a whole, if an injected failure is due.
+
+        ``post_state``: the read at the end of an ``apply.ps1`` call.
+        """
         with self._lock:
-            return self._gathers.pop(0) if self._gathers else None
+            for position, (message, post_state_only) in enumerate(self._gathers):
+                if post_state or not post_state_only:
+                    del self._gathers[position]
+                    return message
+        return None
 
     def write_failure(self) -> str | None:
         """Why a file write fails now (disk full, read-only), if it does."""

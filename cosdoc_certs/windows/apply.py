@@ -15,13 +15,18 @@ Certbot's reverter is the model: every action is registered in the journal (kind
 values — never a secret. When an action fails, the connection drops, or the run is
 interrupted (Ctrl+C, SIGTERM), a second call undoes what was done in reverse order (files
 from their backups, bindings back to the old certificate, restarts of what was restarted or
-whose config was restored), then a gather proves the original bytes are back and
+whose config was restored), then the state it reached proves the original bytes are back and
 :class:`~cosdoc_certs.errors.ApplyError` is raised. A run in which every action succeeded ends
 in the same pipeline with ``gather.ps1`` over the state it reached (its text sent along as
 ``-PostStateScript``): :attr:`WindowsApplyResult.post_state` holds those facts, so a
 verification needs no pipeline of its own. A post-state read that fails leaves the run
 applied; ``post_state_problem`` says why there are no facts. :func:`rollback_windows` undoes a
 finished run from its journal, refusing when a file was changed by hand since.
+
+An undo call reads its post-state the same way, and the check that the original bytes and
+bindings are back is made over it: a rollback is two pipelines (the gather that looks for hand
+edits, the undo), an undo after a failed apply one. When the undo's read fails, a gather of
+its own makes the check, and the result says so.
 
 While ``apply.ps1`` runs, the ``pypsrp`` and ``psrpcore`` loggers are held at INFO or
 above (by :class:`~cosdoc_certs.windows.connection.WindowsHost`, for every script): at DEBUG
@@ -84,6 +89,7 @@ from cosdoc_certs.windows.gather import GatherDocument
 __all__ = [
     "JOURNAL_KIND",
     "CompiledPlan",
+    "GatherScope",
     "Step",
     "WindowsApplyResult",
     "apply_windows",
@@ -116,6 +122,39 @@ _T = TypeVar("_T")
 
 
 @dataclasses.dataclass(frozen=True)
+class GatherScope:
+    """What ``gather.ps1`` is asked to read: the services' name patterns and the config files."""
+
+    service_patterns: tuple[str, ...]
+    config_files: tuple[str, ...]
+
+    @classmethod
+    def of(cls, consumers: Sequence[Consumer]) -> GatherScope:
+        """What to read for ``consumers`` (what a gather for them reads)."""
+        return cls(tuple(service_patterns(consumers)), tuple(config_files(consumers)))
+
+    @classmethod
+    def of_run(cls, journal: Journal) -> GatherScope:
+        """What the run in ``journal`` was gathered with (its context's ``gather``)."""
+        recorded = journal.context["gather"]
+        return cls(tuple(recorded["service_patterns"]), tuple(recorded["config_files"]))
+
+    def to_dict(self) -> dict[str, list[str]]:
+        """The form kept in a journal's context."""
+        return {
+            "service_patterns": list(self.service_patterns),
+            "config_files": list(self.config_files),
+        }
+
+    def parameters(self) -> dict[str, list[str]]:
+        """``gather.ps1``'s parameters (also ``apply.ps1``'s, for its post-state read)."""
+        return {
+            "ServicePatterns": list(self.service_patterns),
+            "ConfigFiles": list(self.config_files),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
 class Step:
     """One action of the run and the journal details it is registered with (no secrets)."""
 
@@ -139,7 +178,13 @@ class CompiledPlan:
 
 @dataclasses.dataclass(frozen=True)
 class WindowsApplyResult(Displayed):
-    """How an apply or rollback ended, the per-action results and the backups left behind."""
+    """How an apply or rollback ended, the per-action results and the backups left behind.
+
+    ``post_state``: the facts ``apply.ps1`` read at the end of the call — after an apply, the
+    state it reached; after a rollback, the restored state its check was made over. None when
+    the read failed (``post_state_problem`` says why; a rollback then checked with a gather of
+    its own).
+    """
 
     host: str
     outcome: Outcome
@@ -439,9 +484,10 @@ def apply_windows(
     """Apply the plan's Windows changes on the open ``host`` in one call; roll back on failure.
 
     ``facts`` are those the plan was made from; ``consumers`` the catalog it was made with
-    (the rollback re-gathers with it, and the run ends by gathering with it: the result's
-    ``post_state``). ``parent`` is the step of a run journal that names this host's journal
-    before anything is touched. Raises :class:`ApplyError` after a rollback.
+    (the run ends by gathering with it: the result's ``post_state``; an undo after a failure
+    does the same, and checks the restoration over what it read). ``parent`` is the step of a
+    run journal that names this host's journal before anything is touched. Raises
+    :class:`ApplyError` after a rollback.
     """
     say = progress or _quiet
     changes = _windows_changes(plan)
@@ -480,7 +526,7 @@ def apply_windows(
                 run_id,
                 compiled.pfx_files,
                 password,
-                post_state_for=consumers,
+                post_state=GatherScope.of(consumers),
             )
             _record(journal, indexes, document)
             if document.stopped:
@@ -590,10 +636,7 @@ def _context(
         # The session apply.ps1 runs in: a rollback after a crash closes it first, which stops
         # an apply.ps1 still running on the server for the killed process.
         "shell_id": host.shell_id,
-        "gather": {
-            "service_patterns": service_patterns(consumers),
-            "config_files": config_files(consumers),
-        },
+        "gather": GatherScope.of(consumers).to_dict(),
         "plan": {"title": plan.title, "created": plan.created.isoformat()},
     }
 
@@ -606,13 +649,13 @@ def run_apply_script(
     password: str = "",
     *,
     check: bool = False,
-    post_state_for: Sequence[Consumer] | None = None,
+    post_state: GatherScope | None = None,
 ) -> ApplyDocument:
     """One ``apply.ps1`` call (with ``-Check``: nothing changed); the parsed result document.
 
-    With ``post_state_for`` (consumers), ``gather.ps1``'s text goes along, and a run in which
-    every action succeeded ends by gathering for those consumers (the document's
-    ``post_state``).
+    With ``post_state`` (what to read: ``GatherScope.of(consumers)``), ``gather.ps1``'s text
+    goes along, and a run in which every action succeeded ends by gathering that (the
+    document's ``post_state``).
     """
     parameters: dict[str, Any] = {
         "Actions": actions_to_json(actions),
@@ -624,10 +667,9 @@ def run_apply_script(
         parameters["PfxPassword"] = host.secure_string(password)
     if check:
         parameters["Check"] = True
-    elif post_state_for is not None:
+    elif post_state is not None:
         parameters["PostStateScript"] = load_script("gather")
-        parameters["ServicePatterns"] = service_patterns(post_state_for)
-        parameters["ConfigFiles"] = config_files(post_state_for)
+        parameters.update(post_state.parameters())
     data = host.run_script(SCRIPT_NAME, **parameters)
     return ApplyDocument.from_data(data)
 
@@ -730,7 +772,7 @@ def _recover(host: WindowsHost, journal: Journal, error: BaseException, say: Pro
     if isinstance(error, Exception):
         raise ApplyError(
             f"apply on {journal.host} failed and was rolled back: {problem}",
-            f"{undone}; fix the cause and run apply again (journal {journal.path})",
+            f"{undone.text}; fix the cause and run apply again (journal {journal.path})",
         ) from None
 
 
@@ -803,19 +845,35 @@ def _stuck_services(steps: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     return stuck
 
 
-def _undo(host: WindowsHost, journal: Journal, *, in_run: bool, say: Progress) -> str:
-    """Run the undo actions in one call, re-gather and check; returns what was restored."""
+@dataclasses.dataclass(frozen=True)
+class _Undone:
+    """What an undo restored (a sentence), and the state it was checked over.
+
+    ``post_state``: the facts the undo call read at its end; None when it did not (then
+    ``problem`` says why, and a gather of its own was checked instead).
+    """
+
+    text: str
+    post_state: WindowsFacts | None
+    problem: str | None
+
+
+def _undo(host: WindowsHost, journal: Journal, *, in_run: bool, say: Progress) -> _Undone:
+    """Run the undo actions in one call and check the state it reached; what was restored."""
     pending = journal.steps_to_undo()
     steps = [step for step in pending if _may_have_changed(step)]
     actions = _undo_actions(steps, in_run=in_run)
-    run_id = str(journal.context["run_id"])
-    if actions:
-        say(f"undoing: {len(actions)} action(s) in one call")
-        document = _with_reconnect(host, lambda: run_apply_script(host, actions, run_id))
-        if document.stopped:
-            raise ApplyError(f"undo {_stop_reason(actions, document)}")
-    say("gathering again to check that the original files are back")
-    _check_restored(host, journal, steps)
+    post_state, problem = None, None
+    if actions:  # else nothing on the server to undo, and so nothing to check
+        post_state, problem = _run_undo(host, journal, actions, say)
+        if post_state is not None:
+            say("checking over the state the undo call read that the original files are back")
+        else:
+            say(
+                f"the undo call could not read the state it reached ({problem}): gathering "
+                "again to check that the original files are back"
+            )
+        _check_restored(post_state or _gather(host, journal), steps)
     journal.mark_many([(step["index"], StepStatus.UNDONE, "", {}) for step in pending])
     files = sum(1 for step in steps if step["name"] == "write-file")
     bindings = sum(1 for step in steps if step["name"] == "set-binding")
@@ -824,13 +882,34 @@ def _undo(host: WindowsHost, journal: Journal, *, in_run: bool, say: Progress) -
         "start the service)"
         for name, process in _stuck_services(steps).items()
     ]
-    return "; ".join(
+    fallback = [f"checked by a gather of its own: the undo call's read failed ({problem})"]
+    text = "; ".join(
         [
             f"{files} config file(s) are byte-identical to before, {bindings} binding(s) back on "
             "their old certificate",
             *left,
+            *(fallback if problem is not None else []),
         ]
     )
+    return _Undone(text, post_state, problem)
+
+
+def _run_undo(
+    host: WindowsHost, journal: Journal, actions: Sequence[Action], say: Progress
+) -> tuple[WindowsFacts | None, str | None]:
+    """The undo call, which ends by reading the state it reached with gather.ps1.
+
+    That state's facts, or None and why they could not be read.
+    """
+    run_id = str(journal.context["run_id"])
+    scope = GatherScope.of_run(journal)
+    say(f"undoing: {len(actions)} action(s) in one call")
+    document = _with_reconnect(
+        host, lambda: run_apply_script(host, actions, run_id, post_state=scope)
+    )
+    if document.stopped:
+        raise ApplyError(f"undo {_stop_reason(actions, document)}")
+    return _post_state(document)
 
 
 def _may_have_changed(step: Mapping[str, Any]) -> bool:
@@ -854,23 +933,14 @@ def _with_reconnect(host: WindowsHost, call: Callable[[], _T]) -> _T:
 
 
 def _gather(host: WindowsHost, journal: Journal) -> WindowsFacts:
-    parameters = journal.context["gather"]
-    data = _with_reconnect(
-        host,
-        lambda: host.run_script(
-            "gather",
-            ServicePatterns=list(parameters["service_patterns"]),
-            ConfigFiles=list(parameters["config_files"]),
-        ),
-    )
+    """A gather of its own, of what the run in ``journal`` was gathered with."""
+    parameters = GatherScope.of_run(journal).parameters()
+    data = _with_reconnect(host, lambda: host.run_script("gather", **parameters))
     return WindowsFacts.from_document(GatherDocument.from_data(data))
 
 
-def _check_restored(
-    host: WindowsHost, journal: Journal, steps: Sequence[Mapping[str, Any]]
-) -> None:
-    """Gather and check every restored file has its sha256_before and bindings their old cert."""
-    facts = _gather(host, journal)
+def _check_restored(facts: WindowsFacts, steps: Sequence[Mapping[str, Any]]) -> None:
+    """Check in ``facts`` that every restored file has its sha256_before, bindings their cert."""
     problems = []
     for step in steps:
         details = step["details"]
@@ -930,11 +1000,20 @@ def rollback_windows(
                 ".bak files",
                 rolled_back=False,
             ) from None
-    journal.finish(Outcome.ROLLED_BACK, f"rolled back on request: {undone}")
+    journal.finish(Outcome.ROLLED_BACK, f"rolled back on request: {undone.text}")
     backups = tuple(
         str(step["details"]["backup"]) for step in reversed(steps) if step["name"] == "write-file"
     )
-    return WindowsApplyResult(journal.host, Outcome.ROLLED_BACK, journal.path, (), backups, undone)
+    return WindowsApplyResult(
+        journal.host,
+        Outcome.ROLLED_BACK,
+        journal.path,
+        (),
+        backups,
+        undone.text,
+        post_state=undone.post_state,
+        post_state_problem=undone.problem,
+    )
 
 
 def _stop_interrupted_call(host: WindowsHost, journal: Journal, say: Progress) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import dataclasses
 import hashlib
 import logging
@@ -167,7 +168,10 @@ def _with_post_state(
         refusal = "-PostStateScript is not gather.ps1; the post-state was not read."
         return dataclasses.replace(document, post_state_error=refusal)
     state = gather_text(
-        server, _strings(parameters.get("ServicePatterns")), _strings(parameters.get("ConfigFiles"))
+        server,
+        _strings(parameters.get("ServicePatterns")),
+        _strings(parameters.get("ConfigFiles")),
+        post_state=True,
     )
     return dataclasses.replace(document, post_state=state)
 
@@ -204,6 +208,23 @@ def _read_actions(parameters: dict[str, Any]) -> list[Action]:
     return actions_from_json(text, contents)
 
 
+_NEW_BEFORE: dict[str, dict[str, Any]] = {
+    "import-pfx": {"present": [], "with_key": [], "key_provider": None, "authorities_added": []},
+    "write-file": {"sha256": None, "backup": None},
+    "grant-read": {"key_file": None, "could_read": False},
+    "set-binding": {"thumbprint": None, "settings": None},
+    "restart-service": {"state": None, "stuck_process": None},
+    "recycle-pool": {"state": None},
+    "restore-file": {"sha256": None, "restored": False},
+    "remove-authority": {"existed": False},
+}
+
+
+def new_before(kind: str) -> dict[str, Any]:
+    """apply.ps1's New-Before: an action's "before" facts, at their defaults until it runs."""
+    return copy.deepcopy(_NEW_BEFORE[kind])
+
+
 def _run_actions(run: _Run, actions: list[Action]) -> ApplyDocument:
     """Check every write-file's hash, then run the actions in order up to the first failure."""
     run.server.faults.apply_call_started()
@@ -215,7 +236,7 @@ def _run_actions(run: _Run, actions: list[Action]) -> ApplyDocument:
         try:
             injected = run.server.faults.action_failure(index)
             if injected is not None:  # the lab's fail_action: before the action changes anything
-                raise ActionFailed(injected, {})
+                raise ActionFailed(injected, new_before(action.action))
             message, before = _EXECUTORS[type(action)](run, action)
         except ActionFailed as failure:
             results.append(

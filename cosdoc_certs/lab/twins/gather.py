@@ -103,14 +103,19 @@ def gather(server: CosDocServer, call: ScriptCall) -> ScriptResult:
 
 
 def gather_text(
-    server: CosDocServer, service_patterns: Iterable[str], config_files: Iterable[str]
+    server: CosDocServer,
+    service_patterns: Iterable[str],
+    config_files: Iterable[str],
+    *,
+    post_state: bool = False,
 ) -> str:
     """The JSON text gather.ps1 writes in FullLanguage (the caller holds ``server.lock``).
 
-    Also what ``apply.ps1`` runs at the end of a successful run (``-PostStateScript``).
+    Also what ``apply.ps1`` runs at the end of a successful run (``-PostStateScript``):
+    ``post_state`` then.
     """
     try:
-        injected = server.faults.gather_failure()
+        injected = server.faults.gather_failure(post_state=post_state)
         if injected is not None:  # the lab's fail_gather: a CIM query timed out
             return _failure_text(injected)
         return gather_document(server, service_patterns, config_files).to_json()

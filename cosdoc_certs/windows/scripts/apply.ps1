@@ -57,7 +57,8 @@
     -PostStateScript is the text of gather.ps1, sent along by the client: after a run in which
     every action succeeded, it is run (with -ServicePatterns and -ConfigFiles) over the state
     the actions reached, and the JSON document it wrote travels back as "post_state" (text),
-    so the client verifies without a pipeline of its own. A text that is not gather.ps1, or
+    so the client verifies a run, or checks that an undo restored the original files and
+    bindings, without a pipeline of its own. A text that is not gather.ps1, or
     a read that fails, sets "post_state_error" instead; the actions' results stand either way.
 
     -Check runs every action's preconditions instead of the action, changing nothing, and
