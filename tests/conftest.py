@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from cosdoc_certs import rotation
+from cosdoc_certs.certs import CertificateBundle, load_bundle
 from cosdoc_certs.lab import certs
 from cosdoc_certs.lab.kerberos import LabRealm, kerberos_tools_missing
 from cosdoc_certs.lab.runner import Lab
@@ -31,6 +33,19 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
     """The default lab installation, the Windows server and the SvarUT host, running."""
     with Lab(root=tmp_path / "lab") as running:
         yield running
+
+
+@pytest.fixture
+def target(lab: Lab) -> rotation.Target:
+    """The running lab as a rotation target (its Windows server and SvarUT host)."""
+    return rotation.lab_target(lab.connection_info(), name="testkommune")
+
+
+@pytest.fixture
+def bundle(lab: Lab) -> CertificateBundle:
+    """The lab's renewed certificates: the enterprise pair's PFX and the SSL PFX."""
+    info = lab.connection_info()
+    return load_bundle([info.pfx_files["pair"], info.pfx_files["ssl"]], info.pfx_password)
 
 
 @pytest.fixture(scope="session")

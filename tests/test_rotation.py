@@ -25,17 +25,6 @@ from cosdoc_certs.lab.runner import Lab
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.fixture
-def target(lab: Lab) -> rotation.Target:
-    return rotation.lab_target(lab.connection_info(), name="testkommune")
-
-
-@pytest.fixture
-def bundle(lab: Lab) -> CertificateBundle:
-    info = lab.connection_info()
-    return load_bundle([info.pfx_files["pair"], info.pfx_files["ssl"]], info.pfx_password)
-
-
 def _new(bundle: CertificateBundle) -> set[str]:
     return {info.thumbprint for info in bundle.certificates if info.role}
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from cosdoc_certs import rotation
-from cosdoc_certs.certs import CertificateBundle, load_bundle
+from cosdoc_certs.certs import CertificateBundle
 from cosdoc_certs.errors import ApplyError
 from cosdoc_certs.journal import Outcome
 from cosdoc_certs.lab.faults import CIM_TIMEOUT
@@ -33,17 +33,6 @@ MAX_ROLLBACK_REQUESTS = 7
 """WS-Man requests of a rollback in one session: Create and Receive (open), Command and Receive
 (the gather that looks for hand edits), Command and Receive (the undo, ending with its read of
 the state it reached), Delete."""
-
-
-@pytest.fixture
-def target(lab: Lab) -> rotation.Target:
-    return rotation.lab_target(lab.connection_info(), name="testkommune")
-
-
-@pytest.fixture
-def bundle(lab: Lab) -> CertificateBundle:
-    info = lab.connection_info()
-    return load_bundle([info.pfx_files["pair"], info.pfx_files["ssl"]], info.pfx_password)
 
 
 def test_a_verified_rotation_is_two_pipelines_in_one_session(
