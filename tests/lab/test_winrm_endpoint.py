@@ -334,16 +334,15 @@ def test_a_dropped_connection_surfaces_as_a_connection_error(
 def test_latency_injection_slows_every_request(connect: Any, endpoint: WinRMEndpoint) -> None:
     with RunspacePool(wsman(connect)) as pool:
         run(pool, "echo", Value=0)
+        endpoint.faults.latency_per_request = 0.1
         endpoint.recorder.reset()
         started = time.perf_counter()
         run(pool, "echo", Value=1)
-        fast = time.perf_counter() - started
-        requests_per_invoke = sum(endpoint.recorder.requests.values())
-        endpoint.faults.latency_per_request = 0.1
-        started = time.perf_counter()
-        run(pool, "echo", Value=2)
         slow = time.perf_counter() - started
-    assert slow - fast >= 0.9 * 0.1 * requests_per_invoke
+        requests = sum(endpoint.recorder.requests.values())
+    assert requests >= 2  # Command and Receive at least
+    # a lower bound only: a loaded machine makes the run slower, never faster
+    assert slow >= 0.1 * requests
 
 
 def test_a_slow_pipeline_exercises_the_receive_timeout_and_retry(
