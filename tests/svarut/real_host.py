@@ -289,7 +289,15 @@ class RealSvarutHost:
     def leftovers_in_tmp(self) -> list[Path]:
         """Anything the test user left in /tmp (staging folders, stray files)."""
         uid = pwd.getpwnam(self.user).pw_uid
-        return [path for path in Path("/tmp").iterdir() if path.lstat().st_uid == uid]
+        return [path for path in Path("/tmp").iterdir() if _owner(path) == uid]
+
+
+def _owner(path: Path) -> int | None:
+    """The owner's uid; None for a file another process removed since /tmp was listed."""
+    try:
+        return path.lstat().st_uid
+    except FileNotFoundError:
+        return None
 
 
 @contextlib.contextmanager
