@@ -107,7 +107,8 @@ def one_rotation(
             "verify": verified - applied,
             "total": verified - started,
             "actions": len(result.results),
-            "requests": sum(recorder.requests.values()),
+            "early": recorder.progress_only_receives,
+            "requests": sum(recorder.requests.values()) - recorder.progress_only_receives,
             "pipelines": len(recorder.pipelines),
         }
         recorder.reset()
@@ -167,7 +168,8 @@ def _report(
         f"{auth:17} latency {latency * 1000:3.0f} ms/request: rotation {median['total']}"
         f" (gather+plan {median['plan']}, apply {median['apply']},"
         f" verify {median['verify']}); {last['actions']:.0f} actions,"
-        f" {last['requests']:.0f} WS-Man requests, {last['http']:.0f} HTTP requests,"
+        f" {last['requests']:.0f} WS-Man requests{_early(last['early'])},"
+        f" {last['http']:.0f} HTTP requests,"
         f" {last['handshakes']:.0f} handshake(s), {last['pipelines']:.0f} pipelines;"
         f" rollback {median['rollback']} in a session of its own,"
         f" {last['rollback_pipelines']:.0f} pipelines, {last['rollback_requests']:.0f} WS-Man"
