@@ -332,7 +332,7 @@ class WindowsHost:
     def _who(self) -> str:
         if self.options.auth == "certificate":
             return f"the client certificate {self.options.client_certificate}"
-        return repr(self.options.username) if self.options.username else "the logged-on user"
+        return f"'{self.options.username}'" if self.options.username else "the logged-on user"
 
     def __enter__(self) -> WindowsHost:
         self.open()

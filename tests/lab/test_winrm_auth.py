@@ -87,6 +87,29 @@ def test_negotiate_to_an_address_is_ntlm_from_the_first_token(lab: Lab) -> None:
     assert lab.http.auth.authentications[0].protocol == "ntlm"
 
 
+def test_a_dot_backslash_local_account_logs_on_over_sealed_ntlm(lab: Lab) -> None:
+    """Windows takes ``.`` as this computer's name in an NTLM logon: ``.\\lab-admin`` is the
+    local account (the NTLM response is computed over the domain the client sent)."""
+    info = lab.connection_info()
+    user = ".\\" + info.username.rpartition("\\")[2]
+    options = ConnectionOptions(
+        info.host, port=info.http_port, username=user, password=info.password, https=False
+    )
+    assert status(options).facts.computer_name == "COSDOC-APP01"
+    assert lab.http.auth.authentications[-1].protocol == "ntlm"
+    assert lab.http.recorder.faults["Unauthorized"] == 0
+
+
+def test_a_refused_user_name_is_shown_as_typed(lab: Lab) -> None:
+    info = lab.connection_info()
+    options = ConnectionOptions(
+        info.host, port=info.http_port, username="LAB\\nobody", password="wrong", https=False
+    )
+    with pytest.raises(CredentialsError) as caught:
+        status(options)
+    assert "the credentials of 'LAB\\nobody'" in str(caught.value)  # one backslash, as typed
+
+
 def test_negotiate_over_https_works_without_sealing(lab: Lab) -> None:
     assert status(lab.connection_info().options(https=True)).facts.computer_name == "COSDOC-APP01"
 

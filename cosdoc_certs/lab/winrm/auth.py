@@ -154,9 +154,12 @@ class Authenticator:
         return Path(self._folder.name, "ntlm-users")
 
     def _write_user_file(self) -> None:
+        # "." is this computer's name in a logon (.\user), as Windows takes it; the NTLM
+        # response is computed over the domain the client sent, so each form needs its line
         lines = [
             f":{self.username}:{self._password}",
             f"{self.computer}:{self.username}:{self._password}",
+            f".:{self.username}:{self._password}",
         ]
         descriptor = os.open(self._user_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "w", encoding="utf-8") as file:
