@@ -11,7 +11,11 @@ Windows Server 2016–2022 (Windows PowerShell 5.1) are checked on the tree:
   error skips the ``catch``);
 - native programs run only through ``Invoke-Native``, which bounds them with a timeout, and
   every ``Invoke-Native`` result's ``ExitCode`` is read in the same function; CIM queries
-  carry ``-OperationTimeoutSec``; ``WaitForStatus`` gets a timeout.
+  carry ``-OperationTimeoutSec``; ``WaitForStatus`` gets a timeout;
+- a script another one runs through ``ScriptBlock.Invoke`` (gather.ps1, inside apply.ps1)
+  reaches nothing of its caller's: no ``$script:``/``$global:``/``-Scope``, ``exit``, loose
+  ``break``/``continue``, ``$PSCmdlet``/``$MyInvocation``/``$PSScriptRoot``/``$PSCommandPath``,
+  ``$input``/``$args``, named blocks or ``Mandatory`` parameters.
 
 Each check returns a list of problems (``"line: what"``); the tests in
 ``test_powershell_syntax.py`` assert the scripts have none and that each check does catch
@@ -353,3 +357,70 @@ def script_parameters(root: tree_sitter.Node) -> list[str]:
         for variable in parameter.children
         if variable.type == "variable"
     ]
+
+
+# What acts differently in a script that another script runs through ScriptBlock.Invoke
+# (apply.ps1 runs gather.ps1 so, as -PostStateScript): a new scope under the caller's, no
+# command processor. Checked against PowerShell's source (docs/windows.md).
+_CALLER_VARIABLES = frozenset({"pscmdlet", "myinvocation", "psscriptroot", "pscommandpath"})
+_INPUT_VARIABLES = frozenset({"input", "args"})
+_LOOPS = frozenset(
+    {"foreach_statement", "for_statement", "while_statement", "do_statement", "switch_statement"}
+)
+_NAMED_BLOCKS = frozenset({"begin", "process", "end", "dynamicparam", "clean"})
+
+
+def invoked_script_problems(root: tree_sitter.Node) -> list[str]:
+    """Constructs whose meaning changes when the script runs inside another one (Invoke).
+
+    ``$script:``/``$global:`` and ``-Scope`` reach the caller's variables; ``exit`` and a
+    ``break``/``continue`` outside a loop leave the caller too (flow control passes through
+    Invoke and through the caller's catch); ``$PSCmdlet`` and the invocation variables are
+    not set by Invoke (a lookup finds the caller's); ``$input``/``$args`` get nothing; named
+    blocks make Invoke refuse to run; ``Mandatory`` is not enforced.
+    """
+    problems = []
+    for node in _walk(root):
+        line = node.start_point[0] + 1
+        text = _text(node)
+        if node.type == "variable":
+            problems += _variable_problem(line, text)
+        elif node.type == "command_parameter" and text.casefold().startswith("-scope"):
+            problems.append(f"{line}: {text} reaches the caller's scopes")
+        elif node.type == "flow_control_statement":
+            problems += _flow_problem(node, line, text)
+        elif node.type == "command" and _enclosing_function(node) is None:
+            name = next((c for c in node.children if c.type == "command_name"), None)
+            if name is not None and _text(name).casefold() in _NAMED_BLOCKS:
+                problems.append(f"{line}: a {_text(name)} block: Invoke runs one clause only")
+        elif node.type == "attribute" and re.match(r"\[Parameter\(.*Mandatory", text, re.I | re.S):
+            problems.append(f"{line}: Mandatory is not enforced when arguments are positional")
+    return problems
+
+
+def _variable_problem(line: int, text: str) -> list[str]:
+    name = text.lstrip("$").strip("{}").casefold()
+    scope, _, bare = name.rpartition(":")
+    if scope in ("script", "global"):
+        return [f"{line}: {text} is the caller's variable under Invoke"]
+    if bare in _CALLER_VARIABLES and not scope:
+        return [f"{line}: {text} is not set by Invoke (a lookup finds the caller's)"]
+    if bare in _INPUT_VARIABLES and not scope:
+        return [f"{line}: {text} is empty under Invoke"]
+    return []
+
+
+def _flow_problem(node: tree_sitter.Node, line: int, text: str) -> list[str]:
+    keyword = text.split(None, 1)[0].casefold() if text.strip() else ""
+    if keyword == "exit":
+        return [f"{line}: exit ends the calling script too"]
+    if keyword not in ("break", "continue"):
+        return []
+    current = node.parent
+    while current is not None:
+        if current.type in _LOOPS:
+            return []
+        if current.type in ("function_statement", "script_block_expression"):
+            break
+        current = current.parent
+    return [f"{line}: {keyword} outside a loop leaves the calling script's statement"]

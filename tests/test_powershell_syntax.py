@@ -243,6 +243,46 @@ def test_apply_ps1_runs_gather_ps1_with_gathers_own_parameters_in_their_order() 
     assert f"$reader.Invoke({arguments})" in source
 
 
+def test_gather_ps1_means_the_same_run_inside_apply_ps1() -> None:
+    """apply.ps1 runs gather.ps1 through ScriptBlock.Invoke: nothing in it may reach out."""
+    assert static.invoked_script_problems(_script("gather.ps1")) == []
+
+
+@pytest.mark.parametrize(
+    ("source", "problem"),
+    [
+        (b"$script:SchemaVersion = 2", "caller's variable"),
+        (b"${global:cache} = @{}", "caller's variable"),
+        (b"Set-Variable -Name x -Value 1 -Scope Script", "-Scope"),
+        (b"if ($bad) { exit 1 }", "exit ends the calling script"),
+        (b"function f { break }", "break outside a loop"),
+        (b"1, 2 | ForEach-Object { if ($_) { continue } }", "continue outside a loop"),
+        (b"if ($PSCmdlet.ShouldProcess('x')) { }", "not set by Invoke"),
+        (b"$here = Split-Path -Path $MyInvocation.MyCommand.Path", "not set by Invoke"),
+        (b"$root = $PSScriptRoot", "not set by Invoke"),
+        (b"foreach ($item in $input) { }", "empty under Invoke"),
+        (b"param([string] $a)\nbegin { }\nend { $a }", "one clause only"),
+        (b"param([Parameter(Mandatory = $true)][string[]] $Patterns)", "Mandatory"),
+    ],
+)
+def test_the_invoked_script_check_catches_what_reaches_the_caller(
+    source: bytes, problem: str
+) -> None:
+    problems = static.invoked_script_problems(static.parse(source))
+    assert any(problem in found for found in problems), problems
+
+
+def test_the_invoked_script_check_passes_loops_locals_and_returns() -> None:
+    source = (
+        b"param([string[]] $ServicePatterns = @())\n"
+        b"if ($x) { ConvertTo-Json -InputObject @{} -Compress; return }\n"
+        b"$ScriptText = 1; $scriptRoot = 2; $arguments = 3\n"
+        b"function f { foreach ($p in $ServicePatterns) { if ($p) { continue } }\n"
+        b"  while ($true) { break }; switch ($a) { 1 { break } }; do { continue } until ($true) }\n"
+    )
+    assert static.invoked_script_problems(static.parse(source)) == []
+
+
 def test_apply_ps1_takes_every_parameter_python_sends() -> None:
     sent = run_apply_parameters()
     assert sent <= set(static.script_parameters(_script("apply.ps1")))
