@@ -282,3 +282,20 @@ def test_a_target_outside_a_block_opens_a_session_per_call(
     rotation.plan(target, bundle)
     assert len(recorder.shells) == 2
     assert recorder.requests["Delete"] == 2
+
+
+def test_every_script_of_a_session_runs_in_a_scope_of_its_own(
+    lab: Lab, target: rotation.Target, bundle: CertificateBundle, tmp_path: Path
+) -> None:
+    """A script command without UseLocalScope runs in the runspace's global scope (PowerShell's
+    Command.cs: unspecified is false for a script), so gather.ps1's functions, variables,
+    StrictMode and $ErrorActionPreference would still be there when apply.ps1 runs in the same
+    session. Each script asks for a scope of its own, as a .ps1 file run with & gets."""
+    recorder = lab.https.recorder
+    recorder.reset()
+    with target:
+        rplan = rotation.plan(target, bundle)
+        result = rotation.apply(rplan, journal_dir=tmp_path, verify=True)
+        rotation.rollback(target, result.journal_path, journal_dir=tmp_path)
+    assert len(recorder.pipelines) >= 4
+    assert recorder.global_scope_pipelines == []

@@ -451,7 +451,10 @@ class WindowsHost:
         with self._remote_errors(f"run {name}"), protocol_logs_quiet():
             try:
                 values = self._session_values(pool, parameters)
-                shell.add_script(script)
+                # a scope of its own, as a .ps1 run with &: unspecified, PowerShell runs a
+                # script in the global scope, and what it defines stays for the session's
+                # next script (functions, variables, StrictMode, $ErrorActionPreference)
+                shell.add_script(script, use_local_scope=True)
                 for parameter, value in values.items():
                     shell.add_parameter(parameter, value)
                 output = shell.invoke()

@@ -169,6 +169,7 @@ class CallRecorder:
         self._faults: Counter[str] = Counter()
         self._shells: list[str] = []
         self._pipelines: list[str] = []
+        self._global_scope_pipelines: list[str] = []
         self._scripts: list[ScriptRun] = []
         self._largest: dict[str, int] = {}
         self._progress_only_receives = 0
@@ -180,6 +181,7 @@ class CallRecorder:
             self._faults.clear()
             self._shells.clear()
             self._pipelines.clear()
+            self._global_scope_pipelines.clear()
             self._scripts.clear()
             self._largest.clear()
             self._progress_only_receives = 0
@@ -216,10 +218,13 @@ class CallRecorder:
         with self._lock:
             self._shells.append(shell_id)
 
-    def pipeline_created(self, command_id: str) -> None:
-        """Record a new pipeline (Command)."""
+    def pipeline_created(self, command_id: str, *, local_scope: bool = True) -> None:
+        """Record a new pipeline (Command); ``local_scope`` False for a script PowerShell runs
+        in the runspace's global scope (a script command without UseLocalScope=true)."""
         with self._lock:
             self._pipelines.append(command_id)
+            if not local_scope:
+                self._global_scope_pipelines.append(command_id)
 
     def script_ran(self, run: ScriptRun) -> None:
         """Record a finished (or stopped) script run."""
@@ -231,6 +236,14 @@ class CallRecorder:
         """Requests by WS-Management action name."""
         with self._lock:
             return Counter(self._requests)
+
+    @property
+    def global_scope_pipelines(self) -> list[str]:
+        """Pipelines whose script ran in the runspace's global scope: what it defined (its
+        functions, variables, StrictMode, $ErrorActionPreference) stays for the next script of
+        the same session, as PowerShell does for a script command without UseLocalScope."""
+        with self._lock:
+            return list(self._global_scope_pipelines)
 
     @property
     def faults(self) -> Counter[str]:

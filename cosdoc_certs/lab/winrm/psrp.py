@@ -247,11 +247,13 @@ class ShellSession:
                 is_script=bool(cmd.is_script),
                 parameters=tuple((name, _to_python(value)) for name, value in cmd.parameters),
                 end_of_statement=bool(cmd.end_of_statement),
+                use_local_scope=cmd.use_local_scope,
             )
             for cmd in getattr(metadata, "commands", [])
         ]
         pipe.script = next((cmd.text for cmd in commands if cmd.is_script), "")
-        self._services.recorder.pipeline_created(pipe.command_id)
+        scope = next((cmd.use_local_scope for cmd in commands if cmd.is_script), None)
+        self._services.recorder.pipeline_created(pipe.command_id, local_scope=scope is True)
         try:
             pipe.dispatched = self._services.registry.dispatch(commands)
         except ScriptNotRecognised as error:

@@ -83,6 +83,7 @@ class CommandSpec:
     is_script: bool
     parameters: tuple[tuple[str | None, Any], ...] = ()
     end_of_statement: bool = True
+    use_local_scope: bool | None = None  # None: PowerShell runs a script in the global scope
 
 
 @dataclass(frozen=True)
