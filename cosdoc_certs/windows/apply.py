@@ -113,6 +113,9 @@ PHASES = (
 )
 """The order in which apply runs the kinds of Windows changes."""
 _PFX_ITERATIONS = 2048
+"""Key-derivation rounds of the PFX sent to the server: enough, as its password is a fresh
+~192-bit random value (no guessing to slow down), and the file only travels inside the
+encrypted WinRM channel before it is imported and dropped."""
 # A failed action of these kinds changed nothing (a failed write-file: unless it made a backup;
 # a failed set-binding: unless it got as far as reading the entry's settings for netsh).
 _NO_CHANGE_WHEN_FAILED = frozenset({"import-pfx", "grant-read"})
